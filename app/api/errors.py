@@ -1,0 +1,64 @@
+"""One JSON error shape for every 4xx and 5xx: {"error", "code", "details"}."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from app.core.errors import TaskerError, describe_messages
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, message: str, code: str, details: dict[str, Any] | None = None
+) -> Response:
+    response = jsonify({"error": message, "code": code, "details": details or {}})
+    response.status_code = status
+    return response
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(TaskerError)
+    def tasker_error(exc: TaskerError) -> Response:
+        if exc.status >= 500:
+            logger.warning("%s: %s %s", exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.message, exc.code, exc.details)
+
+    @app.errorhandler(ValidationError)
+    def validation_error(exc: ValidationError) -> Response:
+        problems = " ".join(describe_messages(exc.messages))
+        details = (
+            exc.messages
+            if isinstance(exc.messages, dict)
+            else {"_schema": exc.messages}
+        )
+        return error_response(
+            400, f"Invalid request: {problems}", "validation_error", details
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        response = error_response(
+            exc.code or 500, exc.description or exc.name, _snake(exc.name)
+        )
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(
+            500, "Internal server error; the problem has been logged.", "internal_error"
+        )

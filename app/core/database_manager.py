@@ -1,0 +1,89 @@
+"""One pooled SQLAlchemy engine per process, and transactions that report outages."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from app.core.errors import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def normalize_url(url: str) -> str:
+    """Accept the common `postgres://` spelling and pick the psycopg2 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+class DatabaseManager:
+    """Owns the engine; the engine is created lazily and again after a fork."""
+
+    def __init__(self, url: str, pool_size: int = 10):
+        self.url = normalize_url(url)
+        self.pool_size = pool_size
+        self._engine: Engine | None = None
+        self._pid = 0
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None or self._pid != os.getpid():
+            if self._engine is not None:
+                # A pool inherited across fork shares sockets with the parent: drop it unclosed.
+                self._engine.dispose(close=False)
+            self._engine = self._create_engine()
+            self._pid = os.getpid()
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        if self.url.startswith("sqlite"):
+            return sa.create_engine(self.url, connect_args={"timeout": 15})
+        return sa.create_engine(
+            self.url,
+            pool_size=self.pool_size,
+            max_overflow=self.pool_size,
+            pool_timeout=5,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 3, "application_name": "tasker"},
+        )
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction; a dropped connection is retried once."""
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except (OperationalError, InterfaceError) as exc:
+                if attempt == 1 and exc.connection_invalidated:
+                    logger.warning("database connection was lost; retrying once")
+                    continue
+                raise DatabaseUnavailable(_reason(exc)) from exc
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise DatabaseUnavailable(_reason(exc)) from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable unless a trivial query succeeds."""
+        self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _reason(exc: DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -1,0 +1,152 @@
+"""The tasks table, the statuses, and every query on it."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Row
+
+metadata = sa.MetaData()
+JSONValue = sa.JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
+
+
+class TaskStatus(enum.StrEnum):
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRYING = "RETRYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("parameters", JSONValue, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("result", JSONValue),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="5"),
+    sa.Column("progress", sa.SmallInteger),
+    sa.Column("owner", sa.String(100)),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column(
+        "created_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.now(),
+    ),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "updated_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.now(),
+    ),
+    sa.Index("ix_tasks_status_created_at", "status", "created_at"),
+    sa.Index("ix_tasks_name_created_at", "name", "created_at"),
+    sa.Index("ix_tasks_created_at", "created_at"),
+)
+
+_not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
+
+
+def insert(
+    conn: Connection,
+    task_id: uuid.UUID,
+    name: str,
+    parameters: dict[str, Any],
+    queue: str,
+) -> None:
+    """Insert a new PENDING row."""
+    conn.execute(
+        tasks.insert().values(
+            id=task_id,
+            name=name,
+            parameters=parameters,
+            status=TaskStatus.PENDING,
+            queue=queue,
+        )
+    )
+
+
+def get(conn: Connection, task_id: uuid.UUID) -> Row | None:
+    return conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+
+
+def get_output(conn: Connection, task_id: uuid.UUID) -> Row | None:
+    """Only the columns the reference output shows."""
+    query = sa.select(tasks.c.status, tasks.c.result, tasks.c.error).where(
+        tasks.c.id == task_id
+    )
+    return conn.execute(query).first()
+
+
+def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
+    """Remove a row that was never published (its submit failed)."""
+    conn.execute(
+        tasks.delete().where(
+            tasks.c.id == task_id, tasks.c.status == TaskStatus.PENDING
+        )
+    )
+
+
+def claim(conn: Connection, task_id: uuid.UUID) -> int | None:
+    """Mark a non-terminal row STARTED; return its attempt count, or None if it may not run."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, _not_terminal)
+        .values(
+            status=TaskStatus.STARTED,
+            attempts=tasks.c.attempts + 1,
+            started_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+        .returning(tasks.c.attempts)
+    )
+    return conn.execute(query).scalar()
+
+
+def finish(
+    conn: Connection,
+    task_id: uuid.UUID,
+    status: TaskStatus,
+    result: Any = None,
+    error: str | None = None,
+) -> bool:
+    """Record a terminal outcome unless one is already recorded; True if this call wrote it."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, _not_terminal)
+        .values(
+            status=status,
+            result=result,
+            error=error,
+            completed_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, _not_terminal)
+        .values(status=TaskStatus.RETRYING, error=error, updated_at=sa.func.now())
+    )
+    return conn.execute(query).rowcount == 1

@@ -1,0 +1,162 @@
+"""Claim, success, failure and retry handlers, bound to the managers by closure."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from celery import Task
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+from sqlalchemy.exc import StatementError
+
+from app.core.cache_manager import CacheManager
+from app.core.database_manager import DatabaseManager
+from app.core.errors import DatabaseUnavailable
+from app.core.task_manager import task_output
+from app.models import task as task_model
+from app.models.task import TaskStatus
+from app.tasks.openai_client import TaskFailed
+
+logger = logging.getLogger(__name__)
+CLAIM_RETRY_SECONDS = 5
+
+
+class TaskCallbacks:
+    """Writes each step of a task's life to the row (and its outcome to the cache)."""
+
+    def __init__(self, db: DatabaseManager, cache: CacheManager):
+        self.db = db
+        self.cache = cache
+
+    def claim(self, task_id: uuid.UUID) -> int | None:
+        """STARTED and attempts + 1; None when the row is terminal or unknown."""
+        return self.db.run(lambda c: task_model.claim(c, task_id))
+
+    def record_success(self, task_id: uuid.UUID, result: Any) -> None:
+        try:
+            self._finish(task_id, TaskStatus.COMPLETED, result, None)
+        except StatementError as exc:  # e.g. a value the database cannot hold
+            logger.error("task %s: result could not be stored: %s", task_id, exc.orig)
+            self._finish(
+                task_id,
+                TaskStatus.FAILED,
+                None,
+                "The task's result could not be stored.",
+            )
+
+    def record_failure(self, task_id: uuid.UUID, error: str) -> None:
+        self._finish(task_id, TaskStatus.FAILED, None, error.replace("\x00", ""))
+
+    def record_retry(self, task_id: uuid.UUID, error: str) -> None:
+        self.db.run(
+            lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", ""))
+        )
+
+    def _finish(
+        self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None
+    ) -> None:
+        if self.db.run(lambda c: task_model.finish(c, task_id, status, result, error)):
+            self.cache.set_output(task_id, task_output(status, result, error))
+        else:
+            logger.info(
+                "task %s already has an outcome; %s not recorded", task_id, status
+            )
+
+
+def describe_failure(exc: BaseException, soft_time_limit: float | None = None) -> str:
+    """The error a client sees: our own messages as they are, others with their type, no traceback."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = f" of {soft_time_limit:g} s" if soft_time_limit else ""
+        return f"The task exceeded its time limit{limit} and was stopped."
+    if isinstance(exc, TaskFailed):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def make_task_class(
+    callbacks: TaskCallbacks, settings: Mapping[str, Any]
+) -> type[Task]:
+    """The base class of every Tasker task for one app: claim first, then record the outcome."""
+
+    class TaskerTask(Task):
+        throws = (TaskFailed,)  # expected failures: logged without a traceback
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            if self.request.called_directly:
+                return self.run(*args, **kwargs)
+            task_id = _task_uuid(self.request.id)
+            try:
+                claimed = task_id is not None and callbacks.claim(task_id)
+            except DatabaseUnavailable as exc:
+                logger.warning(
+                    "task %s: database unavailable at claim; retrying", self.request.id
+                )
+                raise self.retry(
+                    exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=None
+                ) from None
+            if not claimed:
+                logger.info(
+                    "task %s is finished, cancelled or unknown; not running it",
+                    self.request.id,
+                )
+                raise Ignore()
+            return self.run(*args, **kwargs)
+
+        def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+            _record(callbacks.record_success, task_id, retval)
+
+        def on_failure(
+            self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+        ) -> None:
+            if isinstance(exc, DatabaseUnavailable):
+                return  # the claim could not run; the message is retried, nothing to record
+            soft_limit = self.request.timelimit[1] if self.request.timelimit else None
+            _record(
+                callbacks.record_failure, task_id, describe_failure(exc, soft_limit)
+            )
+
+        def on_retry(
+            self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+        ) -> None:
+            try:
+                callbacks.record_retry(_task_uuid(task_id), describe_failure(exc))
+            except DatabaseUnavailable as db_exc:
+                logger.warning(
+                    "task %s: could not record the retry: %s", task_id, db_exc.details
+                )
+
+        @property
+        def settings(self) -> Mapping[str, Any]:
+            return settings
+
+        @property
+        def http(self) -> requests.Session:
+            """One HTTP session (and connection pool) per worker process."""
+            if getattr(self, "_http_pid", None) != os.getpid():
+                self._http = requests.Session()
+                self._http_pid = os.getpid()
+            return self._http
+
+    return TaskerTask
+
+
+def _record(handler: Any, task_id: str, value: Any) -> None:
+    try:
+        handler(_task_uuid(task_id), value)
+    except DatabaseUnavailable as exc:
+        # The outcome is not written: run the task again once the database is back.
+        logger.warning(
+            "task %s: database unavailable, requeueing: %s", task_id, exc.details
+        )
+        raise Reject(exc, requeue=True) from None
+
+
+def _task_uuid(task_id: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(task_id))
+    except ValueError:
+        return None

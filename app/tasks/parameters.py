@@ -1,0 +1,70 @@
+"""Parameter schemas for each task type, and the JSON-safe fields they use."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_LETTERS_LENGTH = 100_000
+MAX_PROMPT_LENGTH = 16_000
+
+
+class Number(fields.Field):
+    """A JSON number: int or float, finite; never a string or a boolean."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "invalid": "Must be a number (a string or a boolean is not).",
+        "not_finite": "Must be a finite number (not NaN or Infinity).",
+        "too_large": f"Integers must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.",
+    }
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.make_error("not_finite")
+        if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+            raise self.make_error("too_large")
+        return value
+
+
+def storable(value: str) -> None:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold a lone surrogate."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL (\\u0000) characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode (no lone surrogates).") from None
+
+
+class Text(fields.String):
+    def __init__(self, *, max_length: int, min_length: int = 0, **kwargs: Any):
+        rules = [validate.Length(min=min_length, max=max_length), storable]
+        super().__init__(validate=rules, **kwargs)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class SumParameters(StrictSchema):
+    a = Number(required=True)
+    b = Number(required=True)
+
+
+class LettersParameters(StrictSchema):
+    string = Text(required=True, max_length=MAX_LETTERS_LENGTH)
+
+
+class ChatGPTParameters(StrictSchema):
+    prompt = Text(required=True, min_length=1, max_length=MAX_PROMPT_LENGTH)
+    model = Text(min_length=1, max_length=100)
+    max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=32_768))
+    temperature = Number(validate=validate.Range(min=0, max=2))

@@ -1,0 +1,99 @@
+"""The catalog of task types: names, aliases, parameter schemas, queues, limits, retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+from app.core.errors import InvalidInput, UnknownTaskType, describe_messages
+from app.tasks import parameters as p
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str
+    celery_name: str
+    schema: Schema
+    description: str
+    aliases: tuple[str, ...] = ()
+    queue: str = "default"
+    soft_time_limit: int = 30
+    time_limit: int = 45
+    max_retries: int = 0  # retries of transient errors (upstream 429/5xx, timeouts)
+
+    def validate(self, parameters: Any) -> dict[str, Any]:
+        """The cleaned parameters, or InvalidInput naming each field and rule."""
+        if not isinstance(parameters, dict):
+            raise InvalidInput(
+                "task_parameters must be a JSON object.",
+                {"task_parameters": ["Must be a JSON object."]},
+            )
+        try:
+            return self.schema.load(parameters)
+        except ValidationError as exc:
+            problems = " ".join(describe_messages(exc.messages))
+            raise InvalidInput(
+                f"Invalid task_parameters for {self.name}: {problems}",
+                {"task_parameters": exc.messages},
+            ) from None
+
+
+class Registry:
+    def __init__(self, task_types: list[TaskType]):
+        self._types = list(task_types)
+        self._by_name = {n: t for t in self._types for n in (t.name, *t.aliases)}
+
+    def __iter__(self) -> Iterator[TaskType]:
+        return iter(self._types)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self._types]
+
+    @property
+    def queues(self) -> list[str]:
+        return sorted({t.queue for t in self._types})
+
+    def resolve(self, name: Any) -> TaskType:
+        """The task type called `name` (or an alias of it); UnknownTaskType lists the valid ones."""
+        found = self._by_name.get(name) if isinstance(name, str) else None
+        if found is None:
+            valid = sorted(self._by_name)
+            raise UnknownTaskType(
+                f"Unknown task_name {name!r}. Valid task names: {', '.join(valid)}.",
+                {"task_name": ["Unknown task name."], "valid_task_names": valid},
+            )
+        return found
+
+
+REGISTRY = Registry(
+    [
+        TaskType(
+            name="sum_two_numbers",
+            celery_name="tasker.sum_two_numbers",
+            schema=p.SumParameters(),
+            description="Add two numbers: a + b (an integer when both are integers).",
+            aliases=("sum",),
+        ),
+        TaskType(
+            name="find_longest_consecutive_letters",
+            celery_name="tasker.find_longest_consecutive_letters",
+            schema=p.LettersParameters(),
+            description="Length of the longest run of one repeated character (case-sensitive).",
+        ),
+        TaskType(
+            name="query_chatgpt",
+            celery_name="tasker.query_chatgpt",
+            schema=p.ChatGPTParameters(),
+            description="Send a prompt to OpenAI's chat completions API; the result is the reply text.",
+            aliases=("chatgpt",),
+            queue="external_api",
+            soft_time_limit=240,
+            time_limit=270,
+            max_retries=3,
+        ),
+    ]
+)

@@ -1,0 +1,76 @@
+"""The Celery tasks: thin wrappers over plain functions that hold the logic."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+from celery import shared_task
+
+from app.tasks import openai_client
+from app.tasks.openai_client import TaskFailed, TransientError
+from app.tasks.registry import REGISTRY
+
+MAX_RETRY_DELAY_SECONDS = 60.0
+
+
+def add(a: float, b: float) -> int | float:
+    """a + b; an int when both are ints."""
+    total = a + b
+    if isinstance(total, float) and not math.isfinite(total):
+        raise TaskFailed("The sum is too large to represent as a number.")
+    return total
+
+
+def longest_run(text: str) -> int:
+    """Length of the longest run of one repeated character; 0 for ''."""
+    return max((sum(1 for _ in run) for _, run in itertools.groupby(text)), default=0)
+
+
+def retry_delay(retries: int, base: float, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, never sooner than the upstream's Retry-After."""
+    delay = min(MAX_RETRY_DELAY_SECONDS, base * 2**retries + random.uniform(0, base))
+    if retry_after is not None:
+        if retry_after > MAX_RETRY_DELAY_SECONDS:
+            raise TaskFailed(
+                f"Rate limited: the upstream asked to wait {retry_after:.0f} s, "
+                f"longer than the {MAX_RETRY_DELAY_SECONDS:.0f} s Tasker waits."
+            )
+        delay = max(delay, retry_after)
+    return delay
+
+
+@shared_task(name="tasker.sum_two_numbers")
+def sum_two_numbers(a: float, b: float) -> int | float:
+    return add(a, b)
+
+
+@shared_task(name="tasker.find_longest_consecutive_letters")
+def find_longest_consecutive_letters(string: str) -> int:
+    return longest_run(string)
+
+
+@shared_task(bind=True, name="tasker.query_chatgpt")
+def query_chatgpt(
+    self,
+    prompt: str,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> str:
+    settings = openai_client.OpenAISettings.from_config(self.settings)
+    try:
+        return openai_client.chat_completion(
+            self.http, settings, prompt, model, max_tokens, temperature
+        )
+    except TransientError as exc:
+        retries = self.request.retries
+        if retries >= REGISTRY.resolve("query_chatgpt").max_retries:
+            raise TaskFailed(f"{exc} (gave up after {retries + 1} attempts)") from None
+        base = self.settings["OPENAI_RETRY_BACKOFF_SECONDS"]
+        raise self.retry(
+            exc=exc,
+            countdown=retry_delay(retries, base, exc.retry_after),
+            max_retries=None,
+        )

@@ -1,0 +1,126 @@
+"""Settings read from the environment, each with a default, checked at start-up."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value Tasker cannot run with; the message names it."""
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def read_int(
+    env: Mapping[str, str], name: str, default: int, low: int, high: int
+) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def read_float(
+    env: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"{name} must be between {low} and {high}, got {raw}")
+    return value
+
+
+def read_url(
+    env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]
+) -> str:
+    value = env.get(name, "").strip() or default
+    scheme = urlsplit(value).scheme.split("+")[0]
+    if scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must start with one of {allowed} got {value!r}")
+    return value
+
+
+def read_choice(
+    env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
+) -> str:
+    value = (env.get(name, "").strip() or default).upper()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+class BaseConfig:
+    """Defaults shared by every environment; subclasses change a few."""
+
+    NAME = "base"
+    DEBUG = False
+    TESTING = False
+    DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tasker"
+    DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+    DEFAULT_LOG_LEVEL = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """Return the Flask config mapping for this environment."""
+        redis_url = read_url(
+            env, "REDIS_URL", cls.DEFAULT_REDIS_URL, ("redis", "rediss", "unix")
+        )
+        return {
+            "APP_ENV": cls.NAME,
+            "DEBUG": cls.DEBUG,
+            "TESTING": cls.TESTING,
+            "DATABASE_URL": read_url(
+                env,
+                "DATABASE_URL",
+                cls.DEFAULT_DATABASE_URL,
+                ("postgresql", "postgres", "sqlite"),
+            ),
+            "DATABASE_POOL_SIZE": read_int(env, "DATABASE_POOL_SIZE", 10, 1, 200),
+            "REDIS_URL": redis_url,
+            "CELERY_BROKER_URL": read_url(
+                env,
+                "CELERY_BROKER_URL",
+                redis_url,
+                ("redis", "rediss", "amqp", "pyamqp", "filesystem"),
+            ),
+            "OPENAI_API_KEY": env.get("OPENAI_API_KEY", "").strip(),
+            "OPENAI_BASE_URL": read_url(
+                env, "OPENAI_BASE_URL", "https://api.openai.com/v1", ("http", "https")
+            ).rstrip("/"),
+            "OPENAI_MODEL": env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
+            "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(
+                env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60
+            ),
+            "OPENAI_READ_TIMEOUT_SECONDS": read_float(
+                env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100
+            ),
+            "OPENAI_RETRY_BACKOFF_SECONDS": read_float(
+                env, "OPENAI_RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60
+            ),
+            "CACHE_TTL_SECONDS": read_int(
+                env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400
+            ),
+            "MAX_CONTENT_LENGTH": read_int(
+                env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024
+            ),
+            "LOG_LEVEL": read_choice(
+                env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS
+            ),
+            "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
+        }

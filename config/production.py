@@ -1,0 +1,6 @@
+from config.base import BaseConfig
+
+
+class ProductionConfig(BaseConfig):
+    NAME = "production"
+    DEFAULT_LOG_LEVEL = "WARNING"

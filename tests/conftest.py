@@ -1,0 +1,180 @@
+"""Fixtures: a private PostgreSQL database and Redis db per run, and real Celery workers.
+
+With REQUIRE_SERVICES=1 a missing PostgreSQL or Redis fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.core.database_manager import normalize_url
+from app.models.migrate import upgrade
+from config import load_config
+from tests.support import stop_process, wait_for_log
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = normalize_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+CLAIM_KEY = "tasker-test:claimed-by"
+
+
+def unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable: {exc}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of our own, migrated; dropped at the end of the run."""
+    name = f"tasker_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        unavailable("PostgreSQL", exc)
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+class RedisDbs:
+    """Claims empty Redis db numbers for this run and flushes only those at the end."""
+
+    def __init__(self) -> None:
+        self.claimed: list[int] = []
+        self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
+
+    def claim(self) -> str:
+        for number in range(15, 0, -1):
+            if number in self.claimed:
+                continue
+            client = redis.Redis.from_url(f"{REDIS_SERVER}/{number}")
+            try:
+                if client.dbsize() == 0 and client.set(CLAIM_KEY, self.token, nx=True, ex=3600):
+                    self.claimed.append(number)
+                    return f"{REDIS_SERVER}/{number}"
+            finally:
+                client.close()
+        raise RuntimeError("no empty Redis db is free for the tests")
+
+    def release(self) -> None:
+        for number in self.claimed:
+            client = redis.Redis.from_url(f"{REDIS_SERVER}/{number}")
+            if client.get(CLAIM_KEY) == self.token.encode():
+                client.flushdb()
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_dbs() -> Iterator[RedisDbs]:
+    try:
+        redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        unavailable("Redis", exc)
+    dbs = RedisDbs()
+    yield dbs
+    dbs.release()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_dbs: RedisDbs) -> str:
+    return redis_dbs.claim()
+
+
+@pytest.fixture(scope="session")
+def openai_server(make_httpserver: Any) -> Any:
+    return make_httpserver
+
+
+@pytest.fixture(scope="session")
+def stack_env(database_url: str, redis_url: str, openai_server: Any) -> dict[str, str]:
+    """The environment both the API under test and the worker processes get."""
+    return {
+        "APP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "OPENAI_BASE_URL": openai_server.url_for("/v1"),
+        "OPENAI_API_KEY": "sk-test-key",
+        "OPENAI_MODEL": "gpt-test",
+        "OPENAI_READ_TIMEOUT_SECONDS": "1",
+        "OPENAI_RETRY_BACKOFF_SECONDS": "0.05",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def build_app(env: dict[str, str]) -> Any:
+    return create_app("testing", load_config("testing", env))
+
+
+@pytest.fixture
+def app(stack_env: dict[str, str]) -> Iterator[Any]:
+    app = build_app(stack_env)
+    yield app
+    app.extensions["tasker"].db.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+WorkerFactory = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture(scope="session")
+def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFactory]:
+    """Start `celery -A celery_worker.celery worker` processes; all are stopped at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], concurrency: int = 2, name: str = "worker") -> subprocess.Popen:
+        log = tmp_path_factory.mktemp("worker") / f"{name}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker",
+            "--loglevel=INFO", f"--concurrency={concurrency}", f"--hostname={name}-{os.getpid()}@%h",
+            "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
+        process.log_path = log  # type: ignore[attr-defined]
+        started.append(process)
+        wait_for_log(log, " ready.", process)
+        return process
+
+    yield start
+    for process in started:
+        stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def worker(start_worker: WorkerFactory, stack_env: dict[str, str]) -> subprocess.Popen:
+    return start_worker(stack_env)
+
+
+@pytest.fixture
+def db_engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(database_url)
+    yield engine
+    engine.dispose()

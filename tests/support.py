@@ -1,0 +1,99 @@
+"""Helpers shared by the tests: polling with a deadline, free ports, process control."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+_tick = threading.Event()  # never set: waiting on it is a pause between polls
+
+
+def poll(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        _tick.wait(interval)
+
+
+def wait_for_output(client: Any, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    """Poll GET /get-task-output until the task is terminal; return its task_output."""
+
+    def terminal() -> dict[str, Any] | None:
+        response = client.get(f"/get-task-output?task_uuid={task_id}")
+        assert response.status_code == 200, response.get_json()
+        output = response.get_json()["task_output"]
+        return output if output["status"] in TERMINAL else None
+
+    return poll(terminal, timeout, what=f"task {task_id} to finish")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (connections are refused at once)."""
+    return free_port()
+
+
+def wait_for_log(path: Path, text: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    def seen() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode}:\n{path.read_text()[-3000:]}")
+        return path.exists() and text in path.read_text(errors="replace")
+
+    poll(seen, timeout, interval=0.1, what=f"{text!r} in {path}")
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Stop a process we started; kill it if it does not stop in time."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def children_of(pid: int) -> set[int]:
+    """PIDs of every live descendant of `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
