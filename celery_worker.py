@@ -1,4 +1,7 @@
-"""Worker entry point: `celery -A celery_worker.celery worker --loglevel=info`, or `python celery_worker.py`."""
+"""Worker entry point.
+
+`celery -A celery_worker.celery worker --loglevel=info`, or `python celery_worker.py`.
+"""
 
 from app import create_app
 

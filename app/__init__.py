@@ -30,9 +30,7 @@ class Tasker:
     tasks: TaskManager
 
 
-def create_app(
-    config_name: str | None = None, overrides: Mapping[str, Any] | None = None
-) -> Flask:
+def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app for `config_name` (default: $APP_ENV, else development)."""
     app = Flask(__name__)
     app.config.update(load_config(config_name))
@@ -41,9 +39,7 @@ def create_app(
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"])
 
     db = DatabaseManager(app.config["DATABASE_URL"], app.config["DATABASE_POOL_SIZE"])
-    cache = CacheManager.from_url(
-        app.config["REDIS_URL"], app.config["CACHE_TTL_SECONDS"]
-    )
+    cache = CacheManager.from_url(app.config["REDIS_URL"], app.config["CACHE_TTL_SECONDS"])
     task_cls = make_task_class(TaskCallbacks(db, cache), app.config)
     celery = create_celery(app.import_name, app.config, task_cls, REGISTRY.queues)
     task_manager = TaskManager(db, cache, REGISTRY, CeleryPublisher(celery))

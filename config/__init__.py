@@ -20,9 +20,7 @@ CONFIGS: dict[str, type[BaseConfig]] = {
 __all__ = ["CONFIGS", "ConfigError", "load_config"]
 
 
-def load_config(
-    name: str | None = None, env: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def load_config(name: str | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return the settings of environment `name` (default: $APP_ENV, else development)."""
     env = os.environ if env is None else env
     name = (name or env.get("APP_ENV", "").strip() or "development").lower()

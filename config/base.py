@@ -15,9 +15,7 @@ class ConfigError(ValueError):
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def read_int(
-    env: Mapping[str, str], name: str, default: int, low: int, high: int
-) -> int:
+def read_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -30,9 +28,7 @@ def read_int(
     return value
 
 
-def read_float(
-    env: Mapping[str, str], name: str, default: float, low: float, high: float
-) -> float:
+def read_float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -45,9 +41,7 @@ def read_float(
     return value
 
 
-def read_url(
-    env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]
-) -> str:
+def read_url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = env.get(name, "").strip() or default
     scheme = urlsplit(value).scheme.split("+")[0]
     if scheme not in schemes:
@@ -56,9 +50,7 @@ def read_url(
     return value
 
 
-def read_choice(
-    env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
-) -> str:
+def read_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (env.get(name, "").strip() or default).upper()
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -78,9 +70,7 @@ class BaseConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
         """Return the Flask config mapping for this environment."""
-        redis_url = read_url(
-            env, "REDIS_URL", cls.DEFAULT_REDIS_URL, ("redis", "rediss", "unix")
-        )
+        redis_url = read_url(env, "REDIS_URL", cls.DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
         return {
             "APP_ENV": cls.NAME,
             "DEBUG": cls.DEBUG,
@@ -104,23 +94,11 @@ class BaseConfig:
                 env, "OPENAI_BASE_URL", "https://api.openai.com/v1", ("http", "https")
             ).rstrip("/"),
             "OPENAI_MODEL": env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
-            "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(
-                env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60
-            ),
-            "OPENAI_READ_TIMEOUT_SECONDS": read_float(
-                env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100
-            ),
-            "OPENAI_RETRY_BACKOFF_SECONDS": read_float(
-                env, "OPENAI_RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60
-            ),
-            "CACHE_TTL_SECONDS": read_int(
-                env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400
-            ),
-            "MAX_CONTENT_LENGTH": read_int(
-                env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024
-            ),
-            "LOG_LEVEL": read_choice(
-                env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS
-            ),
+            "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60),
+            "OPENAI_READ_TIMEOUT_SECONDS": read_float(env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100),
+            "OPENAI_RETRY_BACKOFF_SECONDS": read_float(env, "OPENAI_RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
+            "CACHE_TTL_SECONDS": read_int(env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400),
+            "MAX_CONTENT_LENGTH": read_int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
+            "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
             "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
         }

@@ -26,7 +26,9 @@ from tests.support import stop_process, wait_for_log
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
-PG_ADMIN_URL = normalize_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+PG_ADMIN_URL = normalize_url(
+    os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 CLAIM_KEY = "tasker-test:claimed-by"
 

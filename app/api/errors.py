@@ -15,9 +15,7 @@ from app.core.errors import TaskerError, describe_messages
 logger = logging.getLogger(__name__)
 
 
-def error_response(
-    status: int, message: str, code: str, details: dict[str, Any] | None = None
-) -> Response:
+def error_response(status: int, message: str, code: str, details: dict[str, Any] | None = None) -> Response:
     response = jsonify({"error": message, "code": code, "details": details or {}})
     response.status_code = status
     return response
@@ -37,20 +35,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError) -> Response:
         problems = " ".join(describe_messages(exc.messages))
-        details = (
-            exc.messages
-            if isinstance(exc.messages, dict)
-            else {"_schema": exc.messages}
-        )
-        return error_response(
-            400, f"Invalid request: {problems}", "validation_error", details
-        )
+        details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return error_response(400, f"Invalid request: {problems}", "validation_error", details)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        response = error_response(
-            exc.code or 500, exc.description or exc.name, _snake(exc.name)
-        )
+        response = error_response(exc.code or 500, exc.description or exc.name, _snake(exc.name))
         for name, value in exc.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
@@ -59,6 +49,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:
         logger.exception("unhandled error")
-        return error_response(
-            500, "Internal server error; the problem has been logged.", "internal_error"
-        )
+        return error_response(500, "Internal server error; the problem has been logged.", "internal_error")

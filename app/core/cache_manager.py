@@ -15,9 +15,7 @@ logger = logging.getLogger(__name__)
 class CacheManager:
     """Caches terminal task outputs in Redis under `tasker:output:<id>`."""
 
-    def __init__(
-        self, client: redis.Redis, ttl_seconds: int = 3600, pause_seconds: float = 5.0
-    ):
+    def __init__(self, client: redis.Redis, ttl_seconds: int = 3600, pause_seconds: float = 5.0):
         self.client = client
         self.ttl_seconds = ttl_seconds
         self.pause_seconds = pause_seconds

@@ -62,9 +62,7 @@ class CeleryPublisher:
     def __init__(self, celery: Celery):
         self.celery = celery
 
-    def publish(
-        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]
-    ) -> None:
+    def publish(self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]) -> None:
         try:
             self.celery.send_task(
                 task_type.celery_name,
@@ -81,9 +79,7 @@ class CeleryPublisher:
     def ping(self) -> None:
         try:
             with self.celery.connection_for_write() as conn:
-                conn.ensure_connection(
-                    max_retries=1, interval_start=0, interval_step=0, timeout=2
-                )
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
                 conn.default_channel  # noqa: B018 - opening the channel is the round trip
         except (KombuError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc

@@ -22,9 +22,7 @@ def configure_logging(level: str, log_file: str | None) -> None:
         if not path.is_absolute() and path.parent == Path("."):
             path = Path("logs") / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=10_000_000, backupCount=5
-        )
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5)
     else:
         handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(FORMAT))

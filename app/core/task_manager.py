@@ -27,9 +27,7 @@ class Registry(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(
-        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]
-    ) -> None: ...
+    def publish(self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]) -> None: ...
 
     def ping(self) -> None: ...
 
@@ -57,11 +55,7 @@ class TaskManager:
         task_type = self.registry.resolve(name)
         clean = task_type.validate(parameters)
         task_id = uuid.uuid4()
-        self.db.run(
-            lambda c: task_model.insert(
-                c, task_id, task_type.name, clean, task_type.queue
-            )
-        )
+        self.db.run(lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue))
         try:
             self.publisher.publish(task_type, task_id, clean)
         except Exception:
@@ -96,11 +90,7 @@ class TaskManager:
                 checks[name] = "ok"
             except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is reported
                 checks[name] = getattr(exc, "details", {}).get("reason") or str(exc)
-        checks["cache"] = (
-            "ok"
-            if self.cache.ping()
-            else "unavailable (reads fall back to the database)"
-        )
+        checks["cache"] = "ok" if self.cache.ping() else "unavailable (reads fall back to the database)"
         return checks
 
     def _forget(self, task_id: uuid.UUID) -> None:

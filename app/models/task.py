@@ -11,9 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Row
 
 metadata = sa.MetaData()
-JSONValue = sa.JSON(none_as_null=True).with_variant(
-    JSONB(none_as_null=True), "postgresql"
-)
+JSONValue = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class TaskStatus(enum.StrEnum):
@@ -90,19 +88,13 @@ def get(conn: Connection, task_id: uuid.UUID) -> Row | None:
 
 def get_output(conn: Connection, task_id: uuid.UUID) -> Row | None:
     """Only the columns the reference output shows."""
-    query = sa.select(tasks.c.status, tasks.c.result, tasks.c.error).where(
-        tasks.c.id == task_id
-    )
+    query = sa.select(tasks.c.status, tasks.c.result, tasks.c.error).where(tasks.c.id == task_id)
     return conn.execute(query).first()
 
 
 def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
     """Remove a row that was never published (its submit failed)."""
-    conn.execute(
-        tasks.delete().where(
-            tasks.c.id == task_id, tasks.c.status == TaskStatus.PENDING
-        )
-    )
+    conn.execute(tasks.delete().where(tasks.c.id == task_id, tasks.c.status == TaskStatus.PENDING))
 
 
 def claim(conn: Connection, task_id: uuid.UUID) -> int | None:

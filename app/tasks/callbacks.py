@@ -52,19 +52,13 @@ class TaskCallbacks:
         self._finish(task_id, TaskStatus.FAILED, None, error.replace("\x00", ""))
 
     def record_retry(self, task_id: uuid.UUID, error: str) -> None:
-        self.db.run(
-            lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", ""))
-        )
+        self.db.run(lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", "")))
 
-    def _finish(
-        self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None
-    ) -> None:
+    def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:
         if self.db.run(lambda c: task_model.finish(c, task_id, status, result, error)):
             self.cache.set_output(task_id, task_output(status, result, error))
         else:
-            logger.info(
-                "task %s already has an outcome; %s not recorded", task_id, status
-            )
+            logger.info("task %s already has an outcome; %s not recorded", task_id, status)
 
 
 def describe_failure(exc: BaseException, soft_time_limit: float | None = None) -> str:
@@ -77,9 +71,7 @@ def describe_failure(exc: BaseException, soft_time_limit: float | None = None) -
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def make_task_class(
-    callbacks: TaskCallbacks, settings: Mapping[str, Any]
-) -> type[Task]:
+def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> type[Task]:
     """The base class of every Tasker task for one app: claim first, then record the outcome."""
 
     class TaskerTask(Task):
@@ -92,12 +84,8 @@ def make_task_class(
             try:
                 claimed = task_id is not None and callbacks.claim(task_id)
             except DatabaseUnavailable as exc:
-                logger.warning(
-                    "task %s: database unavailable at claim; retrying", self.request.id
-                )
-                raise self.retry(
-                    exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=None
-                ) from None
+                logger.warning("task %s: database unavailable at claim; retrying", self.request.id)
+                raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=None) from None
             if not claimed:
                 logger.info(
                     "task %s is finished, cancelled or unknown; not running it",
@@ -109,25 +97,17 @@ def make_task_class(
         def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
             _record(callbacks.record_success, task_id, retval)
 
-        def on_failure(
-            self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
-        ) -> None:
+        def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
             if isinstance(exc, DatabaseUnavailable):
                 return  # the claim could not run; the message is retried, nothing to record
             soft_limit = self.request.timelimit[1] if self.request.timelimit else None
-            _record(
-                callbacks.record_failure, task_id, describe_failure(exc, soft_limit)
-            )
+            _record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))
 
-        def on_retry(
-            self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
-        ) -> None:
+        def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
             try:
                 callbacks.record_retry(_task_uuid(task_id), describe_failure(exc))
             except DatabaseUnavailable as db_exc:
-                logger.warning(
-                    "task %s: could not record the retry: %s", task_id, db_exc.details
-                )
+                logger.warning("task %s: could not record the retry: %s", task_id, db_exc.details)
 
         @property
         def settings(self) -> Mapping[str, Any]:
@@ -149,9 +129,7 @@ def _record(handler: Any, task_id: str, value: Any) -> None:
         handler(_task_uuid(task_id), value)
     except DatabaseUnavailable as exc:
         # The outcome is not written: run the task again once the database is back.
-        logger.warning(
-            "task %s: database unavailable, requeueing: %s", task_id, exc.details
-        )
+        logger.warning("task %s: database unavailable, requeueing: %s", task_id, exc.details)
         raise Reject(exc, requeue=True) from None
 
 

@@ -53,9 +53,7 @@ def chat_completion(
 ) -> str:
     """The reply text for `prompt`; raises TaskFailed or TransientError."""
     if not settings.api_key:
-        raise TaskFailed(
-            "OPENAI_API_KEY is not set on the worker, so query_chatgpt cannot run."
-        )
+        raise TaskFailed("OPENAI_API_KEY is not set on the worker, so query_chatgpt cannot run.")
     body: dict[str, Any] = {
         "model": model or settings.default_model,
         "messages": [{"role": "user", "content": prompt}],
@@ -66,17 +64,13 @@ def chat_completion(
         body["temperature"] = temperature
     response = _post(session, settings, body)
     if response.status_code == 429 or response.status_code >= 500:
-        raise TransientError(
-            _describe(response), retry_after=parse_retry_after(response)
-        )
+        raise TransientError(_describe(response), retry_after=parse_retry_after(response))
     if response.status_code != 200:
         raise TaskFailed(_describe(response))
     return _reply_text(response)
 
 
-def _post(
-    session: requests.Session, settings: OpenAISettings, body: dict[str, Any]
-) -> requests.Response:
+def _post(session: requests.Session, settings: OpenAISettings, body: dict[str, Any]) -> requests.Response:
     try:
         return session.post(
             f"{settings.base_url}/chat/completions",
@@ -86,13 +80,9 @@ def _post(
             allow_redirects=False,
         )
     except requests.Timeout:
-        raise TransientError(
-            f"OpenAI API did not answer within {settings.read_timeout:g} s"
-        ) from None
+        raise TransientError(f"OpenAI API did not answer within {settings.read_timeout:g} s") from None
     except requests.ConnectionError as exc:
-        raise TransientError(
-            f"Could not connect to the OpenAI API: {type(exc).__name__}"
-        ) from None
+        raise TransientError(f"Could not connect to the OpenAI API: {type(exc).__name__}") from None
 
 
 def _describe(response: requests.Response) -> str:

@@ -21,9 +21,7 @@ class Number(fields.Field):
         "too_large": f"Integers must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.",
     }
 
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> int | float:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
         if isinstance(value, float) and not math.isfinite(value):

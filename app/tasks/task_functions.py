@@ -61,9 +61,7 @@ def query_chatgpt(
 ) -> str:
     settings = openai_client.OpenAISettings.from_config(self.settings)
     try:
-        return openai_client.chat_completion(
-            self.http, settings, prompt, model, max_tokens, temperature
-        )
+        return openai_client.chat_completion(self.http, settings, prompt, model, max_tokens, temperature)
     except TransientError as exc:
         retries = self.request.retries
         if retries >= REGISTRY.resolve("query_chatgpt").max_retries:
@@ -73,4 +71,4 @@ def query_chatgpt(
             exc=exc,
             countdown=retry_delay(retries, base, exc.retry_after),
             max_retries=None,
-        )
+        ) from exc

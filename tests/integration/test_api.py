@@ -49,9 +49,7 @@ def test_row_records_the_lifecycle(client, worker, db_engine):
     task_id = submit(client, "sum", {"a": 1, "b": 1})
     wait_for_output(client, task_id)
     with db_engine.connect() as conn:
-        row = conn.execute(
-            sa.text("SELECT * FROM tasks WHERE id = :id"), {"id": task_id}
-        ).mappings().one()
+        row = conn.execute(sa.text("SELECT * FROM tasks WHERE id = :id"), {"id": task_id}).mappings().one()
     assert row["name"] == "sum_two_numbers"  # the alias is stored under the canonical name
     assert row["parameters"] == {"a": 1, "b": 1}
     assert row["status"] == "COMPLETED" and row["result"] == 2 and row["attempts"] == 1

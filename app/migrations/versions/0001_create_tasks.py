@@ -13,9 +13,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-JSONValue = sa.JSON(none_as_null=True).with_variant(
-    JSONB(none_as_null=True), "postgresql"
-)
+JSONValue = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def upgrade() -> None:
