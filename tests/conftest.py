@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
+from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -105,12 +106,24 @@ def redis_url(redis_dbs: RedisDbs) -> str:
 
 
 @pytest.fixture(scope="session")
-def openai_server(make_httpserver: Any) -> Any:
-    return make_httpserver
+def openai_server() -> Iterator[HTTPServer]:
+    """A real local HTTP server standing in for the OpenAI API (threaded: a slow reply blocks nothing)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def openai(openai_server: HTTPServer) -> Iterator[HTTPServer]:
+    openai_server.clear()
+    yield openai_server
+    openai_server.clear()
 
 
 @pytest.fixture(scope="session")
-def stack_env(database_url: str, redis_url: str, openai_server: Any) -> dict[str, str]:
+def stack_env(database_url: str, redis_url: str, openai_server: HTTPServer) -> dict[str, str]:
     """The environment both the API under test and the worker processes get."""
     return {
         "APP_ENV": "testing",

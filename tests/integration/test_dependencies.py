@@ -1,0 +1,76 @@
+"""A dependency that is down: 503 naming it, answers from PostgreSQL when only Redis is down."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.conftest import build_app
+from tests.support import closed_port, wait_for_output
+
+SUM = {"task_name": "sum", "task_parameters": {"a": 1, "b": 2}}
+
+
+def count_rows(db_engine) -> int:
+    with db_engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar_one()
+
+
+def assert_unavailable(response, dependency):
+    assert response.status_code == 503, response.get_json()
+    body = response.get_json()
+    assert body["code"] == "service_unavailable"
+    assert body["details"]["dependency"] == dependency
+    assert dependency in body["error"]
+
+
+def test_database_down_gives_503_naming_it(stack_env):
+    app = build_app({**stack_env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed_port()}/x"})
+    client = app.test_client()
+    assert_unavailable(client.post("/run-task", json=SUM), "database")
+    assert_unavailable(
+        client.get("/get-task-output?task_uuid=0b6a2b8e-9a43-4b4c-8d5e-3b1f3f7c1a11"), "database"
+    )
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["details"]["database"] != "ok"
+    assert ready.get_json()["details"]["broker"] == "ok"
+    assert client.get("/health").status_code == 200
+
+
+def test_broker_down_at_submit_gives_503_and_keeps_no_row(stack_env, db_engine):
+    app = build_app({**stack_env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0"})
+    client = app.test_client()
+    before = count_rows(db_engine)
+    assert_unavailable(client.post("/run-task", json=SUM), "broker")
+    assert count_rows(db_engine) == before
+    ready = client.get("/health/ready").get_json()
+    assert ready["code"] == "not_ready" and ready["details"]["broker"] != "ok"
+
+
+def test_redis_cache_down_answers_come_from_postgresql(stack_env, redis_url, worker):
+    app = build_app(
+        {**stack_env, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0", "CELERY_BROKER_URL": redis_url}
+    )
+    client = app.test_client()
+    response = client.post("/run-task", json=SUM)
+    assert response.status_code == 200
+    task_id = response.get_json()["task_uuid"]
+    assert wait_for_output(client, task_id) == {"status": "COMPLETED", "result": 3, "error": None}
+    assert client.get(f"/get-task-output?task_uuid={task_id}").status_code == 200
+    assert client.get("/health/ready").get_json()["checks"]["cache"].startswith("unavailable")
+
+
+def test_killed_database_connections_are_replaced_without_a_restart(client, db_engine, worker):
+    assert client.post("/run-task", json=SUM).status_code == 200  # the pool now holds a connection
+    with db_engine.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = 'tasker'"
+            )
+        ).scalar_one()
+    assert killed >= 1
+    response = client.post("/run-task", json=SUM)
+    assert response.status_code == 200, response.get_json()
+    assert wait_for_output(client, response.get_json()["task_uuid"])["result"] == 3

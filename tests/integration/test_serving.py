@@ -1,0 +1,98 @@
+"""The commands users run: gunicorn, `python run.py --worker`, `python celery_worker.py`, init_db.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT
+from tests.support import TERMINAL, alive, children_of, free_port, poll, stop_process
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def run_sum_over_http(base: str) -> dict:
+    response = requests.post(
+        f"{base}/run-task", json={"task_name": "sum", "task_parameters": {"a": 5, "b": 10}}, timeout=5
+    )
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_uuid"]
+
+    def finished():
+        output = requests.get(f"{base}/get-task-output", params={"task_uuid": task_id}, timeout=5).json()
+        return output["task_output"] if output["task_output"]["status"] in TERMINAL else None
+
+    return poll(finished, what="the task to finish")
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def test_gunicorn_serves_the_api(stack_env, worker, tmp_path):
+    port = free_port()
+    env = {**stack_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+    server = start(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"], env, tmp_path / "g.log"
+    )
+    try:
+        poll(lambda: http_ok(f"http://127.0.0.1:{port}/health"), what="gunicorn to answer")
+        assert run_sum_over_http(f"http://127.0.0.1:{port}") == {
+            "status": "COMPLETED",
+            "result": 15,
+            "error": None,
+        }
+    finally:
+        stop_process(server)
+    assert server.returncode == 0, (tmp_path / "g.log").read_text()
+
+
+def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack_env, redis_dbs, tmp_path):
+    port = free_port()
+    env = {**stack_env, "CELERY_BROKER_URL": redis_dbs.claim()}  # its own broker: only its worker can help
+    log = tmp_path / "run.log"
+    process = start([sys.executable, "run.py", "--worker", "--port", str(port)], env, log)
+    try:
+        poll(lambda: http_ok(f"http://127.0.0.1:{port}/health"), what="run.py to answer")
+        assert run_sum_over_http(f"http://127.0.0.1:{port}")["result"] == 15
+        family = children_of(process.pid)
+        assert family, "run.py --worker started no worker"
+    finally:
+        stop_process(process, signal.SIGINT)
+    assert process.returncode == 0, log.read_text()
+    left = {pid for pid in family if alive(pid)}
+    assert not left, f"processes left behind: {left}"
+
+
+@pytest.mark.parametrize("entry", [["run.py"], ["celery_worker.py"], ["init_db.py"]])
+def test_a_bad_setting_stops_start_up_naming_it(stack_env, entry):
+    env = {**os.environ, **stack_env, "CACHE_TTL_SECONDS": "an hour"}
+    result = subprocess.run(
+        [sys.executable, *entry], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "CACHE_TTL_SECONDS must be an integer, got 'an hour'" in result.stderr
+
+
+def test_init_db_is_safe_to_run_twice(stack_env):
+    env = {**os.environ, **stack_env}
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "init_db.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "schema is up to date" in result.stdout

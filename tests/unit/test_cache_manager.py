@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from app.core.cache_manager import CacheManager
+
+OUTPUT = {"status": "COMPLETED", "result": 3, "error": None}
+
+
+def test_set_then_get_round_trips_with_a_ttl(cache, fake_redis):
+    task_id = uuid.uuid4()
+    assert cache.get_output(task_id) is None
+    cache.set_output(task_id, OUTPUT)
+    assert cache.get_output(task_id) == OUTPUT
+    assert 0 < fake_redis.ttl(CacheManager.key(task_id)) <= 60
+
+
+def test_a_failing_redis_degrades_to_misses_and_pauses(mocker):
+    client = mocker.Mock(spec=redis.Redis)
+    client.get.side_effect = redis.ConnectionError("refused")
+    cache = CacheManager(client, pause_seconds=30)
+    assert cache.get_output(uuid.uuid4()) is None
+    assert cache.get_output(uuid.uuid4()) is None
+    cache.set_output(uuid.uuid4(), OUTPUT)
+    assert client.get.call_count == 1  # paused after the first failure
+    client.set.assert_not_called()
+
+
+def test_the_pause_ends(mocker):
+    client = mocker.Mock(spec=redis.Redis)
+    client.get.side_effect = [
+        redis.TimeoutError("slow"),
+        b'{"status": "FAILED", "result": null, "error": "x"}',
+    ]
+    cache = CacheManager(client, pause_seconds=0)
+    assert cache.get_output("a") is None
+    assert cache.get_output("a") == {"status": "FAILED", "result": None, "error": "x"}
+
+
+def test_a_real_unreachable_redis_is_a_miss():
+    cache = CacheManager.from_url("redis://127.0.0.1:1/0")
+    assert cache.get_output(uuid.uuid4()) is None
+    assert cache.ping() is False

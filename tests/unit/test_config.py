@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError, load_config
+
+
+def test_defaults():
+    config = load_config(env={})
+    assert config["APP_ENV"] == "development"
+    assert config["CELERY_BROKER_URL"] == config["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert config["CACHE_TTL_SECONDS"] == 3600
+    assert config["OPENAI_BASE_URL"] == "https://api.openai.com/v1"
+    assert config["LOG_FILE"] is None
+
+
+def test_app_env_picks_the_class():
+    assert load_config(env={"APP_ENV": "production"})["LOG_LEVEL"] == "WARNING"
+    assert load_config("testing", env={})["TESTING"] is True
+
+
+def test_broker_follows_redis_url_unless_set():
+    env = {"REDIS_URL": "redis://cache:6379/2"}
+    assert load_config(env=env)["CELERY_BROKER_URL"] == "redis://cache:6379/2"
+    env["CELERY_BROKER_URL"] = "amqp://guest@rabbit//"
+    assert load_config(env=env)["CELERY_BROKER_URL"] == "amqp://guest@rabbit//"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("APP_ENV", "staging", "APP_ENV must be one of"),
+        ("CACHE_TTL_SECONDS", "abc", "CACHE_TTL_SECONDS must be an integer"),
+        ("CACHE_TTL_SECONDS", "0", "CACHE_TTL_SECONDS must be between"),
+        ("MAX_CONTENT_LENGTH", "-5", "MAX_CONTENT_LENGTH must be between"),
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must start with"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must start with"),
+        ("OPENAI_BASE_URL", "ftp://x", "OPENAI_BASE_URL must start with"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
+        ("OPENAI_READ_TIMEOUT_SECONDS", "nan", "OPENAI_READ_TIMEOUT_SECONDS must be between"),
+    ],
+)
+def test_a_bad_value_names_the_setting(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(env={name: value})

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.core.errors import BrokerUnavailable, InvalidInput, TaskNotFound, UnknownTaskType
+from app.core.task_manager import TaskManager
+from app.models import task as task_model
+from app.models.task import TaskStatus
+from app.tasks.registry import REGISTRY
+
+
+@pytest.fixture
+def publisher(mocker):
+    return mocker.Mock(spec=["publish", "ping"])
+
+
+@pytest.fixture
+def manager(sqlite_db, cache, publisher):
+    return TaskManager(sqlite_db, cache, REGISTRY, publisher)
+
+
+def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publisher):
+    task_id = manager.submit("sum", {"a": 1, "b": 2})
+    task_type, published_id, parameters = publisher.publish.call_args.args
+    assert (task_type.name, published_id, parameters) == ("sum_two_numbers", task_id, {"a": 1, "b": 2})
+    row = sqlite_db.run(lambda c: task_model.get(c, task_id))
+    assert row.status == "PENDING" and row.name == "sum_two_numbers"
+
+
+def test_a_failed_publish_leaves_no_row(manager, sqlite_db, publisher):
+    publisher.publish.side_effect = BrokerUnavailable("connection refused")
+    with pytest.raises(BrokerUnavailable):
+        manager.submit("sum", {"a": 1, "b": 2})
+    count = sqlite_db.run(lambda c: c.execute(task_model.tasks.select()).all())
+    assert count == []
+
+
+def test_invalid_input_is_rejected_before_anything_is_stored(manager, publisher):
+    with pytest.raises(UnknownTaskType):
+        manager.submit("nope", {})
+    with pytest.raises(InvalidInput):
+        manager.submit("sum", {"a": "1", "b": 2})
+    publisher.publish.assert_not_called()
+
+
+def test_get_output_caches_only_terminal_outputs(manager, sqlite_db, cache):
+    task_id = manager.submit("sum", {"a": 1, "b": 2})
+    assert manager.get_output(task_id) == {"status": "PENDING", "result": None, "error": None}
+    assert cache.get_output(task_id) is None
+    sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3))
+    assert manager.get_output(task_id)["result"] == 3
+    assert cache.get_output(task_id) == {"status": "COMPLETED", "result": 3, "error": None}
+
+
+def test_unknown_task_is_not_found(manager):
+    with pytest.raises(TaskNotFound):
+        manager.get_output(uuid.uuid4())
+
+
+def test_check_dependencies_reports_each_one(manager, publisher):
+    publisher.ping.side_effect = BrokerUnavailable("Error 111 connecting")
+    checks = manager.check_dependencies()
+    assert checks == {"database": "ok", "broker": "Error 111 connecting", "cache": "ok"}

@@ -1,0 +1,66 @@
+"""The queries of app/models/task.py on SQLite (PostgreSQL runs them in the integration tests)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.models import task as task_model
+from app.models.task import TaskStatus
+
+
+@pytest.fixture
+def task_id(sqlite_db):
+    task_id = uuid.uuid4()
+    sqlite_db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {"a": 1, "b": 2}, "default"))
+    return task_id
+
+
+def get(db, task_id):
+    return db.run(lambda c: task_model.get(c, task_id))
+
+
+def test_insert_creates_a_pending_row(sqlite_db, task_id):
+    row = get(sqlite_db, task_id)
+    assert (row.status, row.parameters, row.attempts, row.queue) == (
+        "PENDING",
+        {"a": 1, "b": 2},
+        0,
+        "default",
+    )
+    assert row.result is None and row.error is None and row.created_at is not None
+
+
+def test_claim_counts_attempts_until_terminal(sqlite_db, task_id):
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 1
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 2  # a redelivery after a crash
+    assert get(sqlite_db, task_id).status == "STARTED"
+    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3))
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) is None
+
+
+@pytest.mark.parametrize("terminal", [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED])
+def test_a_terminal_row_is_never_overwritten(sqlite_db, task_id, terminal):
+    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, terminal, None, "first"))
+    assert not sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 9))
+    assert not sqlite_db.run(lambda c: task_model.mark_retrying(c, task_id, "again"))
+    row = get(sqlite_db, task_id)
+    assert (row.status, row.result, row.error) == (terminal, None, "first")
+
+
+def test_retrying_keeps_the_reason_and_can_be_claimed(sqlite_db, task_id):
+    sqlite_db.run(lambda c: task_model.claim(c, task_id))
+    assert sqlite_db.run(lambda c: task_model.mark_retrying(c, task_id, "HTTP 429"))
+    assert (get(sqlite_db, task_id).status, get(sqlite_db, task_id).error) == ("RETRYING", "HTTP 429")
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 2
+
+
+def test_delete_unstarted_leaves_claimed_rows(sqlite_db, task_id):
+    sqlite_db.run(lambda c: task_model.claim(c, task_id))
+    sqlite_db.run(lambda c: task_model.delete_unstarted(c, task_id))
+    assert get(sqlite_db, task_id) is not None
+    other = uuid.uuid4()
+    sqlite_db.run(lambda c: task_model.insert(c, other, "sum_two_numbers", {}, "default"))
+    sqlite_db.run(lambda c: task_model.delete_unstarted(c, other))
+    assert get(sqlite_db, other) is None
