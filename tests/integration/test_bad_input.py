@@ -138,3 +138,12 @@ def test_unknown_routes_and_methods(client, method, path, status, code):
     assert_error(response, status, code)
     if status == 405:
         assert "Allow" in response.headers
+
+
+def test_an_unexpected_error_is_a_500_json_without_a_stack_trace(app, client, mocker):
+    manager = app.extensions["tasker"].tasks
+    mocker.patch.object(manager, "get_output", side_effect=RuntimeError("secret internals"))
+    response = client.get("/get-task-output?task_uuid=3f1b6a52-8a39-4d5e-9c1e-0a4f6f2b7c11")
+    body = assert_error(response, 500, "internal_error")
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert body["details"] == {}
