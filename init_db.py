@@ -5,7 +5,7 @@ import sys
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.database_manager import DatabaseManager
-from app.models.migrate import create_database_if_missing, upgrade
+from app.models.migrate import prepare_database
 from config import ConfigError, load_config
 
 
@@ -18,14 +18,10 @@ def main() -> int:
     db = DatabaseManager(config["DATABASE_URL"])
     where = db.engine.url.render_as_string(hide_password=True)
     try:
-        if create_database_if_missing(db.engine):
+        if prepare_database(db.engine):
             print(f"created database {db.engine.url.database}")
-        upgrade(db.engine)
     except SQLAlchemyError as exc:
-        print(
-            f"cannot prepare the database at {where}: {exc.orig or exc}".strip(),
-            file=sys.stderr,
-        )
+        print(f"cannot prepare the database at {where}: {exc.orig or exc}".strip(), file=sys.stderr)
         return 1
     finally:
         db.dispose()

@@ -43,6 +43,7 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
     task_cls = make_task_class(TaskCallbacks(db, cache), app.config)
     celery = create_celery(app.import_name, app.config, task_cls, REGISTRY.queues)
     task_manager = TaskManager(db, cache, REGISTRY, CeleryPublisher(celery))
+    task_cls.task_manager = task_manager  # the recovery sweep publishes through it
 
     app.extensions["tasker"] = Tasker(db, cache, task_manager)
     app.extensions["celery"] = celery

@@ -1,4 +1,4 @@
-"""`python run.py`: the API on :5000, optionally with a Celery worker beside it, stopped together."""
+"""`python run.py`: the API on :5000, with a Celery worker and beat beside it, stopped together."""
 
 from __future__ import annotations
 
@@ -9,60 +9,132 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from types import FrameType
+from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.models.migrate import prepare_database
 
 logger = logging.getLogger("tasker.run")
-WORKER_COMMAND = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--loglevel=INFO"]
+CELERY = [sys.executable, "-m", "celery", "-A", "celery_worker.celery"]
+COMMANDS = {
+    "worker": [*CELERY, "worker", "--loglevel=INFO"],
+    "beat": [*CELERY, "beat", "--loglevel=INFO"],
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Run the Tasker API (and optionally a worker).")
+    parser = argparse.ArgumentParser(
+        description="Run the Tasker API, and a Celery worker and beat beside it."
+    )
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    parser.add_argument("--worker", action="store_true", help="also run a Celery worker")
+    parser.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run a Celery worker and Celery beat (default: only with the embedded broker)",
+    )
     return parser.parse_args(argv)
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def is_embedded_broker(config: Mapping[str, Any]) -> bool:
+    return config["CELERY_BROKER_URL"].startswith("filesystem")
+
+
+def describe_backends(config: Mapping[str, Any]) -> list[str]:
+    """One line per backend: what it is and where its data lives."""
+    database = config["DATABASE_URL"]
+    if database.startswith("sqlite"):
+        database = "SQLite " + database.split(":///", 1)[1]
+    broker = (
+        f"filesystem {config['DATA_DIR']}/broker"
+        if is_embedded_broker(config)
+        else config["CELERY_BROKER_URL"]
+    )
+    cache = config["REDIS_URL"] or "in-process"
+    return [f"database: {_safe(database)}", f"broker:   {_safe(broker)}", f"cache:    {_safe(cache)}"]
+
+
+def _safe(url: str) -> str:
+    """A URL without its password."""
+    if "://" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{credentials}{at}{host}"
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-def _watch(worker: subprocess.Popen, stopping: threading.Event) -> None:
-    code = worker.wait()
-    if not stopping.is_set():
-        logger.error("the Celery worker exited unexpectedly (exit code %s); stopping Tasker", code)
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(app: Flask, argv: list[str]) -> int:
     args = parse_args(argv)
+    config = app.config
+    with_worker = (
+        args.worker if args.worker is not None else config["CELERY_BROKER_URL"].startswith("filesystem")
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        prepare_database(app.extensions["tasker"].db.engine)
+    except SQLAlchemyError as exc:
+        print(f"cannot prepare the database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
     # A shell that starts us in the background ignores SIGINT; Ctrl-C must still stop us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    stopping = threading.Event()
-    worker = subprocess.Popen(WORKER_COMMAND) if args.worker else None
-    if worker is not None:
-        threading.Thread(target=_watch, args=(worker, stopping), daemon=True).start()
-    print(f"Tasker API on http://{args.host}:{args.port} (worker: {'yes' if worker else 'no'})", flush=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    children = Children()
+    if with_worker:
+        for name, command in COMMANDS.items():
+            children.start(name, command)
+    host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    banner = [f"Tasker on http://{host}:{args.port}", *describe_backends(config)]
+    banner.append(f"worker and beat: {'running' if with_worker else 'not started (run them yourself)'}")
+    print("\n  ".join(banner), flush=True)
     try:
         app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
     except KeyboardInterrupt:
         pass
     finally:
-        stopping.set()
-        if worker is not None:
-            _stop(worker)
-    return 0 if worker is None or worker.returncode in (0, -signal.SIGTERM) else 1
+        children.stop_all()
+    return 1 if children.crashed else 0
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        logger.error("the worker did not stop within 30 s; killing it")
-        process.kill()
-        process.wait()
+class Children:
+    """The worker and beat processes: a crash is reported and stops Tasker; Ctrl-C stops them all."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.stopping = threading.Event()
+        self.crashed: list[str] = []
+
+    def start(self, name: str, command: list[str]) -> None:
+        process = subprocess.Popen(command)
+        self.processes[name] = process
+        threading.Thread(target=self._watch, args=(name, process), daemon=True).start()
+
+    def _watch(self, name: str, process: subprocess.Popen) -> None:
+        code = process.wait()
+        if not self.stopping.is_set():
+            self.crashed.append(name)
+            logger.error("celery %s exited unexpectedly (exit code %s); stopping Tasker", name, code)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                logger.error("celery %s did not stop within 30 s; killing it", name)
+                process.kill()
+                process.wait()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ConfigError(ValueError):
@@ -41,8 +44,10 @@ def read_float(env: Mapping[str, str], name: str, default: float, low: float, hi
     return value
 
 
-def read_url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+def read_url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
     value = env.get(name, "").strip() or default
+    if value is None:
+        return None
     scheme = urlsplit(value).scheme.split("+")[0]
     if scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
@@ -63,22 +68,27 @@ class BaseConfig:
     NAME = "base"
     DEBUG = False
     TESTING = False
-    DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/tasker"
-    DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
     DEFAULT_LOG_LEVEL = "INFO"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
-        """Return the Flask config mapping for this environment."""
-        redis_url = read_url(env, "REDIS_URL", cls.DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
+        """Return the Flask config mapping for this environment.
+
+        With no DATABASE_URL, REDIS_URL or CELERY_BROKER_URL, Tasker runs embedded:
+        SQLite and Celery's filesystem transport under TASKER_DATA_DIR, and an
+        in-process cache. Any URL that is set wins.
+        """
+        data_dir = Path(env.get("TASKER_DATA_DIR", "").strip() or PROJECT_ROOT / "instance").resolve()
+        redis_url = read_url(env, "REDIS_URL", None, ("redis", "rediss", "unix"))
         return {
             "APP_ENV": cls.NAME,
             "DEBUG": cls.DEBUG,
             "TESTING": cls.TESTING,
+            "DATA_DIR": str(data_dir),
             "DATABASE_URL": read_url(
                 env,
                 "DATABASE_URL",
-                cls.DEFAULT_DATABASE_URL,
+                f"sqlite:///{data_dir / 'tasker.db'}",
                 ("postgresql", "postgres", "sqlite"),
             ),
             "DATABASE_POOL_SIZE": read_int(env, "DATABASE_POOL_SIZE", 10, 1, 200),
@@ -86,7 +96,7 @@ class BaseConfig:
             "CELERY_BROKER_URL": read_url(
                 env,
                 "CELERY_BROKER_URL",
-                redis_url,
+                redis_url or "filesystem://",
                 ("redis", "rediss", "amqp", "pyamqp", "filesystem"),
             ),
             "OPENAI_API_KEY": env.get("OPENAI_API_KEY", "").strip(),
@@ -99,6 +109,9 @@ class BaseConfig:
             "OPENAI_RETRY_BACKOFF_SECONDS": read_float(env, "OPENAI_RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
             "CACHE_TTL_SECONDS": read_int(env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400),
             "MAX_CONTENT_LENGTH": read_int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
+            "TASK_MAX_DELIVERIES": read_int(env, "TASK_MAX_DELIVERIES", 3, 1, 100),
+            "RECOVERY_INTERVAL_SECONDS": read_int(env, "RECOVERY_INTERVAL_SECONDS", 30, 1, 86400),
+            "RECOVERY_PENDING_SECONDS": read_int(env, "RECOVERY_PENDING_SECONDS", 300, 1, 7 * 86400),
             "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
             "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
         }

@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.core.database_manager import normalize_url
+from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
 from config import load_config
 from tests.support import stop_process, wait_for_log
@@ -101,11 +102,6 @@ def redis_dbs() -> Iterator[RedisDbs]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_dbs: RedisDbs) -> str:
-    return redis_dbs.claim()
-
-
-@pytest.fixture(scope="session")
 def openai_server() -> Iterator[HTTPServer]:
     """A real local HTTP server standing in for the OpenAI API (threaded: a slow reply blocks nothing)."""
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
@@ -122,13 +118,38 @@ def openai(openai_server: HTTPServer) -> Iterator[HTTPServer]:
     openai_server.clear()
 
 
-@pytest.fixture(scope="session")
-def stack_env(database_url: str, redis_url: str, openai_server: HTTPServer) -> dict[str, str]:
-    """The environment both the API under test and the worker processes get."""
+# Settings a developer may have exported; child processes get only what a test gives them.
+SETTINGS = {
+    "APP_ENV", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "TASKER_DATA_DIR", "OPENAI_API_KEY",
+    "OPENAI_BASE_URL", "OPENAI_MODEL", "CACHE_TTL_SECONDS", "MAX_CONTENT_LENGTH", "LOG_LEVEL", "LOG_FILE",
+    "PORT", "HOST", "GUNICORN_BIND", "WEB_CONCURRENCY",
+}  # fmt: skip
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k not in SETTINGS}, **env}
+
+
+@dataclass
+class Stack:
+    """One set of backends the integration suite runs on."""
+
+    name: str
+    env: dict[str, str]
+    new_broker: Callable[[], dict[str, str]]  # env changes that give a broker of its own
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return load_config("testing", self.env)
+
+    @property
+    def embedded(self) -> bool:
+        return self.name == "embedded"
+
+
+def openai_env(openai_server: HTTPServer) -> dict[str, str]:
     return {
         "APP_ENV": "testing",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
         "OPENAI_BASE_URL": openai_server.url_for("/v1"),
         "OPENAI_API_KEY": "sk-test-key",
         "OPENAI_MODEL": "gpt-test",
@@ -136,6 +157,40 @@ def stack_env(database_url: str, redis_url: str, openai_server: HTTPServer) -> d
         "OPENAI_RETRY_BACKOFF_SECONDS": "0.05",
         "LOG_LEVEL": "INFO",
     }
+
+
+@pytest.fixture(scope="session", params=["real", "embedded"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, openai_server: HTTPServer
+) -> Stack:
+    """real: PostgreSQL + Redis. embedded: SQLite + Celery's filesystem transport + in-process cache."""
+    base = openai_env(openai_server)
+    if request.param == "real":
+        dbs: RedisDbs = request.getfixturevalue("redis_dbs")
+        env = {
+            **base,
+            "DATABASE_URL": request.getfixturevalue("database_url"),
+            "REDIS_URL": dbs.claim(),
+            "TASKER_DATA_DIR": str(tmp_path_factory.mktemp("real")),
+        }
+        return Stack("real", env, lambda: {"CELERY_BROKER_URL": dbs.claim()})
+    data_dir = tmp_path_factory.mktemp("embedded")
+    env = {**base, "TASKER_DATA_DIR": str(data_dir)}
+    database_url = load_config("testing", env)["DATABASE_URL"]
+    engine = sa.create_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+
+    def new_broker() -> dict[str, str]:
+        return {"DATABASE_URL": database_url, "TASKER_DATA_DIR": str(tmp_path_factory.mktemp("broker"))}
+
+    return Stack("embedded", env, new_broker)
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack: Stack) -> dict[str, str]:
+    """The environment both the API under test and the worker processes get."""
+    return stack.env
 
 
 def build_app(env: dict[str, str]) -> Any:
@@ -152,6 +207,12 @@ def app(stack_env: dict[str, str]) -> Iterator[Any]:
 @pytest.fixture
 def client(app: Any) -> Any:
     return app.test_client()
+
+
+@pytest.fixture
+def db(app: Any) -> DatabaseManager:
+    """The app's DatabaseManager: tests read rows through the same queries the service uses."""
+    return app.extensions["tasker"].db
 
 
 WorkerFactory = Callable[..., subprocess.Popen]
@@ -171,7 +232,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFac
         ]  # fmt: skip
         with log.open("w") as out:
             process = subprocess.Popen(
-                command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+                command, cwd=ROOT, env=child_env(env), stdout=out, stderr=subprocess.STDOUT
             )
         process.log_path = log  # type: ignore[attr-defined]
         started.append(process)
@@ -184,12 +245,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFac
 
 
 @pytest.fixture(scope="session")
-def worker(start_worker: WorkerFactory, stack_env: dict[str, str]) -> subprocess.Popen:
-    return start_worker(stack_env)
-
-
-@pytest.fixture
-def db_engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(database_url)
-    yield engine
-    engine.dispose()
+def worker(start_worker: WorkerFactory, stack: Stack) -> Iterator[subprocess.Popen]:
+    process = start_worker(stack.env, name=f"worker-{stack.name}")
+    yield process
+    stop_process(process)

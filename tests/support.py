@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +40,13 @@ def wait_for_output(client: Any, task_id: str, timeout: float = 20.0) -> dict[st
         return output if output["status"] in TERMINAL else None
 
     return poll(terminal, timeout, what=f"task {task_id} to finish")
+
+
+def row_of(db: Any, task_id: Any) -> Any:
+    """The task's row, read with the service's own query (works on PostgreSQL and SQLite)."""
+    from app.models import task as task_model
+
+    return db.run(lambda conn: task_model.get(conn, uuid.UUID(str(task_id))))
 
 
 def free_port() -> int:

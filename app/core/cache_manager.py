@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import redis
@@ -12,17 +14,50 @@ import redis
 logger = logging.getLogger(__name__)
 
 
-class CacheManager:
-    """Caches terminal task outputs in Redis under `tasker:output:<id>`."""
+class MemoryStore:
+    """The in-process cache of the embedded default: the few Redis calls CacheManager makes."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int = 3600, pause_seconds: float = 5.0):
+    def __init__(self, max_entries: int = 10_000):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                self._entries.pop(key, None)
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def set(self, key: str, value: str, ex: int) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + ex, value.encode())
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def ping(self) -> bool:
+        return True
+
+
+class CacheManager:
+    """Caches terminal task outputs under `tasker:output:<id>`, in Redis or in process."""
+
+    def __init__(
+        self, client: redis.Redis | MemoryStore, ttl_seconds: int = 3600, pause_seconds: float = 5.0
+    ):
         self.client = client
         self.ttl_seconds = ttl_seconds
         self.pause_seconds = pause_seconds
         self._paused_until = 0.0
 
     @classmethod
-    def from_url(cls, url: str, ttl_seconds: int = 3600) -> CacheManager:
+    def from_url(cls, url: str | None, ttl_seconds: int = 3600) -> CacheManager:
+        """Redis at `url`, or an in-process cache when there is no URL."""
+        if not url:
+            return cls(MemoryStore(), ttl_seconds)
         client = redis.Redis.from_url(
             url,
             socket_connect_timeout=0.5,

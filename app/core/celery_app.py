@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
@@ -25,11 +26,8 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
     return {
         "broker_url": config["CELERY_BROKER_URL"],
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": 3600,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 10,
-        },
+        "broker_transport_options": transport_options(config["CELERY_BROKER_URL"], config["DATA_DIR"]),
+        "beat_schedule_filename": str(Path(config["DATA_DIR"]) / "celerybeat-schedule"),
         "result_backend": None,  # PostgreSQL holds the outcomes
         "task_ignore_result": True,
         "task_serializer": "json",
@@ -44,12 +42,38 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "worker_max_tasks_per_child": 10000,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "beat_schedule": {
+            "recovery-sweep": {
+                "task": "tasker.recovery_sweep",
+                "schedule": float(config["RECOVERY_INTERVAL_SECONDS"]),
+                # A sweep nobody ran in time is replaced by the next one, not piled up.
+                "options": {"queue": "default", "expires": float(config["RECOVERY_INTERVAL_SECONDS"])},
+            }
+        },
     }
+
+
+def transport_options(broker_url: str, data_dir: str) -> dict[str, Any]:
+    """Options for the broker's transport; the filesystem one lives under the data directory."""
+    if broker_url.startswith("filesystem"):
+        root = Path(data_dir) / "broker"
+        folders = {name: root / name for name in ("queue", "control", "processed")}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folders["queue"]),
+            "data_folder_out": str(folders["queue"]),
+            "control_folder": str(folders["control"]),
+            "processed_folder": str(folders["processed"]),
+            "polling_interval": 0.1,  # the default of 1 s makes every round trip take a second
+        }
+    return {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 10}
 
 
 def create_celery(
     name: str, config: Mapping[str, Any], task_cls: type[Task], queues: Iterable[str]
 ) -> Celery:
+    Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
     celery = Celery(name, task_cls=task_cls, set_as_current=True)
     celery.conf.update(celery_settings(config, sorted(set(queues))))
     celery.set_default()

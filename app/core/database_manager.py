@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-from collections.abc import Callable
-from typing import TypeVar
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -47,7 +51,7 @@ class DatabaseManager:
 
     def _create_engine(self) -> Engine:
         if self.url.startswith("sqlite"):
-            return sa.create_engine(self.url, connect_args={"timeout": 15})
+            return _sqlite_engine(self.url)
         return sa.create_engine(
             self.url,
             pool_size=self.pool_size,
@@ -74,6 +78,37 @@ class DatabaseManager:
                 raise
         raise AssertionError("unreachable")
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Yield True if this process holds lock `name`, False if another one does.
+
+        PostgreSQL: a session advisory lock, so two beat processes never overlap;
+        SQLite (one machine): an flock on a file beside the database.
+        """
+        if self.engine.dialect.name == "postgresql":
+            key = zlib.crc32(name.encode())
+            with self.engine.connect() as conn:
+                held = conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                conn.commit()
+                try:
+                    yield bool(held)
+                finally:
+                    if held:
+                        conn.scalar(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+            return
+        path = Path(f"{self.engine.url.database or 'memory'}.{name}.lock")
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def ping(self) -> None:
         """Raise DatabaseUnavailable unless a trivial query succeeds."""
         self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
@@ -82,6 +117,26 @@ class DatabaseManager:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _sqlite_engine(url: str) -> Engine:
+    """SQLite for the embedded default: WAL so readers never block the writer, a busy timeout."""
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # SQLite then reports the path it cannot open
+            logger.warning("cannot create the folder of %s: %s", path, exc)
+    engine = sa.create_engine(url, connect_args={"timeout": 15})
+
+    @sa.event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "busy_timeout=15000", "foreign_keys=ON", "synchronous=NORMAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return engine
 
 
 def _reason(exc: DBAPIError) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any, Protocol
 
 from app.core.cache_manager import CacheManager
@@ -18,12 +20,15 @@ logger = logging.getLogger(__name__)
 class TaskType(Protocol):
     name: str
     queue: str
+    time_limit: int
 
     def validate(self, parameters: Any) -> dict[str, Any]: ...
 
 
 class Registry(Protocol):
     def resolve(self, name: Any) -> TaskType: ...
+
+    def __iter__(self) -> Iterator[TaskType]: ...
 
 
 class Publisher(Protocol):
@@ -92,6 +97,49 @@ class TaskManager:
                 checks[name] = getattr(exc, "details", {}).get("reason") or str(exc)
         checks["cache"] = "ok" if self.cache.ping() else "unavailable (reads fall back to the database)"
         return checks
+
+    def recover(self, pending_after_seconds: float, grace_seconds: float = 30) -> dict[str, int]:
+        """Publish again what a lost message or a dead worker left behind.
+
+        PENDING rows untouched for `pending_after_seconds` are published again; STARTED
+        rows whose attempt outlived the task type's hard time limit go back to PENDING
+        and are published again. A duplicate message is harmless: the claim is a
+        conditional UPDATE, and the attempt cap at claim time ends a task that keeps dying.
+        """
+        counts = {"republished": 0, "requeued": 0, "skipped": 0}
+        with self.db.exclusive("tasker-recovery") as held:
+            if not held:
+                counts["skipped"] = 1  # another sweep is running
+                return counts
+            self._recover(pending_after_seconds, grace_seconds, counts)
+        if counts["republished"] or counts["requeued"]:
+            logger.warning(
+                "recovery: %(republished)s PENDING republished, %(requeued)s STARTED requeued", counts
+            )
+        return counts
+
+    def _recover(self, pending_after_seconds: float, grace_seconds: float, counts: dict[str, int]) -> None:
+        now = self.db.run(task_model.database_now)
+        before = now - timedelta(seconds=pending_after_seconds)
+        for row in self.db.run(lambda c: task_model.pending_since(c, before)):
+            if self._publish_again(row, "PENDING"):
+                counts["republished"] += 1
+        for task_type in self.registry:
+            cutoff = now - timedelta(seconds=task_type.time_limit + grace_seconds)
+            for row in self.db.run(lambda c, t=task_type, b=cutoff: task_model.started_before(c, t.name, b)):
+                if self._publish_again(row, "STARTED", row.attempts):
+                    counts["requeued"] += 1
+        if any(counts.values()):
+            logger.warning(
+                "recovery sweep: %(republished)s PENDING republished, %(requeued)s STARTED requeued", counts
+            )
+        return counts
+
+    def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
+        if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
+            return False  # it moved on since we looked
+        self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters)
+        return True
 
     def _forget(self, task_id: uuid.UUID) -> None:
         try:

@@ -38,3 +38,10 @@ def create_database_if_missing(engine: Engine) -> bool:
             return not exists
     finally:
         admin.dispose()
+
+
+def prepare_database(engine: Engine) -> bool:
+    """Create the database if needed and apply every migration; True if it was created."""
+    created = create_database_if_missing(engine)
+    upgrade(engine)
+    return created

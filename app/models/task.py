@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,4 +142,39 @@ def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
         .where(tasks.c.id == task_id, _not_terminal)
         .values(status=TaskStatus.RETRYING, error=error, updated_at=sa.func.now())
     )
+    return conn.execute(query).rowcount == 1
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database's clock, so every process compares times against one clock."""
+    return conn.execute(sa.select(sa.func.current_timestamp())).scalar_one()
+
+
+def pending_since(conn: Connection, before: datetime, limit: int = 1000) -> list[Row]:
+    """PENDING rows not touched since `before`: never published, or their message was lost."""
+    query = (
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters)
+        .where(tasks.c.status == TaskStatus.PENDING, tasks.c.updated_at < before)
+        .order_by(tasks.c.created_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def started_before(conn: Connection, name: str, before: datetime, limit: int = 1000) -> list[Row]:
+    """STARTED rows of one task type whose attempt began before `before`."""
+    query = (
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.attempts)
+        .where(tasks.c.status == TaskStatus.STARTED, tasks.c.name == name, tasks.c.started_at < before)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: int | None = None) -> bool:
+    """Back to PENDING (and touched) if the row is still as the sweep saw it."""
+    query = tasks.update().where(tasks.c.id == task_id, tasks.c.status == from_status)
+    if attempts is not None:
+        query = query.where(tasks.c.attempts == attempts)
+    query = query.values(status=TaskStatus.PENDING, updated_at=sa.func.now())
     return conn.execute(query).rowcount == 1

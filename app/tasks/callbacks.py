@@ -20,6 +20,7 @@ from app.core.task_manager import task_output
 from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.openai_client import TaskFailed
+from app.tasks.registry import REGISTRY
 
 logger = logging.getLogger(__name__)
 CLAIM_RETRY_SECONDS = 5
@@ -47,6 +48,20 @@ class TaskCallbacks:
                 None,
                 "The task's result could not be stored.",
             )
+
+    def claim_within(self, task_id: uuid.UUID, max_attempts: int) -> bool:
+        """Claim the row; past `max_attempts` starts, mark it FAILED instead of running it again."""
+        attempts = self.claim(task_id)
+        if attempts is None:
+            return False
+        if attempts > max_attempts:
+            self.record_failure(
+                task_id,
+                f"The task was started {attempts - 1} times without finishing "
+                "(its worker stopped each time); giving up.",
+            )
+            return False
+        return True
 
     def record_failure(self, task_id: uuid.UUID, error: str) -> None:
         self._finish(task_id, TaskStatus.FAILED, None, error.replace("\x00", ""))
@@ -76,13 +91,15 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
 
     class TaskerTask(Task):
         throws = (TaskFailed,)  # expected failures: logged without a traceback
+        tracked = True  # False for housekeeping tasks that have no row
+        task_manager: Any = None  # set by the app factory; the recovery sweep uses it
 
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            if self.request.called_directly:
+            if self.request.called_directly or not self.tracked:
                 return self.run(*args, **kwargs)
             task_id = _task_uuid(self.request.id)
             try:
-                claimed = task_id is not None and callbacks.claim(task_id)
+                claimed = task_id is not None and callbacks.claim_within(task_id, self.max_attempts)
             except DatabaseUnavailable as exc:
                 logger.warning("task %s: database unavailable at claim; retrying", self.request.id)
                 raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=None) from None
@@ -94,11 +111,18 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
                 raise Ignore()
             return self.run(*args, **kwargs)
 
+        @property
+        def max_attempts(self) -> int:
+            """Starts allowed: the transient-error retries plus TASK_MAX_DELIVERIES for crashes."""
+            task_type = REGISTRY.for_celery_task(self.name)
+            return (task_type.max_retries if task_type else 0) + settings["TASK_MAX_DELIVERIES"]
+
         def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-            _record(callbacks.record_success, task_id, retval)
+            if self.tracked:
+                _record(callbacks.record_success, task_id, retval)
 
         def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-            if isinstance(exc, DatabaseUnavailable):
+            if not self.tracked or isinstance(exc, DatabaseUnavailable):
                 return  # the claim could not run; the message is retried, nothing to record
             soft_limit = self.request.timelimit[1] if self.request.timelimit else None
             _record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))

@@ -45,6 +45,7 @@ class Registry:
     def __init__(self, task_types: list[TaskType]):
         self._types = list(task_types)
         self._by_name = {n: t for t in self._types for n in (t.name, *t.aliases)}
+        self._by_celery_name = {t.celery_name: t for t in self._types}
 
     def __iter__(self) -> Iterator[TaskType]:
         return iter(self._types)
@@ -56,6 +57,9 @@ class Registry:
     @property
     def queues(self) -> list[str]:
         return sorted({t.queue for t in self._types})
+
+    def for_celery_task(self, celery_name: str) -> TaskType | None:
+        return self._by_celery_name.get(celery_name)
 
     def resolve(self, name: Any) -> TaskType:
         """The task type called `name` (or an alias of it); UnknownTaskType lists the valid ones."""

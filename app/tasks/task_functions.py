@@ -72,3 +72,9 @@ def query_chatgpt(
             countdown=retry_delay(retries, base, exc.retry_after),
             max_retries=None,
         ) from exc
+
+
+@shared_task(bind=True, name="tasker.recovery_sweep", tracked=False)
+def recovery_sweep(self) -> dict[str, int]:
+    """Run by beat: publish again what a lost message or a dead worker left behind."""
+    return self.task_manager.recover(self.settings["RECOVERY_PENDING_SECONDS"])

@@ -6,9 +6,9 @@ import json
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
-from tests.support import wait_for_output
+from app.models.task import tasks
+from tests.support import row_of, wait_for_output
 
 
 def submit(client, name, parameters):
@@ -45,15 +45,14 @@ def test_sum_of_two_integers_is_an_integer_in_the_raw_json(client, worker):
     assert '"result":3,' in raw.replace(" ", "")
 
 
-def test_row_records_the_lifecycle(client, worker, db_engine):
+def test_row_records_the_lifecycle(client, worker, db):
     task_id = submit(client, "sum", {"a": 1, "b": 1})
     wait_for_output(client, task_id)
-    with db_engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT * FROM tasks WHERE id = :id"), {"id": task_id}).mappings().one()
-    assert row["name"] == "sum_two_numbers"  # the alias is stored under the canonical name
-    assert row["parameters"] == {"a": 1, "b": 1}
-    assert row["status"] == "COMPLETED" and row["result"] == 2 and row["attempts"] == 1
-    assert row["created_at"] <= row["started_at"] <= row["completed_at"]
+    row = row_of(db, task_id)
+    assert row.name == "sum_two_numbers"  # the alias is stored under the canonical name
+    assert row.parameters == {"a": 1, "b": 1}
+    assert (row.status, row.result, row.attempts, row.queue) == ("COMPLETED", 2, 1, "default")
+    assert row.created_at <= row.started_at <= row.completed_at
 
 
 def test_unknown_task_uuid_is_404(client):
@@ -63,11 +62,10 @@ def test_unknown_task_uuid_is_404(client):
     assert response.get_json()["code"] == "not_found"
 
 
-def test_finished_output_is_read_from_the_cache_first(client, worker, db_engine):
+def test_finished_output_is_read_from_the_cache_first(client, worker, db):
     task_id = submit(client, "sum", {"a": 20, "b": 22})
     assert wait_for_output(client, task_id)["result"] == 42
-    with db_engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM tasks WHERE id = :id"), {"id": task_id})
+    db.run(lambda c: c.execute(tasks.delete().where(tasks.c.id == uuid.UUID(task_id))))
     response = client.get(f"/get-task-output?task_uuid={task_id}")
     assert response.status_code == 200
     assert response.get_json()["task_output"]["result"] == 42

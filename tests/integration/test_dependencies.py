@@ -1,18 +1,19 @@
-"""A dependency that is down: 503 naming it, answers from PostgreSQL when only Redis is down."""
+"""A dependency that is down: 503 naming it, answers from the database when only the cache is down."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
+from app.models.task import tasks
 from tests.conftest import build_app
 from tests.support import closed_port, wait_for_output
 
 SUM = {"task_name": "sum", "task_parameters": {"a": 1, "b": 2}}
 
 
-def count_rows(db_engine) -> int:
-    with db_engine.connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar_one()
+def count_rows(db) -> int:
+    return db.run(lambda c: c.execute(sa.select(sa.func.count()).select_from(tasks)).scalar_one())
 
 
 def assert_unavailable(response, dependency):
@@ -23,8 +24,21 @@ def assert_unavailable(response, dependency):
     assert dependency in body["error"]
 
 
-def test_database_down_gives_503_naming_it(stack_env):
-    app = build_app({**stack_env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed_port()}/x"})
+@pytest.fixture
+def real_only(stack):
+    if stack.embedded:
+        pytest.skip("the embedded stack has no server to lose")
+
+
+def down_database_url(stack, tmp_path) -> str:
+    if stack.embedded:
+        (tmp_path / "not-a-file.db").mkdir()  # SQLite cannot open a directory
+        return f"sqlite:///{tmp_path / 'not-a-file.db'}"
+    return f"postgresql://postgres@127.0.0.1:{closed_port()}/x"
+
+
+def test_database_down_gives_503_naming_it(stack, tmp_path):
+    app = build_app({**stack.env, "DATABASE_URL": down_database_url(stack, tmp_path)})
     client = app.test_client()
     assert_unavailable(client.post("/run-task", json=SUM), "database")
     assert_unavailable(
@@ -37,20 +51,19 @@ def test_database_down_gives_503_naming_it(stack_env):
     assert client.get("/health").status_code == 200
 
 
-def test_broker_down_at_submit_gives_503_and_keeps_no_row(stack_env, db_engine):
-    app = build_app({**stack_env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0"})
+def test_broker_down_at_submit_gives_503_and_keeps_no_row(real_only, stack, db):
+    app = build_app({**stack.env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0"})
     client = app.test_client()
-    before = count_rows(db_engine)
+    before = count_rows(db)
     assert_unavailable(client.post("/run-task", json=SUM), "broker")
-    assert count_rows(db_engine) == before
+    assert count_rows(db) == before
     ready = client.get("/health/ready").get_json()
     assert ready["code"] == "not_ready" and ready["details"]["broker"] != "ok"
 
 
-def test_redis_cache_down_answers_come_from_postgresql(stack_env, redis_url, worker):
-    app = build_app(
-        {**stack_env, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0", "CELERY_BROKER_URL": redis_url}
-    )
+def test_redis_cache_down_answers_come_from_the_database(real_only, stack, worker):
+    env = {**stack.env, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+    app = build_app({**env, "CELERY_BROKER_URL": stack.config["CELERY_BROKER_URL"]})
     client = app.test_client()
     response = client.post("/run-task", json=SUM)
     assert response.status_code == 200
@@ -60,16 +73,17 @@ def test_redis_cache_down_answers_come_from_postgresql(stack_env, redis_url, wor
     assert client.get("/health/ready").get_json()["checks"]["cache"].startswith("unavailable")
 
 
-def test_killed_database_connections_are_replaced_without_a_restart(client, db_engine, worker):
+def test_killed_database_connections_are_replaced_without_a_restart(real_only, client, db, worker):
     assert client.post("/run-task", json=SUM).status_code == 200  # the pool now holds a connection
-    with db_engine.connect() as conn:
-        killed = conn.execute(
+    killed = db.run(
+        lambda c: c.execute(
             sa.text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND application_name = 'tasker'"
             )
         ).scalar_one()
+    )
     assert killed >= 1
     response = client.post("/run-task", json=SUM)
     assert response.status_code == 200, response.get_json()

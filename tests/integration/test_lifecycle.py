@@ -3,79 +3,107 @@
 from __future__ import annotations
 
 import uuid
-
-import redis
-import sqlalchemy as sa
+from datetime import timedelta
 
 from app.core.celery_app import CeleryPublisher
+from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.callbacks import TaskCallbacks
-from tests.support import poll, wait_for_output
-
-
-def row_of(db_engine, task_id):
-    with db_engine.connect() as conn:
-        query = sa.text("SELECT * FROM tasks WHERE id = :id")
-        return conn.execute(query, {"id": str(task_id)}).mappings().one_or_none()
+from tests.conftest import build_app
+from tests.support import poll, row_of, wait_for_output
 
 
 class CheckingPublisher(CeleryPublisher):
-    """Publishes for real, but first looks for the row from another connection."""
+    """Publishes for real, but first looks for the row through another app's connections."""
 
-    def __init__(self, celery, db_engine):
+    def __init__(self, celery, other_db):
         super().__init__(celery)
-        self.db_engine = db_engine
+        self.other_db = other_db
         self.seen: list[str] = []
 
     def publish(self, task_type, task_id, parameters):
-        row = row_of(self.db_engine, task_id)
-        self.seen.append(row["status"] if row else "missing")
+        row = row_of(self.other_db, task_id)
+        self.seen.append(row.status if row else "missing")
         super().publish(task_type, task_id, parameters)
 
 
-def test_the_row_is_committed_before_the_message_is_published(app, worker, db_engine):
+def test_the_row_is_committed_before_the_message_is_published(app, stack_env, worker):
+    other = build_app(stack_env)
     manager = app.extensions["tasker"].tasks
-    manager.publisher = CheckingPublisher(app.extensions["celery"], db_engine)
+    manager.publisher = CheckingPublisher(app.extensions["celery"], other.extensions["tasker"].db)
     task_id = manager.submit("sum", {"a": 1, "b": 2})
     assert manager.publisher.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3
+    other.extensions["tasker"].db.dispose()
 
 
-def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db_engine):
-    tasker = app.extensions["tasker"]
-    callbacks = TaskCallbacks(tasker.db, tasker.cache)
+def insert_pending(db) -> uuid.UUID:
     task_id = uuid.uuid4()
-    with db_engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO tasks (id, name, parameters, status, queue) "
-                "VALUES (:id, 'sum_two_numbers', '{}', 'PENDING', 'default')"
-            ),
-            {"id": str(task_id)},
-        )
+    db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {"a": 1, "b": 2}, "default"))
+    return task_id
+
+
+def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
+    cache = app.extensions["tasker"].cache
+    callbacks = TaskCallbacks(db, cache)
+    task_id = insert_pending(db)
     assert callbacks.claim(task_id) == 1
     callbacks.record_success(task_id, 42)
     callbacks.record_success(task_id, 99)
     callbacks.record_failure(task_id, "late failure")
     callbacks.record_retry(task_id, "late retry")
-    row = row_of(db_engine, task_id)
-    assert (row["status"], row["result"], row["error"]) == (TaskStatus.COMPLETED, 42, None)
+    row = row_of(db, task_id)
+    assert (row.status, row.result, row.error) == (TaskStatus.COMPLETED, 42, None)
     assert callbacks.claim(task_id) is None
-    assert tasker.cache.get_output(task_id) == {"status": "COMPLETED", "result": 42, "error": None}
+    assert cache.get_output(task_id) == {"status": "COMPLETED", "result": 42, "error": None}
 
 
-def test_a_redelivered_message_does_not_run_finished_work_again(client, app, worker, db_engine, redis_url):
-    task_id = client.post("/run-task", json={"task_name": "sum", "task_parameters": {"a": 1, "b": 1}})
-    task_id = task_id.get_json()["task_uuid"]
+def test_a_task_started_too_often_fails_instead_of_running_again(app, db):
+    callbacks = TaskCallbacks(db, app.extensions["tasker"].cache)
+    task_id = insert_pending(db)
+    assert callbacks.claim_within(task_id, max_attempts=2)
+    assert callbacks.claim_within(task_id, max_attempts=2)  # redelivered after a crash
+    assert not callbacks.claim_within(task_id, max_attempts=2)
+    row = row_of(db, task_id)
+    assert row.status == "FAILED" and row.attempts == 3
+    assert row.error.startswith("The task was started 2 times without finishing")
+
+
+def test_a_redelivered_message_does_not_run_finished_work_again(client, app, worker, db):
+    response = client.post("/run-task", json={"task_name": "sum", "task_parameters": {"a": 1, "b": 1}})
+    task_id = response.get_json()["task_uuid"]
     assert wait_for_output(client, task_id)["result"] == 2
-    finished = row_of(db_engine, task_id)
+    finished = row_of(db, task_id)
 
     celery = app.extensions["celery"]
     celery.send_task("tasker.sum_two_numbers", kwargs={"a": 100, "b": 100}, task_id=task_id, queue="default")
-    broker = redis.Redis.from_url(redis_url)
-    poll(
-        lambda: broker.llen("default") == 0 and broker.hlen("unacked") == 0,
-        what="the duplicate to be handled",
+    skipped = f"task {task_id} is finished, cancelled or unknown; not running it"
+    poll(lambda: skipped in worker.log_path.read_text(), what="the worker to skip the duplicate")
+    assert row_of(db, task_id) == finished
+
+
+def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
+    manager = app.extensions["tasker"].tasks
+    stranded = insert_pending(db)  # a row whose message never reached the broker
+    assert manager.recover(pending_after_seconds=0)["republished"] >= 1
+    assert wait_for_output(client, str(stranded)) == {"status": "COMPLETED", "result": 3, "error": None}
+
+    dead = insert_pending(db)  # a row whose worker died long ago
+    db.run(lambda c: task_model.claim(c, dead))
+    db.run(
+        lambda c: c.execute(
+            task_model.tasks.update()
+            .where(task_model.tasks.c.id == dead)
+            .values(started_at=task_model.database_now(c) - timedelta(hours=1))
+        )
     )
-    broker.close()
-    assert row_of(db_engine, task_id) == finished
+    assert manager.recover(pending_after_seconds=3600)["requeued"] == 1
+    assert wait_for_output(client, str(dead))["status"] == "COMPLETED"
+    assert row_of(db, dead).attempts == 2
+
+
+def test_two_sweeps_never_overlap(app, db):
+    manager = app.extensions["tasker"].tasks
+    with db.exclusive("tasker-recovery") as held:
+        assert held
+        assert manager.recover(pending_after_seconds=0)["skipped"] == 1

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from werkzeug import Request, Response
 
 from tests.conftest import build_app
-from tests.support import poll, wait_for_output
+from tests.support import poll, row_of, stop_process, wait_for_output
 
 PATH = "/v1/chat/completions"
 _pause = threading.Event()
@@ -56,13 +55,7 @@ def submit(client, parameters) -> str:
     return response.get_json()["task_uuid"]
 
 
-def row_of(db_engine, task_id):
-    with db_engine.connect() as conn:
-        query = sa.text("SELECT * FROM tasks WHERE id = :id")
-        return conn.execute(query, {"id": task_id}).mappings().one()
-
-
-def test_success_returns_the_reply_and_keeps_the_key_out_of_the_row(client, worker, openai, db_engine):
+def test_success_returns_the_reply_and_keeps_the_key_out_of_the_row(client, worker, openai, db):
     script = serve(openai, (200, reply("Why did the chicken cross the road?")))
     task_id = submit(client, {"prompt": "Tell me a joke.", "max_tokens": 50, "temperature": 0.2})
     output = wait_for_output(client, task_id)
@@ -75,26 +68,26 @@ def test_success_returns_the_reply_and_keeps_the_key_out_of_the_row(client, work
         "max_tokens": 50,
         "temperature": 0.2,
     }
-    row = row_of(db_engine, task_id)
-    assert "sk-test-key" not in json.dumps(row["parameters"]) + str(row["result"])
-    assert row["queue"] == "external_api"
+    row = row_of(db, task_id)
+    assert "sk-test-key" not in json.dumps(row.parameters) + str(row.result)
+    assert row.queue == "external_api"
 
 
-def test_429_is_retried_after_retry_after(client, worker, openai, db_engine):
+def test_429_is_retried_after_retry_after(client, worker, openai, db):
     script = serve(
         openai, (429, upstream_error("Rate limit reached"), {"Retry-After": "1"}), (200, reply("ok"))
     )
     task_id = submit(client, {"prompt": "hello", "model": "gpt-other"})
-    poll(lambda: row_of(db_engine, task_id)["status"] == "RETRYING", what="status RETRYING")
-    assert "429" in row_of(db_engine, task_id)["error"]
+    poll(lambda: row_of(db, task_id).status == "RETRYING", what="status RETRYING")
+    assert "429" in row_of(db, task_id).error
     assert wait_for_output(client, task_id)["result"] == "ok"
     assert len(script.calls) == 2
     assert script.calls[1]["at"] - script.calls[0]["at"] >= 1.0
     assert script.calls[0]["json"]["model"] == "gpt-other"
-    assert row_of(db_engine, task_id)["attempts"] == 2
+    assert row_of(db, task_id).attempts == 2
 
 
-def test_server_errors_fail_after_three_retries(client, worker, openai, db_engine):
+def test_server_errors_fail_after_three_retries(client, worker, openai, db):
     script = serve(openai, (500, upstream_error("The server had an error")))
     task_id = submit(client, {"prompt": "hello"})
     output = wait_for_output(client, task_id)
@@ -102,7 +95,7 @@ def test_server_errors_fail_after_three_retries(client, worker, openai, db_engin
     assert "HTTP 500" in output["error"] and "The server had an error" in output["error"]
     assert "4 attempts" in output["error"]
     assert len(script.calls) == 4
-    assert row_of(db_engine, task_id)["attempts"] == 4
+    assert row_of(db, task_id).attempts == 4
 
 
 def test_401_fails_at_once_with_the_upstream_reason(client, worker, openai):
@@ -114,12 +107,12 @@ def test_401_fails_at_once_with_the_upstream_reason(client, worker, openai):
     assert len(script.calls) == 1
 
 
-def test_a_read_timeout_is_retried(client, worker, openai, db_engine):
+def test_a_read_timeout_is_retried(client, worker, openai, db):
     script = serve(openai, (200, reply("late"), {}, 2.0), (200, reply("on time")))
     task_id = submit(client, {"prompt": "hello"})
     assert wait_for_output(client, task_id) == {"status": "COMPLETED", "result": "on time", "error": None}
     assert len(script.calls) == 2
-    assert row_of(db_engine, task_id)["attempts"] == 2
+    assert row_of(db, task_id).attempts == 2
 
 
 def test_a_redirect_is_not_followed(client, worker, openai):
@@ -129,12 +122,13 @@ def test_a_redirect_is_not_followed(client, worker, openai):
     assert len(script.calls) == 1
 
 
-@pytest.fixture(scope="module")
-def keyless_env(stack_env, redis_dbs, start_worker):
+@pytest.fixture
+def keyless_env(stack, start_worker):
     """A worker with no OPENAI_API_KEY, on a broker of its own."""
-    env = {**stack_env, "OPENAI_API_KEY": "", "CELERY_BROKER_URL": redis_dbs.claim()}
-    start_worker(env, concurrency=1, name="keyless")
-    return env
+    env = {**stack.env, "OPENAI_API_KEY": "", **stack.new_broker()}
+    worker = start_worker(env, concurrency=1, name=f"keyless-{stack.name}")
+    yield env
+    stop_process(worker)
 
 
 def test_no_key_on_the_worker_fails_saying_so(keyless_env, openai):

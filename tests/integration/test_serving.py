@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 from tests.support import TERMINAL, alive, children_of, free_port, poll, stop_process
 
 
@@ -36,16 +35,14 @@ def run_sum_over_http(base: str) -> dict:
     return poll(finished, what="the task to finish")
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start(command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     with log.open("w") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def test_gunicorn_serves_the_api(stack_env, worker, tmp_path):
     port = free_port()
-    env = {**stack_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+    env = child_env({**stack_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"})
     server = start(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"], env, tmp_path / "g.log"
     )
@@ -61,9 +58,9 @@ def test_gunicorn_serves_the_api(stack_env, worker, tmp_path):
     assert server.returncode == 0, (tmp_path / "g.log").read_text()
 
 
-def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack_env, redis_dbs, tmp_path):
+def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack, tmp_path):
     port = free_port()
-    env = {**stack_env, "CELERY_BROKER_URL": redis_dbs.claim()}  # its own broker: only its worker can help
+    env = child_env({**stack.env, **stack.new_broker()})  # its own broker: only its worker can help
     log = tmp_path / "run.log"
     process = start([sys.executable, "run.py", "--worker", "--port", str(port)], env, log)
     try:
@@ -80,7 +77,7 @@ def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack_env, red
 
 @pytest.mark.parametrize("entry", [["run.py"], ["celery_worker.py"], ["init_db.py"]])
 def test_a_bad_setting_stops_start_up_naming_it(stack_env, entry):
-    env = {**os.environ, **stack_env, "CACHE_TTL_SECONDS": "an hour"}
+    env = child_env({**stack_env, "CACHE_TTL_SECONDS": "an hour"})
     result = subprocess.run(
         [sys.executable, *entry], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -89,7 +86,7 @@ def test_a_bad_setting_stops_start_up_naming_it(stack_env, entry):
 
 
 def test_init_db_is_safe_to_run_twice(stack_env):
-    env = {**os.environ, **stack_env}
+    env = child_env(stack_env)
     for _ in range(2):
         result = subprocess.run(
             [sys.executable, "init_db.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60

@@ -4,7 +4,7 @@ import uuid
 
 import redis
 
-from app.core.cache_manager import CacheManager
+from app.core.cache_manager import CacheManager, MemoryStore
 
 OUTPUT = {"status": "COMPLETED", "result": 3, "error": None}
 
@@ -43,3 +43,22 @@ def test_a_real_unreachable_redis_is_a_miss():
     cache = CacheManager.from_url("redis://127.0.0.1:1/0")
     assert cache.get_output(uuid.uuid4()) is None
     assert cache.ping() is False
+
+
+def test_no_url_gives_the_in_process_cache():
+    cache = CacheManager.from_url(None, ttl_seconds=60)
+    task_id = uuid.uuid4()
+    cache.set_output(task_id, OUTPUT)
+    assert cache.get_output(task_id) == OUTPUT
+    assert cache.ping() is True
+
+
+def test_the_in_process_cache_expires_and_stays_bounded(mocker):
+    store = MemoryStore(max_entries=2)
+    clock = mocker.patch("app.core.cache_manager.time.monotonic", return_value=100.0)
+    store.set("a", "1", ex=10)
+    store.set("b", "2", ex=10)
+    store.set("c", "3", ex=10)
+    assert store.get("a") is None and store.get("b") == b"2"
+    clock.return_value = 111.0
+    assert store.get("b") is None

@@ -5,10 +5,12 @@ import pytest
 from config import ConfigError, load_config
 
 
-def test_defaults():
-    config = load_config(env={})
+def test_defaults_are_the_embedded_stack(tmp_path):
+    config = load_config(env={"TASKER_DATA_DIR": str(tmp_path)})
     assert config["APP_ENV"] == "development"
-    assert config["CELERY_BROKER_URL"] == config["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert config["DATABASE_URL"] == f"sqlite:///{tmp_path}/tasker.db"
+    assert config["CELERY_BROKER_URL"] == "filesystem://"
+    assert config["REDIS_URL"] is None
     assert config["CACHE_TTL_SECONDS"] == 3600
     assert config["OPENAI_BASE_URL"] == "https://api.openai.com/v1"
     assert config["LOG_FILE"] is None
@@ -17,6 +19,24 @@ def test_defaults():
 def test_app_env_picks_the_class():
     assert load_config(env={"APP_ENV": "production"})["LOG_LEVEL"] == "WARNING"
     assert load_config("testing", env={})["TESTING"] is True
+
+
+def test_the_data_dir_defaults_to_the_instance_folder():
+    assert load_config(env={})["DATA_DIR"].endswith("/instance")
+
+
+@pytest.mark.parametrize(
+    ("env", "database", "broker", "cache"),
+    [
+        ({"DATABASE_URL": "postgresql://pg/db"}, "postgresql://pg/db", "filesystem://", None),
+        ({"REDIS_URL": "redis://r/0"}, "sqlite:///", "redis://r/0", "redis://r/0"),
+        ({"CELERY_BROKER_URL": "amqp://rabbit//"}, "sqlite:///", "amqp://rabbit//", None),
+    ],
+)
+def test_any_url_that_is_set_wins_and_mixes_work(env, database, broker, cache):
+    config = load_config(env=env)
+    assert config["DATABASE_URL"].startswith(database)
+    assert (config["CELERY_BROKER_URL"], config["REDIS_URL"]) == (broker, cache)
 
 
 def test_broker_follows_redis_url_unless_set():
