@@ -2,7 +2,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install worker clean
+.PHONY: run test lint format install worker bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -12,9 +12,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## run: the API on :5000 and a Celery worker; Ctrl-C stops both
+## run: migrate, then the API on :5000 with a Celery worker and beat; Ctrl-C stops them all
 run: $(STAMP)
-	$(PYTHON) init_db.py
 	$(PYTHON) run.py --worker
 
 ## worker: a Celery worker alone
@@ -24,6 +23,10 @@ worker: $(STAMP)
 ## test: every test (unit and integration)
 test: $(STAMP)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+## bench: the embedded stack's submit-to-COMPLETED latency
+bench: $(STAMP)
+	$(PYTHON) bench/embedded_latency.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
