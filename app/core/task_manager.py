@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
-from app.core.errors import TaskNotFound
+from app.core.errors import BrokerUnavailable, DatabaseUnavailable, TaskNotFound
 from app.models import task as task_model
 from app.models.task import TERMINAL
 
@@ -63,7 +63,7 @@ class TaskManager:
         self.db.run(lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue))
         try:
             self.publisher.publish(task_type, task_id, clean)
-        except Exception:
+        except BrokerUnavailable:
             # Not queued: take the row back so nothing looks queued that never will run.
             self._forget(task_id)
             raise
@@ -144,5 +144,6 @@ class TaskManager:
     def _forget(self, task_id: uuid.UUID) -> None:
         try:
             self.db.run(lambda c: task_model.delete_unstarted(c, task_id))
-        except Exception:
-            logger.exception("could not remove unpublished task %s", task_id)
+        except DatabaseUnavailable as exc:
+            # The recovery sweep publishes the row later; the broker error is the one to report.
+            logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
