@@ -10,8 +10,33 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.ext.compiler import compiles
 
 metadata = sa.MetaData()
+
+
+class utcnow(sa.sql.expression.FunctionElement):
+    """The database's current time, to the microsecond, in the format SQLAlchemy stores.
+
+    PostgreSQL: now(). SQLite's CURRENT_TIMESTAMP has one-second resolution and another
+    text format, which would break ordering and the list cursor; strftime('%f') gives
+    milliseconds, padded to SQLAlchemy's six digits so stored and bound values compare.
+    """
+
+    type = sa.DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(utcnow)
+def _utcnow_default(element: utcnow, compiler: Any, **kw: Any) -> str:
+    return "now()"
+
+
+@compiles(utcnow, "sqlite")
+def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
+    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+
+
 JSONValue = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
@@ -56,9 +81,13 @@ tasks = sa.Table(
         nullable=False,
         server_default=sa.func.now(),
     ),
-    sa.Index("ix_tasks_status_created_at", "status", "created_at"),
-    sa.Index("ix_tasks_name_created_at", "name", "created_at"),
-    sa.Index("ix_tasks_created_at", "created_at"),
+    sa.Column("retry_of", sa.Uuid),
+    sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
+    sa.Column("request_hash", sa.String(64)),
+    sa.Index("ux_tasks_idempotency_key", "idempotency_key", unique=True),
+    sa.Index("ix_tasks_created_at_id", "created_at", "id"),
+    sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
+    sa.Index("ix_tasks_name_created_at_id", "name", "created_at", "id"),
 )
 
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
@@ -70,8 +99,9 @@ def insert(
     name: str,
     parameters: dict[str, Any],
     queue: str,
+    **extra: Any,
 ) -> None:
-    """Insert a new PENDING row."""
+    """Insert a new PENDING row; `extra` sets retry_of, idempotency_key and request_hash."""
     conn.execute(
         tasks.insert().values(
             id=task_id,
@@ -79,6 +109,9 @@ def insert(
             parameters=parameters,
             status=TaskStatus.PENDING,
             queue=queue,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+            **extra,
         )
     )
 
@@ -106,8 +139,8 @@ def claim(conn: Connection, task_id: uuid.UUID) -> int | None:
         .values(
             status=TaskStatus.STARTED,
             attempts=tasks.c.attempts + 1,
-            started_at=sa.func.now(),
-            updated_at=sa.func.now(),
+            started_at=utcnow(),
+            updated_at=utcnow(),
         )
         .returning(tasks.c.attempts)
     )
@@ -129,8 +162,8 @@ def finish(
             status=status,
             result=result,
             error=error,
-            completed_at=sa.func.now(),
-            updated_at=sa.func.now(),
+            completed_at=utcnow(),
+            updated_at=utcnow(),
         )
     )
     return conn.execute(query).rowcount == 1
@@ -140,14 +173,14 @@ def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, _not_terminal)
-        .values(status=TaskStatus.RETRYING, error=error, updated_at=sa.func.now())
+        .values(status=TaskStatus.RETRYING, error=error, updated_at=utcnow())
     )
     return conn.execute(query).rowcount == 1
 
 
 def database_now(conn: Connection) -> datetime:
     """The database's clock, so every process compares times against one clock."""
-    return conn.execute(sa.select(sa.func.current_timestamp())).scalar_one()
+    return conn.execute(sa.select(utcnow())).scalar_one()
 
 
 def pending_since(conn: Connection, before: datetime, limit: int = 1000) -> list[Row]:
@@ -176,5 +209,5 @@ def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: in
     query = tasks.update().where(tasks.c.id == task_id, tasks.c.status == from_status)
     if attempts is not None:
         query = query.where(tasks.c.attempts == attempts)
-    query = query.values(status=TaskStatus.PENDING, updated_at=sa.func.now())
+    query = query.values(status=TaskStatus.PENDING, updated_at=utcnow())
     return conn.execute(query).rowcount == 1
