@@ -8,8 +8,10 @@ from typing import Any
 
 from flask import Flask
 
+from app.api.docs import init_docs
 from app.api.errors import register_error_handlers
 from app.api.routes import create_routes
+from app.api.v1 import create_v1_routes
 from app.core.cache_manager import CacheManager
 from app.core.celery_app import CeleryPublisher, create_celery
 from app.core.database_manager import DatabaseManager
@@ -47,6 +49,9 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
 
     app.extensions["tasker"] = Tasker(db, cache, task_manager)
     app.extensions["celery"] = celery
-    app.register_blueprint(create_routes(task_manager))
+    api = init_docs(app)
+    api.register_blueprint(create_routes(task_manager))
+    for blueprint in create_v1_routes(task_manager, api):
+        api.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

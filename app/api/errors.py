@@ -25,6 +25,13 @@ def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+def _merge_locations(messages: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for per_location in messages.values():
+        merged.update(per_location if isinstance(per_location, dict) else {"_schema": per_location})
+    return merged
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(TaskerError)
     def tasker_error(exc: TaskerError) -> Response:
@@ -40,6 +47,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        messages = (getattr(exc, "data", None) or {}).get("messages")
+        if messages is not None:  # webargs: {location: {field: [rules]}}
+            return validation_error(ValidationError(_merge_locations(messages)))
         response = error_response(exc.code or 500, exc.description or exc.name, _snake(exc.name))
         for name, value in exc.get_headers():
             if name.lower() != "content-type":

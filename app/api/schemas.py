@@ -1,20 +1,157 @@
-"""Request schemas of the reference endpoints."""
+"""Request and response schemas: they validate input and generate the OpenAPI document."""
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+
+from app.models.task import TaskStatus
+
+STATUSES = [status.value for status in TaskStatus]
+MAX_PAGE = 200
 
 
-class RunTaskRequest(Schema):
+class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    task_name = fields.String(required=True)
-    task_parameters = fields.Raw(required=True)  # checked against the task's own schema
 
-
-class TaskOutputQuery(Schema):
+class QuerySchema(Schema):
     class Meta:
-        unknown = RAISE
+        unknown = EXCLUDE  # query strings often carry extras (cache busters); they are ignored
 
+
+# --- the reference endpoints ---
+
+
+class RunTaskRequest(StrictSchema):
+    task_name = fields.String(required=True, metadata={"example": "sum_two_numbers"})
+    task_parameters = fields.Dict(
+        required=True,
+        metadata={"description": "Checked against the task type's own schema", "example": {"a": 5, "b": 10}},
+    )
+
+
+class RunTaskResponse(Schema):
     task_uuid = fields.UUID(required=True)
+
+
+class TaskOutputQuery(QuerySchema):
+    task_uuid = fields.UUID(required=True)
+
+
+class TaskOutput(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    result = fields.Raw(allow_none=True, metadata={"description": "The value once COMPLETED"})
+    error = fields.String(allow_none=True, metadata={"description": "Why it FAILED, or why it is RETRYING"})
+
+
+class TaskOutputResponse(Schema):
+    task_output = fields.Nested(TaskOutput, required=True)
+
+
+class Health(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+# --- the v1 resource API ---
+
+
+class TaskSubmitRequest(StrictSchema):
+    name = fields.String(
+        required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
+    )
+    parameters = fields.Dict(
+        load_default=dict,
+        metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}},
+    )
+
+
+class IdempotencyHeaders(QuerySchema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[
+            validate.Length(min=1, max=200),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="Must be printable ASCII."),
+        ],
+        metadata={
+            "description": "Same key and body within 24 h: the original task (200), nothing new is created"
+        },
+    )
+
+
+class Task(Schema):
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    parameters = fields.Dict(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)
+    attempts = fields.Integer(required=True)
+    progress = fields.Integer(allow_none=True)
+    priority = fields.Integer(required=True)
+    queue = fields.String(required=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    completed_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    retry_of = fields.UUID(allow_none=True)
+    cancel_requested = fields.Boolean(required=True)
+
+
+class WaitQuery(QuerySchema):
+    wait = fields.Float(
+        load_default=0,
+        validate=validate.Range(min=0, max=30),
+        metadata={"description": "Seconds to wait for a terminal status (0 to 30)"},
+    )
+
+
+class TaskListQuery(QuerySchema):
+    status = fields.List(
+        fields.String(validate=validate.OneOf(STATUSES)), metadata={"description": "Repeatable"}
+    )
+    name = fields.String(validate=validate.Length(max=100))
+    created_after = fields.AwareDateTime(
+        default_timezone=None, metadata={"description": "ISO 8601, inclusive"}
+    )
+    created_before = fields.AwareDateTime(
+        default_timezone=None, metadata={"description": "ISO 8601, exclusive"}
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    cursor = fields.String(
+        validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
+    )
+
+
+class TaskPage(Schema):
+    tasks = fields.List(fields.Nested(Task), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class TaskTypeInfo(Schema):
+    name = fields.String(required=True)
+    aliases = fields.List(fields.String(), required=True)
+    description = fields.String(required=True)
+    queue = fields.String(required=True)
+    soft_time_limit = fields.Integer(required=True)
+    time_limit = fields.Integer(required=True)
+    max_retries = fields.Integer(required=True)
+    parameters = fields.Dict(required=True, metadata={"description": "JSON Schema of the parameters"})
+
+
+class TaskTypeList(Schema):
+    task_types = fields.List(fields.Nested(TaskTypeInfo), required=True)
+
+
+class TaskStatusView(Schema):
+    id = fields.UUID(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    progress = fields.Integer(allow_none=True)
+    attempts = fields.Integer(required=True)
+
+
+class TaskResultView(Schema):
+    id = fields.UUID(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)

@@ -100,6 +100,13 @@ class CeleryPublisher:
         except (KombuError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
+    def revoke(self, task_id: uuid.UUID) -> None:
+        """Ask workers not to run the task (best effort; the claim check is what enforces it)."""
+        try:
+            self.celery.control.revoke(str(task_id))
+        except (KombuError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
     def ping(self) -> None:
         try:
             with self.celery.connection_for_write() as conn:

@@ -31,6 +31,11 @@ class TaskNotFound(TaskerError):
     code = "not_found"
 
 
+class Conflict(TaskerError):
+    status = 409
+    code = "conflict"
+
+
 class DependencyUnavailable(TaskerError):
     """A service Tasker needs (database, broker) did not answer."""
 

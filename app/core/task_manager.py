@@ -1,18 +1,31 @@
-"""The use cases behind the HTTP API: submit a task, read its output."""
+"""The use cases behind the HTTP API: submit, read, wait for, list, cancel and retry tasks."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+
+from app.core import recovery
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
-from app.core.errors import BrokerUnavailable, DatabaseUnavailable, TaskNotFound
+from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, TaskNotFound
+from app.core.resources import decode_cursor, encode_cursor, task_resource
 from app.models import task as task_model
-from app.models.task import TERMINAL
+from app.models.task import TERMINAL, TaskStatus
+
+IDEMPOTENCY_KEY_HOURS = 24
+WAIT_POLL_SECONDS = 0.05
+_pause = threading.Event()  # never set: waiting on it sleeps without blocking signals
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +35,7 @@ class TaskType(Protocol):
     queue: str
     time_limit: int
 
-    def validate(self, parameters: Any) -> dict[str, Any]: ...
+    def validate(self, parameters: Any, field: str = ...) -> dict[str, Any]: ...
 
 
 class Registry(Protocol):
@@ -36,6 +49,14 @@ class Publisher(Protocol):
 
     def ping(self) -> None: ...
 
+    def revoke(self, task_id: uuid.UUID) -> None: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: uuid.UUID
+    created: bool  # False when an Idempotency-Key matched an earlier submission
+
 
 def task_output(status: str, result: Any, error: str | None) -> dict[str, Any]:
     """The reference's `task_output` object."""
@@ -43,24 +64,37 @@ def task_output(status: str, result: Any, error: str | None) -> dict[str, Any]:
 
 
 class TaskManager:
-    def __init__(
-        self,
-        db: DatabaseManager,
-        cache: CacheManager,
-        registry: Registry,
-        publisher: Publisher,
-    ):
+    def __init__(self, db: DatabaseManager, cache: CacheManager, registry: Registry, publisher: Publisher):
         self.db = db
         self.cache = cache
         self.registry = registry
         self.publisher = publisher
 
-    def submit(self, name: Any, parameters: Any) -> uuid.UUID:
+    def submit(
+        self,
+        name: Any,
+        parameters: Any,
+        idempotency_key: str | None = None,
+        retry_of: uuid.UUID | None = None,
+        parameters_field: str = "task_parameters",
+    ) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id."""
         task_type = self.registry.resolve(name)
-        clean = task_type.validate(parameters)
+        clean = task_type.validate(parameters, parameters_field)
         task_id = uuid.uuid4()
-        self.db.run(lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue))
+        extra: dict[str, Any] = {"retry_of": retry_of}
+        if idempotency_key is not None:
+            extra |= {
+                "idempotency_key": idempotency_key,
+                "request_hash": _request_hash(task_type.name, clean),
+            }
+            earlier = self._insert_once(task_id, task_type, clean, extra)
+            if earlier is not None:
+                return earlier
+        else:
+            self.db.run(
+                lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
+            )
         try:
             self.publisher.publish(task_type, task_id, clean)
         except BrokerUnavailable:
@@ -68,7 +102,41 @@ class TaskManager:
             self._forget(task_id)
             raise
         logger.debug("task %s (%s) submitted", task_id, task_type.name)
-        return task_id
+        return Submission(task_id, True)
+
+    def _insert_once(
+        self, task_id: uuid.UUID, task_type: TaskType, clean: dict[str, Any], extra: dict[str, Any]
+    ) -> Submission | None:
+        """Insert under an Idempotency-Key; the unique index decides between concurrent duplicates."""
+        key = extra["idempotency_key"]
+
+        def insert(conn: Any) -> None:
+            expired = task_model.database_now(conn) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
+            task_model.release_idempotency_key(conn, key, expired)
+            task_model.insert(conn, task_id, task_type.name, clean, task_type.queue, **extra)
+
+        try:
+            self.db.run(insert)
+            return None
+        except sa.exc.IntegrityError:
+            earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, key))
+        if earlier is None:  # the earlier row was removed meanwhile (its publish failed)
+            raise Conflict("That Idempotency-Key is in use by a request that failed; retry shortly.")
+        if earlier.request_hash != extra["request_hash"]:
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request.",
+                {"idempotency_key": key, "task_id": str(earlier.id)},
+            )
+        return Submission(earlier.id, False)
+
+    def get(self, task_id: uuid.UUID, wait_seconds: float = 0) -> dict[str, Any]:
+        """The task resource; with `wait_seconds`, as soon as it is terminal or when the wait ends."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            row = self._row(task_id)
+            if row.status in TERMINAL or time.monotonic() >= deadline:
+                return task_resource(row)
+            _pause.wait(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def get_output(self, task_id: uuid.UUID) -> dict[str, Any]:
         """Cache first; only terminal outputs are ever cached, so a hit is never stale."""
@@ -83,13 +151,43 @@ class TaskManager:
             self.cache.set_output(task_id, output)
         return output
 
+    def list(self, limit: int, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
+        """A page of tasks, newest first, and the cursor of the next page (None on the last)."""
+        after = decode_cursor(cursor) if cursor else None
+        rows = self.db.run(lambda c: task_model.list_page(c, limit + 1, after=after, **filters))
+        next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        return {"tasks": [task_resource(row) for row in rows[:limit]], "next_cursor": next_cursor}
+
+    def cancel(self, task_id: uuid.UUID) -> tuple[dict[str, Any], bool]:
+        """Cancel a task; returns its resource and True if it is CANCELLED already (False: requested)."""
+        if self.db.run(lambda c: task_model.cancel(c, task_id)):
+            self._revoke(task_id)
+            return task_resource(self._row(task_id)), True
+        if self.db.run(lambda c: task_model.request_cancel(c, task_id)):
+            self._revoke(task_id)
+            return task_resource(self._row(task_id)), False
+        row = self._row(task_id)
+        raise Conflict(
+            f"The task is {row.status}; only a SCHEDULED, PENDING, RETRYING or STARTED task "
+            "can be cancelled.",
+            {"status": row.status},
+        )
+
+    def retry(self, task_id: uuid.UUID) -> dict[str, Any]:
+        """A new task with the same name and parameters as a FAILED or CANCELLED one."""
+        row = self._row(task_id)
+        if row.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            raise Conflict(
+                f"The task is {row.status}; only a FAILED or CANCELLED task can be retried.",
+                {"status": row.status},
+            )
+        submission = self.submit(row.name, row.parameters, retry_of=row.id)
+        return task_resource(self._row(submission.id))
+
     def check_dependencies(self) -> dict[str, str]:
         """'ok' or the reason, for the database, the broker and the cache."""
         checks: dict[str, str] = {}
-        for name, probe in (
-            ("database", self.db.ping),
-            ("broker", self.publisher.ping),
-        ):
+        for name, probe in (("database", self.db.ping), ("broker", self.publisher.ping)):
             try:
                 probe()
                 checks[name] = "ok"
@@ -99,47 +197,20 @@ class TaskManager:
         return checks
 
     def recover(self, pending_after_seconds: float, grace_seconds: float = 30) -> dict[str, int]:
-        """Publish again what a lost message or a dead worker left behind.
+        return recovery.recover(self, pending_after_seconds, grace_seconds)
 
-        PENDING rows untouched for `pending_after_seconds` are published again; STARTED
-        rows whose attempt outlived the task type's hard time limit go back to PENDING
-        and are published again. A duplicate message is harmless: the claim is a
-        conditional UPDATE, and the attempt cap at claim time ends a task that keeps dying.
-        """
-        counts = {"republished": 0, "requeued": 0, "skipped": 0}
-        with self.db.exclusive("tasker-recovery") as held:
-            if not held:
-                counts["skipped"] = 1  # another sweep is running
-                return counts
-            self._recover(pending_after_seconds, grace_seconds, counts)
-        if counts["republished"] or counts["requeued"]:
-            logger.warning(
-                "recovery: %(republished)s PENDING republished, %(requeued)s STARTED requeued", counts
-            )
-        return counts
+    def _row(self, task_id: uuid.UUID) -> Any:
+        row = self.db.run(lambda c: task_model.get(c, task_id))
+        if row is None:
+            raise TaskNotFound("Task not found", {"id": str(task_id)})
+        return row
 
-    def _recover(self, pending_after_seconds: float, grace_seconds: float, counts: dict[str, int]) -> None:
-        now = self.db.run(task_model.database_now)
-        before = now - timedelta(seconds=pending_after_seconds)
-        for row in self.db.run(lambda c: task_model.pending_since(c, before)):
-            if self._publish_again(row, "PENDING"):
-                counts["republished"] += 1
-        for task_type in self.registry:
-            cutoff = now - timedelta(seconds=task_type.time_limit + grace_seconds)
-            for row in self.db.run(lambda c, t=task_type, b=cutoff: task_model.started_before(c, t.name, b)):
-                if self._publish_again(row, "STARTED", row.attempts):
-                    counts["requeued"] += 1
-        if any(counts.values()):
-            logger.warning(
-                "recovery sweep: %(republished)s PENDING republished, %(requeued)s STARTED requeued", counts
-            )
-        return counts
-
-    def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
-        if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
-            return False  # it moved on since we looked
-        self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters)
-        return True
+    def _revoke(self, task_id: uuid.UUID) -> None:
+        # Best effort: the claim-time check is what really stops a cancelled task.
+        try:
+            self.publisher.revoke(task_id)
+        except BrokerUnavailable as exc:
+            logger.warning("could not send a revoke for %s: %s", task_id, exc.details)
 
     def _forget(self, task_id: uuid.UUID) -> None:
         try:
@@ -147,3 +218,8 @@ class TaskManager:
         except DatabaseUnavailable as exc:
             # The recovery sweep publishes the row later; the broker error is the one to report.
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
+
+
+def _request_hash(name: str, parameters: dict[str, Any]) -> str:
+    canonical = json.dumps({"name": name, "parameters": parameters}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

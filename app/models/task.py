@@ -211,3 +211,63 @@ def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: in
         query = query.where(tasks.c.attempts == attempts)
     query = query.values(status=TaskStatus.PENDING, updated_at=utcnow())
     return conn.execute(query).rowcount == 1
+
+
+CANCELLABLE = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.RETRYING)
+
+
+def cancel(conn: Connection, task_id: uuid.UUID) -> bool:
+    """CANCELLED at once if the task has not started; True if this call did it."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status.in_([s.value for s in CANCELLABLE]))
+        .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def request_cancel(conn: Connection, task_id: uuid.UUID) -> bool:
+    """Mark a STARTED task; it stops at its next check between steps."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
+        .values(
+            cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), updated_at=utcnow()
+        )
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def by_idempotency_key(conn: Connection, key: str) -> Row | None:
+    return conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == key)).first()
+
+
+def release_idempotency_key(conn: Connection, key: str, before: datetime) -> None:
+    """Forget a key first used before `before`, so it may name a new task."""
+    query = tasks.update().where(tasks.c.idempotency_key == key, tasks.c.created_at < before)
+    conn.execute(query.values(idempotency_key=None))
+
+
+def list_page(
+    conn: Connection,
+    limit: int,
+    statuses: list[str] | None = None,
+    name: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[Row]:
+    """Up to `limit` rows, newest first; `after` is the (created_at, id) of the last row already seen."""
+    query = sa.select(tasks)
+    if statuses:
+        query = query.where(tasks.c.status.in_(statuses))
+    if name:
+        query = query.where(tasks.c.name == name)
+    if created_after:
+        query = query.where(tasks.c.created_at >= created_after)
+    if created_before:
+        query = query.where(tasks.c.created_at < created_before)
+    if after:
+        query = query.where(sa.tuple_(tasks.c.created_at, tasks.c.id) < sa.tuple_(*after))
+    order = (tasks.c.created_at.desc(), tasks.c.id.desc())
+    return list(conn.execute(query.order_by(*order).limit(limit)))

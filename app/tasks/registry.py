@@ -24,20 +24,16 @@ class TaskType:
     time_limit: int = 45
     max_retries: int = 0  # retries of transient errors (upstream 429/5xx, timeouts)
 
-    def validate(self, parameters: Any) -> dict[str, Any]:
-        """The cleaned parameters, or InvalidInput naming each field and rule."""
+    def validate(self, parameters: Any, field: str = "task_parameters") -> dict[str, Any]:
+        """The cleaned parameters, or InvalidInput naming each field (under `field`) and rule."""
         if not isinstance(parameters, dict):
-            raise InvalidInput(
-                "task_parameters must be a JSON object.",
-                {"task_parameters": ["Must be a JSON object."]},
-            )
+            raise InvalidInput(f"{field} must be a JSON object.", {field: ["Must be a JSON object."]})
         try:
             return self.schema.load(parameters)
         except ValidationError as exc:
             problems = " ".join(describe_messages(exc.messages))
             raise InvalidInput(
-                f"Invalid task_parameters for {self.name}: {problems}",
-                {"task_parameters": exc.messages},
+                f"Invalid {field} for {self.name}: {problems}", {field: exc.messages}
             ) from None
 
 

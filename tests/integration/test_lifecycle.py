@@ -31,7 +31,7 @@ def test_the_row_is_committed_before_the_message_is_published(app, stack_env, wo
     other = build_app(stack_env)
     manager = app.extensions["tasker"].tasks
     manager.publisher = CheckingPublisher(app.extensions["celery"], other.extensions["tasker"].db)
-    task_id = manager.submit("sum", {"a": 1, "b": 2})
+    task_id = manager.submit("sum", {"a": 1, "b": 2}).id
     assert manager.publisher.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3
     other.extensions["tasker"].db.dispose()

@@ -13,7 +13,7 @@ from app.tasks.registry import REGISTRY
 
 @pytest.fixture
 def publisher(mocker):
-    return mocker.Mock(spec=["publish", "ping"])
+    return mocker.Mock(spec=["publish", "ping", "revoke"])
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def manager(sqlite_db, cache, publisher):
 
 
 def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publisher):
-    task_id = manager.submit("sum", {"a": 1, "b": 2})
+    task_id = manager.submit("sum", {"a": 1, "b": 2}).id
     task_type, published_id, parameters = publisher.publish.call_args.args
     assert (task_type.name, published_id, parameters) == ("sum_two_numbers", task_id, {"a": 1, "b": 2})
     row = sqlite_db.run(lambda c: task_model.get(c, task_id))
@@ -46,7 +46,7 @@ def test_invalid_input_is_rejected_before_anything_is_stored(manager, publisher)
 
 
 def test_get_output_caches_only_terminal_outputs(manager, sqlite_db, cache):
-    task_id = manager.submit("sum", {"a": 1, "b": 2})
+    task_id = manager.submit("sum", {"a": 1, "b": 2}).id
     assert manager.get_output(task_id) == {"status": "PENDING", "result": None, "error": None}
     assert cache.get_output(task_id) is None
     sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3))

@@ -1,0 +1,69 @@
+"""OpenAPI (flask-smorest) and Swagger UI, served entirely by Tasker (no CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import flask_swagger_ui
+from flask import Blueprint, Flask, send_from_directory
+from flask_smorest import Api
+from marshmallow import Schema, fields
+
+from app.tasks.parameters import Number
+
+SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
+
+OPENAPI_CONFIG = {
+    "API_TITLE": "Tasker",
+    "API_VERSION": "1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    "OPENAPI_SWAGGER_UI_URL": "/docs/static/",
+}
+
+API_DESCRIPTION = (
+    "Submit a task by name with JSON parameters, get its id at once, and read its status and "
+    "result later. The reference endpoints (/run-task, /get-task-output) and the v1 resource API "
+    "share one store. Every error is {error, code, details}."
+)
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True, metadata={"description": "What went wrong, in one sentence"})
+    code = fields.String(required=True, metadata={"description": "snake_case error code"})
+    details = fields.Dict(required=True, metadata={"description": "Fields and rules, or the dependency"})
+
+
+class TaskerApi(Api):
+    """flask-smorest's Api with Tasker's error shape; errors themselves are handled in app.api.errors."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        pass  # app.api.errors handles every error, HTTP ones included
+
+
+def init_docs(app: Flask) -> TaskerApi:
+    app.config.update({key: value for key, value in OPENAPI_CONFIG.items() if key not in app.config})
+    api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
+    api.register_field(Number, "number", None)
+    app.register_blueprint(_swagger_assets())
+    return api
+
+
+def json_schema(api: TaskerApi, schema: Schema) -> dict[str, Any]:
+    """A marshmallow schema as JSON Schema, as it appears in the OpenAPI document."""
+    return api.ma_plugin.converter.schema2jsonschema(schema)
+
+
+def _swagger_assets() -> Blueprint:
+    bp = Blueprint("swagger_ui_assets", __name__)
+
+    @bp.get("/docs/static/<path:filename>")
+    def swagger_ui_asset(filename: str) -> Any:
+        return send_from_directory(SWAGGER_UI_DIST, filename, max_age=86400)
+
+    return bp
