@@ -51,7 +51,7 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
     app.extensions["celery"] = celery
     api = init_docs(app)
     api.register_blueprint(create_routes(task_manager))
-    for blueprint in create_v1_routes(task_manager, api):
+    for blueprint in create_v1_routes(task_manager):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import flask_swagger_ui
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api
 from marshmallow import Schema, fields
+from werkzeug.routing import BaseConverter
 
 from app.tasks.parameters import Number
 
@@ -46,17 +51,49 @@ class TaskerApi(Api):
         pass  # app.api.errors handles every error, HTTP ones included
 
 
+class TaskIdConverter(BaseConverter):
+    """`<task_id:...>`: any one path segment, documented as a UUID; the handler answers 400 for a bad one."""
+
+
 def init_docs(app: Flask) -> TaskerApi:
     app.config.update({key: value for key, value in OPENAPI_CONFIG.items() if key not in app.config})
+    app.url_map.converters["task_id"] = TaskIdConverter
     api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     api.register_field(Number, "number", None)
+    api.register_converter(TaskIdConverter, lambda converter: {"type": "string", "format": "uuid"})
     app.register_blueprint(_swagger_assets())
     return api
 
 
-def json_schema(api: TaskerApi, schema: Schema) -> dict[str, Any]:
+@functools.cache
+def _converter() -> Any:
+    plugin = MarshmallowPlugin()
+    APISpec("Tasker", "1", OPENAPI_CONFIG["OPENAPI_VERSION"], plugins=[plugin])
+    plugin.map_to_openapi_type(Number, "number", None)
+    return plugin.converter
+
+
+def json_schema(schema: Schema) -> dict[str, Any]:
     """A marshmallow schema as JSON Schema, as it appears in the OpenAPI document."""
-    return api.ma_plugin.converter.schema2jsonschema(schema)
+    return _converter().schema2jsonschema(schema)
+
+
+def submit_body(registry: Iterable[Any], name_field: str, parameters_field: str) -> dict[str, Any]:
+    """A request body that is one of the task types: its name (or an alias) and its parameters."""
+    branches = [
+        {
+            "title": task_type.name,
+            "type": "object",
+            "properties": {
+                name_field: {"type": "string", "enum": [task_type.name, *task_type.aliases]},
+                parameters_field: json_schema(task_type.schema),
+            },
+            "required": [name_field, parameters_field],
+            "additionalProperties": False,
+        }
+        for task_type in registry
+    ]
+    return {"required": True, "content": {"application/json": {"schema": {"oneOf": branches}}}}
 
 
 def _swagger_assets() -> Blueprint:

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Response, request
 from flask_smorest import Blueprint
-from marshmallow import Schema
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from app.api import schemas
+from app.api.docs import submit_body
 from app.api.errors import error_response
 from app.core.task_manager import TaskManager
 
@@ -34,16 +34,14 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-def json_body_doc(schema: type[Schema]) -> dict[str, Any]:
-    """An OpenAPI requestBody for a body parsed by json_object()."""
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
 def create_routes(task_manager: TaskManager) -> Blueprint:
     bp = Blueprint("reference", __name__, description="The reference endpoints, and health checks")
 
     @bp.post("/run-task")
-    @bp.doc(summary="Submit a task", requestBody=json_body_doc(schemas.RunTaskRequest))
+    @bp.doc(
+        summary="Submit a task",
+        requestBody=submit_body(task_manager.registry, "task_name", "task_parameters"),
+    )
     @bp.response(200, schemas.RunTaskResponse)
     def run_task() -> dict[str, Any]:
         data = run_task_schema.load(json_object())

@@ -9,8 +9,8 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from app.api import schemas
-from app.api.docs import TaskerApi, json_schema
-from app.api.routes import json_body_doc, json_object
+from app.api.docs import json_schema, submit_body
+from app.api.routes import json_object
 from app.core.errors import InvalidInput
 from app.core.task_manager import TaskManager
 
@@ -30,11 +30,11 @@ def location(task_id: Any) -> dict[str, str]:
     return {"Location": f"/api/v1/tasks/{task_id}"}
 
 
-def create_v1_routes(task_manager: TaskManager, api: TaskerApi) -> list[Blueprint]:
+def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     bp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="Tasks as resources")
 
     @bp.post("/tasks")
-    @bp.doc(summary="Submit a task", requestBody=json_body_doc(schemas.TaskSubmitRequest))
+    @bp.doc(summary="Submit a task", requestBody=submit_body(task_manager.registry, "name", "parameters"))
     @bp.arguments(schemas.IdempotencyHeaders, location="headers", as_kwargs=True)
     @bp.response(202, schemas.Task, description="Accepted: stored and queued")
     @bp.alt_response(
@@ -48,7 +48,7 @@ def create_v1_routes(task_manager: TaskManager, api: TaskerApi) -> list[Blueprin
         status = 202 if submission.created else 200
         return task_manager.get(submission.id), status, location(submission.id)
 
-    @bp.get("/tasks/<task_id>")
+    @bp.get("/tasks/<task_id:task_id>")
     @bp.doc(summary="A task; with ?wait=N, answers as soon as it is terminal or after N seconds")
     @bp.arguments(schemas.WaitQuery, location="query", as_kwargs=True)
     @bp.response(200, schemas.Task)
@@ -67,7 +67,7 @@ def create_v1_routes(task_manager: TaskManager, api: TaskerApi) -> list[Blueprin
             filters["statuses"] = filters.pop("status")
         return task_manager.list(limit, cursor, **filters)
 
-    @bp.post("/tasks/<task_id>/cancel")
+    @bp.post("/tasks/<task_id:task_id>/cancel")
     @bp.doc(summary="Cancel a task: at once if not started, at its next step if STARTED")
     @bp.response(200, schemas.Task, description="CANCELLED")
     @bp.alt_response(202, schema=schemas.Task, description="STARTED: cancellation requested")
@@ -75,7 +75,7 @@ def create_v1_routes(task_manager: TaskManager, api: TaskerApi) -> list[Blueprin
         resource, cancelled = task_manager.cancel(parse_id(task_id))
         return resource, 200 if cancelled else 202
 
-    @bp.post("/tasks/<task_id>/retry")
+    @bp.post("/tasks/<task_id:task_id>/retry")
     @bp.doc(summary="Run a FAILED or CANCELLED task again, as a new task")
     @bp.response(201, schemas.Task)
     def retry(task_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -86,16 +86,16 @@ def create_v1_routes(task_manager: TaskManager, api: TaskerApi) -> list[Blueprin
     @bp.doc(summary="Every task type, its aliases, queue, limits and parameters (JSON Schema)")
     @bp.response(200, schemas.TaskTypeList)
     def task_types() -> dict[str, Any]:
-        return {"task_types": [_task_type(api, t) for t in task_manager.registry]}
+        return {"task_types": [_task_type(t) for t in task_manager.registry]}
 
     short = Blueprint("short", __name__, description="Short paths for a task's status and result")
 
-    @short.get("/tasks/<task_id>/status")
+    @short.get("/tasks/<task_id:task_id>/status")
     @short.response(200, schemas.TaskStatusView)
     def task_status(task_id: str) -> dict[str, Any]:
         return task_manager.get(parse_id(task_id))
 
-    @short.get("/tasks/<task_id>/result")
+    @short.get("/tasks/<task_id:task_id>/result")
     @short.response(200, schemas.TaskResultView)
     def task_result(task_id: str) -> dict[str, Any]:
         return task_manager.get(parse_id(task_id))
@@ -103,7 +103,7 @@ def create_v1_routes(task_manager: TaskManager, api: TaskerApi) -> list[Blueprin
     return [bp, short]
 
 
-def _task_type(api: TaskerApi, task_type: Any) -> dict[str, Any]:
+def _task_type(task_type: Any) -> dict[str, Any]:
     return {
         "name": task_type.name,
         "aliases": list(task_type.aliases),
@@ -112,5 +112,5 @@ def _task_type(api: TaskerApi, task_type: Any) -> dict[str, Any]:
         "soft_time_limit": task_type.soft_time_limit,
         "time_limit": task_type.time_limit,
         "max_retries": task_type.max_retries,
-        "parameters": json_schema(api, task_type.schema),
+        "parameters": json_schema(task_type.schema),
     }

@@ -13,20 +13,28 @@ MAX_PROMPT_LENGTH = 16_000
 
 
 class Number(fields.Field):
-    """A JSON number: int or float, finite; never a string or a boolean."""
+    """A JSON number, int or float, within ±(2**53 - 1): every JSON client reads it exactly.
+
+    Never a string, a boolean, NaN or Infinity.
+    """
 
     default_error_messages: ClassVar[dict[str, str]] = {
         "invalid": "Must be a number (a string or a boolean is not).",
         "not_finite": "Must be a finite number (not NaN or Infinity).",
-        "too_large": f"Integers must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.",
+        "too_large": f"Must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.",
     }
+
+    def __init__(self, **kwargs: Any):
+        if "validate" not in kwargs:  # a Range validator documents its own, narrower bounds
+            kwargs["metadata"] = {"minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.make_error("not_finite")
-        if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        if abs(value) > MAX_SAFE_INTEGER:
             raise self.make_error("too_large")
         return value
 
@@ -41,10 +49,15 @@ def storable(value: str) -> None:
         raise ValidationError("Must be valid Unicode (no lone surrogates).") from None
 
 
+# storable()'s NUL rule, for the OpenAPI document. Lone surrogates (sent as "\ud800"
+# escapes) are refused too, but a pattern cannot say so portably across regex engines.
+STORABLE_PATTERN = r"^[^\x00]*$"
+
+
 class Text(fields.String):
     def __init__(self, *, max_length: int, min_length: int = 0, **kwargs: Any):
         rules = [validate.Length(min=min_length, max=max_length), storable]
-        super().__init__(validate=rules, **kwargs)
+        super().__init__(validate=rules, metadata={"pattern": STORABLE_PATTERN}, **kwargs)
 
 
 class StrictSchema(Schema):
