@@ -103,4 +103,8 @@ def _swagger_assets() -> Blueprint:
     def swagger_ui_asset(filename: str) -> Any:
         return send_from_directory(SWAGGER_UI_DIST, filename, max_age=86400)
 
+    @bp.get("/favicon.ico")
+    def favicon() -> Any:
+        return send_from_directory(SWAGGER_UI_DIST, "favicon-32x32.png", max_age=86400)
+
     return bp

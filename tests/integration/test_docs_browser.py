@@ -1,0 +1,79 @@
+"""Swagger UI at /docs in a real browser (Debian's chromium driven by playwright), fully offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import REQUIRE_SERVICES
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        pytest.fail(message) if REQUIRE_SERVICES else pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(app) -> Iterator[str]:
+    """The app on a real socket (the browser needs one)."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(timeout=10)
+
+
+def test_docs_show_every_operation_and_try_it_out_submits_a_task(browser, server, client):
+    page = browser.new_page()
+    foreign: list[str] = []
+    page.on(
+        "request", lambda request: None if request.url.startswith(server) else foreign.append(request.url)
+    )
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)
+
+    document = client.get("/openapi.json").get_json()
+    verbs = {"get", "post", "put", "patch", "delete"}
+    expected = {(m.upper(), path) for path, item in document["paths"].items() for m in item if m in verbs}
+    shown = set()
+    for block in page.locator(".opblock").all():
+        method = block.locator(".opblock-summary-method").inner_text().strip()
+        path = block.locator(".opblock-summary-path").get_attribute("data-path")
+        shown.add((method, path))
+    assert shown == expected
+
+    submit = page.locator("#operations-tasks-post_api_v1_tasks")
+    submit.locator(".opblock-summary").click()
+    submit.get_by_role("button", name="Try it out").click()
+    submit.locator("textarea.body-param__text").fill(
+        json.dumps({"name": "sum", "parameters": {"a": 2, "b": 3}})
+    )
+    submit.get_by_role("button", name="Execute").click()
+    live = submit.locator(".live-responses-table .response")
+    live.wait_for(timeout=20_000)
+    assert live.locator(".response-col_status").first.inner_text().strip() == "202"
+    task = json.loads(submit.locator(".live-responses-table .microlight").first.inner_text())
+    assert (task["name"], task["parameters"]) == ("sum_two_numbers", {"a": 2, "b": 3})
+    assert client.get(f"/api/v1/tasks/{task['id']}").status_code == 200
+    assert foreign == [], f"the page fetched from outside Tasker: {foreign}"
