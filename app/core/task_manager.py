@@ -109,9 +109,11 @@ class TaskManager:
     ) -> Submission | None:
         """Insert under an Idempotency-Key; the unique index decides between concurrent duplicates."""
         key = extra["idempotency_key"]
+        # Read the clock first, in its own transaction: one that reads and then writes can be
+        # refused outright by SQLite when another writer got in between.
+        expired = self.db.run(task_model.database_now) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
 
         def insert(conn: Any) -> None:
-            expired = task_model.database_now(conn) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
             task_model.release_idempotency_key(conn, key, expired)
             task_model.insert(conn, task_id, task_type.name, clean, task_type.queue, **extra)
 

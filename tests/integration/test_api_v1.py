@@ -193,12 +193,20 @@ def list_ids(client, **query):
     return ids_of(response.get_json())
 
 
+def insert_later(db, *args, **kwargs):
+    """insert_row, once the database clock has moved past the previous row (SQLite counts milliseconds)."""
+    task_id = insert_row(db, *args, **kwargs)
+    created = row_of(db, task_id).created_at
+    poll(lambda: db.run(task_model.database_now).replace(tzinfo=None) > created.replace(tzinfo=None))
+    return task_id
+
+
 def test_list_is_newest_first_with_filters(client, db):
     since = db.run(task_model.database_now)
     created_after = (since if since.tzinfo else since.replace(tzinfo=UTC)).isoformat()
-    failed = insert_row(db, TaskStatus.FAILED)
-    letters = insert_row(db, name="find_longest_consecutive_letters", parameters={"string": "aa"})
-    pending = insert_row(db)
+    failed = insert_later(db, TaskStatus.FAILED)
+    letters = insert_later(db, name="find_longest_consecutive_letters", parameters={"string": "aa"})
+    pending = insert_later(db)
     assert list_ids(client, created_after=created_after)[:3] == [pending, letters, failed]
     assert set(list_ids(client, status=["FAILED", "PENDING"], created_after=created_after)) == {
         failed,
@@ -282,9 +290,10 @@ def test_task_types_list_every_type_with_its_json_schema(client):
     assert set(types) == {"sum_two_numbers", "find_longest_consecutive_letters", "query_chatgpt"}
     assert types["sum_two_numbers"]["aliases"] == ["sum"]
     assert types["query_chatgpt"]["queue"] == "external_api" and types["query_chatgpt"]["max_retries"] == 3
+    number = {"type": "number", "minimum": -(2**53 - 1), "maximum": 2**53 - 1}
     assert types["sum_two_numbers"]["parameters"] == {
         "type": "object",
-        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+        "properties": {"a": number, "b": number},
         "required": ["a", "b"],
         "additionalProperties": False,
     }

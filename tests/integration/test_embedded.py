@@ -57,7 +57,7 @@ class Tasker:
             raise AssertionError(f"run.py exited:\n{self.log.read_text()[-3000:]}")
         try:
             return requests.get(f"{self.base}/health", timeout=1).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             return False
 
     def submit(self, name: str, parameters: dict) -> str:

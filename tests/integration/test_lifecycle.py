@@ -82,22 +82,28 @@ def test_a_redelivered_message_does_not_run_finished_work_again(client, app, wor
     assert row_of(db, task_id) == finished
 
 
+def make_old(db, task_id, column):
+    """Move a timestamp of one row an hour back, so only this row is old enough for the sweep."""
+    db.run(
+        lambda c: c.execute(
+            task_model.tasks.update()
+            .where(task_model.tasks.c.id == task_id)
+            .values({column: task_model.database_now(c) - timedelta(hours=1)})
+        )
+    )
+
+
 def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
     manager = app.extensions["tasker"].tasks
     stranded = insert_pending(db)  # a row whose message never reached the broker
-    assert manager.recover(pending_after_seconds=0)["republished"] >= 1
+    make_old(db, stranded, "updated_at")
+    assert manager.recover(pending_after_seconds=1800)["republished"] == 1
     assert wait_for_output(client, str(stranded)) == {"status": "COMPLETED", "result": 3, "error": None}
 
     dead = insert_pending(db)  # a row whose worker died long ago
     db.run(lambda c: task_model.claim(c, dead))
-    db.run(
-        lambda c: c.execute(
-            task_model.tasks.update()
-            .where(task_model.tasks.c.id == dead)
-            .values(started_at=task_model.database_now(c) - timedelta(hours=1))
-        )
-    )
-    assert manager.recover(pending_after_seconds=3600)["requeued"] == 1
+    make_old(db, dead, "started_at")
+    assert manager.recover(pending_after_seconds=1800)["requeued"] == 1
     assert wait_for_output(client, str(dead))["status"] == "COMPLETED"
     assert row_of(db, dead).attempts == 2
 

@@ -15,9 +15,11 @@ from tests.support import TERMINAL, alive, children_of, free_port, poll, stop_pr
 
 
 def http_ok(url: str) -> bool:
+    # gunicorn's master accepts connections before its workers have loaded the app, so a
+    # first request may wait: a timeout means "not up yet", like a refused connection.
     try:
         return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return False
 
 
