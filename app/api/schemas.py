@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from app.models.task import TaskStatus
+from app.tasks.parameters import STORABLE_PATTERN
 
 STATUSES = [status.value for status in TaskStatus]
 MAX_PAGE = 200
@@ -110,7 +111,12 @@ class TaskListQuery(QuerySchema):
     status = fields.List(
         fields.String(validate=validate.OneOf(STATUSES)), metadata={"description": "Repeatable"}
     )
-    name = fields.String(validate=validate.Length(max=100))
+    name = fields.String(
+        validate=[
+            validate.Length(max=100),
+            validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
+        ]
+    )
     created_after = fields.AwareDateTime(
         default_timezone=None, metadata={"description": "ISO 8601, inclusive"}
     )

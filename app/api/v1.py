@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -23,6 +23,15 @@ def parse_id(value: str) -> uuid.UUID:
     except ValueError:
         raise InvalidInput(
             f"{value[:50]!r} is not a valid task id (a UUID).", {"id": ["Not a valid UUID."]}
+        ) from None
+
+
+def _utc(field: str, value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise InvalidInput(
+            f"{field} is out of range.", {field: ["Out of range once converted to UTC."]}
         ) from None
 
 
@@ -62,7 +71,7 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     def list_tasks(limit: int, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
         for bound in ("created_after", "created_before"):
             if filters.get(bound) is not None:
-                filters[bound] = filters[bound].astimezone(UTC)
+                filters[bound] = _utc(bound, filters[bound])
         if "status" in filters:
             filters["statuses"] = filters.pop("status")
         return task_manager.list(limit, cursor, **filters)

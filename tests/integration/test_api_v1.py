@@ -228,6 +228,9 @@ def test_list_is_newest_first_with_filters(client, db):
         ({"cursor": "garbage!"}, "cursor"),
         ({"cursor": "WyJ4Il0"}, "cursor"),
         ({"created_after": "yesterday"}, "created_after"),
+        ({"created_after": "0001-01-01T00:00:00+01:00"}, "created_after"),
+        ({"created_before": "9999-12-31T23:59:59-14:00"}, "created_before"),
+        ({"name": "a\x00b"}, "name"),
     ],
 )
 def test_list_rejects_bad_queries(client, query, field):
