@@ -15,8 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+# A fixed set of examples by default, so a run is repeatable; FUZZ_EXAMPLES=N draws N fresh
+# random examples per operation for a deeper hunt.
+DEEP = os.environ.get("FUZZ_EXAMPLES")
 SETTINGS = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "25")),
+    max_examples=int(DEEP or 25),
+    derandomize=not DEEP,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,
