@@ -238,6 +238,11 @@ def request_cancel(conn: Connection, task_id: uuid.UUID) -> bool:
     return conn.execute(query).rowcount == 1
 
 
+def cancel_requested(conn: Connection, task_id: uuid.UUID) -> bool:
+    query = sa.select(tasks.c.cancel_requested_at.is_not(None)).where(tasks.c.id == task_id)
+    return bool(conn.execute(query).scalar())
+
+
 def by_idempotency_key(conn: Connection, key: str) -> Row | None:
     return conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == key)).first()
 

@@ -19,7 +19,7 @@ from app.core.errors import DatabaseUnavailable
 from app.core.task_manager import task_output
 from app.models import task as task_model
 from app.models.task import TaskStatus
-from app.tasks.openai_client import TaskFailed
+from app.tasks.errors import TaskCancelled, TaskFailed
 from app.tasks.registry import REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,12 @@ class TaskCallbacks:
     def record_failure(self, task_id: uuid.UUID, error: str) -> None:
         self._finish(task_id, TaskStatus.FAILED, None, error.replace("\x00", ""))
 
+    def record_cancelled(self, task_id: uuid.UUID, reason: str) -> None:
+        self._finish(task_id, TaskStatus.CANCELLED, None, reason)
+
+    def cancel_requested(self, task_id: uuid.UUID) -> bool:
+        return self.db.run(lambda c: task_model.cancel_requested(c, task_id))
+
     def record_retry(self, task_id: uuid.UUID, error: str) -> None:
         self.db.run(lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", "")))
 
@@ -90,7 +96,7 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
     """The base class of every Tasker task for one app: claim first, then record the outcome."""
 
     class TaskerTask(Task):
-        throws = (TaskFailed,)  # expected failures: logged without a traceback
+        throws = (TaskFailed, TaskCancelled)  # expected endings: logged without a traceback
         tracked = True  # False for housekeeping tasks that have no row
         task_manager: Any = None  # set by the app factory; the recovery sweep uses it
 
@@ -121,9 +127,18 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
             if self.tracked:
                 _record(callbacks.record_success, task_id, retval)
 
+        def check_cancelled(self) -> None:
+            """Call between steps: raises TaskCancelled once the task's cancellation was requested."""
+            task_id = _task_uuid(self.request.id)
+            if task_id is not None and callbacks.cancel_requested(task_id):
+                raise TaskCancelled("Cancelled while running, at the client's request.")
+
         def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
             if not self.tracked or isinstance(exc, DatabaseUnavailable):
                 return  # the claim could not run; the message is retried, nothing to record
+            if isinstance(exc, TaskCancelled):
+                _record(callbacks.record_cancelled, task_id, str(exc))
+                return
             soft_limit = self.request.timelimit[1] if self.request.timelimit else None
             _record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))
 

@@ -9,19 +9,9 @@ from typing import Any
 
 import requests
 
+from app.tasks.errors import TaskFailed, TransientError
+
 MAX_ERROR_LENGTH = 500
-
-
-class TaskFailed(Exception):
-    """A failure that retrying will not fix; the message is shown to the client."""
-
-
-class TransientError(Exception):
-    """A failure worth retrying (connection, timeout, 429, 5xx)."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

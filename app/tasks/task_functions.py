@@ -8,7 +8,7 @@ import random
 from celery import shared_task
 
 from app.tasks import openai_client
-from app.tasks.openai_client import TaskFailed, TransientError
+from app.tasks.errors import TaskFailed, TransientError
 from app.tasks.registry import REGISTRY
 
 MAX_RETRY_DELAY_SECONDS = 60.0

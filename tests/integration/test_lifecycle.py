@@ -58,6 +58,19 @@ def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     assert cache.get_output(task_id) == {"status": "COMPLETED", "result": 42, "error": None}
 
 
+def test_a_running_task_that_checks_for_cancellation_ends_cancelled(client, app, db):
+    callbacks = TaskCallbacks(db, app.extensions["tasker"].cache)
+    task_id = insert_pending(db)
+    callbacks.claim(task_id)
+    assert not callbacks.cancel_requested(task_id)
+    assert client.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 202
+    assert callbacks.cancel_requested(task_id)  # what check_cancelled() asks between steps
+    callbacks.record_cancelled(task_id, "Cancelled while running, at the client's request.")
+    row = row_of(db, task_id)
+    assert (row.status, row.error) == ("CANCELLED", "Cancelled while running, at the client's request.")
+    assert client.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 409
+
+
 def test_a_task_started_too_often_fails_instead_of_running_again(app, db):
     callbacks = TaskCallbacks(db, app.extensions["tasker"].cache)
     task_id = insert_pending(db)

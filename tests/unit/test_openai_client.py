@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from app.tasks.openai_client import OpenAISettings, TaskFailed, TransientError, chat_completion
+from app.tasks.errors import TaskFailed, TransientError
+from app.tasks.openai_client import OpenAISettings, chat_completion
 from tests.support import closed_port
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.tasks.openai_client import TaskFailed
+from app.tasks.errors import TaskFailed
 from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS, add, longest_run, retry_delay
 
 
