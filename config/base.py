@@ -106,7 +106,17 @@ class BaseConfig:
             "OPENAI_MODEL": env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
             "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60),
             "OPENAI_READ_TIMEOUT_SECONDS": read_float(env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100),
-            "OPENAI_RETRY_BACKOFF_SECONDS": read_float(env, "OPENAI_RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
+            "OPENWEATHER_API_KEY": env.get("OPENWEATHER_API_KEY", "").strip(),
+            "OPENWEATHER_BASE_URL": read_url(
+                env, "OPENWEATHER_BASE_URL", "https://api.openweathermap.org/data/2.5", ("http", "https")
+            ).rstrip("/"),
+            "OPENWEATHER_CONNECT_TIMEOUT_SECONDS": read_float(
+                env, "OPENWEATHER_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60
+            ),
+            "OPENWEATHER_READ_TIMEOUT_SECONDS": read_float(
+                env, "OPENWEATHER_READ_TIMEOUT_SECONDS", 10.0, 0.1, 50
+            ),
+            "RETRY_BACKOFF_SECONDS": read_float(env, "RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
             "CACHE_TTL_SECONDS": read_int(env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400),
             "MAX_CONTENT_LENGTH": read_int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
             "TASK_MAX_DELIVERIES": read_int(env, "TASK_MAX_DELIVERIES", 3, 1, 100),

@@ -121,8 +121,8 @@ def openai(openai_server: HTTPServer) -> Iterator[HTTPServer]:
 # Settings a developer may have exported; child processes get only what a test gives them.
 SETTINGS = {
     "APP_ENV", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "TASKER_DATA_DIR", "OPENAI_API_KEY",
-    "OPENAI_BASE_URL", "OPENAI_MODEL", "CACHE_TTL_SECONDS", "MAX_CONTENT_LENGTH", "LOG_LEVEL", "LOG_FILE",
-    "PORT", "HOST", "GUNICORN_BIND", "WEB_CONCURRENCY",
+    "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENWEATHER_API_KEY", "OPENWEATHER_BASE_URL", "CACHE_TTL_SECONDS",
+    "MAX_CONTENT_LENGTH", "LOG_LEVEL", "LOG_FILE", "PORT", "HOST", "GUNICORN_BIND", "WEB_CONCURRENCY",
 }  # fmt: skip
 
 
@@ -154,7 +154,10 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "OPENAI_API_KEY": "sk-test-key",
         "OPENAI_MODEL": "gpt-test",
         "OPENAI_READ_TIMEOUT_SECONDS": "1",
-        "OPENAI_RETRY_BACKOFF_SECONDS": "0.05",
+        "OPENWEATHER_BASE_URL": openai_server.url_for("/owm"),
+        "OPENWEATHER_API_KEY": "owm-test-key",
+        "OPENWEATHER_READ_TIMEOUT_SECONDS": "1",
+        "RETRY_BACKOFF_SECONDS": "0.05",
         "LOG_LEVEL": "INFO",
     }
 

@@ -79,3 +79,8 @@ class ChatGPTParameters(StrictSchema):
     model = Text(min_length=1, max_length=100)
     max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=32_768))
     temperature = Number(validate=validate.Range(min=0, max=2))
+
+
+class WeatherParameters(StrictSchema):
+    city = Text(required=True, min_length=1, max_length=100)
+    units = fields.String(load_default="metric", validate=validate.OneOf(["metric", "imperial", "kelvin"]))

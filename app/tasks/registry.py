@@ -95,5 +95,15 @@ REGISTRY = Registry(
             time_limit=270,
             max_retries=3,
         ),
+        TaskType(
+            name="weather",
+            celery_name="tasker.weather",
+            schema=p.WeatherParameters(),
+            description="Current weather in a city from OpenWeatherMap (units: metric, imperial or kelvin).",
+            queue="external_api",
+            soft_time_limit=60,
+            time_limit=90,
+            max_retries=3,
+        ),
     ]
 )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 from celery import shared_task
 
-from app.tasks import openai_client
+from app.tasks import openai_client, weather_client
 from app.tasks.errors import TaskFailed, TransientError
 from app.tasks.registry import REGISTRY
 
@@ -59,15 +60,25 @@ def query_chatgpt(
     try:
         return openai_client.chat_completion(self.http, settings, prompt, model, max_tokens, temperature)
     except TransientError as exc:
-        retries = self.request.retries
-        if retries >= REGISTRY.resolve("query_chatgpt").max_retries:
-            raise TaskFailed(f"{exc} (gave up after {retries + 1} attempts)") from None
-        base = self.settings["OPENAI_RETRY_BACKOFF_SECONDS"]
-        raise self.retry(
-            exc=exc,
-            countdown=retry_delay(retries, base, exc.retry_after),
-            max_retries=None,
-        ) from exc
+        raise retry_later(self, "query_chatgpt", exc) from exc
+
+
+@shared_task(bind=True, name="tasker.weather")
+def weather(self, city: str, units: str = "metric") -> dict:
+    settings = weather_client.WeatherSettings.from_config(self.settings)
+    try:
+        return weather_client.current_weather(self.http, settings, city, units)
+    except TransientError as exc:
+        raise retry_later(self, "weather", exc) from exc
+
+
+def retry_later(task: Any, name: str, exc: TransientError) -> Exception:
+    """Celery's Retry after a backoff, or TaskFailed once the task type's retries are spent."""
+    retries = task.request.retries
+    if retries >= REGISTRY.resolve(name).max_retries:
+        return TaskFailed(f"{exc} (gave up after {retries + 1} attempts)")
+    delay = retry_delay(retries, task.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after)
+    return task.retry(exc=exc, countdown=delay, max_retries=None, throw=False)
 
 
 @shared_task(bind=True, name="tasker.recovery_sweep", tracked=False)

@@ -147,3 +147,17 @@ def test_an_unexpected_error_is_a_500_json_without_a_stack_trace(app, client, mo
     body = assert_error(response, 500, "internal_error")
     assert "secret internals" not in response.get_data(as_text=True)
     assert body["details"] == {}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field"),
+    [
+        ({}, "city"),
+        ({"city": ""}, "city"),
+        ({"city": "x" * 101}, "city"),
+        ({"city": "Paris", "units": "C"}, "units"),
+    ],
+)
+def test_weather_parameters(client, parameters, field):
+    response = client.post("/run-task", json={"task_name": "weather", "task_parameters": parameters})
+    assert_error(response, 400, "validation_error", field)
