@@ -44,6 +44,8 @@ class TaskOutput(Schema):
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     result = fields.Raw(allow_none=True, metadata={"description": "The value once COMPLETED"})
     error = fields.String(allow_none=True, metadata={"description": "Why it FAILED, or why it is RETRYING"})
+    progress = fields.Integer(metadata={"description": "0 to 100, once the task has reported progress"})
+    progress_message = fields.String(allow_none=True)
 
 
 class TaskOutputResponse(Schema):
@@ -90,6 +92,7 @@ class Task(Schema):
     error = fields.String(allow_none=True)
     attempts = fields.Integer(required=True)
     progress = fields.Integer(allow_none=True)
+    progress_message = fields.String(allow_none=True)
     priority = fields.Integer(required=True)
     queue = fields.String(required=True)
     created_at = fields.String(required=True, metadata={"format": "date-time"})
@@ -153,6 +156,7 @@ class TaskStatusView(Schema):
     id = fields.UUID(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     progress = fields.Integer(allow_none=True)
+    progress_message = fields.String(allow_none=True)
     attempts = fields.Integer(required=True)
 
 

@@ -67,7 +67,8 @@ def transport_options(broker_url: str, data_dir: str) -> dict[str, Any]:
             "processed_folder": str(folders["processed"]),
             "polling_interval": 0.1,  # the default of 1 s makes every round trip take a second
         }
-    return {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 10}
+    # Redis redelivers a message unacked this long: keep it above the longest hard time limit.
+    return {"visibility_timeout": 7200, "socket_connect_timeout": 2, "socket_timeout": 10}
 
 
 def create_celery(

@@ -31,6 +31,7 @@ def task_resource(row: Any) -> dict[str, Any]:
         "error": row.error,
         "attempts": row.attempts,
         "progress": row.progress,
+        "progress_message": row.progress_message,
         "priority": row.priority,
         "queue": row.queue,
         "created_at": _iso(row.created_at),

@@ -58,9 +58,14 @@ class Submission:
     created: bool  # False when an Idempotency-Key matched an earlier submission
 
 
-def task_output(status: str, result: Any, error: str | None) -> dict[str, Any]:
-    """The reference's `task_output` object."""
-    return {"status": status, "result": result, "error": error}
+def task_output(
+    status: str, result: Any, error: str | None, progress: int | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """The reference's `task_output` object; `progress` appears once the task has reported some."""
+    output = {"status": status, "result": result, "error": error}
+    if progress is not None:
+        output |= {"progress": progress, "progress_message": message}
+    return output
 
 
 class TaskManager:
@@ -148,7 +153,7 @@ class TaskManager:
         row = self.db.run(lambda c: task_model.get_output(c, task_id))
         if row is None:
             raise TaskNotFound("Task not found", {"task_uuid": str(task_id)})
-        output = task_output(row.status, row.result, row.error)
+        output = task_output(row.status, row.result, row.error, row.progress, row.progress_message)
         if row.status in TERMINAL:
             self.cache.set_output(task_id, output)
         return output

@@ -84,6 +84,7 @@ tasks = sa.Table(
     sa.Column("retry_of", sa.Uuid),
     sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
     sa.Column("request_hash", sa.String(64)),
+    sa.Column("progress_message", sa.String(200)),
     sa.Index("ux_tasks_idempotency_key", "idempotency_key", unique=True),
     sa.Index("ix_tasks_created_at_id", "created_at", "id"),
     sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
@@ -122,7 +123,8 @@ def get(conn: Connection, task_id: uuid.UUID) -> Row | None:
 
 def get_output(conn: Connection, task_id: uuid.UUID) -> Row | None:
     """Only the columns the reference output shows."""
-    query = sa.select(tasks.c.status, tasks.c.result, tasks.c.error).where(tasks.c.id == task_id)
+    columns = (tasks.c.status, tasks.c.result, tasks.c.error, tasks.c.progress, tasks.c.progress_message)
+    query = sa.select(*columns).where(tasks.c.id == task_id)
     return conn.execute(query).first()
 
 
@@ -153,8 +155,11 @@ def finish(
     status: TaskStatus,
     result: Any = None,
     error: str | None = None,
-) -> bool:
-    """Record a terminal outcome unless one is already recorded; True if this call wrote it."""
+) -> Row | None:
+    """Record a terminal outcome unless one is already recorded.
+
+    Returns the row's progress and progress_message if this call wrote the outcome, else None.
+    """
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, _not_terminal)
@@ -165,8 +170,9 @@ def finish(
             completed_at=utcnow(),
             updated_at=utcnow(),
         )
+        .returning(tasks.c.progress, tasks.c.progress_message)
     )
-    return conn.execute(query).rowcount == 1
+    return conn.execute(query).first()
 
 
 def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
@@ -234,6 +240,16 @@ def request_cancel(conn: Connection, task_id: uuid.UUID) -> bool:
         .values(
             cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), updated_at=utcnow()
         )
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def report_progress(conn: Connection, task_id: uuid.UUID, percent: int, message: str | None) -> bool:
+    """Progress of a running task (never of a finished one)."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
+        .values(progress=percent, progress_message=message, updated_at=utcnow())
     )
     return conn.execute(query).rowcount == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,7 @@ from app.tasks.registry import REGISTRY
 
 logger = logging.getLogger(__name__)
 CLAIM_RETRY_SECONDS = 5
+PROGRESS_INTERVAL = 0.25  # seconds between two progress writes of one task
 
 
 class TaskCallbacks:
@@ -69,6 +71,9 @@ class TaskCallbacks:
     def record_cancelled(self, task_id: uuid.UUID, reason: str) -> None:
         self._finish(task_id, TaskStatus.CANCELLED, None, reason)
 
+    def report_progress(self, task_id: uuid.UUID, percent: int, message: str | None) -> None:
+        self.db.run(lambda c: task_model.report_progress(c, task_id, percent, message))
+
     def cancel_requested(self, task_id: uuid.UUID) -> bool:
         return self.db.run(lambda c: task_model.cancel_requested(c, task_id))
 
@@ -76,8 +81,10 @@ class TaskCallbacks:
         self.db.run(lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", "")))
 
     def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:
-        if self.db.run(lambda c: task_model.finish(c, task_id, status, result, error)):
-            self.cache.set_output(task_id, task_output(status, result, error))
+        written = self.db.run(lambda c: task_model.finish(c, task_id, status, result, error))
+        if written is not None:
+            output = task_output(status, result, error, written.progress, written.progress_message)
+            self.cache.set_output(task_id, output)
         else:
             logger.info("task %s already has an outcome; %s not recorded", task_id, status)
 
@@ -115,7 +122,11 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
                     self.request.id,
                 )
                 raise Ignore()
-            return self.run(*args, **kwargs)
+            self._progress_at, self._unsaved_progress = 0.0, None
+            try:
+                return self.run(*args, **kwargs)
+            finally:
+                self._save_progress()  # where it stopped, whatever the throttle held back
 
         @property
         def max_attempts(self) -> int:
@@ -126,6 +137,19 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
         def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
             if self.tracked:
                 _record(callbacks.record_success, task_id, retval)
+
+        def report_progress(self, percent: int, message: str | None = None) -> None:
+            """Record progress (0-100): at most every PROGRESS_INTERVAL seconds, and where the task ends."""
+            self._unsaved_progress = (max(0, min(100, percent)), (message or "")[:200] or None)
+            if percent >= 100 or time.monotonic() - getattr(self, "_progress_at", 0.0) >= PROGRESS_INTERVAL:
+                self._save_progress()
+
+        def _save_progress(self) -> None:
+            unsaved, self._unsaved_progress = getattr(self, "_unsaved_progress", None), None
+            task_id = _task_uuid(self.request.id)
+            if unsaved is not None and task_id is not None:
+                self._progress_at = time.monotonic()
+                callbacks.report_progress(task_id, *unsaved)
 
         def check_cancelled(self) -> None:
             """Call between steps: raises TaskCancelled once the task's cancellation was requested."""

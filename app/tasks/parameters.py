@@ -84,3 +84,11 @@ class ChatGPTParameters(StrictSchema):
 class WeatherParameters(StrictSchema):
     city = Text(required=True, min_length=1, max_length=100)
     units = fields.String(load_default="metric", validate=validate.OneOf(["metric", "imperial", "kelvin"]))
+
+
+class ProcessDataParameters(StrictSchema):
+    duration_seconds = Number(required=True, validate=validate.Range(min=0, max=3600))
+    record_count = fields.Integer(
+        strict=True, load_default=1000, validate=validate.Range(min=1, max=10_000_000)
+    )
+    fail_at_percent = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))

@@ -96,6 +96,17 @@ REGISTRY = Registry(
             max_retries=3,
         ),
         TaskType(
+            name="process_data",
+            celery_name="tasker.process_data",
+            schema=p.ProcessDataParameters(),
+            description=(
+                "A long job in steps: processes record_count records over duration_seconds, reporting "
+                "progress, stopping between steps when cancelled, failing on purpose at fail_at_percent."
+            ),
+            soft_time_limit=3700,
+            time_limit=3760,
+        ),
+        TaskType(
             name="weather",
             celery_name="tasker.weather",
             schema=p.WeatherParameters(),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -23,6 +26,34 @@ def add(a: int | float, b: int | float) -> int | float:
 def longest_run(text: str) -> int:
     """Length of the longest run of one repeated character; 0 for ''."""
     return max((sum(1 for _ in run) for _, run in itertools.groupby(text)), default=0)
+
+
+def process_records(
+    duration_seconds: float,
+    record_count: int,
+    fail_at_percent: int | None,
+    on_step: Callable[[int, int], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Simulated batch work: steps of at most a second; on_step(percent, processed) after each one."""
+    steps = max(20, math.ceil(duration_seconds))
+    started = time.monotonic()
+    processed = 0
+    for step in range(steps + 1):
+        percent = step * 100 // steps
+        if fail_at_percent is not None and percent >= fail_at_percent:
+            raise TaskFailed(f"Failed on purpose at {percent}% (fail_at_percent={fail_at_percent}).")
+        if step == steps:
+            break
+        sleep(duration_seconds / steps)  # the work of one step
+        processed = record_count * (step + 1) // steps
+        on_step((step + 1) * 100 // steps, processed)
+    return {
+        "records_processed": processed,
+        "steps": steps,
+        "duration_seconds": duration_seconds,
+        "elapsed_seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def retry_delay(retries: int, base: float, retry_after: float | None) -> float:
@@ -61,6 +92,17 @@ def query_chatgpt(
         return openai_client.chat_completion(self.http, settings, prompt, model, max_tokens, temperature)
     except TransientError as exc:
         raise retry_later(self, "query_chatgpt", exc) from exc
+
+
+@shared_task(bind=True, name="tasker.process_data")
+def process_data(
+    self, duration_seconds: float, record_count: int = 1000, fail_at_percent: int | None = None
+) -> dict[str, Any]:
+    def on_step(percent: int, processed: int) -> None:
+        self.report_progress(percent, f"{processed} of {record_count} records")
+        self.check_cancelled()
+
+    return process_records(duration_seconds, record_count, fail_at_percent, on_step)
 
 
 @shared_task(bind=True, name="tasker.weather")

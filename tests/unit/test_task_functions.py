@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.tasks.errors import TaskFailed
-from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS, add, longest_run, retry_delay
+from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS, add, longest_run, process_records, retry_delay
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,30 @@ def test_retry_delay_honours_retry_after():
     assert retry_delay(0, 0.1, 7) == 7
     with pytest.raises(TaskFailed, match="asked to wait 3600 s"):
         retry_delay(0, 0.1, 3600)
+
+
+def run_process(duration, records, fail_at=None):
+    steps, slept = [], []
+    result = process_records(duration, records, fail_at, lambda p, n: steps.append((p, n)), slept.append)
+    return result, steps, slept
+
+
+def test_process_records_reports_each_step():
+    result, steps, slept = run_process(2, 1000)
+    assert len(steps) == 20 and steps[0] == (5, 50) and steps[-1] == (100, 1000)
+    assert [p for p, _ in steps] == sorted(p for p, _ in steps)
+    assert sum(slept) == pytest.approx(2) and max(slept) <= 1
+    assert (result["records_processed"], result["steps"], result["duration_seconds"]) == (1000, 20, 2)
+
+
+def test_long_runs_take_steps_of_a_second_at_most():
+    _, steps, slept = run_process(90, 10)
+    assert len(steps) == 90 and max(slept) == pytest.approx(1)
+
+
+@pytest.mark.parametrize(("fail_at", "reported"), [(0, 0), (50, 10), (100, 20)])
+def test_process_records_fails_on_purpose(fail_at, reported):
+    steps = []
+    with pytest.raises(TaskFailed, match=f"Failed on purpose at {fail_at}% \\(fail_at_percent={fail_at}\\)"):
+        process_records(1, 100, fail_at, lambda p, n: steps.append(p), lambda seconds: None)
+    assert len(steps) == reported

@@ -36,14 +36,14 @@ def test_claim_counts_attempts_until_terminal(sqlite_db, task_id):
     assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 1
     assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 2  # a redelivery after a crash
     assert get(sqlite_db, task_id).status == "STARTED"
-    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3))
+    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3)) is not None
     assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) is None
 
 
 @pytest.mark.parametrize("terminal", [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED])
 def test_a_terminal_row_is_never_overwritten(sqlite_db, task_id, terminal):
-    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, terminal, None, "first"))
-    assert not sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 9))
+    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, terminal, None, "first")) is not None
+    assert sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 9)) is None
     assert not sqlite_db.run(lambda c: task_model.mark_retrying(c, task_id, "again"))
     row = get(sqlite_db, task_id)
     assert (row.status, row.result, row.error) == (terminal, None, "first")
