@@ -290,7 +290,9 @@ def test_retry_of_a_cancelled_task_and_409_otherwise(client, db):
 
 def test_task_types_list_every_type_with_its_json_schema(client):
     types = {t["name"]: t for t in client.get("/api/v1/task-types").get_json()["task_types"]}
-    assert set(types) == {"sum_two_numbers", "find_longest_consecutive_letters", "query_chatgpt", "weather"}
+    assert set(types) == {
+        "sum_two_numbers", "find_longest_consecutive_letters", "query_chatgpt", "weather", "process_data"
+    }  # fmt: skip
     assert types["sum_two_numbers"]["aliases"] == ["sum"]
     assert types["query_chatgpt"]["queue"] == "external_api" and types["query_chatgpt"]["max_retries"] == 3
     number = {"type": "number", "minimum": -(2**53 - 1), "maximum": 2**53 - 1}
