@@ -49,8 +49,8 @@ def test_submit_returns_202_with_location_and_the_resource(client, worker):
     assert task["name"] == "sum_two_numbers" and task["parameters"] == {"a": 2, "b": 3}
     assert task["status"] in ("PENDING", "STARTED", "COMPLETED")
     assert set(task) == {
-        "id", "name", "parameters", "status", "result", "error", "attempts", "progress", "priority",
-        "queue", "created_at", "started_at", "completed_at", "retry_of", "cancel_requested",
+        "id", "name", "parameters", "status", "result", "error", "attempts", "progress", "progress_message",
+        "priority", "queue", "created_at", "started_at", "completed_at", "retry_of", "cancel_requested",
     }  # fmt: skip
     done = wait_done(client, task["id"])
     assert (done["status"], done["result"], done["attempts"]) == ("COMPLETED", 5, 1)
@@ -310,7 +310,7 @@ def test_short_status_and_result_paths(client, worker):
     task_id = submit(client).get_json()["id"]
     wait_done(client, task_id)
     assert client.get(f"/tasks/{task_id}/status").get_json() == {
-        "id": task_id, "status": "COMPLETED", "progress": None, "attempts": 1,
+        "id": task_id, "status": "COMPLETED", "progress": None, "progress_message": None, "attempts": 1,
     }  # fmt: skip
     assert client.get(f"/tasks/{task_id}/result").get_json() == {
         "id": task_id, "status": "COMPLETED", "result": 5, "error": None,
