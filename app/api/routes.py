@@ -62,15 +62,39 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
         return {"status": "ok"}
 
     @bp.get("/health/ready")
-    @bp.doc(summary="Readiness: PostgreSQL and the broker answer (503 names what is down)")
+    @bp.doc(summary="Readiness: database, broker and at least one worker answer (503 names what is down)")
     @bp.response(200, schemas.Health)
     def ready() -> Response | dict[str, Any]:
-        checks = task_manager.check_dependencies()
-        down = [name for name in ("database", "broker") if checks[name] != "ok"]
+        checks: dict[str, Any] = task_manager.check_dependencies()
+        down = [f"the {name}" for name in ("database", "broker") if checks[name] != "ok"]
+        checks["workers"] = task_manager.check_workers(timeout=1.0) if checks["broker"] == "ok" else 0
+        if checks["workers"] == 0:
+            down.append("every worker (none answered a ping within 1 s)")
         if down:
             verb = "is" if len(down) == 1 else "are"
-            message = f"Not ready: the {' and the '.join(down)} {verb} unavailable."
+            message = f"Not ready: {' and '.join(down)} {verb} unavailable."
             return error_response(503, message, "not_ready", checks)
         return {"status": "ready", "checks": checks}
+
+    @bp.get("/health/db")
+    @bp.doc(summary="The database answers (503 if not)")
+    @bp.response(200, schemas.Health)
+    def health_db() -> Response | dict[str, Any]:
+        check = task_manager.check_dependencies()["database"]
+        if check != "ok":
+            return error_response(503, "The database is unavailable.", "not_ready", {"database": check})
+        return {"status": "ok", "checks": {"database": "ok"}}
+
+    @bp.get("/health/redis")
+    @bp.doc(summary="Redis answers, as cache and as broker, where it is used (503 if not)")
+    @bp.response(200, schemas.Health)
+    def health_redis() -> Response | dict[str, Any]:
+        checks = task_manager.check_redis()
+        down = [name for name, check in checks.items() if check != "ok" and not check.startswith("not used")]
+        if down:
+            return error_response(
+                503, f"Redis is unavailable (as the {' and the '.join(down)}).", "not_ready", checks
+            )
+        return {"status": "ok", "checks": checks}
 
     return bp

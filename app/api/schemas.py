@@ -54,7 +54,7 @@ class TaskOutputResponse(Schema):
 
 class Health(Schema):
     status = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.String())
+    checks = fields.Dict(keys=fields.String(), values=fields.Raw())
 
 
 # --- the v1 resource API ---
@@ -165,3 +165,16 @@ class TaskResultView(Schema):
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     result = fields.Raw(allow_none=True)
     error = fields.String(allow_none=True)
+
+
+class QueueStats(Schema):
+    name = fields.String(required=True)
+    messages_waiting = fields.Integer(required=True, metadata={"description": "Messages in the broker"})
+    pending = fields.Integer(required=True, metadata={"description": "PENDING tasks in the database"})
+    started = fields.Integer(required=True, metadata={"description": "STARTED tasks in the database"})
+    oldest_pending_age_seconds = fields.Float(allow_none=True, required=True)
+
+
+class QueueReport(Schema):
+    queues = fields.List(fields.Nested(QueueStats), required=True)
+    totals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

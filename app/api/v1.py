@@ -97,6 +97,14 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     def task_types() -> dict[str, Any]:
         return {"task_types": [_task_type(t) for t in task_manager.registry]}
 
+    @bp.get("/queues")
+    @bp.doc(
+        summary="Per queue: messages waiting, PENDING and STARTED tasks, the oldest PENDING's age; totals"
+    )
+    @bp.response(200, schemas.QueueReport)
+    def queues() -> dict[str, Any]:
+        return task_manager.queue_stats()
+
     short = Blueprint("short", __name__, description="Short paths for a task's status and result")
 
     @short.get("/tasks/<task_id:task_id>/status")

@@ -66,6 +66,10 @@ class CacheManager:
         )
         return cls(client, ttl_seconds)
 
+    @property
+    def is_redis(self) -> bool:
+        return not isinstance(self.client, MemoryStore)
+
     @staticmethod
     def key(task_id: object) -> str:
         return f"tasker:output:{task_id}"

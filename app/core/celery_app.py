@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery, Task
 from kombu import Queue
-from kombu.exceptions import KombuError
+from kombu.exceptions import ChannelError, KombuError
 
 from app.core.errors import BrokerUnavailable
 
@@ -87,6 +87,10 @@ class CeleryPublisher:
     def __init__(self, celery: Celery):
         self.celery = celery
 
+    @property
+    def broker_scheme(self) -> str:
+        return str(self.celery.conf.broker_url).split("://", 1)[0]
+
     def publish(self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]) -> None:
         try:
             self.celery.send_task(
@@ -108,6 +112,24 @@ class CeleryPublisher:
         except (KombuError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
+    def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        """Messages waiting in the broker, per queue (a queue never used counts 0)."""
+        depths = {}
+        try:
+            with self.celery.connection_for_read() as conn:
+                for name in queues:
+                    depths[name] = _message_count(conn, name)
+        except (KombuError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return depths
+
+    def ping_workers(self, timeout: float = 1.0) -> int:
+        """How many workers answered a ping within `timeout` seconds."""
+        try:
+            return len(self.celery.control.ping(timeout=timeout) or [])
+        except (KombuError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
     def ping(self) -> None:
         try:
             with self.celery.connection_for_write() as conn:
@@ -115,3 +137,13 @@ class CeleryPublisher:
                 conn.default_channel  # noqa: B018 - opening the channel is the round trip
         except (KombuError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
+
+
+def _message_count(conn: Any, queue: str) -> int:
+    channel = conn.channel()
+    try:
+        return channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError:
+        return 0  # not declared yet: nothing was ever queued there
+    finally:
+        channel.close()

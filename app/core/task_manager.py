@@ -51,6 +51,12 @@ class Publisher(Protocol):
 
     def revoke(self, task_id: uuid.UUID) -> None: ...
 
+    def queue_depths(self, queues: list[str]) -> dict[str, int]: ...
+
+    def ping_workers(self, timeout: float = 1.0) -> int: ...
+
+    broker_scheme: str
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -203,6 +209,54 @@ class TaskManager:
         checks["cache"] = "ok" if self.cache.ping() else "unavailable (reads fall back to the database)"
         return checks
 
+    def check_workers(self, timeout: float = 1.0) -> int:
+        """How many workers answered a ping (0 when the broker is down)."""
+        try:
+            return self.publisher.ping_workers(timeout)
+        except BrokerUnavailable:
+            return 0
+
+    def check_redis(self) -> dict[str, str]:
+        """'ok', 'unavailable' or 'not used' for the Redis cache and the Redis broker."""
+        checks = {"cache": "not used (in-process cache)", "broker": "not used (another broker)"}
+        if self.cache.is_redis:
+            checks["cache"] = "ok" if self.cache.ping() else "unavailable"
+        if self.publisher.broker_scheme.startswith("redis"):
+            try:
+                self.publisher.ping()
+                checks["broker"] = "ok"
+            except BrokerUnavailable as exc:
+                checks["broker"] = exc.details["reason"]
+        return checks
+
+    def queue_stats(self) -> dict[str, Any]:
+        """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals."""
+        queues = sorted({task_type.queue for task_type in self.registry})
+        depths = self.publisher.queue_depths(queues)
+        now = self.db.run(task_model.database_now)
+        counts = self.db.run(task_model.counts_by_queue)
+        oldest = self.db.run(task_model.oldest_pending_by_queue)
+        totals = {status.value: 0 for status in TaskStatus}
+        for _, status, count in counts:
+            totals[status] += count
+
+        def count(queue: str, status: str) -> int:
+            return sum(n for q, s, n in counts if q == queue and s == status)
+
+        return {
+            "queues": [
+                {
+                    "name": queue,
+                    "messages_waiting": depths.get(queue, 0),
+                    "pending": count(queue, TaskStatus.PENDING),
+                    "started": count(queue, TaskStatus.STARTED),
+                    "oldest_pending_age_seconds": _age(now, oldest.get(queue)),
+                }
+                for queue in queues
+            ],
+            "totals": totals,
+        }
+
     def recover(self, pending_after_seconds: float, grace_seconds: float = 30) -> dict[str, int]:
         return recovery.recover(self, pending_after_seconds, grace_seconds)
 
@@ -225,6 +279,14 @@ class TaskManager:
         except DatabaseUnavailable as exc:
             # The recovery sweep publishes the row later; the broker error is the one to report.
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
+
+
+def _age(now: Any, then: Any) -> float | None:
+    if then is None:
+        return None
+    if (now.tzinfo is None) != (then.tzinfo is None):  # SQLite keeps UTC without a zone
+        now, then = now.replace(tzinfo=None), then.replace(tzinfo=None)
+    return round(max(0.0, (now - then).total_seconds()), 3)
 
 
 def _request_hash(name: str, parameters: dict[str, Any]) -> str:

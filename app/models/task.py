@@ -292,3 +292,18 @@ def list_page(
         query = query.where(sa.tuple_(tasks.c.created_at, tasks.c.id) < sa.tuple_(*after))
     order = (tasks.c.created_at.desc(), tasks.c.id.desc())
     return list(conn.execute(query.order_by(*order).limit(limit)))
+
+
+def counts_by_queue(conn: Connection) -> list[Row]:
+    """(queue, status, count) for every queue and status present."""
+    query = sa.select(tasks.c.queue, tasks.c.status, sa.func.count()).group_by(tasks.c.queue, tasks.c.status)
+    return list(conn.execute(query))
+
+
+def oldest_pending_by_queue(conn: Connection) -> dict[str, datetime]:
+    query = (
+        sa.select(tasks.c.queue, sa.func.min(tasks.c.created_at))
+        .where(tasks.c.status == TaskStatus.PENDING)
+        .group_by(tasks.c.queue)
+    )
+    return {queue: oldest for queue, oldest in conn.execute(query)}
