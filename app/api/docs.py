@@ -78,8 +78,10 @@ def json_schema(schema: Schema) -> dict[str, Any]:
     return _converter().schema2jsonschema(schema)
 
 
-def submit_body(registry: Iterable[Any], name_field: str, parameters_field: str) -> dict[str, Any]:
-    """A request body that is one of the task types: its name (or an alias) and its parameters."""
+def submit_body(
+    registry: Iterable[Any], name_field: str, parameters_field: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A request body that is one of the task types: its name (or an alias), its parameters, `extra`."""
     branches = [
         {
             "title": task_type.name,
@@ -87,6 +89,7 @@ def submit_body(registry: Iterable[Any], name_field: str, parameters_field: str)
             "properties": {
                 name_field: {"type": "string", "enum": [task_type.name, *task_type.aliases]},
                 parameters_field: json_schema(task_type.schema),
+                **(extra or {}),
             },
             "required": [name_field, parameters_field],
             "additionalProperties": False,

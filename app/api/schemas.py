@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from typing import Any, ClassVar
+
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from app.models.task import TaskStatus
@@ -60,6 +63,28 @@ class Health(Schema):
 # --- the v1 resource API ---
 
 
+PRIORITIES = {"low": 0, "normal": 5, "high": 9}
+PRIORITY_SCHEMA = {
+    "description": "low, normal (the default) or high, or 0 (lowest) to 9 (highest)",
+    "oneOf": [{"type": "string", "enum": list(PRIORITIES)}, {"type": "integer", "minimum": 0, "maximum": 9}],
+}
+
+
+class Priority(fields.Field):
+    """low, normal, high, or 0 to 9; loads as 0 to 9 (9 is the most urgent)."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "invalid": "Must be low, normal, high, or an integer from 0 to 9."
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, str) and value in PRIORITIES:
+            return PRIORITIES[value]
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+            return value
+        raise self.make_error("invalid")
+
+
 class TaskSubmitRequest(StrictSchema):
     name = fields.String(
         required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
@@ -68,6 +93,7 @@ class TaskSubmitRequest(StrictSchema):
         load_default=dict,
         metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}},
     )
+    priority = Priority(load_default=PRIORITIES["normal"])
 
 
 class IdempotencyHeaders(QuerySchema):
@@ -121,10 +147,10 @@ class TaskListQuery(QuerySchema):
         ]
     )
     created_after = fields.AwareDateTime(
-        default_timezone=None, metadata={"description": "ISO 8601, inclusive"}
+        default_timezone=UTC, metadata={"description": "ISO 8601, inclusive; without a zone, UTC"}
     )
     created_before = fields.AwareDateTime(
-        default_timezone=None, metadata={"description": "ISO 8601, exclusive"}
+        default_timezone=UTC, metadata={"description": "ISO 8601, exclusive; without a zone, UTC"}
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
     cursor = fields.String(

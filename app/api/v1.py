@@ -43,7 +43,12 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     bp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="Tasks as resources")
 
     @bp.post("/tasks")
-    @bp.doc(summary="Submit a task", requestBody=submit_body(task_manager.registry, "name", "parameters"))
+    @bp.doc(
+        summary="Submit a task",
+        requestBody=submit_body(
+            task_manager.registry, "name", "parameters", {"priority": schemas.PRIORITY_SCHEMA}
+        ),
+    )
     @bp.arguments(schemas.IdempotencyHeaders, location="headers", as_kwargs=True)
     @bp.response(202, schemas.Task, description="Accepted: stored and queued")
     @bp.alt_response(
@@ -52,7 +57,11 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     def submit(idempotency_key: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
         data = submit_schema.load(json_object())
         submission = task_manager.submit(
-            data["name"], data["parameters"], idempotency_key=idempotency_key, parameters_field="parameters"
+            data["name"],
+            data["parameters"],
+            idempotency_key=idempotency_key,
+            parameters_field="parameters",
+            priority=data["priority"],
         )
         status = 202 if submission.created else 200
         return task_manager.get(submission.id), status, location(submission.id)

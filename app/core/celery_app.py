@@ -19,6 +19,21 @@ PUBLISH_RETRY = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+DEFAULT_PRIORITY = 5
+MAX_PRIORITY = 9
+
+
+def broker_priority(scheme: str, priority: int) -> int | None:
+    """Tasker's priority (9 is most urgent) as the broker understands it.
+
+    Redis (kombu's priority steps) serves 0 first, so the scale is turned over; AMQP serves the
+    highest first; the filesystem transport has no priorities.
+    """
+    if scheme.startswith("redis"):
+        return MAX_PRIORITY - priority
+    if scheme.startswith(("amqp", "pyamqp")):
+        return priority
+    return None
 
 
 def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[str, Any]:
@@ -34,7 +49,9 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "accept_content": ["json"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "task_queues": [Queue(name) for name in queues],
+        "task_queues": [
+            Queue(name, queue_arguments=_queue_arguments(config["CELERY_BROKER_URL"])) for name in queues
+        ],
         "task_default_queue": "default",
         "task_create_missing_queues": False,
         "worker_prefetch_multiplier": 1,
@@ -67,8 +84,18 @@ def transport_options(broker_url: str, data_dir: str) -> dict[str, Any]:
             "processed_folder": str(folders["processed"]),
             "polling_interval": 0.1,  # the default of 1 s makes every round trip take a second
         }
-    # Redis redelivers a message unacked this long: keep it above the longest hard time limit.
-    return {"visibility_timeout": 7200, "socket_connect_timeout": 2, "socket_timeout": 10}
+    if broker_url.startswith("redis"):
+        return {
+            # Redis redelivers a message unacked this long: keep it above the longest hard time limit.
+            "visibility_timeout": 7200,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+            # One Redis list per priority, always read most urgent first (Celery's recipe).
+            "priority_steps": list(range(MAX_PRIORITY + 1)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        }
+    return {}
 
 
 def create_celery(
@@ -91,13 +118,17 @@ class CeleryPublisher:
     def broker_scheme(self) -> str:
         return str(self.celery.conf.broker_url).split("://", 1)[0]
 
-    def publish(self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]) -> None:
+    def publish(
+        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
+    ) -> None:
+        """`priority`: 0 (low) to 9 (high)."""
         try:
             self.celery.send_task(
                 task_type.celery_name,
                 kwargs=parameters,
                 task_id=str(task_id),
                 queue=task_type.queue,
+                priority=broker_priority(self.broker_scheme, priority),
                 soft_time_limit=task_type.soft_time_limit,
                 time_limit=task_type.time_limit,
                 retry_policy=PUBLISH_RETRY,
@@ -147,3 +178,8 @@ def _message_count(conn: Any, queue: str) -> int:
         return 0  # not declared yet: nothing was ever queued there
     finally:
         channel.close()
+
+
+def _queue_arguments(broker_url: str) -> dict[str, int] | None:
+    # RabbitMQ honours priorities only on queues declared with a maximum.
+    return {"x-max-priority": MAX_PRIORITY} if broker_url.startswith(("amqp", "pyamqp")) else None

@@ -42,5 +42,5 @@ def recover(manager: Any, pending_after_seconds: float, grace_seconds: float = 3
 def _publish_again(manager: Any, row: Any, status: str, attempts: int | None = None) -> bool:
     if not manager.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
         return False  # it moved on since we looked
-    manager.publisher.publish(manager.registry.resolve(row.name), row.id, row.parameters)
+    manager.publisher.publish(manager.registry.resolve(row.name), row.id, row.parameters, row.priority)
     return True

@@ -23,6 +23,7 @@ from app.core.resources import decode_cursor, encode_cursor, task_resource
 from app.models import task as task_model
 from app.models.task import TERMINAL, TaskStatus
 
+DEFAULT_PRIORITY = 5  # "normal"; 0 is "low", 9 "high"
 IDEMPOTENCY_KEY_HOURS = 24
 WAIT_POLL_SECONDS = 0.05
 _pause = threading.Event()  # never set: waiting on it sleeps without blocking signals
@@ -45,7 +46,9 @@ class Registry(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any]) -> None: ...
+    def publish(
+        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = ...
+    ) -> None: ...
 
     def ping(self) -> None: ...
 
@@ -88,12 +91,13 @@ class TaskManager:
         idempotency_key: str | None = None,
         retry_of: uuid.UUID | None = None,
         parameters_field: str = "task_parameters",
+        priority: int = DEFAULT_PRIORITY,
     ) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id."""
         task_type = self.registry.resolve(name)
         clean = task_type.validate(parameters, parameters_field)
         task_id = uuid.uuid4()
-        extra: dict[str, Any] = {"retry_of": retry_of}
+        extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority}
         if idempotency_key is not None:
             extra |= {
                 "idempotency_key": idempotency_key,
@@ -107,7 +111,7 @@ class TaskManager:
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
         try:
-            self.publisher.publish(task_type, task_id, clean)
+            self.publisher.publish(task_type, task_id, clean, priority)
         except BrokerUnavailable:
             # Not queued: take the row back so nothing looks queued that never will run.
             self._forget(task_id)
@@ -194,7 +198,7 @@ class TaskManager:
                 f"The task is {row.status}; only a FAILED or CANCELLED task can be retried.",
                 {"status": row.status},
             )
-        submission = self.submit(row.name, row.parameters, retry_of=row.id)
+        submission = self.submit(row.name, row.parameters, retry_of=row.id, priority=row.priority)
         return task_resource(self._row(submission.id))
 
     def check_dependencies(self) -> dict[str, str]:

@@ -192,7 +192,7 @@ def database_now(conn: Connection) -> datetime:
 def pending_since(conn: Connection, before: datetime, limit: int = 1000) -> list[Row]:
     """PENDING rows not touched since `before`: never published, or their message was lost."""
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters)
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority)
         .where(tasks.c.status == TaskStatus.PENDING, tasks.c.updated_at < before)
         .order_by(tasks.c.created_at)
         .limit(limit)
@@ -203,7 +203,7 @@ def pending_since(conn: Connection, before: datetime, limit: int = 1000) -> list
 def started_before(conn: Connection, name: str, before: datetime, limit: int = 1000) -> list[Row]:
     """STARTED rows of one task type whose attempt began before `before`."""
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.attempts)
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.attempts)
         .where(tasks.c.status == TaskStatus.STARTED, tasks.c.name == name, tasks.c.started_at < before)
         .limit(limit)
     )

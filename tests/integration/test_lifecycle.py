@@ -21,10 +21,10 @@ class CheckingPublisher(CeleryPublisher):
         self.other_db = other_db
         self.seen: list[str] = []
 
-    def publish(self, task_type, task_id, parameters):
+    def publish(self, task_type, task_id, parameters, priority=5):
         row = row_of(self.other_db, task_id)
         self.seen.append(row.status if row else "missing")
-        super().publish(task_type, task_id, parameters)
+        super().publish(task_type, task_id, parameters, priority)
 
 
 def test_the_row_is_committed_before_the_message_is_published(app, stack_env, worker):

@@ -23,8 +23,13 @@ def manager(sqlite_db, cache, publisher):
 
 def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publisher):
     task_id = manager.submit("sum", {"a": 1, "b": 2}).id
-    task_type, published_id, parameters = publisher.publish.call_args.args
-    assert (task_type.name, published_id, parameters) == ("sum_two_numbers", task_id, {"a": 1, "b": 2})
+    task_type, published_id, parameters, priority = publisher.publish.call_args.args
+    assert (task_type.name, published_id, parameters, priority) == (
+        "sum_two_numbers",
+        task_id,
+        {"a": 1, "b": 2},
+        5,
+    )
     row = sqlite_db.run(lambda c: task_model.get(c, task_id))
     assert row.status == "PENDING" and row.name == "sum_two_numbers"
 
