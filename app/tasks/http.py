@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -16,6 +17,29 @@ import requests
 from app.tasks.errors import TaskFailed, TransientError
 
 MAX_ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where an upstream API lives and how long to wait for it: the <PREFIX>_* settings."""
+
+    base_url: str
+    api_key: str
+    connect_timeout: float
+    read_timeout: float
+
+    @classmethod
+    def from_config(cls, config: Any, prefix: str) -> Upstream:
+        return cls(
+            base_url=config[f"{prefix}_BASE_URL"],
+            api_key=config[f"{prefix}_API_KEY"],
+            connect_timeout=config[f"{prefix}_CONNECT_TIMEOUT_SECONDS"],
+            read_timeout=config[f"{prefix}_READ_TIMEOUT_SECONDS"],
+        )
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
 
 
 def send(

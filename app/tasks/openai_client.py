@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -13,38 +12,20 @@ from app.tasks.errors import TaskFailed
 SERVICE = "OpenAI API"
 
 
-@dataclass(frozen=True)
-class OpenAISettings:
-    base_url: str
-    api_key: str
-    default_model: str
-    connect_timeout: float
-    read_timeout: float
-
-    @classmethod
-    def from_config(cls, config: Any) -> OpenAISettings:
-        return cls(
-            base_url=config["OPENAI_BASE_URL"],
-            api_key=config["OPENAI_API_KEY"],
-            default_model=config["OPENAI_MODEL"],
-            connect_timeout=config["OPENAI_CONNECT_TIMEOUT_SECONDS"],
-            read_timeout=config["OPENAI_READ_TIMEOUT_SECONDS"],
-        )
-
-
 def chat_completion(
     session: requests.Session,
-    settings: OpenAISettings,
+    upstream: http.Upstream,
+    default_model: str,
     prompt: str,
     model: str | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> str:
     """The reply text for `prompt`; raises TaskFailed or TransientError."""
-    if not settings.api_key:
+    if not upstream.api_key:
         raise TaskFailed("OPENAI_API_KEY is not set on the worker, so query_chatgpt cannot run.")
     body: dict[str, Any] = {
-        "model": model or settings.default_model,
+        "model": model or default_model,
         "messages": [{"role": "user", "content": prompt}],
     }
     if max_tokens is not None:
@@ -54,11 +35,11 @@ def chat_completion(
     response = http.send(
         session,
         "POST",
-        f"{settings.base_url}/chat/completions",
+        f"{upstream.base_url}/chat/completions",
         SERVICE,
-        (settings.connect_timeout, settings.read_timeout),
+        upstream.timeout,
         json=body,
-        headers={"Authorization": f"Bearer {settings.api_key}"},
+        headers={"Authorization": f"Bearer {upstream.api_key}"},
     )
     http.check(response, SERVICE)
     return _reply_text(response)

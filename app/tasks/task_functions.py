@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import shared_task
 
-from app.tasks import openai_client, weather_client
+from app.tasks import http, openai_client, weather_client
 from app.tasks.errors import TaskFailed, TransientError
 from app.tasks.registry import REGISTRY
 
@@ -87,9 +87,12 @@ def query_chatgpt(
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> str:
-    settings = openai_client.OpenAISettings.from_config(self.settings)
+    upstream = http.Upstream.from_config(self.settings, "OPENAI")
+    default_model = self.settings["OPENAI_MODEL"]
     try:
-        return openai_client.chat_completion(self.http, settings, prompt, model, max_tokens, temperature)
+        return openai_client.chat_completion(
+            self.http, upstream, default_model, prompt, model, max_tokens, temperature
+        )
     except TransientError as exc:
         raise retry_later(self, "query_chatgpt", exc) from exc
 
@@ -107,9 +110,9 @@ def process_data(
 
 @shared_task(bind=True, name="tasker.weather")
 def weather(self, city: str, units: str = "metric") -> dict:
-    settings = weather_client.WeatherSettings.from_config(self.settings)
+    upstream = http.Upstream.from_config(self.settings, "OPENWEATHER")
     try:
-        return weather_client.current_weather(self.http, settings, city, units)
+        return weather_client.current_weather(self.http, upstream, city, units)
     except TransientError as exc:
         raise retry_later(self, "weather", exc) from exc
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -15,36 +14,19 @@ SERVICE = "OpenWeather API"
 UNITS = {"metric": "metric", "imperial": "imperial", "kelvin": "standard"}
 
 
-@dataclass(frozen=True)
-class WeatherSettings:
-    base_url: str
-    api_key: str
-    connect_timeout: float
-    read_timeout: float
-
-    @classmethod
-    def from_config(cls, config: Any) -> WeatherSettings:
-        return cls(
-            base_url=config["OPENWEATHER_BASE_URL"],
-            api_key=config["OPENWEATHER_API_KEY"],
-            connect_timeout=config["OPENWEATHER_CONNECT_TIMEOUT_SECONDS"],
-            read_timeout=config["OPENWEATHER_READ_TIMEOUT_SECONDS"],
-        )
-
-
 def current_weather(
-    session: requests.Session, settings: WeatherSettings, city: str, units: str
+    session: requests.Session, upstream: http.Upstream, city: str, units: str
 ) -> dict[str, Any]:
     """The weather in `city` now; raises TaskFailed (unknown city, bad key) or TransientError."""
-    if not settings.api_key:
+    if not upstream.api_key:
         raise TaskFailed("OPENWEATHER_API_KEY is not set on the worker, so weather cannot run.")
     response = http.send(
         session,
         "GET",
-        f"{settings.base_url}/weather",
+        f"{upstream.base_url}/weather",
         SERVICE,
-        (settings.connect_timeout, settings.read_timeout),
-        params={"q": city, "appid": settings.api_key, "units": UNITS[units]},
+        upstream.timeout,
+        params={"q": city, "appid": upstream.api_key, "units": UNITS[units]},
     )
     http.check(response, SERVICE, lambda r: f"City not found: {city}" if r.status_code == 404 else None)
     return summarise(response, units)

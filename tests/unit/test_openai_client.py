@@ -6,13 +6,14 @@ import pytest
 import requests
 
 from app.tasks.errors import TaskFailed, TransientError
-from app.tasks.openai_client import OpenAISettings, chat_completion
+from app.tasks.http import Upstream
+from app.tasks.openai_client import chat_completion
 from tests.support import closed_port
 
 
 @pytest.fixture
 def settings(httpserver):
-    return OpenAISettings(httpserver.url_for("/v1"), "sk-unit", "gpt-unit", 1.0, 1.0)
+    return Upstream(httpserver.url_for("/v1"), "sk-unit", 1.0, 1.0)
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def test_reply_text(httpserver, settings, session):
     httpserver.expect_request("/v1/chat/completions").respond_with_json(
         {"choices": [{"message": {"content": "hi\x00 there"}}]}
     )
-    assert chat_completion(session, settings, "hello") == "hi there"
+    assert chat_completion(session, settings, "gpt-unit", "hello") == "hi there"
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,7 @@ def test_transient_statuses(httpserver, settings, session, status, headers, retr
         {"error": {"message": "busy"}}, status=status, headers=headers
     )
     with pytest.raises(TransientError, match=f"HTTP {status}: busy") as caught:
-        chat_completion(session, settings, "hello")
+        chat_completion(session, settings, "gpt-unit", "hello")
     assert caught.value.retry_after == retry_after
 
 
@@ -46,7 +47,7 @@ def test_retry_after_as_an_http_date(httpserver, settings, session):
         "slow down", status=429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
     )
     with pytest.raises(TransientError) as caught:
-        chat_completion(session, settings, "hello")
+        chat_completion(session, settings, "gpt-unit", "hello")
     assert caught.value.retry_after == 0.0
 
 
@@ -62,17 +63,17 @@ def test_retry_after_as_an_http_date(httpserver, settings, session):
 def test_permanent_failures(httpserver, settings, session, status, body, message):
     httpserver.expect_request("/v1/chat/completions").respond_with_json(body, status=status)
     with pytest.raises(TaskFailed, match=message):
-        chat_completion(session, settings, "hello")
+        chat_completion(session, settings, "gpt-unit", "hello")
 
 
 def test_a_refused_connection_is_transient(settings, session):
-    unreachable = OpenAISettings(f"http://127.0.0.1:{closed_port()}/v1", "sk", "m", 1.0, 1.0)
+    unreachable = Upstream(f"http://127.0.0.1:{closed_port()}/v1", "sk", 1.0, 1.0)
     with pytest.raises(TransientError, match="Could not connect"):
-        chat_completion(session, unreachable, "hello")
+        chat_completion(session, unreachable, "m", "hello")
 
 
 def test_no_key_fails_before_any_call(httpserver, session):
-    keyless = OpenAISettings(httpserver.url_for("/v1"), "", "m", 1.0, 1.0)
+    keyless = Upstream(httpserver.url_for("/v1"), "", 1.0, 1.0)
     with pytest.raises(TaskFailed, match="OPENAI_API_KEY is not set"):
-        chat_completion(session, keyless, "hello")
+        chat_completion(session, keyless, "m", "hello")
     assert httpserver.log == []
