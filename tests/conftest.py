@@ -248,6 +248,20 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFac
 
 
 @pytest.fixture(scope="session")
+def beat(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
+    """`celery beat` for the stack: it publishes SCHEDULED tasks when due and runs the recovery sweep."""
+    log = tmp_path_factory.mktemp("beat") / "beat.log"
+    command = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=child_env(stack.env), stdout=out, stderr=subprocess.STDOUT
+        )
+    wait_for_log(log, "beat: Starting...", process)
+    yield process
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
 def worker(start_worker: WorkerFactory, stack: Stack) -> Iterator[subprocess.Popen]:
     process = start_worker(stack.env, name=f"worker-{stack.name}")
     yield process

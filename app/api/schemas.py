@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.models.task import TaskStatus
 from app.tasks.parameters import STORABLE_PATTERN
@@ -70,6 +70,23 @@ PRIORITY_SCHEMA = {
 }
 
 
+# The optional fields of a v1 submit, for the OpenAPI document (they sit beside name and parameters).
+SUBMIT_OPTIONS = {
+    "priority": PRIORITY_SCHEMA,
+    "countdown": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 30 * 86400,
+        "description": "Run this many seconds from now",
+    },
+    "run_at": {
+        "type": "string",
+        "format": "date-time",
+        "description": "Run at this time, up to 30 days ahead",
+    },
+}
+
+
 class Priority(fields.Field):
     """low, normal, high, or 0 to 9; loads as 0 to 9 (9 is the most urgent)."""
 
@@ -94,6 +111,18 @@ class TaskSubmitRequest(StrictSchema):
         metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}},
     )
     priority = Priority(load_default=PRIORITIES["normal"])
+    countdown = fields.Float(
+        validate=validate.Range(min=0, max=30 * 86400),
+        metadata={"description": "Run this many seconds from now"},
+    )
+    run_at = fields.AwareDateTime(
+        metadata={"description": "Run at this time (ISO 8601 with a zone, up to 30 days ahead)"}
+    )
+
+    @validates_schema
+    def one_time_at_most(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "countdown" in data and "run_at" in data:
+            raise ValidationError("Give countdown or run_at, not both.", "run_at")
 
 
 class IdempotencyHeaders(QuerySchema):
@@ -126,6 +155,9 @@ class Task(Schema):
     completed_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     retry_of = fields.UUID(allow_none=True)
     cancel_requested = fields.Boolean(required=True)
+    run_at = fields.String(
+        allow_none=True, metadata={"format": "date-time", "description": "When a SCHEDULED task is due"}
+    )
 
 
 class WaitQuery(QuerySchema):

@@ -45,9 +45,7 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     @bp.post("/tasks")
     @bp.doc(
         summary="Submit a task",
-        requestBody=submit_body(
-            task_manager.registry, "name", "parameters", {"priority": schemas.PRIORITY_SCHEMA}
-        ),
+        requestBody=submit_body(task_manager.registry, "name", "parameters", schemas.SUBMIT_OPTIONS),
     )
     @bp.arguments(schemas.IdempotencyHeaders, location="headers", as_kwargs=True)
     @bp.response(202, schemas.Task, description="Accepted: stored and queued")
@@ -62,6 +60,8 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
             idempotency_key=idempotency_key,
             parameters_field="parameters",
             priority=data["priority"],
+            run_at=data.get("run_at"),
+            countdown=data.get("countdown"),
         )
         status = 202 if submission.created else 200
         return task_manager.get(submission.id), status, location(submission.id)

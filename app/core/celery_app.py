@@ -60,12 +60,17 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "beat_schedule": {
+            "publish-due": {
+                "task": "tasker.publish_due",
+                "schedule": float(config["SCHEDULER_INTERVAL_SECONDS"]),
+                "options": {"queue": "default", "expires": float(config["SCHEDULER_INTERVAL_SECONDS"]) * 5},
+            },
             "recovery-sweep": {
                 "task": "tasker.recovery_sweep",
                 "schedule": float(config["RECOVERY_INTERVAL_SECONDS"]),
                 # A sweep nobody ran in time is replaced by the next one, not piled up.
                 "options": {"queue": "default", "expires": float(config["RECOVERY_INTERVAL_SECONDS"])},
-            }
+            },
         },
     }
 

@@ -39,6 +39,7 @@ def task_resource(row: Any) -> dict[str, Any]:
         "completed_at": _iso(row.completed_at),
         "retry_of": str(row.retry_of) if row.retry_of else None,
         "cancel_requested": row.cancel_requested_at is not None,
+        "run_at": _iso(row.run_at),
     }
 
 

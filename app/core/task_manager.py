@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -18,13 +18,14 @@ import sqlalchemy as sa
 from app.core import recovery
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
-from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, TaskNotFound
+from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
 from app.core.resources import decode_cursor, encode_cursor, task_resource
 from app.models import task as task_model
 from app.models.task import TERMINAL, TaskStatus
 
 DEFAULT_PRIORITY = 5  # "normal"; 0 is "low", 9 "high"
 IDEMPOTENCY_KEY_HOURS = 24
+MAX_SCHEDULE_DAYS = 30
 WAIT_POLL_SECONDS = 0.05
 _pause = threading.Event()  # never set: waiting on it sleeps without blocking signals
 
@@ -92,12 +93,21 @@ class TaskManager:
         retry_of: uuid.UUID | None = None,
         parameters_field: str = "task_parameters",
         priority: int = DEFAULT_PRIORITY,
+        run_at: datetime | None = None,
+        countdown: float | None = None,
     ) -> Submission:
-        """Validate, persist as PENDING, then publish with the row's id."""
+        """Validate, persist as PENDING, then publish with the row's id.
+
+        With `run_at` or `countdown` the row is SCHEDULED instead, and publish_due() publishes it
+        when its time comes.
+        """
         task_type = self.registry.resolve(name)
         clean = task_type.validate(parameters, parameters_field)
         task_id = uuid.uuid4()
         extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority}
+        due_at = self._due_at(run_at, countdown)
+        if due_at is not None:
+            extra |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
         if idempotency_key is not None:
             extra |= {
                 "idempotency_key": idempotency_key,
@@ -110,6 +120,8 @@ class TaskManager:
             self.db.run(
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
+        if due_at is not None:
+            return Submission(task_id, True)
         try:
             self.publisher.publish(task_type, task_id, clean, priority)
         except BrokerUnavailable:
@@ -145,6 +157,43 @@ class TaskManager:
                 {"idempotency_key": key, "task_id": str(earlier.id)},
             )
         return Submission(earlier.id, False)
+
+    def _due_at(self, run_at: datetime | None, countdown: float | None) -> datetime | None:
+        """When a scheduled task is due, in UTC by the database's clock; None to run it now."""
+        if run_at is None and not countdown:
+            return None
+        now = self.db.run(task_model.database_now)
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)  # SQLite keeps UTC without a zone
+        if countdown:
+            return now + timedelta(seconds=countdown)
+        assert run_at is not None
+        if run_at <= now:
+            raise InvalidInput("run_at is in the past.", {"run_at": ["Must be in the future."]})
+        if run_at > now + timedelta(days=MAX_SCHEDULE_DAYS):
+            message = f"Must be at most {MAX_SCHEDULE_DAYS} days ahead."
+            raise InvalidInput(f"run_at is too far ahead: {message}", {"run_at": [message]})
+        return run_at.astimezone(UTC)
+
+    def publish_due(self) -> int:
+        """Publish the SCHEDULED tasks whose time has come (run by beat every second or so)."""
+        with self.db.exclusive("tasker-scheduler") as held:
+            if not held:
+                return 0  # another beat is doing it
+            now = self.db.run(task_model.database_now)
+            published = 0
+            for row in self.db.run(lambda c: task_model.due(c, now)):
+                published += self._release(row)
+            return published
+
+    def _release(self, row: Any) -> bool:
+        if not self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.SCHEDULED, TaskStatus.PENDING)):
+            return False  # cancelled, or released by someone else, since we looked
+        try:
+            self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
+        except BrokerUnavailable:
+            self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))
+            raise
+        return True
 
     def get(self, task_id: uuid.UUID, wait_seconds: float = 0) -> dict[str, Any]:
         """The task resource; with `wait_seconds`, as soon as it is terminal or when the wait ends."""

@@ -85,6 +85,8 @@ tasks = sa.Table(
     sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
     sa.Column("request_hash", sa.String(64)),
     sa.Column("progress_message", sa.String(200)),
+    sa.Column("run_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ux_tasks_idempotency_key", "idempotency_key", unique=True),
     sa.Index("ix_tasks_created_at_id", "created_at", "id"),
     sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
@@ -92,6 +94,8 @@ tasks = sa.Table(
 )
 
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
+# A worker may run a row in these states; SCHEDULED waits for the scheduler to make it PENDING.
+_claimable = tasks.c.status.in_([TaskStatus.PENDING, TaskStatus.STARTED, TaskStatus.RETRYING])
 
 
 def insert(
@@ -102,13 +106,13 @@ def insert(
     queue: str,
     **extra: Any,
 ) -> None:
-    """Insert a new PENDING row; `extra` sets retry_of, idempotency_key and request_hash."""
+    """Insert a new row, PENDING unless `extra` says otherwise (it may set any other column)."""
     conn.execute(
         tasks.insert().values(
             id=task_id,
             name=name,
             parameters=parameters,
-            status=TaskStatus.PENDING,
+            status=extra.pop("status", TaskStatus.PENDING),
             queue=queue,
             created_at=utcnow(),
             updated_at=utcnow(),
@@ -137,7 +141,7 @@ def claim(conn: Connection, task_id: uuid.UUID) -> int | None:
     """Mark a non-terminal row STARTED; return its attempt count, or None if it may not run."""
     query = (
         tasks.update()
-        .where(tasks.c.id == task_id, _not_terminal)
+        .where(tasks.c.id == task_id, _claimable)
         .values(
             status=TaskStatus.STARTED,
             attempts=tasks.c.attempts + 1,
@@ -307,3 +311,24 @@ def oldest_pending_by_queue(conn: Connection) -> dict[str, datetime]:
         .group_by(tasks.c.queue)
     )
     return {queue: oldest for queue, oldest in conn.execute(query)}
+
+
+def due(conn: Connection, now: datetime, limit: int = 500) -> list[Row]:
+    """SCHEDULED rows whose time has come, oldest first."""
+    query = (
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority)
+        .where(tasks.c.status == TaskStatus.SCHEDULED, tasks.c.run_at <= now)
+        .order_by(tasks.c.run_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def move(conn: Connection, task_id: uuid.UUID, from_status: str, to_status: str) -> bool:
+    """One status to another if the row is still in the first; True if it moved."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == from_status)
+        .values(status=to_status, updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount == 1

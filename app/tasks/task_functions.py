@@ -130,3 +130,9 @@ def retry_later(task: Any, name: str, exc: TransientError) -> Exception:
 def recovery_sweep(self) -> dict[str, int]:
     """Run by beat: publish again what a lost message or a dead worker left behind."""
     return self.task_manager.recover(self.settings["RECOVERY_PENDING_SECONDS"])
+
+
+@shared_task(bind=True, name="tasker.publish_due", tracked=False)
+def publish_due(self) -> int:
+    """Run by beat: publish the SCHEDULED tasks whose time has come."""
+    return self.task_manager.publish_due()

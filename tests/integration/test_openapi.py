@@ -42,11 +42,14 @@ def operations(app):
 
 
 def fuzz(operation, mode):
-    excluded = EXCLUDED.get(operation.label, [])
-
     @given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
     def conforms(case):
+        excluded = list(EXCLUDED.get(operation.label, []))
+        if isinstance(case.body, dict) and "run_at" in case.body:
+            # "in the future, at most 30 days ahead" has no JSON Schema form: a generated
+            # run_at is rightly a 400 more often than not.
+            excluded.append(positive_data_acceptance)
         case.call_and_validate(excluded_checks=excluded)
 
     conforms()
