@@ -27,6 +27,7 @@ def test_compose_services_run_the_tested_commands():
         "--loglevel=INFO",
     ]
     assert services["migrate"]["command"] == ["python", "init_db.py"]
+    assert services["beat"]["command"][:5] == ["celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
     assert services["web"]["ports"] == ["5000:5000"]
 
 
@@ -34,7 +35,7 @@ def test_compose_waits_for_healthy_services_and_the_migration():
     services = compose()["services"]
     for name in ("postgres", "redis", "web"):
         assert "healthcheck" in services[name]
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "noeviction" in services["redis"]["command"]
 
