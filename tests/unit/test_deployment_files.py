@@ -27,7 +27,8 @@ def test_compose_services_run_the_tested_commands():
         "--loglevel=INFO",
     ]
     assert services["migrate"]["command"] == ["python", "init_db.py"]
-    assert services["beat"]["command"][:5] == ["celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
+    celery = ["celery", "-A", "celery_worker.celery"]
+    assert services["beat"]["command"][:5] == [*celery, "beat", "--loglevel=INFO"]
     assert services["web"]["ports"] == ["5000:5000"]
 
 
