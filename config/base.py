@@ -123,6 +123,10 @@ class BaseConfig:
             "RECOVERY_INTERVAL_SECONDS": read_int(env, "RECOVERY_INTERVAL_SECONDS", 30, 1, 86400),
             "SCHEDULER_INTERVAL_SECONDS": read_float(env, "SCHEDULER_INTERVAL_SECONDS", 1.0, 0.1, 60),
             "RECOVERY_PENDING_SECONDS": read_int(env, "RECOVERY_PENDING_SECONDS", 300, 1, 7 * 86400),
+            "RECOVERY_STARTED_SECONDS": read_int(env, "RECOVERY_STARTED_SECONDS", 15, 1, 86400),
+            "BROKER_VISIBILITY_TIMEOUT_SECONDS": read_int(
+                env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 7200, 60, 7 * 86400
+            ),
             "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
             "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
         }

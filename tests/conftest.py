@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from app import create_app
 from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
 from config import load_config
-from tests.support import stop_process, wait_for_log
+from tests.support import kill_family, wait_for_log
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -45,7 +46,14 @@ def unavailable(what: str, exc: Exception) -> None:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of our own, migrated; dropped at the end of the run."""
-    name = f"tasker_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with new_database("tasker_test") as url:
+        yield url
+
+
+@contextmanager
+def new_database(prefix: str) -> Iterator[str]:
+    """Create and migrate a PostgreSQL database named `prefix`_<pid>_<random>; drop it after."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -56,10 +64,12 @@ def database_url() -> Iterator[str]:
     engine = sa.create_engine(url)
     upgrade(engine)
     engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 class RedisDbs:
@@ -244,7 +254,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFac
 
     yield start
     for process in started:
-        stop_process(process)
+        kill_family(process)
 
 
 @pytest.fixture(scope="session")
@@ -258,11 +268,11 @@ def beat(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[sub
         )
     wait_for_log(log, "beat: Starting...", process)
     yield process
-    stop_process(process)
+    kill_family(process)
 
 
 @pytest.fixture(scope="session")
 def worker(start_worker: WorkerFactory, stack: Stack) -> Iterator[subprocess.Popen]:
     process = start_worker(stack.env, name=f"worker-{stack.name}")
     yield process
-    stop_process(process)
+    kill_family(process)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -49,10 +50,36 @@ def row_of(db: Any, task_id: Any) -> Any:
     return db.run(lambda conn: task_model.get(conn, uuid.UUID(str(task_id))))
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_ports = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free local port below the kernel's ephemeral range.
+
+    A port from the ephemeral range can be taken by any outgoing connection, or
+    even by a client's connection to itself, while a server the test stopped is
+    down; its restart then fails to bind. Ports below the range are only ever
+    handed out on purpose.
+    """
+    low, high = _ephemeral_range()
+    span = (10000, low) if low > 11000 else (high + 1, 65535)
+    for _ in range(200):
+        port = _ports.randrange(*span)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {span}")
 
 
 def closed_port() -> int:
@@ -78,6 +105,18 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def kill_family(process: subprocess.Popen) -> None:
+    """SIGKILL a process we started and everything under it: for workers whose graceful
+    shutdown is not what a test is about (a warm Celery shutdown takes seconds)."""
+    family = children_of(process.pid) | {process.pid} if process.poll() is None else set()
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=10)
 
 
 def children_of(pid: int) -> set[int]:

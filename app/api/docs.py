@@ -58,6 +58,7 @@ class TaskIdConverter(BaseConverter):
 def init_docs(app: Flask) -> TaskerApi:
     app.config.update({key: value for key, value in OPENAPI_CONFIG.items() if key not in app.config})
     app.url_map.converters["task_id"] = TaskIdConverter
+    app.url_map.converters["schedule_id"] = TaskIdConverter
     api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     api.register_field(Number, "number", None)
     api.register_converter(TaskIdConverter, lambda converter: {"type": "string", "format": "uuid"})
@@ -79,9 +80,16 @@ def json_schema(schema: Schema) -> dict[str, Any]:
 
 
 def submit_body(
-    registry: Iterable[Any], name_field: str, parameters_field: str, extra: dict[str, Any] | None = None
+    registry: Iterable[Any],
+    name_field: str,
+    parameters_field: str,
+    extra: dict[str, Any] | None = None,
+    required: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A request body that is one of the task types: its name (or an alias), its parameters, `extra`."""
+    """A request body that is one of the task types: its name (or an alias), its parameters, `extra`.
+
+    `required` lists the fields that must be present besides the name (default: the parameters).
+    """
     branches = [
         {
             "title": task_type.name,
@@ -91,12 +99,38 @@ def submit_body(
                 parameters_field: json_schema(task_type.schema),
                 **(extra or {}),
             },
-            "required": [name_field, parameters_field],
+            "required": [name_field, *(required or [parameters_field])],
             "additionalProperties": False,
         }
         for task_type in registry
     ]
     return {"required": True, "content": {"application/json": {"schema": {"oneOf": branches}}}}
+
+
+# Which response gives the id that other operations take: (path, method, status, the id's
+# field in the body, the parameter it fills, the operations). Clients and fuzzers follow them.
+LINKS = [
+    ("/run-task", "post", "200", "task_uuid", "task_uuid", ["getTaskOutput"]),
+    ("/api/v1/tasks", "post", "202", "id", "task_id",
+     ["getTask", "cancelTask", "retryTask", "getTaskStatus", "getTaskResult"]),
+    ("/api/v1/tasks/{task_id}/retry", "post", "201", "id", "task_id", ["getTask", "cancelTask"]),
+    ("/api/v1/schedules", "post", "201", "id", "schedule_id",
+     ["getSchedule", "updateSchedule", "deleteSchedule"]),
+]  # fmt: skip
+
+
+def add_links(api: TaskerApi) -> None:
+    """Write LINKS into the generated document (call once every blueprint is registered)."""
+    paths = api.spec._paths  # apispec keeps the operations here until the document is rendered
+    for path, method, status, field, parameter, operation_ids in LINKS:
+        response = paths[path][method]["responses"][status]
+        response["links"] = {
+            operation_id[0].upper() + operation_id[1:]: {
+                "operationId": operation_id,
+                "parameters": {parameter: f"$response.body#/{field}"},
+            }
+            for operation_id in operation_ids
+        }
 
 
 def _swagger_assets() -> Blueprint:

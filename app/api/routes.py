@@ -38,6 +38,7 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
     bp = Blueprint("reference", __name__, description="The reference endpoints, and health checks")
 
     @bp.post("/run-task")
+    @bp.doc(operationId="runTask")
     @bp.doc(
         summary="Submit a task",
         requestBody=submit_body(task_manager.registry, "task_name", "task_parameters"),
@@ -49,7 +50,7 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
         return {"task_uuid": submission.id}
 
     @bp.get("/get-task-output")
-    @bp.doc(summary="Status, result and error of a task")
+    @bp.doc(summary="Status, result and error of a task", operationId="getTaskOutput")
     @bp.arguments(schemas.TaskOutputQuery, location="query", as_kwargs=True)
     @bp.response(200, schemas.TaskOutputResponse)
     def get_task_output(task_uuid: Any) -> dict[str, Any]:

@@ -158,6 +158,10 @@ class Task(Schema):
     run_at = fields.String(
         allow_none=True, metadata={"format": "date-time", "description": "When a SCHEDULED task is due"}
     )
+    schedule_id = fields.UUID(allow_none=True, metadata={"description": "The schedule that made this task"})
+    scheduled_for = fields.String(
+        allow_none=True, metadata={"format": "date-time", "description": "The schedule's fire time"}
+    )
 
 
 class WaitQuery(QuerySchema):
@@ -178,6 +182,7 @@ class TaskListQuery(QuerySchema):
             validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
         ]
     )
+    schedule_id = fields.UUID(metadata={"description": "Only the tasks this schedule made"})
     created_after = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "ISO 8601, inclusive; without a zone, UTC"}
     )
@@ -236,3 +241,81 @@ class QueueStats(Schema):
 class QueueReport(Schema):
     queues = fields.List(fields.Nested(QueueStats), required=True)
     totals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+# --- recurring schedules ---
+
+NAME_RULES = [
+    validate.Length(min=1, max=100),
+    validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
+]
+
+
+class ScheduleFields(StrictSchema):
+    name = fields.String(validate=NAME_RULES, metadata={"example": "nightly-report"})
+    task = fields.String(metadata={"description": "A task type or one of its aliases", "example": "sum"})
+    parameters = fields.Dict(
+        metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}}
+    )
+    cron = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "minute hour day-of-month month day-of-week", "example": "*/5 * * * *"},
+    )
+    timezone = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "IANA time zone the cron is read in", "example": "UTC"},
+    )
+    priority = Priority()
+    enabled = fields.Boolean(metadata={"description": "false pauses the schedule"})
+
+
+class ScheduleCreate(ScheduleFields):
+    name = fields.String(required=True, validate=NAME_RULES, metadata={"example": "nightly-report"})
+    task = fields.String(
+        required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
+    )
+    parameters = fields.Dict(
+        load_default=dict,
+        metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}},
+    )
+    cron = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "minute hour day-of-month month day-of-week", "example": "*/5 * * * *"},
+    )
+    timezone = fields.String(
+        load_default="UTC",
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "IANA time zone the cron is read in", "example": "Europe/Paris"},
+    )
+    priority = Priority(load_default=PRIORITIES["normal"])
+    enabled = fields.Boolean(load_default=True)
+
+
+class ScheduleUpdate(ScheduleFields):
+    @validates_schema
+    def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.", "_schema")
+
+
+class Schedule(Schema):
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    task = fields.String(required=True)
+    parameters = fields.Dict(required=True)
+    cron = fields.String(required=True)
+    timezone = fields.String(required=True)
+    priority = fields.Integer(required=True)
+    enabled = fields.Boolean(required=True)
+    next_run_at = fields.String(
+        allow_none=True, metadata={"format": "date-time", "description": "null while paused"}
+    )
+    last_run_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    last_task_id = fields.UUID(allow_none=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    updated_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class ScheduleList(Schema):
+    schedules = fields.List(fields.Nested(Schedule), required=True)

@@ -17,12 +17,12 @@ from app.core.task_manager import TaskManager
 submit_schema = schemas.TaskSubmitRequest()
 
 
-def parse_id(value: str) -> uuid.UUID:
+def parse_id(value: str, what: str = "task") -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidInput(
-            f"{value[:50]!r} is not a valid task id (a UUID).", {"id": ["Not a valid UUID."]}
+            f"{value[:50]!r} is not a valid {what} id (a UUID).", {"id": ["Not a valid UUID."]}
         ) from None
 
 
@@ -43,6 +43,7 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     bp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="Tasks as resources")
 
     @bp.post("/tasks")
+    @bp.doc(operationId="submitTask")
     @bp.doc(
         summary="Submit a task",
         requestBody=submit_body(task_manager.registry, "name", "parameters", schemas.SUBMIT_OPTIONS),
@@ -67,7 +68,10 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
         return task_manager.get(submission.id), status, location(submission.id)
 
     @bp.get("/tasks/<task_id:task_id>")
-    @bp.doc(summary="A task; with ?wait=N, answers as soon as it is terminal or after N seconds")
+    @bp.doc(
+        summary="A task; with ?wait=N, answers as soon as it is terminal or after N seconds",
+        operationId="getTask",
+    )
     @bp.arguments(schemas.WaitQuery, location="query", as_kwargs=True)
     @bp.response(200, schemas.Task)
     def get_task(task_id: str, wait: float) -> dict[str, Any]:
@@ -86,7 +90,9 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
         return task_manager.list(limit, cursor, **filters)
 
     @bp.post("/tasks/<task_id:task_id>/cancel")
-    @bp.doc(summary="Cancel a task: at once if not started, at its next step if STARTED")
+    @bp.doc(
+        summary="Cancel a task: at once if not started, at its next step if STARTED", operationId="cancelTask"
+    )
     @bp.response(200, schemas.Task, description="CANCELLED")
     @bp.alt_response(202, schema=schemas.Task, description="STARTED: cancellation requested")
     def cancel(task_id: str) -> tuple[dict[str, Any], int]:
@@ -94,7 +100,7 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
         return resource, 200 if cancelled else 202
 
     @bp.post("/tasks/<task_id:task_id>/retry")
-    @bp.doc(summary="Run a FAILED or CANCELLED task again, as a new task")
+    @bp.doc(summary="Run a FAILED or CANCELLED task again, as a new task", operationId="retryTask")
     @bp.response(201, schemas.Task)
     def retry(task_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         resource = task_manager.retry(parse_id(task_id))
@@ -117,11 +123,13 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
     short = Blueprint("short", __name__, description="Short paths for a task's status and result")
 
     @short.get("/tasks/<task_id:task_id>/status")
+    @short.doc(operationId="getTaskStatus")
     @short.response(200, schemas.TaskStatusView)
     def task_status(task_id: str) -> dict[str, Any]:
         return task_manager.get(parse_id(task_id))
 
     @short.get("/tasks/<task_id:task_id>/result")
+    @short.doc(operationId="getTaskResult")
     @short.response(200, schemas.TaskResultView)
     def task_result(task_id: str) -> dict[str, Any]:
         return task_manager.get(parse_id(task_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,7 +12,9 @@ from celery import Celery, Task
 from kombu import Queue
 from kombu.exceptions import ChannelError, KombuError
 
+from app.core import filesystem_transport
 from app.core.errors import BrokerUnavailable
+from config import ConfigError
 
 PUBLISH_RETRY = {
     "max_retries": 2,
@@ -41,7 +44,7 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
     return {
         "broker_url": config["CELERY_BROKER_URL"],
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": transport_options(config["CELERY_BROKER_URL"], config["DATA_DIR"]),
+        "broker_transport_options": transport_options(config),
         "beat_schedule_filename": str(Path(config["DATA_DIR"]) / "celerybeat-schedule"),
         "result_backend": None,  # PostgreSQL holds the outcomes
         "task_ignore_result": True,
@@ -56,6 +59,9 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "task_create_missing_queues": False,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # After a pool child dies, wait 2 s (not 10) for a last word from it before calling it
+        # lost: outcomes are in the database already, and the slot is free again sooner.
+        "worker_lost_wait": 2.0,
         "worker_max_tasks_per_child": 10000,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
@@ -75,10 +81,11 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
     }
 
 
-def transport_options(broker_url: str, data_dir: str) -> dict[str, Any]:
+def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """Options for the broker's transport; the filesystem one lives under the data directory."""
+    broker_url = config["CELERY_BROKER_URL"]
     if broker_url.startswith("filesystem"):
-        root = Path(data_dir) / "broker"
+        root = Path(config["DATA_DIR"]) / "broker"
         folders = {name: root / name for name in ("queue", "control", "processed")}
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +99,7 @@ def transport_options(broker_url: str, data_dir: str) -> dict[str, Any]:
     if broker_url.startswith("redis"):
         return {
             # Redis redelivers a message unacked this long: keep it above the longest hard time limit.
-            "visibility_timeout": 7200,
+            "visibility_timeout": config["BROKER_VISIBILITY_TIMEOUT_SECONDS"],
             "socket_connect_timeout": 2,
             "socket_timeout": 10,
             # One Redis list per priority, always read most urgent first (Celery's recipe).
@@ -101,6 +108,31 @@ def transport_options(broker_url: str, data_dir: str) -> dict[str, Any]:
             "queue_order_strategy": "priority",
         }
     return {}
+
+
+def check_visibility_timeout(
+    config: Mapping[str, Any], task_types: Iterable[Any], retry_delay: float
+) -> None:
+    """Refuse a Redis visibility timeout that could redeliver a message still legitimately held.
+
+    A worker holds a message unacknowledged while the task runs (up to its hard time limit) or
+    waits for its retry (up to the longest retry delay); Redis hands it to another worker after
+    the visibility timeout, so that must be longer.
+    """
+    if not str(config["CELERY_BROKER_URL"]).startswith("redis"):
+        return
+    longest = max(task_types, key=lambda t: t.time_limit)
+    needed = longest.time_limit + retry_delay
+    timeout = config["BROKER_VISIBILITY_TIMEOUT_SECONDS"]
+    if timeout <= needed:
+        raise ConfigError(
+            f"BROKER_VISIBILITY_TIMEOUT_SECONDS is {timeout} s but must be above the longest hard "
+            f"time limit ({longest.time_limit} s, {longest.name}) plus the longest retry delay "
+            f"({retry_delay:g} s): set it to at least {math.floor(needed) + 1}."
+        )
+
+
+filesystem_transport.install()  # before any connection to a filesystem:// broker is made
 
 
 def create_celery(
@@ -165,6 +197,14 @@ class CeleryPublisher:
             return len(self.celery.control.ping(timeout=timeout) or [])
         except (KombuError, OSError) as exc:
             raise BrokerUnavailable(str(exc)) from exc
+
+    def running_tasks(self, timeout: float = 1.0) -> dict[str, set[str]]:
+        """The ids of the tasks each worker that answers within `timeout` is running."""
+        try:
+            replies = self.celery.control.inspect(timeout=timeout).active() or {}
+        except (KombuError, OSError) as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return {worker: {request["id"] for request in requests} for worker, requests in replies.items()}
 
     def ping(self) -> None:
         try:

@@ -26,9 +26,17 @@ class UnknownTaskType(InvalidInput):
     code = "unknown_task"
 
 
-class TaskNotFound(TaskerError):
+class NotFound(TaskerError):
     status = 404
     code = "not_found"
+
+
+class TaskNotFound(NotFound):
+    pass
+
+
+class ScheduleNotFound(NotFound):
+    pass
 
 
 class Conflict(TaskerError):

@@ -1,42 +1,88 @@
-"""The recovery sweep: publish again what a lost message or a dead worker left behind."""
+"""The recovery sweep: publish again what a lost message or a dead worker left behind.
+
+Run by beat every RECOVERY_INTERVAL_SECONDS, under a lock so two sweeps never overlap, with
+every time read from the database's clock:
+
+- PENDING untouched for `pending_after` seconds (never published, or its message was lost),
+  and RETRYING untouched for that long plus the longest retry delay: published again.
+- STARTED for more than `orphan_after` seconds while no worker reports running it (its
+  worker was killed, its pool child died, or its outcome could not be written): back to
+  PENDING and published again, or FAILED once it has used up its attempts.
+
+A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from app.core.errors import BrokerUnavailable
 from app.models import task as task_model
+from app.models.task import TaskStatus
 
 logger = logging.getLogger(__name__)
 
+LOCK_NAME = "tasker-recovery"
 
-def recover(manager: Any, pending_after_seconds: float, grace_seconds: float = 30) -> dict[str, int]:
-    """Republish stranded PENDING rows and requeue STARTED rows past their hard time limit.
 
-    PENDING rows untouched for `pending_after_seconds` are published again; STARTED
-    rows whose attempt outlived the task type's hard time limit go back to PENDING
-    and are published again. A duplicate message is harmless: the claim is a
-    conditional UPDATE, and the attempt cap at claim time ends a task that keeps dying.
-    """
-    counts = {"republished": 0, "requeued": 0, "skipped": 0}
-    with manager.db.exclusive("tasker-recovery") as held:
+@dataclass(frozen=True)
+class Thresholds:
+    pending_after: float = 300  # RECOVERY_PENDING_SECONDS
+    orphan_after: float = 15  # RECOVERY_STARTED_SECONDS
+    max_deliveries: int = 3  # TASK_MAX_DELIVERIES
+    retry_delay: float = 60  # the longest wait before a retry
+    inspect_timeout: float = 1.0  # how long workers have to say what they run
+
+
+def recover(manager: Any, thresholds: Thresholds) -> dict[str, int]:
+    counts = {"republished": 0, "requeued": 0, "failed": 0, "skipped": 0}
+    with manager.db.exclusive(LOCK_NAME) as held:
         if not held:
             counts["skipped"] = 1  # another sweep is running
             return counts
         now = manager.db.run(task_model.database_now)
-        before = now - timedelta(seconds=pending_after_seconds)
-        for row in manager.db.run(lambda c: task_model.pending_since(c, before)):
-            counts["republished"] += _publish_again(manager, row, "PENDING")
-        for task_type in manager.registry:
-            cutoff = now - timedelta(seconds=task_type.time_limit + grace_seconds)
-            for row in manager.db.run(
-                lambda c, t=task_type, b=cutoff: task_model.started_before(c, t.name, b)
-            ):
-                counts["requeued"] += _publish_again(manager, row, "STARTED", row.attempts)
-    if counts["republished"] or counts["requeued"]:
-        logger.warning("recovery: %(republished)s republished, %(requeued)s requeued", counts)
+        for status, after in (
+            (TaskStatus.PENDING, thresholds.pending_after),
+            (TaskStatus.RETRYING, thresholds.pending_after + thresholds.retry_delay),
+        ):
+            before = now - timedelta(seconds=after)
+            for row in manager.db.run(lambda c, s=status, b=before: task_model.untouched_since(c, s, b)):
+                counts["republished"] += _publish_again(manager, row, row.status)
+        _recover_started(manager, thresholds, now, counts)
+    if any(counts[key] for key in ("republished", "requeued", "failed")):
+        logger.warning(
+            "recovery: %(republished)s republished, %(requeued)s requeued, %(failed)s failed", counts
+        )
     return counts
+
+
+def _recover_started(manager: Any, thresholds: Thresholds, now: Any, counts: dict[str, int]) -> None:
+    before = now - timedelta(seconds=thresholds.orphan_after)
+    rows = manager.db.run(lambda c: task_model.started_before(c, before))
+    if not rows:
+        return
+    try:
+        running = manager.publisher.running_tasks(thresholds.inspect_timeout)
+    except BrokerUnavailable as exc:
+        logger.warning("recovery: cannot ask workers what they run: %s", exc.details)
+        return
+    for row in rows:
+        if str(row.id) in running.get(row.worker, ()):
+            continue  # still running
+        task_type = manager.registry.resolve(row.name)
+        if row.attempts >= task_type.max_retries + thresholds.max_deliveries:
+            error = (
+                f"The task was started {row.attempts} times and its worker stopped while running it "
+                "(killed, crashed or lost); giving up."
+            )
+            counts["failed"] += manager.db.run(
+                lambda c, r=row, e=error: task_model.fail_abandoned(c, r.id, r.attempts, e)
+            )
+            continue
+        counts["requeued"] += _publish_again(manager, row, TaskStatus.STARTED, row.attempts)
 
 
 def _publish_again(manager: Any, row: Any, status: str, attempts: int | None = None) -> bool:

@@ -40,6 +40,27 @@ def task_resource(row: Any) -> dict[str, Any]:
         "retry_of": str(row.retry_of) if row.retry_of else None,
         "cancel_requested": row.cancel_requested_at is not None,
         "run_at": _iso(row.run_at),
+        "schedule_id": str(row.schedule_id) if row.schedule_id else None,
+        "scheduled_for": _iso(row.scheduled_for),
+    }
+
+
+def schedule_resource(row: Any) -> dict[str, Any]:
+    """The v1 schedule resource."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "task": row.task,
+        "parameters": row.parameters,
+        "cron": row.cron,
+        "timezone": row.timezone,
+        "priority": row.priority,
+        "enabled": row.enabled,
+        "next_run_at": _iso(row.next_run_at),
+        "last_run_at": _iso(row.last_run_at),
+        "last_task_id": str(row.last_task_id) if row.last_task_id else None,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
     }
 
 

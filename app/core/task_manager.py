@@ -59,6 +59,8 @@ class Publisher(Protocol):
 
     def ping_workers(self, timeout: float = 1.0) -> int: ...
 
+    def running_tasks(self, timeout: float = 1.0) -> dict[str, set[str]]: ...
+
     broker_scheme: str
 
 
@@ -310,8 +312,9 @@ class TaskManager:
             "totals": totals,
         }
 
-    def recover(self, pending_after_seconds: float, grace_seconds: float = 30) -> dict[str, int]:
-        return recovery.recover(self, pending_after_seconds, grace_seconds)
+    def recover(self, thresholds: recovery.Thresholds) -> dict[str, int]:
+        """The recovery sweep (app/core/recovery.py)."""
+        return recovery.recover(self, thresholds)
 
     def _row(self, task_id: uuid.UUID) -> Any:
         row = self.db.run(lambda c: task_model.get(c, task_id))

@@ -86,7 +86,12 @@ tasks = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     sa.Column("progress_message", sa.String(200)),
     sa.Column("run_at", sa.DateTime(timezone=True)),
+    sa.Column("schedule_id", sa.Uuid),
+    sa.Column("scheduled_for", sa.DateTime(timezone=True)),
+    sa.Column("worker", sa.String(200)),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
+    sa.Index("ix_tasks_status_started_at", "status", "started_at"),
+    sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
     sa.Index("ux_tasks_idempotency_key", "idempotency_key", unique=True),
     sa.Index("ix_tasks_created_at_id", "created_at", "id"),
     sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
@@ -94,8 +99,10 @@ tasks = sa.Table(
 )
 
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
-# A worker may run a row in these states; SCHEDULED waits for the scheduler to make it PENDING.
-_claimable = tasks.c.status.in_([TaskStatus.PENDING, TaskStatus.STARTED, TaskStatus.RETRYING])
+# A message may start a row in these states only. SCHEDULED waits for the scheduler to make it
+# PENDING; a STARTED row is running, or its worker died and the recovery sweep requeues it, so a
+# duplicate message (a redelivery, a republish) never runs a task a second time at once.
+_claimable = tasks.c.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING])
 
 
 def insert(
@@ -137,8 +144,8 @@ def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
     conn.execute(tasks.delete().where(tasks.c.id == task_id, tasks.c.status == TaskStatus.PENDING))
 
 
-def claim(conn: Connection, task_id: uuid.UUID) -> int | None:
-    """Mark a non-terminal row STARTED; return its attempt count, or None if it may not run."""
+def claim(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> int | None:
+    """Mark a PENDING or RETRYING row STARTED by `worker`; its attempt count, or None if it may not run."""
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, _claimable)
@@ -147,6 +154,7 @@ def claim(conn: Connection, task_id: uuid.UUID) -> int | None:
             attempts=tasks.c.attempts + 1,
             started_at=utcnow(),
             updated_at=utcnow(),
+            worker=worker,
         )
         .returning(tasks.c.attempts)
     )
@@ -180,9 +188,10 @@ def finish(
 
 
 def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
+    """The running attempt failed for a transient reason and a retry is about to be sent."""
     query = (
         tasks.update()
-        .where(tasks.c.id == task_id, _not_terminal)
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
         .values(status=TaskStatus.RETRYING, error=error, updated_at=utcnow())
     )
     return conn.execute(query).rowcount == 1
@@ -193,25 +202,45 @@ def database_now(conn: Connection) -> datetime:
     return conn.execute(sa.select(utcnow())).scalar_one()
 
 
-def pending_since(conn: Connection, before: datetime, limit: int = 1000) -> list[Row]:
-    """PENDING rows not touched since `before`: never published, or their message was lost."""
+def untouched_since(conn: Connection, status: str, before: datetime, limit: int = 1000) -> list[Row]:
+    """Rows in `status` not touched since `before`: PENDING never published or its message lost;
+    RETRYING whose retry message was lost."""
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority)
-        .where(tasks.c.status == TaskStatus.PENDING, tasks.c.updated_at < before)
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.status)
+        .where(tasks.c.status == status, tasks.c.updated_at < before)
         .order_by(tasks.c.created_at)
         .limit(limit)
     )
     return list(conn.execute(query))
 
 
-def started_before(conn: Connection, name: str, before: datetime, limit: int = 1000) -> list[Row]:
-    """STARTED rows of one task type whose attempt began before `before`."""
+def started_before(conn: Connection, before: datetime, limit: int = 1000) -> list[Row]:
+    """STARTED rows whose attempt began before `before`, with the worker that claimed them."""
+    columns = (
+        tasks.c.id,
+        tasks.c.name,
+        tasks.c.parameters,
+        tasks.c.priority,
+        tasks.c.attempts,
+        tasks.c.worker,
+    )
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.attempts)
-        .where(tasks.c.status == TaskStatus.STARTED, tasks.c.name == name, tasks.c.started_at < before)
+        sa.select(*columns)
+        .where(tasks.c.status == TaskStatus.STARTED, tasks.c.started_at < before)
+        .order_by(tasks.c.started_at)
         .limit(limit)
     )
     return list(conn.execute(query))
+
+
+def fail_abandoned(conn: Connection, task_id: uuid.UUID, attempts: int, error: str) -> bool:
+    """FAILED, if the row is still the STARTED attempt the sweep saw."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED, tasks.c.attempts == attempts)
+        .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount == 1
 
 
 def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: int | None = None) -> bool:
@@ -278,6 +307,7 @@ def list_page(
     limit: int,
     statuses: list[str] | None = None,
     name: str | None = None,
+    schedule_id: uuid.UUID | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
@@ -288,6 +318,8 @@ def list_page(
         query = query.where(tasks.c.status.in_(statuses))
     if name:
         query = query.where(tasks.c.name == name)
+    if schedule_id:
+        query = query.where(tasks.c.schedule_id == schedule_id)
     if created_after:
         query = query.where(tasks.c.created_at >= created_after)
     if created_before:

@@ -35,9 +35,9 @@ class TaskCallbacks:
         self.db = db
         self.cache = cache
 
-    def claim(self, task_id: uuid.UUID) -> int | None:
-        """STARTED and attempts + 1; None when the row is terminal or unknown."""
-        return self.db.run(lambda c: task_model.claim(c, task_id))
+    def claim(self, task_id: uuid.UUID, worker: str | None = None) -> int | None:
+        """STARTED by `worker` and attempts + 1; None unless the row is PENDING or RETRYING."""
+        return self.db.run(lambda c: task_model.claim(c, task_id, worker))
 
     def record_success(self, task_id: uuid.UUID, result: Any) -> None:
         try:
@@ -51,9 +51,9 @@ class TaskCallbacks:
                 "The task's result could not be stored.",
             )
 
-    def claim_within(self, task_id: uuid.UUID, max_attempts: int) -> bool:
+    def claim_within(self, task_id: uuid.UUID, max_attempts: int, worker: str | None = None) -> bool:
         """Claim the row; past `max_attempts` starts, mark it FAILED instead of running it again."""
-        attempts = self.claim(task_id)
+        attempts = self.claim(task_id, worker)
         if attempts is None:
             return False
         if attempts > max_attempts:
@@ -105,20 +105,23 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
     class TaskerTask(Task):
         throws = (TaskFailed, TaskCancelled)  # expected endings: logged without a traceback
         tracked = True  # False for housekeeping tasks that have no row
-        task_manager: Any = None  # set by the app factory; the recovery sweep uses it
+        task_manager: Any = None  # set by the app factory; beat's tasks use them
+        schedule_manager: Any = None
 
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             if self.request.called_directly or not self.tracked:
                 return self.run(*args, **kwargs)
             task_id = _task_uuid(self.request.id)
             try:
-                claimed = task_id is not None and callbacks.claim_within(task_id, self.max_attempts)
+                claimed = task_id is not None and callbacks.claim_within(
+                    task_id, self.max_attempts, self.request.hostname
+                )
             except DatabaseUnavailable as exc:
                 logger.warning("task %s: database unavailable at claim; retrying", self.request.id)
                 raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=None) from None
             if not claimed:
                 logger.info(
-                    "task %s is finished, cancelled or unknown; not running it",
+                    "task %s is running elsewhere, finished, cancelled or unknown; not running it",
                     self.request.id,
                 )
                 raise Ignore()
@@ -166,9 +169,13 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
             soft_limit = self.request.timelimit[1] if self.request.timelimit else None
             _record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))
 
-        def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        def mark_retrying(self, exc: BaseException) -> None:
+            """RETRYING with the reason; called before the retry message is sent."""
+            task_id = _task_uuid(self.request.id)
+            if task_id is None or not self.tracked:
+                return
             try:
-                callbacks.record_retry(_task_uuid(task_id), describe_failure(exc))
+                callbacks.record_retry(task_id, describe_failure(exc))
             except DatabaseUnavailable as db_exc:
                 logger.warning("task %s: could not record the retry: %s", task_id, db_exc.details)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import shared_task
 
+from app.core.recovery import Thresholds
 from app.tasks import http, openai_client, weather_client
 from app.tasks.errors import TaskFailed, TransientError
 from app.tasks.registry import REGISTRY
@@ -123,16 +124,25 @@ def retry_later(task: Any, name: str, exc: TransientError) -> Exception:
     if retries >= REGISTRY.resolve(name).max_retries:
         return TaskFailed(f"{exc} (gave up after {retries + 1} attempts)")
     delay = retry_delay(retries, task.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after)
+    task.mark_retrying(exc)  # before the retry message exists, so it always finds the row RETRYING
     return task.retry(exc=exc, countdown=delay, max_retries=None, throw=False)
 
 
 @shared_task(bind=True, name="tasker.recovery_sweep", tracked=False)
 def recovery_sweep(self) -> dict[str, int]:
     """Run by beat: publish again what a lost message or a dead worker left behind."""
-    return self.task_manager.recover(self.settings["RECOVERY_PENDING_SECONDS"])
+    settings = self.settings
+    thresholds = Thresholds(
+        pending_after=settings["RECOVERY_PENDING_SECONDS"],
+        orphan_after=settings["RECOVERY_STARTED_SECONDS"],
+        max_deliveries=settings["TASK_MAX_DELIVERIES"],
+        retry_delay=MAX_RETRY_DELAY_SECONDS,
+    )
+    return self.task_manager.recover(thresholds)
 
 
 @shared_task(bind=True, name="tasker.publish_due", tracked=False)
 def publish_due(self) -> int:
-    """Run by beat: publish the SCHEDULED tasks whose time has come."""
-    return self.task_manager.publish_due()
+    """Run by beat: a task for each schedule that is due, then the SCHEDULED tasks whose time has come."""
+    fired = self.schedule_manager.fire_due() or 0
+    return fired + self.task_manager.publish_due()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import build_app
-from tests.support import poll, row_of, stop_process
+from tests.support import kill_family, poll, row_of
 
 PRIORITY_NAMES = [("low", 0), ("normal", 5), ("high", 9), (0, 0), (7, 7)]
 
@@ -43,7 +43,7 @@ def test_a_high_task_runs_before_queued_low_ones(stack, start_worker, db):
     try:
         poll(lambda: all(row_of(db, t).status == "COMPLETED" for t in [*low, high]), timeout=60)
     finally:
-        stop_process(worker)
+        kill_family(worker)
     finished = sorted([*low, high], key=lambda t: row_of(db, t).completed_at)
     assert finished.index(high) <= 5, "the high task waited behind more than 5 low ones"
     app.extensions["tasker"].db.dispose()

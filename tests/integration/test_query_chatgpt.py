@@ -12,7 +12,7 @@ import pytest
 from werkzeug import Request, Response
 
 from tests.conftest import build_app
-from tests.support import poll, row_of, stop_process, wait_for_output
+from tests.support import kill_family, poll, row_of, wait_for_output
 
 PATH = "/v1/chat/completions"
 _pause = threading.Event()
@@ -128,7 +128,7 @@ def keyless_env(stack, start_worker):
     env = {**stack.env, "OPENAI_API_KEY": "", **stack.new_broker()}
     worker = start_worker(env, concurrency=1, name=f"keyless-{stack.name}")
     yield env
-    stop_process(worker)
+    kill_family(worker)
 
 
 def test_no_key_on_the_worker_fails_saying_so(keyless_env, openai):

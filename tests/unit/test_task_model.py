@@ -32,12 +32,23 @@ def test_insert_creates_a_pending_row(sqlite_db, task_id):
     assert row.result is None and row.error is None and row.created_at is not None
 
 
-def test_claim_counts_attempts_until_terminal(sqlite_db, task_id):
-    assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 1
-    assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) == 2  # a redelivery after a crash
-    assert get(sqlite_db, task_id).status == "STARTED"
+def test_claim_counts_attempts_and_never_starts_a_running_row(sqlite_db, task_id):
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id, "w1@host")) == 1
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id, "w2@host")) is None  # a duplicate message
+    row = get(sqlite_db, task_id)
+    assert (row.status, row.worker, row.attempts) == ("STARTED", "w1@host", 1)
+    # Its worker died: the sweep puts it back to PENDING, and the next message starts it again.
+    assert sqlite_db.run(lambda c: task_model.requeue(c, task_id, "STARTED", 1))
+    assert sqlite_db.run(lambda c: task_model.claim(c, task_id, "w2@host")) == 2
     assert sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3)) is not None
     assert sqlite_db.run(lambda c: task_model.claim(c, task_id)) is None
+
+
+def test_an_abandoned_row_fails_only_if_unchanged(sqlite_db, task_id):
+    sqlite_db.run(lambda c: task_model.claim(c, task_id))
+    assert not sqlite_db.run(lambda c: task_model.fail_abandoned(c, task_id, 2, "gone"))  # not that attempt
+    assert sqlite_db.run(lambda c: task_model.fail_abandoned(c, task_id, 1, "gone"))
+    assert (get(sqlite_db, task_id).status, get(sqlite_db, task_id).error) == ("FAILED", "gone")
 
 
 @pytest.mark.parametrize("terminal", [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED])

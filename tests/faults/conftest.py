@@ -1,0 +1,302 @@
+"""Fixtures for the fault-injection suite: private servers to break, and workers to kill.
+
+A test that stops, flushes or pauses Redis gets a redis-server of its own on a free port, so
+the machine's shared Redis is never disturbed. Short recovery thresholds come from the
+settings (RECOVERY_*), not from waiting longer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from app.core.database_manager import normalize_url
+from app.models.migrate import upgrade
+from config import load_config
+from tests.conftest import ROOT, build_app, child_env, new_database, openai_env, unavailable
+from tests.support import (
+    TERMINAL,
+    alive,
+    children_of,
+    free_port,
+    kill_family,
+    poll,
+    row_of,
+    stop_process,
+    wait_for_log,
+)
+
+# The sweep runs every second and acts after 2-3 s, so a fault is repaired within seconds.
+FAST_RECOVERY = {
+    "APP_ENV": "testing",
+    "LOG_LEVEL": "INFO",
+    "RECOVERY_INTERVAL_SECONDS": "1",
+    "RECOVERY_PENDING_SECONDS": "3",
+    "RECOVERY_STARTED_SECONDS": "1",
+    "TASK_MAX_DELIVERIES": "2",
+}
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test's own, which the test may shut down, flush or pause."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(self.directory)]
+        with (self.directory / "redis.log").open("a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        poll(self._answers, timeout=10, what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def shutdown_nosave(self) -> None:
+        """Stop at once, losing every message (Redis without persistence)."""
+        try:
+            self.client().shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
+        assert self.process is not None
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # in case a test left it stopped
+            stop_process(self.process, timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL cluster of the test's own (initdb + pg_ctl), which the test may restart."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/tasker"
+
+    def _run(self, *command: str) -> None:
+        assert PG_BIN is not None
+        argv = [str(PG_BIN / command[0]), *command[1:]]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.directory / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+        admin_url = normalize_url(self.url.rsplit("/", 1)[0] + "/postgres")
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("CREATE DATABASE tasker"))
+        admin.dispose()
+        engine = sa.create_engine(normalize_url(self.url))
+        upgrade(engine)
+        engine.dispose()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-l",
+                  str(self.directory / "pg.log"), "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.directory / "data" / "postmaster.pid").exists()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    if PG_BIN is None:
+        unavailable("PostgreSQL's binaries (initdb, pg_ctl)", FileNotFoundError("/usr/lib/postgresql/*/bin"))
+    # Under /tmp itself: the postgres user cannot enter pytest's private temporary folders.
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="tasker-pg-")))
+    try:
+        server.init()
+        yield server
+    finally:
+        if server.running():
+            server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@dataclass
+class Fault:
+    """One stack to break: its env, the app (API) on it, and the processes the test started."""
+
+    kind: str
+    env: dict[str, str]
+    tmp: Path
+    redis: RedisServer | None = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    _app: Any = None
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            self._app = build_app(self.env)
+        return self._app
+
+    @property
+    def client(self) -> Any:
+        return self.app.test_client()
+
+    @property
+    def db(self) -> Any:
+        return self.app.extensions["tasker"].db
+
+    def start_worker(self, name: str, concurrency: int = 2, queues: str = "default") -> subprocess.Popen:
+        log = self.tmp / f"{name}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--loglevel=INFO",
+            f"--concurrency={concurrency}", f"--hostname={name}@%h", "-Q", queues,
+            "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        return self._start(command, log, " ready.")
+
+    def start_beat(self) -> subprocess.Popen:
+        log = self.tmp / "beat.log"
+        command = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
+        command += ["--schedule", str(self.tmp / "beat-schedule")]
+        return self._start(command, log, "beat: Starting...")
+
+    def _start(self, command: list[str], log: Path, ready: str) -> subprocess.Popen:
+        with log.open("a") as out:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=child_env(self.env), stdout=out, stderr=subprocess.STDOUT
+            )
+        process.log_path = log  # type: ignore[attr-defined]
+        self.processes.append(process)
+        wait_for_log(log, ready, process, timeout=60)
+        return process
+
+    def kill_hard(self, process: subprocess.Popen) -> None:
+        """kill -9 a worker and every process under it at once, as a machine failure would."""
+        family = children_of(process.pid)
+        kill_family(process)
+        poll(lambda: not any(alive(pid) for pid in family), timeout=10, what="the killed processes to go")
+
+    def submit(self, name: str, parameters: dict[str, Any], client: Any = None) -> Any:
+        body = {"name": name, "parameters": parameters}
+        return (client or self.client).post("/api/v1/tasks", json=body)
+
+    def rows(self, ids: list[str]) -> list[Any]:
+        return [row_of(self.db, task_id) for task_id in ids]
+
+    def wait_terminal(self, ids: list[str], timeout: float = 90) -> list[Any]:
+        def done() -> list[Any] | None:
+            rows = self.rows(ids)
+            return rows if all(row.status in TERMINAL for row in rows) else None
+
+        return poll(done, timeout=timeout, interval=0.2, what=f"{len(ids)} tasks to finish")
+
+    def close(self) -> None:
+        """Kill what the test started (a graceful stop is not under test here, and takes seconds)."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                self.kill_hard(process)
+        if self._app is not None:
+            self._app.extensions["tasker"].db.dispose()
+
+
+def real_env(redis_server: RedisServer, database_url: str, tmp: Path, openai_server: Any) -> dict[str, str]:
+    return {
+        **openai_env(openai_server),
+        **FAST_RECOVERY,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": redis_server.url(0),
+        "REDIS_URL": redis_server.url(1),
+        "TASKER_DATA_DIR": str(tmp / "data"),
+    }
+
+
+def embedded_env(tmp: Path, openai_server: Any) -> dict[str, str]:
+    (tmp / "data").mkdir()
+    env = {**openai_env(openai_server), **FAST_RECOVERY, "TASKER_DATA_DIR": str(tmp / "data")}
+    engine = sa.create_engine(load_config("testing", env)["DATABASE_URL"])
+    upgrade(engine)
+    engine.dispose()
+    return env
+
+
+@pytest.fixture
+def fault_database() -> Iterator[str]:
+    """A PostgreSQL database for one test: no other test's rows, workers or sweeps touch it."""
+    with new_database("tasker_fault") as url:
+        yield url
+
+
+@pytest.fixture
+def real(fault_database: str, tmp_path: Path, openai_server: Any) -> Iterator[Fault]:
+    """PostgreSQL (a database of the test's own) and a private Redis as broker and cache."""
+    server = RedisServer(tmp_path)
+    server.start()
+    fault = Fault("real", real_env(server, fault_database, tmp_path, openai_server), tmp_path, server)
+    try:
+        yield fault
+    finally:
+        fault.close()
+        server.stop()
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, openai_server: Any) -> Iterator[Fault]:
+    """The embedded default: SQLite and the filesystem broker under a data directory of its own."""
+    fault = Fault("embedded", embedded_env(tmp_path, openai_server), tmp_path)
+    try:
+        yield fault
+    finally:
+        fault.close()
+
+
+@pytest.fixture(params=["real", "embedded"])
+def stack_fault(request: pytest.FixtureRequest) -> Fault:
+    """Each stack in turn: the real one, and the embedded default."""
+    return request.getfixturevalue(request.param)
+
+
+def wait_seconds(seconds: float) -> None:
+    """Let time pass on purpose (a fault's duration), never to wait for a status."""
+    time.sleep(seconds)
