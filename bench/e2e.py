@@ -1,0 +1,88 @@
+"""Submit N sum tasks over HTTP from 16 clients and wait until all are COMPLETED: tasks/s.
+Then the same work on a bare Celery app with the same worker settings (the limit): N tasks
+published from 16 threads, each counting itself done in Redis. Prints both and the ratio.
+
+Tasker runs under gunicorn (4 processes) with one Celery worker of 2 prefork processes, on a
+throwaway PostgreSQL database and a private redis-server; the bare app gets the same worker.
+
+Usage: python bench/e2e.py [--tasks 5000]
+"""
+
+import argparse
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+import requests
+import sqlalchemy as sa
+from harness import BODY, CONNECTIONS, stack, wait_until
+
+from app.core.database_manager import normalize_url
+
+
+def run_tasker(s, tasks: int) -> float:
+    port = s.gunicorn("run:app", "/health")
+    s.celery_worker("celery_worker.celery", concurrency=2)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(f"{base}/health/ready").status_code == 200, 60, "a Tasker worker")
+    engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
+    local = threading.local()
+
+    def submit(_: int) -> None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        response = local.session.post(
+            f"{base}/run-task", data=BODY, headers={"Content-Type": "application/json"}
+        )
+        response.raise_for_status()
+
+    def completed() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text("SELECT count(*) FROM tasks WHERE status = 'COMPLETED'"))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        list(pool.map(submit, range(tasks)))
+    wait_until(lambda: completed() >= tasks, 600, f"{tasks} Tasker tasks")
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return tasks / elapsed
+
+
+def run_bare(s, tasks: int) -> float:
+    broker = s.env["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/2"
+    counter_url = s.env["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/3"
+    # celery reads CELERY_BROKER_URL from the environment before the app's own setting.
+    urls = {"BARE_BROKER_URL": broker, "BARE_COUNTER_URL": counter_url, "CELERY_BROKER_URL": broker}
+    s.env.update(urls)
+    s.celery_worker("bench.bare_celery.app", concurrency=2)
+    os.environ.update(urls)  # read when bare_celery is imported
+    from bench.bare_celery import add
+
+    counter = redis.Redis.from_url(counter_url)
+    add.apply_async((0, 0))  # the worker is up once this one is done
+    wait_until(lambda: int(counter.get("bare:done") or 0) >= 1, 60, "the bare worker")
+    counter.set("bare:done", 0)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        list(pool.map(lambda i: add.apply_async((i, 1)), range(tasks)))
+    wait_until(lambda: int(counter.get("bare:done") or 0) >= tasks, 600, f"{tasks} bare tasks")
+    return tasks / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=5000)
+    tasks = parser.parse_args().tasks
+    with stack() as s:
+        tasker = run_tasker(s, tasks)
+    with stack() as s:
+        bare = run_bare(s, tasks)
+    figures = f"Tasker {tasker:.0f} tasks/s | bare Celery {bare:.0f} tasks/s"
+    print(f"e2e: {figures} | ratio {tasker / bare:.2f} ({tasks} tasks)")
+
+
+if __name__ == "__main__":
+    main()
