@@ -12,7 +12,7 @@ from celery import Celery, Task
 from kombu import Queue
 from kombu.exceptions import ChannelError, KombuError
 
-from app.core import filesystem_transport
+from app.core import filesystem_transport, redis_transport
 from app.core.errors import BrokerUnavailable
 from config import ConfigError
 
@@ -133,6 +133,7 @@ def check_visibility_timeout(
 
 
 filesystem_transport.install()  # before any connection to a filesystem:// broker is made
+redis_transport.install()  # before any connection to a redis:// broker is made
 
 
 def create_celery(

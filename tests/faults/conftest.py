@@ -230,7 +230,21 @@ class Fault:
             rows = self.rows(ids)
             return rows if all(row.status in TERMINAL for row in rows) else None
 
-        return poll(done, timeout=timeout, interval=0.2, what=f"{len(ids)} tasks to finish")
+        try:
+            return poll(done, timeout=timeout, interval=0.2, what=f"{len(ids)} tasks to finish")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.report(ids)}") from None
+
+    def report(self, ids: list[str]) -> str:
+        """What a failed wait needs: the rows not finished, and the end of each process's log."""
+        stuck = [row for row in self.rows(ids) if row.status not in TERMINAL]
+        lines = [f"{row.id} {row.status} attempts={row.attempts} worker={row.worker}" for row in stuck]
+        for process in self.processes:
+            path = getattr(process, "log_path", None)
+            if path is not None and path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-40:]
+                lines += [f"--- {path.name} (pid {process.pid}, exit {process.poll()})", *tail]
+        return "\n".join(lines)
 
     def close(self) -> None:
         """Kill what the test started (a graceful stop is not under test here, and takes seconds)."""

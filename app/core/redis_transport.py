@@ -1,0 +1,51 @@
+"""kombu's Redis transport, with a worker that survives a Redis restart.
+
+When the broker connection drops while a worker holds an unacknowledged message, Celery
+closes the dead connection twice: `Connection.collect()` first (which detaches the
+transport from its connection when a step of the channel's close fails), then
+`Connection.close()`. The second close tries to put the unacknowledged messages back and
+builds a new Redis client from the detached transport's settings, which are gone:
+AttributeError, which Celery does not expect there, and the worker process exits with
+"Unrecoverable error" instead of reconnecting.
+
+This QoS skips that restore when the transport is detached. Nothing is lost: the messages
+stay in Redis's unacked index, which kombu restores after the visibility timeout, and the
+recovery sweep republishes their PENDING rows, and requeues their STARTED rows, well
+before that. If Redis lost its data in the restart there is nothing to restore anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, redis
+
+ALIASES = ("redis", "rediss")
+logger = logging.getLogger(__name__)
+
+
+class QoS(redis.QoS):
+    def restore_unacked(self, client: Any = None) -> Any:
+        if client is None and getattr(self.channel.connection, "client", None) is None:
+            logger.warning(
+                "broker connection lost: %d unacknowledged message(s) left for the recovery sweep",
+                len(self._delivered),
+            )
+            self._delivered.clear()
+            return None
+        return super().restore_unacked(client)
+
+
+class Channel(redis.Channel):
+    QoS = QoS
+
+
+class Transport(redis.Transport):
+    Channel = Channel
+
+
+def install() -> None:
+    """Make `redis://` and `rediss://` URLs use this transport (idempotent)."""
+    for alias in ALIASES:
+        TRANSPORT_ALIASES[alias] = f"{__name__}:Transport"
