@@ -8,15 +8,19 @@ content type, headers and response schema conformance, negative data rejection, 
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import build_app
+from app.models.migrate import upgrade
+from config import load_config
+from tests.conftest import build_app, new_database
 
 # A fixed set of examples by default, so a run is repeatable; FUZZ_EXAMPLES=N draws N fresh
 # random examples per operation for a deeper hunt.
@@ -96,13 +100,47 @@ def test_the_document_covers_every_endpoint_and_the_error_shape(client):
     assert set(error["required"]) == {"error", "code", "details"}
 
 
-def test_stateful_sequences_follow_the_links_and_conform(fuzz_app):
+@pytest.fixture
+def stateful_app(stack, tmp_path):
+    """The app on a database and a broker of its own, which the state machine empties before
+    each scenario: a scenario's answers then depend on its own steps alone (a schedule name
+    taken by an earlier scenario would turn a 201 into a 409, and Hypothesis, replaying the
+    scenario, would see its data generation change)."""
+    with ExitStack() as cleanup:
+        if stack.embedded:  # SQLite and the broker folder both under tmp_path
+            env = {**stack.env, "TASKER_DATA_DIR": str(tmp_path)}
+            engine = sa.create_engine(load_config("testing", env)["DATABASE_URL"])
+            upgrade(engine)
+            engine.dispose()
+        else:
+            env = {
+                **stack.env,
+                **stack.new_broker(),
+                "DATABASE_URL": cleanup.enter_context(new_database("fuzz")),
+            }
+        app = build_app(env)
+        cleanup.callback(app.extensions["tasker"].db.dispose)
+        yield app
+
+
+def empty(app) -> None:
+    def delete(conn) -> None:
+        conn.execute(sa.text("DELETE FROM tasks"))  # first: a task may name a schedule
+        conn.execute(sa.text("DELETE FROM schedules"))
+
+    app.extensions["tasker"].db.run(delete)
+
+
+def test_stateful_sequences_follow_the_links_and_conform(stateful_app):
     """The stateful phase: submit then read, cancel, retry; create a schedule then read, change,
     delete; run-task then get-task-output, with ids from earlier responses (the document's links)."""
-    machine = schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app).as_state_machine()
+    machine = schemathesis.openapi.from_wsgi("/openapi.json", stateful_app).as_state_machine()
     steps: list[str] = []
 
     class Conforming(machine):  # type: ignore[misc, valid-type]
+        def setup(self) -> None:
+            empty(stateful_app)
+
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             steps.append(case.operation.label)
             excluded = list(EXCLUDED.get(case.operation.label, []))
