@@ -1,4 +1,4 @@
-"""kombu's Redis transport, with a worker that survives a Redis restart.
+"""kombu's Redis transport, with a worker that survives a Redis restart, and cheaper publishing.
 
 When the broker connection drops while a worker holds an unacknowledged message, Celery
 closes the dead connection twice: `Connection.collect()` first (which detaches the
@@ -39,6 +39,21 @@ class QoS(redis.QoS):
 
 class Channel(redis.Channel):
     QoS = QoS
+    _sync_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """One client per channel for the synchronous commands, kept for the pool it was made on.
+
+        kombu builds a new Redis client object for every message it publishes (a tenth of an
+        API process's CPU per submit); the client is only a handle on the channel's connection
+        pool, so one does for every publish until the pool is replaced after a disconnect.
+        """
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        client = self._sync_client
+        if client is None or client.connection_pool is not self._pool:
+            client = self._sync_client = super()._create_client()
+        return client
 
 
 class Transport(redis.Transport):
