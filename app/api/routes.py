@@ -51,7 +51,7 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
 
     @bp.get("/get-task-output")
     @bp.doc(summary="Status, result and error of a task", operationId="getTaskOutput")
-    @bp.arguments(schemas.TaskOutputQuery, location="query", as_kwargs=True)
+    @bp.arguments(schemas.TaskOutputQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.TaskOutputResponse)
     def get_task_output(task_uuid: Any) -> dict[str, Any]:
         return {"task_output": task_manager.get_output(task_uuid)}

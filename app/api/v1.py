@@ -48,7 +48,7 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
         summary="Submit a task",
         requestBody=submit_body(task_manager.registry, "name", "parameters", schemas.SUBMIT_OPTIONS),
     )
-    @bp.arguments(schemas.IdempotencyHeaders, location="headers", as_kwargs=True)
+    @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
     @bp.response(202, schemas.Task, description="Accepted: stored and queued")
     @bp.alt_response(
         200, schema=schemas.Task, description="The task an earlier request with this Idempotency-Key made"
@@ -72,14 +72,14 @@ def create_v1_routes(task_manager: TaskManager) -> list[Blueprint]:
         summary="A task; with ?wait=N, answers as soon as it is terminal or after N seconds",
         operationId="getTask",
     )
-    @bp.arguments(schemas.WaitQuery, location="query", as_kwargs=True)
+    @bp.arguments(schemas.WaitQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.Task)
     def get_task(task_id: str, wait: float) -> dict[str, Any]:
         return task_manager.get(parse_id(task_id), wait_seconds=wait)
 
     @bp.get("/tasks")
     @bp.doc(summary="Tasks, newest first, with filters and cursor pagination")
-    @bp.arguments(schemas.TaskListQuery, location="query", as_kwargs=True)
+    @bp.arguments(schemas.TaskListQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.TaskPage)
     def list_tasks(limit: int, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
         for bound in ("created_after", "created_before"):
