@@ -142,19 +142,22 @@ def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
 
 def claim(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> int | None:
     """Mark a PENDING or RETRYING row STARTED by `worker`; its attempt count, or None if it may not run."""
-    query = (
-        tasks.update()
-        .where(tasks.c.id == task_id, _claimable)
-        .values(
-            status=TaskStatus.STARTED,
-            attempts=tasks.c.attempts + 1,
-            started_at=utcnow(),
-            updated_at=utcnow(),
-            worker=worker,
-        )
-        .returning(tasks.c.attempts)
+    return conn.execute(_CLAIM, {"claim_id": task_id, "claim_worker": worker}).scalar()
+
+
+# The statements a worker runs for every task are built once; the values travel as parameters.
+_CLAIM = (
+    tasks.update()
+    .where(tasks.c.id == sa.bindparam("claim_id"), _claimable)
+    .values(
+        status=TaskStatus.STARTED,
+        attempts=tasks.c.attempts + 1,
+        started_at=utcnow(),
+        updated_at=utcnow(),
+        worker=sa.bindparam("claim_worker", type_=tasks.c.worker.type),
     )
-    return conn.execute(query).scalar()
+    .returning(tasks.c.attempts)
+)
 
 
 def finish(
@@ -168,19 +171,22 @@ def finish(
 
     Returns the row's progress and progress_message if this call wrote the outcome, else None.
     """
-    query = (
-        tasks.update()
-        .where(tasks.c.id == task_id, _not_terminal)
-        .values(
-            status=status,
-            result=result,
-            error=error,
-            completed_at=utcnow(),
-            updated_at=utcnow(),
-        )
-        .returning(tasks.c.progress, tasks.c.progress_message)
+    values = {"finish_id": task_id, "finish_status": status, "finish_result": result, "finish_error": error}
+    return conn.execute(_FINISH, values).first()
+
+
+_FINISH = (
+    tasks.update()
+    .where(tasks.c.id == sa.bindparam("finish_id"), _not_terminal)
+    .values(
+        status=sa.bindparam("finish_status", type_=tasks.c.status.type),
+        result=sa.bindparam("finish_result", type_=tasks.c.result.type),
+        error=sa.bindparam("finish_error", type_=tasks.c.error.type),
+        completed_at=utcnow(),
+        updated_at=utcnow(),
     )
-    return conn.execute(query).first()
+    .returning(tasks.c.progress, tasks.c.progress_message)
+)
 
 
 def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
