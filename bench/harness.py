@@ -125,11 +125,13 @@ class Stack:
             wait_until(lambda: _status(url) == 200, 30, f"{url} to answer 200")
         return port
 
-    def celery_worker(self, app: str, concurrency: int, queues: str = "default") -> subprocess.Popen:
+    def celery_worker(
+        self, app: str, concurrency: int, queues: str = "default", extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
         log = self.workdir / f"worker-{len(self.started)}.log"
         command = [sys.executable, "-m", "celery", "-A", app, "worker", "--loglevel=WARNING",
                    f"--concurrency={concurrency}", "-Q", queues, "--without-mingle", "--without-gossip",
-                   f"--hostname=bench{len(self.started)}@%h"]  # fmt: skip
+                   f"--hostname=bench{len(self.started)}@%h", *extra]  # fmt: skip
         with log.open("w") as out:
             process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         self.started.append(process)
