@@ -8,7 +8,10 @@ builds a new Redis client from the detached transport's settings, which are gone
 AttributeError, which Celery does not expect there, and the worker process exits with
 "Unrecoverable error" instead of reconnecting.
 
-This QoS skips that restore when the transport is detached. Nothing is lost: the messages
+The same detached channel also receives the acknowledgements of tasks that finish after the
+loss, and fails them the same way. Here every Redis command on a detached channel fails as a
+connection error, which Celery logs and survives, and the QoS skips the restore on close
+with a warning instead of trying it. Nothing is lost: the messages
 stay in Redis's unacked index, which kombu restores after the visibility timeout, and the
 recovery sweep republishes their PENDING rows, and requeues their STARTED rows, well
 before that. If Redis lost its data in the restart there is nothing to restore anyway.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis as redis_py
 from kombu.transport import TRANSPORT_ALIASES, redis
 
 ALIASES = ("redis", "rediss")
@@ -48,6 +52,11 @@ class Channel(redis.Channel):
         API process's CPU per submit); the client is only a handle on the channel's connection
         pool, so one does for every publish until the pool is replaced after a disconnect.
         """
+        if getattr(self.connection, "client", None) is None:
+            # A channel of a connection Celery already dropped: an ack of a message it had taken
+            # (the task finished after the loss) must fail as a connection error, which Celery
+            # logs and survives, not as an AttributeError, which stops the worker.
+            raise redis_py.ConnectionError("this channel's broker connection was closed")
         if asynchronous:
             return super()._create_client(asynchronous=True)
         client = self._sync_client

@@ -79,3 +79,26 @@ def test_a_live_channel_still_restores_its_messages_on_close(redis_url):
     assert client.hlen("unacked") == 0
     assert client.llen(QUEUE.name) == 1  # back in its queue
     client.close()
+
+
+def test_an_ack_on_a_detached_channel_is_a_connection_error_celery_survives(redis_url):
+    # A task that finishes after the connection loss is acknowledged on its old channel;
+    # Celery logs a connection error there (Message.ack_log_error) and goes on.
+    conn, channel = holding_one_message(redis_url, redis_transport.Transport)
+    (tag,) = list(channel.qos._delivered)
+    errors = conn.connection_errors
+    detach(conn)
+    conn.close()
+    with pytest.raises(errors):
+        channel.basic_ack(tag)
+
+
+def test_stock_kombu_crashes_acking_on_a_detached_channel(redis_url):
+    # If this starts passing, kombu fixed it and the guard in _create_client can go.
+    conn, channel = holding_one_message(redis_url, kombu_redis.Transport)
+    (tag,) = list(channel.qos._delivered)
+    detach(conn)
+    with pytest.raises(AttributeError):
+        conn.close()  # the first crash, before the ack ever runs
+    with pytest.raises(AttributeError):
+        channel.basic_ack(tag)
