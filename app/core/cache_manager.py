@@ -42,6 +42,13 @@ class MemoryStore:
         return True
 
 
+# A process also keeps the small outputs it has read from Redis (at most NEAR_ENTRIES of at most
+# NEAR_MAX_BYTES each, so at most 8 MB): only terminal outputs are cached, and a terminal output
+# never changes, so a repeated read of a finished task needs no round trip at all.
+NEAR_ENTRIES = 2048
+NEAR_MAX_BYTES = 4096
+
+
 class CacheManager:
     """Caches terminal task outputs under `tasker:output:<id>`, in Redis or in process."""
 
@@ -52,6 +59,7 @@ class CacheManager:
         self.ttl_seconds = ttl_seconds
         self.pause_seconds = pause_seconds
         self._paused_until = 0.0
+        self._near = MemoryStore(NEAR_ENTRIES) if self.is_redis else None
 
     @classmethod
     def from_url(cls, url: str | None, ttl_seconds: int = 3600) -> CacheManager:
@@ -76,14 +84,21 @@ class CacheManager:
 
     def get_output(self, task_id: object) -> dict[str, Any] | None:
         """The cached output, or None on a miss or when the cache is unreachable."""
+        key = self.key(task_id)
+        raw = self._near.get(key) if self._near is not None else None
+        if raw is not None:
+            return json.loads(raw)
         if self._paused():
             return None
         try:
-            raw = self.client.get(self.key(task_id))
+            raw = self.client.get(key)
         except redis.RedisError as exc:
             self._pause(exc)
             return None
-        return json.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        self._remember(key, raw)
+        return json.loads(raw)
 
     def set_output(self, task_id: object, output: dict[str, Any]) -> None:
         if self._paused():
@@ -92,6 +107,11 @@ class CacheManager:
             self.client.set(self.key(task_id), json.dumps(output), ex=self.ttl_seconds)
         except redis.RedisError as exc:
             self._pause(exc)
+
+    def _remember(self, key: str, value: str | bytes) -> None:
+        if self._near is not None and len(value) <= NEAR_MAX_BYTES:
+            text = value.decode() if isinstance(value, bytes) else value
+            self._near.set(key, text, ex=self.ttl_seconds)
 
     def ping(self) -> bool:
         try:

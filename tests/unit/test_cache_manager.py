@@ -62,3 +62,17 @@ def test_the_in_process_cache_expires_and_stays_bounded(mocker):
     assert store.get("a") is None and store.get("b") == b"2"
     clock.return_value = 111.0
     assert store.get("b") is None
+
+
+def test_a_process_keeps_small_outputs_it_read_and_asks_redis_once(cache, fake_redis):
+    small, large = uuid.uuid4(), uuid.uuid4()
+    big_output = {**OUTPUT, "result": "x" * 5000}
+    cache.set_output(small, OUTPUT)
+    cache.set_output(large, big_output)
+    assert cache.get_output(small) == OUTPUT and cache.get_output(large) == big_output
+    fake_redis.flushdb()  # a terminal output never changes: the process's copy stays right
+    assert cache.get_output(small) == OUTPUT
+    assert cache.get_output(large) is None  # too large to keep in every process
+    first = cache.get_output(small)
+    first["result"] = "changed by a caller"
+    assert cache.get_output(small) == OUTPUT  # each read gets a copy of its own
