@@ -47,6 +47,15 @@ EXCLUDED = {
 }
 
 
+def excluded_checks(case) -> list:
+    excluded = list(EXCLUDED.get(case.operation.label, []))
+    if isinstance(case.body, dict) and "run_at" in case.body:
+        # "in the future, at most 30 days ahead" has no JSON Schema form: a generated run_at
+        # is rightly a 400 more often than not.
+        excluded.append(positive_data_acceptance)
+    return excluded
+
+
 def operations(app):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     return [result.ok() for result in schema.get_all_operations()]
@@ -56,12 +65,7 @@ def fuzz(operation, mode):
     @given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
     def conforms(case):
-        excluded = list(EXCLUDED.get(operation.label, []))
-        if isinstance(case.body, dict) and "run_at" in case.body:
-            # "in the future, at most 30 days ahead" has no JSON Schema form: a generated
-            # run_at is rightly a 400 more often than not.
-            excluded.append(positive_data_acceptance)
-        case.call_and_validate(excluded_checks=excluded)
+        case.call_and_validate(excluded_checks=excluded_checks(case))
 
     conforms()
 
@@ -143,20 +147,8 @@ def test_stateful_sequences_follow_the_links_and_conform(stateful_app):
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             steps.append(case.operation.label)
-            excluded = list(EXCLUDED.get(case.operation.label, []))
-            if isinstance(case.body, dict) and "run_at" in case.body:
-                excluded.append(positive_data_acceptance)
-            case.validate_response(response, excluded_checks=excluded)
+            case.validate_response(response, excluded_checks=excluded_checks(case))
 
-    Conforming.run(
-        settings=settings(
-            max_examples=int(DEEP or 10),
-            derandomize=not DEEP,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-            stateful_step_count=6,
-        )
-    )
+    Conforming.run(settings=settings(SETTINGS, stateful_step_count=6))
     linked = {"GET /get-task-output", "GET /api/v1/tasks/{task_id}", "GET /api/v1/schedules/{schedule_id}"}
     assert linked & set(steps), f"no linked operation was reached: {sorted(set(steps))}"
