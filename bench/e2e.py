@@ -10,62 +10,19 @@ Usage: python bench/e2e.py [--tasks 5000]
 
 import argparse
 import os
-import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import redis
-import requests
-import sqlalchemy as sa
-from harness import BODY, CONNECTIONS, stack, wait_until
-
-from app.core.database_manager import normalize_url
-
-# wrk sends the submissions: a Python HTTP client on these 2 cores could not keep up, and the
-# figure would be the client's. Each of wrk's 2 threads stops sending once it has had its share
-# of answers, and wrk is stopped once PostgreSQL holds N rows (it would run on otherwise); a
-# few more may have been in flight, so the figure is the rows accepted over the time taken.
-SUBMIT_N = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[%(body)s]]
-local answers, share = 0, %(share)d
-function response(status, headers, body)
-  answers = answers + 1
-  if answers >= share then wrk.thread:stop() end
-end
-"""
+from harness import CONNECTIONS, stack, tasker, wait_until
 
 
 def run_tasker(s, tasks: int) -> float:
-    port = s.gunicorn("run:app", "/health")
-    s.celery_worker("celery_worker.celery", concurrency=2)
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: requests.get(f"{base}/health/ready").status_code == 200, 60, "a Tasker worker")
-    engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
-
-    def count(where: str = "") -> int:
-        with engine.connect() as conn:
-            return conn.scalar(sa.text(f"SELECT count(*) FROM tasks {where}"))
-
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(SUBMIT_N % {"body": BODY, "share": -(-tasks // 2)})
-    command = ["wrk", "-t2", f"-c{CONNECTIONS}", "-d600s", "-s", str(script), f"{base}/run-task"]
-    start = time.perf_counter()
-    wrk = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: count() >= tasks, 600, f"{tasks} submissions")
-    finally:
-        wrk.terminate()
-        wrk.wait()
-        script.unlink()
-    accepted = count()
-    wait_until(lambda: count("WHERE status = 'COMPLETED'") >= accepted, 600, f"{accepted} Tasker tasks")
-    elapsed = time.perf_counter() - start
-    engine.dispose()
-    return accepted / elapsed
+    with tasker(s) as t:
+        start = time.perf_counter()
+        accepted = t.submit(tasks)
+        t.wait_completed(accepted)
+        return accepted / (time.perf_counter() - start)
 
 
 def run_bare(s, tasks: int) -> float:

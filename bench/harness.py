@@ -219,3 +219,65 @@ def _status(url: str) -> int:
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+# Submitting N tasks: wrk sends them, since a Python HTTP client on these 2 cores could not keep
+# up and the figure would be the client's. Each of wrk's 2 threads stops sending once it has had
+# its share of answers, and wrk is stopped once PostgreSQL holds the new rows (it would run on
+# otherwise); a few more may have been in flight, so callers count the rows.
+SUBMIT_N = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%(body)s]]
+local answers, share = 0, %(share)d
+function response(status, headers, body)
+  answers = answers + 1
+  if answers >= share then wrk.thread:stop() end
+end
+"""
+
+
+@dataclass
+class Tasker:
+    """Tasker under gunicorn with one Celery worker of 2 prefork processes, and its database."""
+
+    base: str
+    gunicorn: subprocess.Popen
+    worker: subprocess.Popen
+    engine: sa.Engine
+
+    def count(self, where: str = "") -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.text(f"SELECT count(*) FROM tasks {where}"))
+
+    def submit(self, tasks: int) -> int:
+        """POST /run-task about `tasks` times at CONNECTIONS connections; the rows there are then."""
+        target = self.count() + tasks
+        script = Path(tempfile.mkstemp(suffix=".lua")[1])
+        script.write_text(SUBMIT_N % {"body": BODY, "share": -(-tasks // 2)})
+        command = ["wrk", "-t2", f"-c{CONNECTIONS}", "-d600s", "-s", str(script), f"{self.base}/run-task"]
+        wrk = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: self.count() >= target, 600, f"{tasks} submissions")
+        finally:
+            wrk.terminate()
+            wrk.wait()
+            script.unlink()
+        return self.count()
+
+    def wait_completed(self, rows: int) -> None:
+        wait_until(lambda: self.count("WHERE status = 'COMPLETED'") >= rows, 900, f"{rows} tasks to complete")
+
+
+@contextlib.contextmanager
+def tasker(s: Stack, worker_options: tuple[str, ...] = ()) -> Iterator[Tasker]:
+    port = s.gunicorn("run:app", "/health")
+    gunicorn = s.started[-1]
+    worker = s.celery_worker("celery_worker.celery", concurrency=2, extra=worker_options)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _status(f"{base}/health/ready") == 200, 60, "a Tasker worker")
+    engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
+    try:
+        yield Tasker(base, gunicorn, worker, engine)
+    finally:
+        engine.dispose()

@@ -3,7 +3,7 @@ N tasks, and again after N more (growth means a leak).
 
 Starts Tasker as bench/e2e.py does (gunicorn.conf.py with 4 processes, one Celery worker of 2
 prefork processes, a throwaway PostgreSQL database, a private redis-server), submits N sum
-tasks over HTTP from 16 clients, waits until all are COMPLETED and reads each process's
+tasks over HTTP at 16 connections (wrk), waits until all are COMPLETED and reads each process's
 VmRSS from /proc; then once more. Prints one line: the largest RSS of each kind after each
 round, and the growth.
 
@@ -13,15 +13,9 @@ Usage: python bench/memory.py [--tasks 10000]
 from __future__ import annotations
 
 import argparse
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-import sqlalchemy as sa
-from harness import BODY, CONNECTIONS, stack, wait_until
-
-from app.core.database_manager import normalize_url
+from harness import stack, tasker
 
 
 def children(pid: int) -> list[int]:
@@ -44,37 +38,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=10000)
     tasks = parser.parse_args().tasks
-    with stack() as s:
-        port = s.gunicorn("run:app", "/health")
-        gunicorn = s.started[-1].pid
-        # Pool children are never recycled here (they are after 10,000 tasks in production), so
-        # a leak would show as growth rather than be reset by a fresh child.
-        worker = s.celery_worker("celery_worker.celery", 2, extra=("--max-tasks-per-child=1000000",)).pid
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: requests.get(f"{base}/health/ready").status_code == 200, 60, "a Tasker worker")
-        engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
-        local = threading.local()
-
-        def submit(_: int) -> None:
-            if not hasattr(local, "session"):
-                local.session = requests.Session()
-            response = local.session.post(
-                f"{base}/run-task", data=BODY, headers={"Content-Type": "application/json"}
-            )
-            response.raise_for_status()
-
-        def completed() -> int:
-            with engine.connect() as conn:
-                return conn.scalar(sa.text("SELECT count(*) FROM tasks WHERE status = 'COMPLETED'"))
-
-        rounds = []
-        for n in (1, 2):
-            with ThreadPoolExecutor(CONNECTIONS) as pool:
-                list(pool.map(submit, range(tasks)))
-            wait_until(lambda n=n: completed() >= n * tasks, 900, f"{n * tasks} tasks")
-            web, pool_children = children(gunicorn), children(worker)
+    rounds = []
+    # Pool children are never recycled here (they are after 10,000 tasks in production), so a
+    # leak would show as growth rather than be reset by a fresh child.
+    with stack() as s, tasker(s, ("--max-tasks-per-child=1000000",)) as t:
+        for _ in (1, 2):
+            t.wait_completed(t.submit(tasks))
+            web, pool_children = children(t.gunicorn.pid), children(t.worker.pid)
             rounds.append((largest(web), largest(pool_children), web, pool_children))
-        engine.dispose()
     (web1, child1, webs1, children1), (web2, child2, webs2, children2) = rounds
     same = "same processes" if (webs1, children1) == (webs2, children2) else "processes were replaced"
     print(
