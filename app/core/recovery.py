@@ -73,7 +73,7 @@ def _recover_started(manager: Any, thresholds: Thresholds, now: Any, counts: dic
         if str(row.id) in running.get(row.worker, ()):
             continue  # still running
         task_type = manager.registry.resolve(row.name)
-        if row.attempts >= task_type.max_retries + thresholds.max_deliveries:
+        if row.attempts >= task_type.max_starts(thresholds.max_deliveries):
             error = (
                 f"The task was started {row.attempts} times and its worker stopped while running it "
                 "(killed, crashed or lost); giving up."

@@ -37,6 +37,8 @@ class TaskType(Protocol):
     queue: str
     time_limit: int
 
+    def max_starts(self, max_deliveries: int) -> int: ...
+
     def validate(self, parameters: Any, field: str = ...) -> dict[str, Any]: ...
 
 

@@ -135,7 +135,8 @@ def make_task_class(callbacks: TaskCallbacks, settings: Mapping[str, Any]) -> ty
         def max_attempts(self) -> int:
             """Starts allowed: the transient-error retries plus TASK_MAX_DELIVERIES for crashes."""
             task_type = REGISTRY.for_celery_task(self.name)
-            return (task_type.max_retries if task_type else 0) + settings["TASK_MAX_DELIVERIES"]
+            deliveries = settings["TASK_MAX_DELIVERIES"]
+            return task_type.max_starts(deliveries) if task_type else deliveries
 
         def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
             if self.tracked:

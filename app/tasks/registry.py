@@ -24,6 +24,10 @@ class TaskType:
     time_limit: int = 45
     max_retries: int = 0  # retries of transient errors (upstream 429/5xx, timeouts)
 
+    def max_starts(self, max_deliveries: int) -> int:
+        """How often a task may be started: its own retries, plus `max_deliveries` for crashes."""
+        return self.max_retries + max_deliveries
+
     def validate(self, parameters: Any, field: str = "task_parameters") -> dict[str, Any]:
         """The cleaned parameters, or InvalidInput naming each field (under `field`) and rule."""
         if not isinstance(parameters, dict):
