@@ -8,12 +8,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery, Task
 from kombu import Queue
 from kombu.exceptions import ChannelError, KombuError
 
 from app.core import filesystem_transport, redis_transport
 from app.core.errors import BrokerUnavailable
+from app.core.redis_publish import RedisQueueWriter
 from config import ConfigError
 
 PUBLISH_RETRY = {
@@ -151,6 +153,13 @@ class CeleryPublisher:
 
     def __init__(self, celery: Celery):
         self.celery = celery
+        self.direct: RedisQueueWriter | None = None
+        if str(celery.conf.broker_url).startswith("redis://"):
+            # One LPUSH of the very message send_task would write (see redis_publish.py);
+            # rediss:// keeps send_task, whose TLS settings kombu reads from its own options.
+            self.direct = RedisQueueWriter(
+                celery.conf.broker_url, celery.conf.broker_transport_options, celery.thread_oid
+            )
 
     @property
     def broker_scheme(self) -> str:
@@ -160,6 +169,26 @@ class CeleryPublisher:
         self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
     ) -> None:
         """`priority`: 0 (low) to 9 (high)."""
+        if self.direct is not None:
+            try:
+                self.direct.publish(
+                    task_type.celery_name,
+                    str(task_id),
+                    parameters,
+                    task_type.queue,
+                    broker_priority("redis", priority),
+                    time_limit=task_type.time_limit,
+                    soft_time_limit=task_type.soft_time_limit,
+                )
+            except redis.RedisError as exc:
+                raise BrokerUnavailable(str(exc)) from exc
+        else:
+            self.send_task(task_type, task_id, parameters, priority)
+
+    def send_task(
+        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
+    ) -> None:
+        """Publish through Celery's own send_task (any broker)."""
         try:
             self.celery.send_task(
                 task_type.celery_name,

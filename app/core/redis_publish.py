@@ -1,0 +1,132 @@
+"""Publishing a task to a Redis broker with one LPUSH and none of the per-publish machinery.
+
+`Celery.send_task` on a Redis broker ends in one LPUSH of a JSON message onto the list of
+the task's queue and priority. On the way it routes, takes a producer from the pool, wraps
+the publish in `ensure()`, builds the message through several layers and reprs the
+arguments with `saferepr`: a third of an API process's CPU per submit, for a message whose
+shape is fixed by Celery's protocol 2 and kombu's Redis transport.
+
+`RedisQueueWriter` writes that same message directly. `tests/integration/test_redis_publish.py`
+publishes one task both ways on a real Redis and compares the two messages field by field,
+so an upgrade of Celery or kombu that changes the format fails there rather than in a
+worker. Only the options Tasker uses are covered (keyword arguments, a queue, a priority,
+time limits; no ETA, expiry, chain or callback); anything else still goes through
+`send_task`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from celery.utils.nodenames import anon_nodename
+from kombu.utils.json import dumps
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+ARGUMENTS_REPR_MAX = 1024  # Celery's kwargsrepr_maxsize
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+class RedisQueueWriter:
+    """Task messages for kombu's Redis transport, pushed with a pooled client (fork-safe)."""
+
+    def __init__(self, broker_url: str, transport_options: Mapping[str, Any], reply_to: str):
+        self.sep = transport_options.get("sep", "\x06\x16")
+        self.steps = sorted(transport_options.get("priority_steps", [0, 3, 6, 9]))
+        self.reply_to = reply_to
+        self.client = redis.Redis.from_url(
+            broker_url,
+            socket_connect_timeout=transport_options.get("socket_connect_timeout"),
+            socket_timeout=transport_options.get("socket_timeout"),
+            # A dropped pooled connection (Redis restarted) is replaced at once; a Redis that
+            # stays down fails the submit within about half a second.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.2), 2),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+        self._origin = (0, "")
+
+    def key(self, queue: str, priority: int) -> str:
+        """The Redis list holding `queue`'s messages of this kombu priority (0 is served first)."""
+        step = max((s for s in self.steps if s <= priority), default=self.steps[0])
+        return f"{queue}{self.sep}{step}" if step else queue
+
+    def message(
+        self,
+        name: str,
+        task_id: str,
+        kwargs: dict[str, Any],
+        queue: str,
+        priority: int,
+        time_limit: int | None,
+        soft_time_limit: int | None,
+    ) -> str:
+        """The JSON kombu's Redis transport stores for `send_task(name, kwargs=kwargs, ...)`."""
+        body = dumps([[], kwargs, _EMBED]).encode()
+        kwargs_repr = repr(kwargs)
+        if len(kwargs_repr) > ARGUMENTS_REPR_MAX:
+            kwargs_repr = kwargs_repr[: ARGUMENTS_REPR_MAX - 3] + "..."
+        headers = {
+            "lang": "py",
+            "task": name,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [time_limit, soft_time_limit],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": "()",
+            "kwargsrepr": kwargs_repr,
+            "origin": self.origin(),
+            "ignore_result": None,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        }
+        properties = {
+            "correlation_id": task_id,
+            "reply_to": self.reply_to,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": priority,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        }
+        return dumps(
+            {
+                "body": base64.b64encode(body).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": headers,
+                "properties": properties,
+            }
+        )
+
+    def publish(
+        self,
+        name: str,
+        task_id: str,
+        kwargs: dict[str, Any],
+        queue: str,
+        priority: int,
+        time_limit: int | None = None,
+        soft_time_limit: int | None = None,
+    ) -> None:
+        """One LPUSH; raises redis.RedisError when Redis cannot be reached."""
+        message = self.message(name, task_id, kwargs, queue, priority, time_limit, soft_time_limit)
+        self.client.lpush(self.key(queue, priority), message)
+
+    def origin(self) -> str:
+        """Celery's `gen<pid>@<host>` for the current process (it changes after a fork)."""
+        pid = os.getpid()
+        if self._origin[0] != pid:
+            self._origin = (pid, anon_nodename())
+        return self._origin[1]

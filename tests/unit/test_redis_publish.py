@@ -1,0 +1,107 @@
+"""The direct Redis publish writes exactly what Celery's send_task writes, where send_task writes it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis as redis_py
+from celery import Task
+
+from app.core.celery_app import CeleryPublisher, create_celery
+from app.core.errors import BrokerUnavailable
+from app.tasks.registry import REGISTRY
+from config import load_config
+from tests.support import free_port
+
+
+@pytest.fixture(scope="module")
+def broker_url(redis_dbs) -> str:
+    return redis_dbs.claim()
+
+
+@pytest.fixture
+def broker(broker_url: str) -> Iterator[redis_py.Redis]:
+    client = redis_py.Redis.from_url(broker_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def publisher_for(url: str, tmp_path: Any) -> CeleryPublisher:
+    config = load_config("testing", {"CELERY_BROKER_URL": url, "TASKER_DATA_DIR": str(tmp_path)})
+    return CeleryPublisher(create_celery("tasker", config, Task, REGISTRY.queues))
+
+
+def only_message(client: redis_py.Redis) -> tuple[str, dict[str, Any]]:
+    """The one message in the broker's lists, and the list it is in; the list is emptied."""
+    keys = [k.decode() for k in client.keys("*") if client.type(k) == b"list"]
+    assert len(keys) == 1, keys
+    raw = client.lrange(keys[0], 0, -1)
+    assert len(raw) == 1
+    client.delete(keys[0])
+    return keys[0], json.loads(raw[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters", "priority"),
+    [
+        ("sum_two_numbers", {"a": 1, "b": 2.5}, 5),
+        ("query_chatgpt", {"prompt": 'Say "hi" ✓'}, 9),
+        ("find_longest_consecutive_letters", {"text": "aabbbc"}, 0),
+        ("process_data", {"steps": 3, "step_seconds": 0.1}, 7),
+    ],
+)
+def test_message_and_list_are_those_of_send_task(broker, broker_url, tmp_path, name, parameters, priority):
+    publisher = publisher_for(broker_url, tmp_path)
+    assert publisher.direct is not None
+    task_type = REGISTRY.resolve(name)
+    task_id = uuid.uuid4()
+
+    publisher.send_task(task_type, task_id, parameters, priority)
+    celery_key, celery_message = only_message(broker)
+    publisher.publish(task_type, task_id, parameters, priority)
+    direct_key, direct_message = only_message(broker)
+
+    assert direct_key == celery_key
+    # A delivery tag is a fresh uuid per publish; everything else must be equal, key for key.
+    tags = [m["properties"].pop("delivery_tag") for m in (celery_message, direct_message)]
+    assert all(uuid.UUID(tag) for tag in tags)
+    assert direct_message == celery_message
+    assert direct_message["headers"]["id"] == str(task_id)
+
+
+def test_priorities_land_on_the_lists_a_worker_reads_first(broker, broker_url, tmp_path):
+    publisher = publisher_for(broker_url, tmp_path)
+    task_type = REGISTRY.resolve("sum_two_numbers")
+    keys = {}
+    for priority in (9, 5, 0):
+        publisher.publish(task_type, uuid.uuid4(), {"a": 1, "b": 2}, priority)
+        keys[priority], _ = only_message(broker)
+    # kombu serves `default` (step 0) first, then default:1 ... default:9.
+    assert keys == {9: "default", 5: "default:4", 0: "default:9"}
+
+
+def test_a_long_argument_repr_is_cut_like_celery_cuts_it(broker, broker_url, tmp_path):
+    publisher = publisher_for(broker_url, tmp_path)
+    prompt = "x" * 5000
+    publisher.publish(REGISTRY.resolve("query_chatgpt"), uuid.uuid4(), {"prompt": prompt}, 5)
+    _, message = only_message(broker)
+    assert len(message["headers"]["kwargsrepr"]) == 1024
+    assert message["headers"]["kwargsrepr"].endswith("...")
+
+
+def test_redis_down_is_a_broker_error(tmp_path):
+    publisher = publisher_for(f"redis://127.0.0.1:{free_port()}/0", tmp_path)
+    with pytest.raises(BrokerUnavailable) as raised:
+        publisher.publish(REGISTRY.resolve("sum"), uuid.uuid4(), {"a": 1, "b": 2})
+    assert "Connection refused" in raised.value.details["reason"]
+
+
+def test_other_brokers_keep_send_task(tmp_path):
+    assert publisher_for("rediss://127.0.0.1:1/0?ssl_cert_reqs=required", tmp_path).direct is None
+    assert publisher_for(f"filesystem://{tmp_path}", tmp_path).direct is None
