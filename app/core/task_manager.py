@@ -121,7 +121,7 @@ class TaskManager:
             if earlier is not None:
                 return earlier
         else:
-            self.db.run(
+            self.db.run_statement(
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
         if due_at is not None:
@@ -213,7 +213,7 @@ class TaskManager:
         cached = self.cache.get_output(task_id)
         if cached is not None:
             return cached
-        row = self.db.run(lambda c: task_model.get_output(c, task_id))
+        row = self.db.run_statement(lambda c: task_model.get_output(c, task_id))
         if row is None:
             raise TaskNotFound("Task not found", {"task_uuid": str(task_id)})
         output = task_output(row.status, row.result, row.error, row.progress, row.progress_message)
@@ -333,7 +333,7 @@ class TaskManager:
 
     def _forget(self, task_id: uuid.UUID) -> None:
         try:
-            self.db.run(lambda c: task_model.delete_unstarted(c, task_id))
+            self.db.run_statement(lambda c: task_model.delete_unstarted(c, task_id))
         except DatabaseUnavailable as exc:
             # The recovery sweep publishes the row later; the broker error is the one to report.
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)

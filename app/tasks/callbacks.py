@@ -37,7 +37,7 @@ class TaskCallbacks:
 
     def claim(self, task_id: uuid.UUID, worker: str | None = None) -> int | None:
         """STARTED by `worker` and attempts + 1; None unless the row is PENDING or RETRYING."""
-        return self.db.run(lambda c: task_model.claim(c, task_id, worker))
+        return self.db.run_statement(lambda c: task_model.claim(c, task_id, worker))
 
     def record_success(self, task_id: uuid.UUID, result: Any) -> None:
         try:
@@ -72,16 +72,16 @@ class TaskCallbacks:
         self._finish(task_id, TaskStatus.CANCELLED, None, reason)
 
     def report_progress(self, task_id: uuid.UUID, percent: int, message: str | None) -> None:
-        self.db.run(lambda c: task_model.report_progress(c, task_id, percent, message))
+        self.db.run_statement(lambda c: task_model.report_progress(c, task_id, percent, message))
 
     def cancel_requested(self, task_id: uuid.UUID) -> bool:
-        return self.db.run(lambda c: task_model.cancel_requested(c, task_id))
+        return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
 
     def record_retry(self, task_id: uuid.UUID, error: str) -> None:
-        self.db.run(lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", "")))
+        self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", "")))
 
     def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:
-        written = self.db.run(lambda c: task_model.finish(c, task_id, status, result, error))
+        written = self.db.run_statement(lambda c: task_model.finish(c, task_id, status, result, error))
         if written is not None:
             output = task_output(status, result, error, written.progress, written.progress_message)
             self.cache.set_output(task_id, output)
