@@ -43,10 +43,10 @@ class RedisQueueWriter:
             broker_url,
             socket_connect_timeout=transport_options.get("socket_connect_timeout"),
             socket_timeout=transport_options.get("socket_timeout"),
-            # A dropped pooled connection (Redis restarted) is replaced at once; a Redis that
-            # stays down fails the submit within about half a second.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.2), 2),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            # A dropped pooled connection (Redis restarted) is replaced at once and a Redis
+            # that stays down fails the submit within about half a second. A timeout is not
+            # retried: an unresponsive Redis would hold the request for each attempt.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.2), 2, supported_errors=(redis.ConnectionError,)),
         )
         self._origin = (0, "")
 
