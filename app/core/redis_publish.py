@@ -55,22 +55,51 @@ class RedisQueueWriter:
         step = max((s for s in self.steps if s <= priority), default=self.steps[0])
         return f"{queue}{self.sep}{step}" if step else queue
 
-    def message(
+    def publish(
         self,
         name: str,
         task_id: str,
         kwargs: dict[str, Any],
         queue: str,
         priority: int,
+        time_limit: int | None = None,
+        soft_time_limit: int | None = None,
+    ) -> None:
+        """LPUSH what kombu's Redis transport stores for `send_task(name, kwargs=kwargs, ...)`.
+
+        Raises redis.RedisError when Redis cannot be reached.
+        """
+        body = dumps([[], kwargs, _EMBED]).encode()
+        message = {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": self._headers(name, task_id, kwargs, time_limit, soft_time_limit),
+            "properties": {
+                "correlation_id": task_id,
+                "reply_to": self.reply_to,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": priority,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        self.client.lpush(self.key(queue, priority), dumps(message))
+
+    def _headers(
+        self,
+        name: str,
+        task_id: str,
+        kwargs: dict[str, Any],
         time_limit: int | None,
         soft_time_limit: int | None,
-    ) -> str:
-        """The JSON kombu's Redis transport stores for `send_task(name, kwargs=kwargs, ...)`."""
-        body = dumps([[], kwargs, _EMBED]).encode()
+    ) -> dict[str, Any]:
+        """Celery's protocol 2 headers for a first delivery with keyword arguments only."""
         kwargs_repr = repr(kwargs)
         if len(kwargs_repr) > ARGUMENTS_REPR_MAX:
             kwargs_repr = kwargs_repr[: ARGUMENTS_REPR_MAX - 3] + "..."
-        headers = {
+        return {
             "lang": "py",
             "task": name,
             "id": task_id,
@@ -91,38 +120,6 @@ class RedisQueueWriter:
             "stamped_headers": None,
             "stamps": {},
         }
-        properties = {
-            "correlation_id": task_id,
-            "reply_to": self.reply_to,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": priority,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        }
-        return dumps(
-            {
-                "body": base64.b64encode(body).decode(),
-                "content-encoding": "utf-8",
-                "content-type": "application/json",
-                "headers": headers,
-                "properties": properties,
-            }
-        )
-
-    def publish(
-        self,
-        name: str,
-        task_id: str,
-        kwargs: dict[str, Any],
-        queue: str,
-        priority: int,
-        time_limit: int | None = None,
-        soft_time_limit: int | None = None,
-    ) -> None:
-        """One LPUSH; raises redis.RedisError when Redis cannot be reached."""
-        message = self.message(name, task_id, kwargs, queue, priority, time_limit, soft_time_limit)
-        self.client.lpush(self.key(queue, priority), message)
 
     def origin(self) -> str:
         """Celery's `gen<pid>@<host>` for the current process (it changes after a fork)."""
