@@ -6,8 +6,8 @@ the publish in `ensure()`, builds the message through several layers and reprs t
 arguments with `saferepr`: a third of an API process's CPU per submit, for a message whose
 shape is fixed by Celery's protocol 2 and kombu's Redis transport.
 
-`RedisQueueWriter` writes that same message directly. `tests/integration/test_redis_publish.py`
-publishes one task both ways on a real Redis and compares the two messages field by field,
+`RedisQueueWriter` writes that same message directly. `tests/unit/test_redis_publish.py`
+publishes each task type both ways on a real Redis and compares the two messages field by field,
 so an upgrade of Celery or kombu that changes the format fails there rather than in a
 worker. Only the options Tasker uses are covered (keyword arguments, a queue, a priority,
 time limits; no ETA, expiry, chain or callback); anything else still goes through
@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 from celery.utils.nodenames import anon_nodename
+from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -36,8 +37,9 @@ class RedisQueueWriter:
     """Task messages for kombu's Redis transport, pushed with a pooled client (fork-safe)."""
 
     def __init__(self, broker_url: str, transport_options: Mapping[str, Any], reply_to: str):
-        self.sep = transport_options.get("sep", "\x06\x16")
-        self.steps = sorted(transport_options.get("priority_steps", [0, 3, 6, 9]))
+        # The list names are kombu's: its separator and priority steps unless the options set them.
+        self.sep = transport_options.get("sep", kombu_redis.Channel.sep)
+        self.steps = sorted(transport_options.get("priority_steps", kombu_redis.Channel.priority_steps))
         self.reply_to = reply_to
         self.client = redis.Redis.from_url(
             broker_url,
