@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from app.models.task import JSONValue, metadata, utcnow
+from app.models.task import metadata, utcnow
+from app.models.types import JSONValue, UTCDateTime
 
 schedules = sa.Table(
     "schedules",
@@ -22,11 +23,11 @@ schedules = sa.Table(
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("priority", sa.SmallInteger, nullable=False, server_default="5"),
     sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
-    sa.Column("next_run_at", sa.DateTime(timezone=True)),
-    sa.Column("last_run_at", sa.DateTime(timezone=True)),
+    sa.Column("next_run_at", UTCDateTime()),
+    sa.Column("last_run_at", UTCDateTime()),
     sa.Column("last_task_id", sa.Uuid),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
     sa.Index("ux_schedules_name", "name", unique=True),
     sa.Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),
 )

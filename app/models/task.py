@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.compiler import compiles
+
+from app.models.types import JSONValue, UTCDateTime
 
 metadata = sa.MetaData()
 
@@ -23,7 +24,7 @@ class utcnow(sa.sql.expression.FunctionElement):
     milliseconds, padded to SQLAlchemy's six digits so stored and bound values compare.
     """
 
-    type = sa.DateTime(timezone=True)
+    type = UTCDateTime()
     inherit_cache = True
 
 
@@ -35,9 +36,6 @@ def _utcnow_default(element: utcnow, compiler: Any, **kw: Any) -> str:
 @compiles(utcnow, "sqlite")
 def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
     return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
-
-
-JSONValue = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class TaskStatus(enum.StrEnum):
@@ -69,25 +67,25 @@ tasks = sa.Table(
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column(
         "created_at",
-        sa.DateTime(timezone=True),
+        UTCDateTime(),
         nullable=False,
         server_default=sa.func.now(),
     ),
-    sa.Column("started_at", sa.DateTime(timezone=True)),
-    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("completed_at", UTCDateTime()),
     sa.Column(
         "updated_at",
-        sa.DateTime(timezone=True),
+        UTCDateTime(),
         nullable=False,
         server_default=sa.func.now(),
     ),
     sa.Column("retry_of", sa.Uuid),
-    sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
+    sa.Column("cancel_requested_at", UTCDateTime()),
     sa.Column("request_hash", sa.String(64)),
     sa.Column("progress_message", sa.String(200)),
-    sa.Column("run_at", sa.DateTime(timezone=True)),
+    sa.Column("run_at", UTCDateTime()),
     sa.Column("schedule_id", sa.Uuid),
-    sa.Column("scheduled_for", sa.DateTime(timezone=True)),
+    sa.Column("scheduled_for", UTCDateTime()),
     sa.Column("worker", sa.String(200)),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
@@ -366,3 +364,8 @@ def move(conn: Connection, task_id: uuid.UUID, from_status: str, to_status: str)
         .values(status=to_status, updated_at=utcnow())
     )
     return conn.execute(query).rowcount == 1
+
+
+def statuses(conn: Connection, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The status of each of `task_ids` that exists."""
+    return dict(conn.execute(sa.select(tasks.c.id, tasks.c.status).where(tasks.c.id.in_(task_ids))).all())
