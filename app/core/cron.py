@@ -1,23 +1,37 @@
-"""Five-field cron expressions and their next fire time in a time zone.
+"""Cron expressions in a time zone, evaluated by cronsim.
 
-Standard cron: minute hour day-of-month month day-of-week; each field takes `*`, numbers,
-ranges `a-b`, steps `*/n` and `a-b/n`, and lists `a,b`; months and weekdays take names
-(jan, mon); weekday 0 and 7 are Sunday. When both day fields are restricted, a day matches
-if either does (as in Vixie cron). Times that do not exist locally (the hour skipped when
-clocks go forward) are skipped; times that happen twice fire once, the first time.
+Five fields (minute hour day-of-month month day-of-week) with `*`, numbers, names (jan, mon),
+ranges, steps and lists, or one of @hourly, @daily, @weekly, @monthly, @yearly. cronsim was
+chosen over croniter because it follows Debian (Vixie) cron across daylight-saving changes:
+a job at a fixed time in the skipped hour runs right after the jump, a job in the repeated
+hour runs once, and interval jobs (`*/15 * * * *`, `0 * * * *`) run on the real clock.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, available_timezones
 
-MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-# Long enough for the rarest expression that can fire (29 February on a leap year).
-SEARCH_DAYS = 8 * 366
+from cronsim import CronSim, CronSimError
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day of week", "0-7 (0 and 7 are Sunday) or sun-sat"),
+)
 
 
 class CronError(ValueError):
@@ -25,79 +39,34 @@ class CronError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Field:
-    name: str
-    low: int
-    high: int
-    names: list[str] | None = None
-    name_base: int = 0
-
-
-FIELDS = (
-    _Field("minute", 0, 59),
-    _Field("hour", 0, 23),
-    _Field("day of month", 1, 31),
-    _Field("month", 1, 12, MONTHS, 1),
-    _Field("day of week", 0, 7, WEEKDAYS, 0),
-)
-
-
-@dataclass(frozen=True)
 class Cron:
-    expression: str
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 is Sunday
-    any_day: bool  # day of month is *
-    any_weekday: bool  # day of week is *
+    expression: str  # as given, white space folded: what is stored and shown
+    zone: ZoneInfo
 
     @classmethod
-    def parse(cls, expression: str) -> Cron:
-        parts = expression.split()
-        if len(parts) != 5:
+    def parse(cls, expression: str, timezone: str = "UTC") -> Cron:
+        """A cron in `timezone`; CronError names the field, its value and the rule it breaks."""
+        cron = cls(" ".join(expression.split()), zone(timezone))
+        parts = cron._fields.split()
+        if len(parts) != len(FIELDS):
             raise CronError(
-                f"cron must have 5 fields (minute hour day-of-month month day-of-week), not {len(parts)}."
+                f"cron must have 5 fields (minute hour day-of-month month day-of-week) or be one of "
+                f"{', '.join(ALIASES)}; it has {len(parts)}."
             )
-        values = [_parse_field(part, field) for part, field in zip(parts, FIELDS, strict=True)]
-        return cls(
-            expression=" ".join(parts),
-            minutes=tuple(sorted(values[0])),
-            hours=tuple(sorted(values[1])),
-            days=frozenset(values[2]),
-            months=frozenset(values[3]),
-            weekdays=frozenset(d % 7 for d in values[4]),
-            any_day=parts[2].startswith("*"),
-            any_weekday=parts[4].startswith("*"),
-        )
+        try:
+            CronSim(cron._fields, datetime.now(cron.zone))
+        except CronSimError:
+            raise CronError(_describe(parts)) from None
+        return cron
 
-    def matches_day(self, day: date) -> bool:
-        if day.month not in self.months:
-            return False
-        day_ok = day.day in self.days
-        weekday_ok = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day or self.any_weekday:
-            return day_ok and weekday_ok
-        return day_ok or weekday_ok
+    @property
+    def _fields(self) -> str:
+        return ALIASES.get(self.expression.lower(), self.expression)
 
-    def next_after(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+    def next_after(self, after: datetime) -> datetime | None:
         """The first fire time strictly after `after` (aware), in UTC; None if it never fires."""
-        after = after.astimezone(UTC)
-        start = (after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)) + timedelta(minutes=1)
-        day = start.date()
-        for _ in range(SEARCH_DAYS):
-            if self.matches_day(day):
-                for hour in self.hours:
-                    for minute in self.minutes:
-                        local = datetime(day.year, day.month, day.day, hour, minute)
-                        if local < start:
-                            continue
-                        fire = _to_utc(local, zone)
-                        if fire is not None and fire > after:
-                            return fire
-            day += timedelta(days=1)
-        return None
+        fire = next(CronSim(self._fields, after.astimezone(self.zone)), None)
+        return fire.astimezone(UTC) if fire is not None else None
 
 
 def zone(name: str) -> ZoneInfo:
@@ -113,56 +82,15 @@ def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones() - {"localtime", "posixrules", "Factory"})
 
 
-def _to_utc(local: datetime, tz: ZoneInfo) -> datetime | None:
-    """A local wall time in UTC; None if the clocks skip it."""
-    aware = local.replace(tzinfo=tz)
-    utc = aware.astimezone(UTC)
-    if utc.astimezone(tz).replace(tzinfo=None) != local:
-        return None
-    return utc
-
-
-def _parse_field(text: str, field: _Field) -> set[int]:
-    values: set[int] = set()
-    for item in text.split(","):
-        values |= _parse_item(item, field)
-    return values
-
-
-def _parse_item(item: str, field: _Field) -> set[int]:
-    where = f"cron {field.name} field {item!r}"
-    base, _, step_text = item.partition("/")
-    step = 1
-    if step_text:
-        if not _digits(step_text) or int(step_text) == 0:
-            raise CronError(f"{where}: the step must be a positive whole number.")
-        step = int(step_text)
-    high = 6 if field.name == "day of week" and base == "*" else field.high
-    if base == "*":
-        low = field.low
-    elif "-" in base:
-        first, _, last = base.partition("-")
-        low, high = _number(first, field, where), _number(last, field, where)
-        if low > high:
-            raise CronError(f"{where}: the range runs backwards.")
-    else:
-        low = _number(base, field, where)
-        high = low if not step_text else field.high
-    return set(range(low, high + 1, step))
-
-
-def _number(text: str, field: _Field, where: str) -> int:
-    lowered = text.lower()
-    if field.names and lowered in field.names:
-        return field.names.index(lowered) + field.name_base
-    if not _digits(text):
-        hint = f" or a name ({', '.join(field.names[:3])}, ...)" if field.names else ""
-        raise CronError(f"{where}: expected a number{hint}, *, a range a-b or a step */n.")
-    value = int(text)
-    if not field.low <= value <= field.high:
-        raise CronError(f"{where}: {value} is out of range {field.low}-{field.high}.")
-    return value
-
-
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 4
+def _describe(parts: list[str]) -> str:
+    """Which field cronsim refused: each is tried alone with the others set to `*`."""
+    for index, (name, values) in enumerate(FIELDS):
+        alone = " ".join(part if i == index else "*" for i, part in enumerate(parts))
+        try:
+            CronSim(alone, datetime.now(UTC))
+        except CronSimError:
+            return (
+                f"cron {name} field {parts[index][:50]!r} is not valid: use {values}, *, "
+                "a range a-b, a step */n or a-b/n, or a list a,b."
+            )
+    return f"cron {' '.join(parts)!r} never fires (no such date)."
