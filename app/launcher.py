@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.migrate import prepare_database
+from config import hide_password
 
 logger = logging.getLogger("tasker.run")
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_worker.celery"]
@@ -42,7 +43,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def is_embedded_broker(config: Mapping[str, Any]) -> bool:
-    return config["CELERY_BROKER_URL"].startswith("filesystem")
+    return config["BROKER_KIND"] == "filesystem"
 
 
 def describe_backends(config: Mapping[str, Any]) -> list[str]:
@@ -56,18 +57,11 @@ def describe_backends(config: Mapping[str, Any]) -> list[str]:
         else config["CELERY_BROKER_URL"]
     )
     cache = config["REDIS_URL"] or "in-process"
-    return [f"database: {_safe(database)}", f"broker:   {_safe(broker)}", f"cache:    {_safe(cache)}"]
-
-
-def _safe(url: str) -> str:
-    """A URL without its password."""
-    if "://" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if at and ":" in credentials:
-        credentials = credentials.split(":", 1)[0] + ":***"
-    return f"{scheme}{sep}{credentials}{at}{host}"
+    return [
+        f"database: {hide_password(database)}",
+        f"broker:   {hide_password(broker)}",
+        f"cache:    {hide_password(cache)}",
+    ]
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -77,9 +71,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def serve(app: Flask, argv: list[str]) -> int:
     args = parse_args(argv)
     config = app.config
-    with_worker = (
-        args.worker if args.worker is not None else config["CELERY_BROKER_URL"].startswith("filesystem")
-    )
+    with_worker = args.worker if args.worker is not None else is_embedded_broker(config)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         prepare_database(app.extensions["tasker"].db.engine)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from config.base import BaseConfig, ConfigError
+from config.base import BaseConfig, ConfigError, hide_password
 from config.development import DevelopmentConfig
 from config.production import ProductionConfig
 from config.testing import TestingConfig
@@ -17,7 +17,7 @@ CONFIGS: dict[str, type[BaseConfig]] = {
     "testing": TestingConfig,
 }
 
-__all__ = ["CONFIGS", "ConfigError", "load_config"]
+__all__ = ["CONFIGS", "ConfigError", "hide_password", "load_config"]
 
 
 def load_config(name: str | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,15 +47,44 @@ def read_float(env: Mapping[str, str], name: str, default: float, low: float, hi
     return value
 
 
+def hide_password(url: str) -> str:
+    """The URL with its password as ***, by SQLAlchemy's URL parser (which reads any scheme://)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url if "@" not in url else "<a URL that could not be read>"
+
+
 def read_url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+    """A URL whose scheme (with its +driver, if any) is one of `schemes`."""
     value = env.get(name, "").strip() or default
     if value is None:
         return None
-    scheme = urlsplit(value).scheme.split("+")[0]
-    if scheme not in schemes:
+    if urlsplit(value).scheme.lower() not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{name} must start with one of {allowed} got {value!r}")
+        raise ConfigError(f"{name} must start with one of {allowed} got {hide_password(value)!r}")
     return value
+
+
+# Celery's broker URL schemes, and the kind of broker each one is: decided here, once.
+BROKER_KINDS = {
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "amqp",
+    "pyamqp": "amqp",
+    "filesystem": "filesystem",
+}
+# The drivers Tasker runs with: psycopg2 (the default for postgresql://) and the standard sqlite3.
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite")
+
+
+def read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
 
 
 def read_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -80,25 +112,20 @@ class BaseConfig:
         """
         data_dir = Path(env.get("TASKER_DATA_DIR", "").strip() or PROJECT_ROOT / "instance").resolve()
         redis_url = read_url(env, "REDIS_URL", None, ("redis", "rediss", "unix"))
+        broker_url = read_url(env, "CELERY_BROKER_URL", redis_url or "filesystem://", tuple(BROKER_KINDS))
+        assert broker_url is not None
         return {
             "APP_ENV": cls.NAME,
             "DEBUG": cls.DEBUG,
             "TESTING": cls.TESTING,
             "DATA_DIR": str(data_dir),
             "DATABASE_URL": read_url(
-                env,
-                "DATABASE_URL",
-                f"sqlite:///{data_dir / 'tasker.db'}",
-                ("postgresql", "postgres", "sqlite"),
+                env, "DATABASE_URL", f"sqlite:///{data_dir / 'tasker.db'}", DATABASE_SCHEMES
             ),
             "DATABASE_POOL_SIZE": read_int(env, "DATABASE_POOL_SIZE", 10, 1, 200),
             "REDIS_URL": redis_url,
-            "CELERY_BROKER_URL": read_url(
-                env,
-                "CELERY_BROKER_URL",
-                redis_url or "filesystem://",
-                ("redis", "rediss", "amqp", "pyamqp", "filesystem"),
-            ),
+            "CELERY_BROKER_URL": broker_url,
+            "BROKER_KIND": BROKER_KINDS[urlsplit(broker_url).scheme.lower()],
             "OPENAI_API_KEY": env.get("OPENAI_API_KEY", "").strip(),
             "OPENAI_BASE_URL": read_url(
                 env, "OPENAI_BASE_URL", "https://api.openai.com/v1", ("http", "https")
@@ -127,6 +154,7 @@ class BaseConfig:
             "BROKER_VISIBILITY_TIMEOUT_SECONDS": read_int(
                 env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 7200, 60, 7 * 86400
             ),
+            "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
             "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
             "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
         }

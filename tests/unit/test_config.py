@@ -54,6 +54,13 @@ def test_broker_follows_redis_url_unless_set():
         ("CACHE_TTL_SECONDS", "0", "CACHE_TTL_SECONDS must be between"),
         ("MAX_CONTENT_LENGTH", "-5", "MAX_CONTENT_LENGTH must be between"),
         ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must start with"),
+        (
+            "DATABASE_URL",
+            "postgresql+asyncpg://u:secret@h/db",
+            "got 'postgresql\\+asyncpg://u:\\*\\*\\*@h/db'",
+        ),
+        ("CELERY_BROKER_URL", "sqs://x", "CELERY_BROKER_URL must start with"),
+        ("CELERY_TASK_SENT_EVENT", "sometimes", "CELERY_TASK_SENT_EVENT must be true or false"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must start with"),
         ("OPENAI_BASE_URL", "ftp://x", "OPENAI_BASE_URL must start with"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
@@ -63,3 +70,20 @@ def test_broker_follows_redis_url_unless_set():
 def test_a_bad_value_names_the_setting(name, value, message):
     with pytest.raises(ConfigError, match=message):
         load_config(env={name: value})
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("redis://h/0", "redis"), ("rediss://h/0", "redis"), ("amqp://g@h//", "amqp"),
+     ("pyamqp://g@h//", "amqp"), ("filesystem://", "filesystem")],
+)  # fmt: skip
+def test_the_broker_kind_is_decided_once_from_the_url(url, kind):
+    assert load_config(env={"CELERY_BROKER_URL": url})["BROKER_KIND"] == kind
+
+
+def test_the_supported_database_drivers_are_named():
+    with pytest.raises(ConfigError) as refused:
+        load_config(env={"DATABASE_URL": "postgresql+asyncpg://h/db"})
+    assert "postgresql://, postgres://, postgresql+psycopg2://, sqlite://, sqlite+pysqlite://" in str(
+        refused.value
+    )
