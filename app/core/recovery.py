@@ -15,11 +15,14 @@ A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable
+from app.core.ports import BrokerProbe, Publisher, Registry
 from app.models import task as task_model
 from app.models.task import TaskStatus
 
@@ -36,57 +39,81 @@ class Thresholds:
     retry_delay: float = 60  # the longest wait before a retry
     inspect_timeout: float = 1.0  # how long workers have to say what they run
 
-
-def recover(manager: Any, thresholds: Thresholds) -> dict[str, int]:
-    counts = {"republished": 0, "requeued": 0, "failed": 0, "skipped": 0}
-    with manager.db.exclusive(LOCK_NAME) as held:
-        if not held:
-            counts["skipped"] = 1  # another sweep is running
-            return counts
-        now = manager.db.run(task_model.database_now)
-        for status, after in (
-            (TaskStatus.PENDING, thresholds.pending_after),
-            (TaskStatus.RETRYING, thresholds.pending_after + thresholds.retry_delay),
-        ):
-            before = now - timedelta(seconds=after)
-            for row in manager.db.run(lambda c, s=status, b=before: task_model.untouched_since(c, s, b)):
-                counts["republished"] += _publish_again(manager, row, row.status)
-        _recover_started(manager, thresholds, now, counts)
-    if any(counts[key] for key in ("republished", "requeued", "failed")):
-        logger.warning(
-            "recovery: %(republished)s republished, %(requeued)s requeued, %(failed)s failed", counts
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], retry_delay: float) -> Thresholds:
+        return cls(
+            pending_after=config["RECOVERY_PENDING_SECONDS"],
+            orphan_after=config["RECOVERY_STARTED_SECONDS"],
+            max_deliveries=config["TASK_MAX_DELIVERIES"],
+            retry_delay=retry_delay,
         )
-    return counts
 
 
-def _recover_started(manager: Any, thresholds: Thresholds, now: Any, counts: dict[str, int]) -> None:
-    before = now - timedelta(seconds=thresholds.orphan_after)
-    rows = manager.db.run(lambda c: task_model.started_before(c, before))
-    if not rows:
-        return
-    try:
-        running = manager.publisher.running_tasks(thresholds.inspect_timeout)
-    except BrokerUnavailable as exc:
-        logger.warning("recovery: cannot ask workers what they run: %s", exc.details)
-        return
-    for row in rows:
-        if str(row.id) in running.get(row.worker, ()):
-            continue  # still running
-        task_type = manager.registry.resolve(row.name)
-        if row.attempts >= task_type.max_starts(thresholds.max_deliveries):
-            error = (
-                f"The task was started {row.attempts} times and its worker stopped while running it "
-                "(killed, crashed or lost); giving up."
+class Recovery:
+    """The sweep, with what it reads (database, registry) and what it asks and sends (the broker)."""
+
+    def __init__(
+        self,
+        db: DatabaseManager,
+        registry: Registry,
+        publisher: Publisher,
+        probe: BrokerProbe,
+        thresholds: Thresholds,
+    ):
+        self.db = db
+        self.registry = registry
+        self.publisher = publisher
+        self.probe = probe
+        self.thresholds = thresholds
+
+    def sweep(self) -> dict[str, int]:
+        counts = {"republished": 0, "requeued": 0, "failed": 0, "skipped": 0}
+        with self.db.exclusive(LOCK_NAME) as held:
+            if not held:
+                counts["skipped"] = 1  # another sweep is running
+                return counts
+            now = self.db.run(task_model.database_now)
+            for status, after in (
+                (TaskStatus.PENDING, self.thresholds.pending_after),
+                (TaskStatus.RETRYING, self.thresholds.pending_after + self.thresholds.retry_delay),
+            ):
+                before = now - timedelta(seconds=after)
+                for row in self.db.run(lambda c, s=status, b=before: task_model.untouched_since(c, s, b)):
+                    counts["republished"] += self._publish_again(row, row.status)
+            self._recover_started(now, counts)
+        if any(counts[key] for key in ("republished", "requeued", "failed")):
+            logger.warning(
+                "recovery: %(republished)s republished, %(requeued)s requeued, %(failed)s failed", counts
             )
-            counts["failed"] += manager.db.run(
-                lambda c, r=row, e=error: task_model.fail_abandoned(c, r.id, r.attempts, e)
-            )
-            continue
-        counts["requeued"] += _publish_again(manager, row, TaskStatus.STARTED, row.attempts)
+        return counts
 
+    def _recover_started(self, now: Any, counts: dict[str, int]) -> None:
+        before = now - timedelta(seconds=self.thresholds.orphan_after)
+        rows = self.db.run(lambda c: task_model.started_before(c, before))
+        if not rows:
+            return
+        try:
+            running = self.probe.running_tasks(self.thresholds.inspect_timeout)
+        except BrokerUnavailable as exc:
+            logger.warning("recovery: cannot ask workers what they run: %s", exc.details)
+            return
+        for row in rows:
+            if str(row.id) in running.get(row.worker, ()):
+                continue  # still running
+            task_type = self.registry.resolve(row.name)
+            if row.attempts >= task_type.max_starts(self.thresholds.max_deliveries):
+                error = (
+                    f"The task was started {row.attempts} times and its worker stopped while running it "
+                    "(killed, crashed or lost); giving up."
+                )
+                counts["failed"] += self.db.run(
+                    lambda c, r=row, e=error: task_model.fail_abandoned(c, r.id, r.attempts, e)
+                )
+                continue
+            counts["requeued"] += self._publish_again(row, TaskStatus.STARTED, row.attempts)
 
-def _publish_again(manager: Any, row: Any, status: str, attempts: int | None = None) -> bool:
-    if not manager.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
-        return False  # it moved on since we looked
-    manager.publisher.publish(manager.registry.resolve(row.name), row.id, row.parameters, row.priority)
-    return True
+    def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
+        if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
+            return False  # it moved on since we looked
+        self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
+        return True

@@ -13,11 +13,17 @@ from app.core.errors import InvalidInput
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite keeps UTC without a zone
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def task_output(
+    status: str, result: Any, error: str | None, progress: int | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """The reference's `task_output` object; `progress` appears once the task has reported some."""
+    output = {"status": status, "result": result, "error": error}
+    if progress is not None:
+        output |= {"progress": progress, "progress_message": message}
+    return output
 
 
 def task_resource(row: Any) -> dict[str, Any]:

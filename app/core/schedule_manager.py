@@ -1,38 +1,26 @@
-"""Recurring schedules: create, read, change, pause, delete, and fire them when due.
-
-Each fire time makes one task. Two guards keep it to one even when two beat processes run
-by mistake: firing holds a database lock, and the tasks table has a unique index on
-(schedule_id, scheduled_for), so a second task for the same fire time cannot be written.
-Fire times missed while no beat ran are made up with one run, not one per missed time.
-"""
+"""Recurring schedules: create, read, change, pause and delete them (the Scheduler fires them)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from app.core.cron import Cron, CronError, zone
 from app.core.database_manager import DatabaseManager
-from app.core.errors import BrokerUnavailable, Conflict, InvalidInput, ScheduleNotFound, UnknownTaskType
+from app.core.errors import Conflict, InvalidInput, ScheduleNotFound, UnknownTaskType
+from app.core.ports import Registry
 from app.core.resources import schedule_resource
-from app.core.task_manager import Registry, TaskManager
 from app.models import schedule as schedule_model
 from app.models import task as task_model
 
-logger = logging.getLogger(__name__)
-
-LOCK_NAME = "tasker-schedules"
-
 
 class ScheduleManager:
-    def __init__(self, db: DatabaseManager, registry: Registry, tasks: TaskManager):
+    def __init__(self, db: DatabaseManager, registry: Registry):
         self.db = db
         self.registry = registry
-        self.tasks = tasks
 
     def create(self, data: dict[str, Any]) -> dict[str, Any]:
         """A new schedule from validated request fields; its first fire time is computed now."""
@@ -71,60 +59,6 @@ class ScheduleManager:
         if not self.db.run(lambda c: schedule_model.delete(c, schedule_id)):
             raise ScheduleNotFound("Schedule not found", {"id": str(schedule_id)})
 
-    def fire_due(self, now: datetime | None = None) -> int | None:
-        """Make a task for each schedule whose time has come (beat runs this every second or so).
-
-        Returns how many tasks it made, or None if another process is firing schedules right now.
-        `now` defaults to the database's clock; tests pass their own to move time.
-        """
-        with self.db.exclusive(LOCK_NAME) as held:
-            if not held:
-                return None
-            if now is None:
-                now = _aware(self.db.run(task_model.database_now))
-            return sum(self._fire(row, now) for row in self.db.run(lambda c: schedule_model.due(c, now)))
-
-    def _fire(self, row: Any, now: datetime) -> int:
-        fire_time = _aware(row.next_run_at)
-        try:
-            next_run = Cron.parse(row.cron).next_after(max(fire_time, now), zone(row.timezone))
-            task_type = self.registry.resolve(row.task)
-            clean = task_type.validate(row.parameters, "parameters")
-        except (CronError, InvalidInput) as exc:  # the catalog changed since the schedule was made
-            logger.error("schedule %s (%s) cannot fire: %s", row.id, row.name, exc)
-            self.db.run(lambda c: schedule_model.update(c, row.id, enabled=False, next_run_at=None))
-            return 0
-        task_id = uuid.uuid4()
-
-        def record(conn: Any) -> bool:
-            if not schedule_model.advance(conn, row.id, row.next_run_at, next_run, task_id):
-                return False  # changed or fired by someone else since we looked
-            task_model.insert(
-                conn,
-                task_id,
-                task_type.name,
-                clean,
-                task_type.queue,
-                priority=row.priority,
-                schedule_id=row.id,
-                scheduled_for=fire_time,
-            )
-            return True
-
-        try:
-            if not self.db.run(record):
-                return 0
-        except sa.exc.IntegrityError:
-            # This fire time already made its task: move the schedule on without another.
-            self.db.run(lambda c: schedule_model.advance(c, row.id, row.next_run_at, next_run, None))
-            return 0
-        try:
-            self.tasks.publisher.publish(task_type, task_id, clean, row.priority)
-        except BrokerUnavailable as exc:
-            # The row stays PENDING; the recovery sweep publishes it once the broker is back.
-            logger.warning("schedule %s made task %s but could not publish it: %s", row.id, task_id, exc)
-        return 1
-
     def _checked(self, data: dict[str, Any]) -> dict[str, Any]:
         """The stored fields, with the task type's own name and cleaned parameters; 400 naming the field."""
         try:
@@ -137,13 +71,13 @@ class ScheduleManager:
             ) from None
         parameters = task_type.validate(data.get("parameters") or {}, "parameters")
         try:
-            cron = Cron.parse(data["cron"])
-        except CronError as exc:
-            raise InvalidInput(str(exc), {"cron": [str(exc)]}) from None
-        try:
             zone(data["timezone"])
         except CronError as exc:
             raise InvalidInput(str(exc), {"timezone": [str(exc)]}) from None
+        try:
+            cron = Cron.parse(data["cron"], data["timezone"])
+        except CronError as exc:
+            raise InvalidInput(str(exc), {"cron": [str(exc)]}) from None
         return {
             "name": data["name"],
             "task": task_type.name,
@@ -155,8 +89,8 @@ class ScheduleManager:
         }
 
     def _next_run(self, values: dict[str, Any]) -> datetime:
-        now = _aware(self.db.run(task_model.database_now))
-        next_run = Cron.parse(values["cron"]).next_after(now, zone(values["timezone"]))
+        now = self.db.run(task_model.database_now)
+        next_run = Cron.parse(values["cron"], values["timezone"]).next_after(now)
         if next_run is None:
             message = f"cron {values['cron']!r} never fires (no such date)."
             raise InvalidInput(message, {"cron": [message]})
@@ -173,8 +107,3 @@ class ScheduleManager:
         if row is None:
             raise ScheduleNotFound("Schedule not found", {"id": str(schedule_id)})
         return row
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite keeps UTC without a zone."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -5,65 +5,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
-from app.core import recovery
 from app.core.cache_manager import CacheManager
+from app.core.changes import Watch
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
-from app.core.resources import decode_cursor, encode_cursor, task_resource
+from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Publisher, Registry, TaskType
+from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.models import task as task_model
 from app.models.task import TERMINAL, TaskStatus
 
-DEFAULT_PRIORITY = 5  # "normal"; 0 is "low", 9 "high"
 IDEMPOTENCY_KEY_HOURS = 24
-MAX_SCHEDULE_DAYS = 30
-WAIT_POLL_SECONDS = 0.05
-_pause = threading.Event()  # never set: waiting on it sleeps without blocking signals
 
 logger = logging.getLogger(__name__)
 
 
-class TaskType(Protocol):
-    name: str
-    queue: str
-    time_limit: int
+@dataclass(frozen=True)
+class FieldNames:
+    """What the calling API calls the task type and its parameters, for the errors it reports."""
 
-    def max_starts(self, max_deliveries: int) -> int: ...
-
-    def validate(self, parameters: Any, field: str = ...) -> dict[str, Any]: ...
-
-
-class Registry(Protocol):
-    def resolve(self, name: Any) -> TaskType: ...
-
-    def __iter__(self) -> Iterator[TaskType]: ...
-
-
-class Publisher(Protocol):
-    def publish(
-        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = ...
-    ) -> None: ...
-
-    def ping(self) -> None: ...
-
-    def revoke(self, task_id: uuid.UUID) -> None: ...
-
-    def queue_depths(self, queues: list[str]) -> dict[str, int]: ...
-
-    def ping_workers(self, timeout: float = 1.0) -> int: ...
-
-    def running_tasks(self, timeout: float = 1.0) -> dict[str, set[str]]: ...
-
-    broker_scheme: str
+    name: str = "name"
+    parameters: str = "parameters"
 
 
 @dataclass(frozen=True)
@@ -72,22 +40,15 @@ class Submission:
     created: bool  # False when an Idempotency-Key matched an earlier submission
 
 
-def task_output(
-    status: str, result: Any, error: str | None, progress: int | None = None, message: str | None = None
-) -> dict[str, Any]:
-    """The reference's `task_output` object; `progress` appears once the task has reported some."""
-    output = {"status": status, "result": result, "error": error}
-    if progress is not None:
-        output |= {"progress": progress, "progress_message": message}
-    return output
-
-
 class TaskManager:
-    def __init__(self, db: DatabaseManager, cache: CacheManager, registry: Registry, publisher: Publisher):
+    def __init__(
+        self, db: DatabaseManager, cache: CacheManager, registry: Registry, publisher: Publisher, watch: Watch
+    ):
         self.db = db
         self.cache = cache
         self.registry = registry
         self.publisher = publisher
+        self.watch = watch
 
     def submit(
         self,
@@ -95,18 +56,18 @@ class TaskManager:
         parameters: Any,
         idempotency_key: str | None = None,
         retry_of: uuid.UUID | None = None,
-        parameters_field: str = "task_parameters",
+        fields: FieldNames = FieldNames(),
         priority: int = DEFAULT_PRIORITY,
         run_at: datetime | None = None,
         countdown: float | None = None,
     ) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id.
 
-        With `run_at` or `countdown` the row is SCHEDULED instead, and publish_due() publishes it
+        With `run_at` or `countdown` the row is SCHEDULED instead, and the Scheduler publishes it
         when its time comes.
         """
-        task_type = self.registry.resolve(name)
-        clean = task_type.validate(parameters, parameters_field)
+        task_type = self.registry.resolve(name, fields.name)
+        clean = task_type.validate(parameters, fields.parameters)
         task_id = uuid.uuid4()
         extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority}
         due_at = self._due_at(run_at, countdown)
@@ -167,7 +128,6 @@ class TaskManager:
         if run_at is None and not countdown:
             return None
         now = self.db.run(task_model.database_now)
-        now = now if now.tzinfo else now.replace(tzinfo=UTC)  # SQLite keeps UTC without a zone
         if countdown:
             return now + timedelta(seconds=countdown)
         assert run_at is not None
@@ -178,35 +138,16 @@ class TaskManager:
             raise InvalidInput(f"run_at is too far ahead: {message}", {"run_at": [message]})
         return run_at.astimezone(UTC)
 
-    def publish_due(self) -> int:
-        """Publish the SCHEDULED tasks whose time has come (run by beat every second or so)."""
-        with self.db.exclusive("tasker-scheduler") as held:
-            if not held:
-                return 0  # another beat is doing it
-            now = self.db.run(task_model.database_now)
-            published = 0
-            for row in self.db.run(lambda c: task_model.due(c, now)):
-                published += self._release(row)
-            return published
-
-    def _release(self, row: Any) -> bool:
-        if not self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.SCHEDULED, TaskStatus.PENDING)):
-            return False  # cancelled, or released by someone else, since we looked
-        try:
-            self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
-        except BrokerUnavailable:
-            self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))
-            raise
-        return True
-
     def get(self, task_id: uuid.UUID, wait_seconds: float = 0) -> dict[str, Any]:
         """The task resource; with `wait_seconds`, as soon as it is terminal or when the wait ends."""
-        deadline = time.monotonic() + wait_seconds
-        while True:
+        if wait_seconds <= 0:
+            return task_resource(self._row(task_id))
+        with self.watch.watching(task_id, TERMINAL) as finished:
             row = self._row(task_id)
-            if row.status in TERMINAL or time.monotonic() >= deadline:
+            if row.status in TERMINAL:
                 return task_resource(row)
-            _pause.wait(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            finished.wait(wait_seconds)
+        return task_resource(self._row(task_id))  # terminal now, or as it is when the wait ends
 
     def get_output(self, task_id: uuid.UUID) -> dict[str, Any]:
         """Cache first; only terminal outputs are ever cached, so a hit is never stale."""
@@ -231,6 +172,7 @@ class TaskManager:
     def cancel(self, task_id: uuid.UUID) -> tuple[dict[str, Any], bool]:
         """Cancel a task; returns its resource and True if it is CANCELLED already (False: requested)."""
         if self.db.run(lambda c: task_model.cancel(c, task_id)):
+            self.watch.announce(task_id, TaskStatus.CANCELLED)
             self._revoke(task_id)
             return task_resource(self._row(task_id)), True
         if self.db.run(lambda c: task_model.request_cancel(c, task_id)):
@@ -254,70 +196,6 @@ class TaskManager:
         submission = self.submit(row.name, row.parameters, retry_of=row.id, priority=row.priority)
         return task_resource(self._row(submission.id))
 
-    def check_dependencies(self) -> dict[str, str]:
-        """'ok' or the reason, for the database, the broker and the cache."""
-        checks: dict[str, str] = {}
-        for name, probe in (("database", self.db.ping), ("broker", self.publisher.ping)):
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is reported
-                checks[name] = getattr(exc, "details", {}).get("reason") or str(exc)
-        checks["cache"] = "ok" if self.cache.ping() else "unavailable (reads fall back to the database)"
-        return checks
-
-    def check_workers(self, timeout: float = 1.0) -> int:
-        """How many workers answered a ping (0 when the broker is down)."""
-        try:
-            return self.publisher.ping_workers(timeout)
-        except BrokerUnavailable:
-            return 0
-
-    def check_redis(self) -> dict[str, str]:
-        """'ok', 'unavailable' or 'not used' for the Redis cache and the Redis broker."""
-        checks = {"cache": "not used (in-process cache)", "broker": "not used (another broker)"}
-        if self.cache.is_redis:
-            checks["cache"] = "ok" if self.cache.ping() else "unavailable"
-        if self.publisher.broker_scheme.startswith("redis"):
-            try:
-                self.publisher.ping()
-                checks["broker"] = "ok"
-            except BrokerUnavailable as exc:
-                checks["broker"] = exc.details["reason"]
-        return checks
-
-    def queue_stats(self) -> dict[str, Any]:
-        """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals."""
-        queues = sorted({task_type.queue for task_type in self.registry})
-        depths = self.publisher.queue_depths(queues)
-        now = self.db.run(task_model.database_now)
-        counts = self.db.run(task_model.counts_by_queue)
-        oldest = self.db.run(task_model.oldest_pending_by_queue)
-        totals = {status.value: 0 for status in TaskStatus}
-        for _, status, count in counts:
-            totals[status] += count
-
-        def count(queue: str, status: str) -> int:
-            return sum(n for q, s, n in counts if q == queue and s == status)
-
-        return {
-            "queues": [
-                {
-                    "name": queue,
-                    "messages_waiting": depths.get(queue, 0),
-                    "pending": count(queue, TaskStatus.PENDING),
-                    "started": count(queue, TaskStatus.STARTED),
-                    "oldest_pending_age_seconds": _age(now, oldest.get(queue)),
-                }
-                for queue in queues
-            ],
-            "totals": totals,
-        }
-
-    def recover(self, thresholds: recovery.Thresholds) -> dict[str, int]:
-        """The recovery sweep (app/core/recovery.py)."""
-        return recovery.recover(self, thresholds)
-
     def _row(self, task_id: uuid.UUID) -> Any:
         row = self.db.run(lambda c: task_model.get(c, task_id))
         if row is None:
@@ -337,14 +215,6 @@ class TaskManager:
         except DatabaseUnavailable as exc:
             # The recovery sweep publishes the row later; the broker error is the one to report.
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
-
-
-def _age(now: Any, then: Any) -> float | None:
-    if then is None:
-        return None
-    if (now.tzinfo is None) != (then.tzinfo is None):  # SQLite keeps UTC without a zone
-        now, then = now.replace(tzinfo=None), then.replace(tzinfo=None)
-    return round(max(0.0, (now - then).total_seconds()), 3)
 
 
 def _request_hash(name: str, parameters: dict[str, Any]) -> str:

@@ -4,7 +4,9 @@ import uuid
 
 import pytest
 
+from app.core.changes import ChangeFeed, Watch
 from app.core.errors import BrokerUnavailable, InvalidInput, TaskNotFound, UnknownTaskType
+from app.core.monitor import Monitor
 from app.core.task_manager import TaskManager
 from app.models import task as task_model
 from app.models.task import TaskStatus
@@ -18,7 +20,9 @@ def publisher(mocker):
 
 @pytest.fixture
 def manager(sqlite_db, cache, publisher):
-    return TaskManager(sqlite_db, cache, REGISTRY, publisher)
+    watch = Watch(ChangeFeed(), lambda ids: sqlite_db.run(lambda c: task_model.statuses(c, list(ids))))
+    yield TaskManager(sqlite_db, cache, REGISTRY, publisher, watch)
+    watch.close()
 
 
 def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publisher):
@@ -64,7 +68,8 @@ def test_unknown_task_is_not_found(manager):
         manager.get_output(uuid.uuid4())
 
 
-def test_check_dependencies_reports_each_one(manager, publisher):
-    publisher.ping.side_effect = BrokerUnavailable("Error 111 connecting")
-    checks = manager.check_dependencies()
+def test_check_dependencies_reports_each_one(sqlite_db, cache, mocker):
+    probe = mocker.Mock(spec=["ping", "broker_kind"])
+    probe.ping.side_effect = BrokerUnavailable("Error 111 connecting")
+    checks = Monitor(sqlite_db, cache, probe, REGISTRY).check_dependencies()
     assert checks == {"database": "ok", "broker": "Error 111 connecting", "cache": "ok"}

@@ -1,0 +1,169 @@
+"""Task change notifications: writers announce a committed change, readers wait for one.
+
+A writer (the worker's outcome and progress writes, a cancel, the recovery sweep) calls
+`announce(task_id, status)` after its change is committed. On the real stack that is one Redis
+PUBLISH; each API process runs one listener thread subscribed to the channel, which wakes the
+requests waiting on that task. The same thread also reads, in one query, the status of every
+task still waited on, every `fallback_seconds`: that catches a change whose announcement was
+lost (its writer died between the commit and the PUBLISH, or Redis was away), and it is all
+there is on the embedded stack, where announcements reach only the process that made them.
+Either way the database sees at most one query per fallback interval per process, however
+many requests wait, plus each request's own reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from app.core.errors import DependencyUnavailable
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "tasker:task-changes"
+SUBSCRIBE_TIMEOUT = 2.0  # how long a process's first wait lets the listener subscribe
+RECONNECT_SECONDS = 1.0
+
+
+class ChangeFeed:
+    """Where announcements go: Redis pub/sub, or nowhere beyond this process."""
+
+    def __init__(self, client: redis.Redis | None = None):
+        self.client = client
+
+    @classmethod
+    def from_url(cls, url: str | None) -> ChangeFeed:
+        if url is None:
+            return cls()
+        return cls(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
+
+    def publish(self, message: dict[str, Any]) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.publish(CHANNEL, json.dumps(message))
+        except redis.RedisError as exc:  # the fallback read finds the change; it costs latency only
+            logger.warning("could not announce a task change: %s", exc)
+
+    def listen(
+        self, deliver: Callable[[dict[str, Any]], None], stop: threading.Event, subscribed: threading.Event
+    ) -> None:
+        """Deliver each announcement until `stop` is set; `subscribed` is set once nothing can be missed."""
+        if self.client is None:
+            subscribed.set()  # announcements reach only this process: there is nothing to subscribe to
+            stop.wait()
+            return
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(CHANNEL)  # sent before any PUBLISH that follows it, so none is missed
+            subscribed.set()
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    deliver(json.loads(message["data"]))
+        finally:
+            pubsub.close()
+
+
+class Watch:
+    """Lets request threads wait for a task to reach one of some statuses."""
+
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        read_statuses: Callable[[Iterable[uuid.UUID]], dict[uuid.UUID, str]],
+        fallback_seconds: float = 1.0,
+    ):
+        self.feed = feed
+        self.read_statuses = read_statuses
+        self.fallback_seconds = fallback_seconds
+        self._lock = threading.Lock()
+        self._waiting: dict[uuid.UUID, list[tuple[frozenset[str], threading.Event]]] = {}
+        self._pid = 0
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+
+    def announce(self, task_id: uuid.UUID, status: str) -> None:
+        """Tell waiters here and, through the feed, in every other process; call after the commit."""
+        self._deliver({"id": str(task_id), "status": status})
+        self.feed.publish({"id": str(task_id), "status": status})
+
+    @contextmanager
+    def watching(self, task_id: uuid.UUID, statuses: Iterable[str]) -> Iterator[threading.Event]:
+        """An Event set once the task is announced (or read back) in one of `statuses`.
+
+        Watch before reading the row, so a change between the read and the wait is not missed.
+        """
+        event, wanted = threading.Event(), frozenset(statuses)
+        with self._lock:
+            self._ensure_threads()
+            self._waiting.setdefault(task_id, []).append((wanted, event))
+        # The first wait of a process starts the listener; a change announced before it has
+        # subscribed would only be found by the read-back.
+        self._subscribed.wait(SUBSCRIBE_TIMEOUT)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                entries = self._waiting.get(task_id, [])
+                entries.remove((wanted, event))
+                if not entries:
+                    self._waiting.pop(task_id, None)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            task_id = uuid.UUID(str(message["id"]))
+        except (KeyError, ValueError):
+            return
+        self._wake(task_id, str(message.get("status")))
+
+    def _wake(self, task_id: uuid.UUID, status: str) -> None:
+        with self._lock:
+            for wanted, event in self._waiting.get(task_id, ()):
+                if status in wanted:
+                    event.set()
+
+    def _ensure_threads(self) -> None:
+        # Threads do not survive a fork (gunicorn, Celery prefork): start them in each process.
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._stop, self._subscribed = threading.Event(), threading.Event()
+        threading.Thread(target=self._listen, name="tasker-change-listener", daemon=True).start()
+        threading.Thread(target=self._read_back, name="tasker-change-reader", daemon=True).start()
+
+    def _listen(self) -> None:
+        stop, subscribed = self._stop, self._subscribed
+        while not stop.is_set():
+            try:
+                self.feed.listen(self._deliver, stop, subscribed)
+            except (redis.RedisError, ValueError) as exc:
+                subscribed.set()  # nobody waits for a Redis that is down: the read-back covers it
+                logger.warning("task change listener: %s; reconnecting", exc)
+                stop.wait(RECONNECT_SECONDS)
+
+    def _read_back(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.fallback_seconds):
+            with self._lock:
+                ids = list(self._waiting)
+            if not ids:
+                continue
+            try:
+                statuses = self.read_statuses(ids)
+            except DependencyUnavailable as exc:  # tried again next interval
+                logger.warning("task change read-back failed: %s", exc)
+                continue
+            for task_id, status in statuses.items():
+                self._wake(task_id, status)

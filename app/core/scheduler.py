@@ -1,0 +1,99 @@
+"""Beat's timekeeping: fire due schedules, then release due SCHEDULED tasks, under one lock.
+
+Each fire time makes one task. Two guards keep it to one even when two beat processes run
+by mistake: the whole pass holds one database lock, and the tasks table has a unique index
+on (schedule_id, scheduled_for), so a second task for the same fire time cannot be written.
+Fire times missed while no beat ran are made up with one run, not one per missed time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.core.cron import Cron, CronError
+from app.core.database_manager import DatabaseManager
+from app.core.errors import BrokerUnavailable, InvalidInput
+from app.core.ports import Publisher, Registry
+from app.models import schedule as schedule_model
+from app.models import task as task_model
+from app.models.task import TaskStatus
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "tasker-scheduler"
+
+
+class Scheduler:
+    def __init__(self, db: DatabaseManager, registry: Registry, publisher: Publisher):
+        self.db = db
+        self.registry = registry
+        self.publisher = publisher
+
+    def run_due(self, now: datetime | None = None) -> dict[str, int] | None:
+        """One pass: tasks made by schedules, and SCHEDULED tasks published; None if another pass runs.
+
+        `now` defaults to the database's clock; tests pass their own to move time.
+        """
+        with self.db.exclusive(LOCK_NAME) as held:
+            if not held:
+                return None
+            now = now or self.db.run(task_model.database_now)
+            fired = sum(self._fire(row, now) for row in self.db.run(lambda c: schedule_model.due(c, now)))
+            released = sum(self._release(row) for row in self.db.run(lambda c: task_model.due(c, now)))
+            return {"fired": fired, "released": released}
+
+    def _fire(self, row: Any, now: datetime) -> int:
+        fire_time = row.next_run_at
+        try:
+            next_run = Cron.parse(row.cron, row.timezone).next_after(max(fire_time, now))
+            task_type = self.registry.resolve(row.task, "task")
+            clean = task_type.validate(row.parameters, "parameters")
+        except (CronError, InvalidInput) as exc:  # the catalog changed since the schedule was made
+            logger.error("schedule %s (%s) cannot fire: %s", row.id, row.name, exc)
+            self.db.run(lambda c: schedule_model.update(c, row.id, enabled=False, next_run_at=None))
+            return 0
+        task_id = uuid.uuid4()
+
+        def record(conn: Any) -> bool:
+            if not schedule_model.advance(conn, row.id, row.next_run_at, next_run, task_id):
+                return False  # changed or fired by someone else since we looked
+            task_model.insert(
+                conn,
+                task_id,
+                task_type.name,
+                clean,
+                task_type.queue,
+                priority=row.priority,
+                schedule_id=row.id,
+                scheduled_for=fire_time,
+            )
+            return True
+
+        try:
+            if not self.db.run(record):
+                return 0
+        except sa.exc.IntegrityError:
+            # This fire time already made its task: move the schedule on without another.
+            self.db.run(lambda c: schedule_model.advance(c, row.id, row.next_run_at, next_run, None))
+            return 0
+        try:
+            self.publisher.publish(task_type, task_id, clean, row.priority)
+        except BrokerUnavailable as exc:
+            # The row stays PENDING; the recovery sweep publishes it once the broker is back.
+            logger.warning("schedule %s made task %s but could not publish it: %s", row.id, task_id, exc)
+        return 1
+
+    def _release(self, row: Any) -> int:
+        if not self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.SCHEDULED, TaskStatus.PENDING)):
+            return 0  # cancelled, or released by someone else, since we looked
+        try:
+            self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
+        except BrokerUnavailable:
+            self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))
+            raise
+        return 1
