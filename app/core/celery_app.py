@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ from celery import Celery, Task
 from kombu import Queue
 from kombu.exceptions import ChannelError, KombuError
 
-from app.core import filesystem_transport, redis_transport
 from app.core.errors import BrokerUnavailable
-from app.core.redis_publish import RedisQueueWriter
+from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY
+from app.core.redis_publish import RedisQueueWriter, unsupported
 from config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 PUBLISH_RETRY = {
     "max_retries": 2,
@@ -24,27 +28,40 @@ PUBLISH_RETRY = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
-DEFAULT_PRIORITY = 5
-MAX_PRIORITY = 9
+# Tasker's own transports, chosen for its Celery app through Celery's broker_transport setting
+# (kombu's aliases for the rest of the process stay as they are); each module says why.
+TRANSPORTS = {
+    "redis": "app.core.redis_transport:Transport",
+    "filesystem": "app.core.filesystem_transport:Transport",
+}
+# What a broker call can raise when the broker is away: kombu's errors, sockets, and redis-py's
+# own (the direct publish, and kombu's Redis transport lets some through).
+BROKER_ERRORS = (KombuError, OSError, redis.RedisError)
 
 
-def broker_priority(scheme: str, priority: int) -> int | None:
+def broker_priority(kind: str, priority: int) -> int | None:
     """Tasker's priority (9 is most urgent) as the broker understands it.
 
     Redis (kombu's priority steps) serves 0 first, so the scale is turned over; AMQP serves the
     highest first; the filesystem transport has no priorities.
     """
-    if scheme.startswith("redis"):
-        return MAX_PRIORITY - priority
-    if scheme.startswith(("amqp", "pyamqp")):
-        return priority
-    return None
+    return {"redis": MAX_PRIORITY - priority, "amqp": priority}.get(kind)
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Any failure to reach the broker, as BrokerUnavailable (a 503 naming the broker)."""
+    try:
+        yield
+    except BROKER_ERRORS as exc:
+        raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[str, Any]:
     """Celery's settings; RELIABILITY.md says why each reliability value is what it is."""
     return {
         "broker_url": config["CELERY_BROKER_URL"],
+        "broker_transport": TRANSPORTS.get(config["BROKER_KIND"]),
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport_options(config),
         "beat_schedule_filename": str(Path(config["DATA_DIR"]) / "celerybeat-schedule"),
@@ -55,7 +72,7 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_queues": [
-            Queue(name, queue_arguments=_queue_arguments(config["CELERY_BROKER_URL"])) for name in queues
+            Queue(name, queue_arguments=_queue_arguments(config["BROKER_KIND"])) for name in queues
         ],
         "task_default_queue": "default",
         "task_create_missing_queues": False,
@@ -66,27 +83,16 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "worker_lost_wait": 2.0,
         "worker_max_tasks_per_child": 10000,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
-        "beat_schedule": {
-            "publish-due": {
-                "task": "tasker.publish_due",
-                "schedule": float(config["SCHEDULER_INTERVAL_SECONDS"]),
-                "options": {"queue": "default", "expires": float(config["SCHEDULER_INTERVAL_SECONDS"]) * 5},
-            },
-            "recovery-sweep": {
-                "task": "tasker.recovery_sweep",
-                "schedule": float(config["RECOVERY_INTERVAL_SECONDS"]),
-                # A sweep nobody ran in time is replaced by the next one, not piled up.
-                "options": {"queue": "default", "expires": float(config["RECOVERY_INTERVAL_SECONDS"])},
-            },
-        },
+        # Task events for Flower and `celery events`; sent events (one more message per publish)
+        # only when asked for, as they take the API off the direct publish.
+        "worker_send_task_events": True,
+        "task_send_sent_event": config["CELERY_TASK_SENT_EVENT"],
     }
 
 
 def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """Options for the broker's transport; the filesystem one lives under the data directory."""
-    broker_url = config["CELERY_BROKER_URL"]
-    if broker_url.startswith("filesystem"):
+    if config["BROKER_KIND"] == "filesystem":
         root = Path(config["DATA_DIR"]) / "broker"
         folders = {name: root / name for name in ("queue", "control", "processed")}
         for folder in folders.values():
@@ -98,7 +104,7 @@ def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
             "processed_folder": str(folders["processed"]),
             "polling_interval": 0.1,  # the default of 1 s makes every round trip take a second
         }
-    if broker_url.startswith("redis"):
+    if config["BROKER_KIND"] == "redis":
         return {
             # Redis redelivers a message unacked this long: keep it above the longest hard time limit.
             "visibility_timeout": config["BROKER_VISIBILITY_TIMEOUT_SECONDS"],
@@ -121,7 +127,7 @@ def check_visibility_timeout(
     waits for its retry (up to the longest retry delay); Redis hands it to another worker after
     the visibility timeout, so that must be longer.
     """
-    if not str(config["CELERY_BROKER_URL"]).startswith("redis"):
+    if config["BROKER_KIND"] != "redis":
         return
     longest = max(task_types, key=lambda t: t.time_limit)
     needed = longest.time_limit + retry_delay
@@ -134,115 +140,92 @@ def check_visibility_timeout(
         )
 
 
-filesystem_transport.install()  # before any connection to a filesystem:// broker is made
-redis_transport.install()  # before any connection to a redis:// broker is made
-
-
 def create_celery(
-    name: str, config: Mapping[str, Any], task_cls: type[Task], queues: Iterable[str]
+    name: str, config: Mapping[str, Any], queues: Iterable[str], app_cls: type[Celery], task_cls: type[Task]
 ) -> Celery:
     Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
-    celery = Celery(name, task_cls=task_cls, set_as_current=True)
+    celery = app_cls(name, task_cls=task_cls, set_as_current=True)
     celery.conf.update(celery_settings(config, sorted(set(queues))))
     celery.set_default()
     return celery
 
 
 class CeleryPublisher:
-    """Sends one message per task, its id the row's id; broker errors become a 503."""
+    """Sends task messages (id = row id) and asks the broker and workers; failures become a 503."""
 
-    def __init__(self, celery: Celery):
+    def __init__(self, celery: Celery, broker_kind: str):
         self.celery = celery
+        self.broker_kind = broker_kind
         self.direct: RedisQueueWriter | None = None
-        if str(celery.conf.broker_url).startswith("redis://"):
-            # One LPUSH of the very message send_task would write (see redis_publish.py);
-            # rediss:// keeps send_task, whose TLS settings kombu reads from its own options.
-            self.direct = RedisQueueWriter(
-                celery.conf.broker_url, celery.conf.broker_transport_options, celery.thread_oid
-            )
-
-    @property
-    def broker_scheme(self) -> str:
-        return str(self.celery.conf.broker_url).split("://", 1)[0]
+        if broker_kind == "redis":
+            blockers = unsupported(celery)
+            if not blockers:
+                # One LPUSH of the very message send_task would write (see redis_publish.py).
+                self.direct = RedisQueueWriter(
+                    celery.conf.broker_url, celery.conf.broker_transport_options, celery.thread_oid
+                )
+            elif str(celery.conf.broker_url).startswith("redis://"):
+                logger.warning("publishing through send_task, as these are set: %s", "; ".join(blockers))
 
     def publish(
         self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
     ) -> None:
         """`priority`: 0 (low) to 9 (high)."""
-        if self.direct is not None:
-            try:
-                self.direct.publish(
-                    task_type.celery_name,
-                    str(task_id),
-                    parameters,
-                    task_type.queue,
-                    broker_priority("redis", priority),
-                    time_limit=task_type.time_limit,
-                    soft_time_limit=task_type.soft_time_limit,
-                )
-            except redis.RedisError as exc:
-                raise BrokerUnavailable(str(exc)) from exc
-        else:
-            self.send_task(task_type, task_id, parameters, priority)
+        with broker_errors():
+            if self.direct is None:
+                self.send_task(task_type, task_id, parameters, priority)
+                return
+            self.direct.publish(
+                task_type.celery_name,
+                str(task_id),
+                parameters,
+                task_type.queue,
+                broker_priority("redis", priority),
+                time_limit=task_type.time_limit,
+                soft_time_limit=task_type.soft_time_limit,
+            )
 
     def send_task(
         self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
     ) -> None:
         """Publish through Celery's own send_task (any broker)."""
-        try:
+        with broker_errors():
             self.celery.send_task(
                 task_type.celery_name,
                 kwargs=parameters,
                 task_id=str(task_id),
                 queue=task_type.queue,
-                priority=broker_priority(self.broker_scheme, priority),
+                priority=broker_priority(self.broker_kind, priority),
                 soft_time_limit=task_type.soft_time_limit,
                 time_limit=task_type.time_limit,
                 retry_policy=PUBLISH_RETRY,
             )
-        except (KombuError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
 
     def revoke(self, task_id: uuid.UUID) -> None:
         """Ask workers not to run the task (best effort; the claim check is what enforces it)."""
-        try:
+        with broker_errors():
             self.celery.control.revoke(str(task_id))
-        except (KombuError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
 
     def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """Messages waiting in the broker, per queue (a queue never used counts 0)."""
-        depths = {}
-        try:
-            with self.celery.connection_for_read() as conn:
-                for name in queues:
-                    depths[name] = _message_count(conn, name)
-        except (KombuError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
-        return depths
+        with broker_errors(), self.celery.connection_for_read() as conn:
+            return {name: _message_count(conn, name) for name in queues}
 
     def ping_workers(self, timeout: float = 1.0) -> int:
-        """How many workers answered a ping within `timeout` seconds."""
-        try:
-            return len(self.celery.control.ping(timeout=timeout) or [])
-        except (KombuError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
+        """1 as soon as a worker answers a ping, 0 if none does within `timeout` seconds."""
+        with broker_errors():
+            return len(self.celery.control.ping(timeout=timeout, limit=1) or [])
 
     def running_tasks(self, timeout: float = 1.0) -> dict[str, set[str]]:
         """The ids of the tasks each worker that answers within `timeout` is running."""
-        try:
+        with broker_errors():
             replies = self.celery.control.inspect(timeout=timeout).active() or {}
-        except (KombuError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
         return {worker: {request["id"] for request in requests} for worker, requests in replies.items()}
 
     def ping(self) -> None:
-        try:
-            with self.celery.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-                conn.default_channel  # noqa: B018 - opening the channel is the round trip
-        except (KombuError, OSError) as exc:
-            raise BrokerUnavailable(str(exc)) from exc
+        with broker_errors(), self.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+            conn.default_channel  # noqa: B018 - opening the channel is the round trip
 
 
 def _message_count(conn: Any, queue: str) -> int:
@@ -255,6 +238,6 @@ def _message_count(conn: Any, queue: str) -> int:
         channel.close()
 
 
-def _queue_arguments(broker_url: str) -> dict[str, int] | None:
+def _queue_arguments(broker_kind: str) -> dict[str, int] | None:
     # RabbitMQ honours priorities only on queues declared with a maximum.
-    return {"x-max-priority": MAX_PRIORITY} if broker_url.startswith(("amqp", "pyamqp")) else None
+    return {"x-max-priority": MAX_PRIORITY} if broker_kind == "amqp" else None

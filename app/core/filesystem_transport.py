@@ -3,8 +3,9 @@
 kombu creates a message file and then writes it, while a consumer may take the file in
 between (it moves files without looking at the writer's lock) and read it empty; the
 worker then stops on a JSONDecodeError. This Channel writes each message under a name no
-consumer matches and renames it into place, an atomic step on one filesystem. The embedded
-default uses it for every `filesystem://` broker URL.
+consumer matches and renames it into place, an atomic step on one filesystem. Tasker's Celery
+app selects it for a `filesystem://` broker through Celery's `broker_transport` setting (kombu
+5.7.0); kombu's own transport is left as it is for the rest of the process.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from time import monotonic
 from typing import Any
 
 from kombu.exceptions import ChannelError
-from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import filesystem
 from kombu.utils.json import dumps
-
-ALIAS = "filesystem"
 
 
 class Channel(filesystem.Channel):
@@ -36,8 +35,3 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
-
-
-def install() -> None:
-    """Make `filesystem://` URLs use this transport (idempotent)."""
-    TRANSPORT_ALIASES[ALIAS] = f"{__name__}:Transport"

@@ -10,8 +10,11 @@ shape is fixed by Celery's protocol 2 and kombu's Redis transport.
 publishes each task type both ways on a real Redis and compares the two messages field by field,
 so an upgrade of Celery or kombu that changes the format fails there rather than in a
 worker. Only the options Tasker uses are covered (keyword arguments, a queue, a priority,
-time limits; no ETA, expiry, chain or callback); anything else still goes through
-`send_task`.
+time limits; no ETA, expiry, chain or callback). `unsupported()` lists every setting under
+which send_task would write something else (a key prefix, another serializer, compression,
+sent events, publish signals such as stamping); with any of them set the publisher keeps
+send_task and says why at start-up. celery and kombu are pinned to 5.7.x in requirements.txt
+for the same reason.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
+from celery import Celery
+from celery.signals import after_task_publish, before_task_publish
 from celery.utils.nodenames import anon_nodename
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
@@ -129,3 +134,23 @@ class RedisQueueWriter:
         if self._origin[0] != pid:
             self._origin = (pid, anon_nodename())
         return self._origin[1]
+
+
+def unsupported(celery: Celery) -> list[str]:
+    """What send_task would honour that RedisQueueWriter does not; empty when the writer may be used."""
+    conf = celery.conf
+    found = []
+    if not str(conf.broker_url).startswith("redis://"):
+        found.append("a broker URL other than redis:// (kombu applies rediss:// TLS options itself)")
+    if (conf.broker_transport_options or {}).get("global_keyprefix"):
+        found.append("broker_transport_options['global_keyprefix']")
+    for name, plain in (("task_serializer", "json"), ("task_protocol", 2), ("task_compression", None)):
+        if conf[name] != plain:
+            found.append(f"{name}={conf[name]!r}")
+    if conf.task_send_sent_event:
+        found.append("task_send_sent_event (a task-sent event per publish)")
+    if conf.task_routes:
+        found.append("task_routes")
+    if before_task_publish.receivers or after_task_publish.receivers:
+        found.append("receivers of before_task_publish or after_task_publish (stamping, tracing)")
+    return found

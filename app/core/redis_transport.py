@@ -1,4 +1,13 @@
-"""kombu's Redis transport, with a worker that survives a Redis restart, and cheaper publishing.
+"""kombu 5.7.0's Redis transport, with a worker that survives a Redis restart, and cheaper publishing.
+
+Selected for Tasker's Celery app only, through Celery's `broker_transport` setting
+(app/core/celery_app.py); kombu's own `redis://` transport is left as it is for the rest of
+the process. The two changes are apart: `SurvivingChannel` is the bug fix, `Channel` adds the
+client caching on top of it. tests/unit/test_redis_transport.py reproduces both crashes on
+stock kombu (the canary: it fails once kombu fixes them, and this module can go).
+
+The bug (kombu 5.7.0; reported upstream in the same shape as celery/celery#10205, worker stops
+after a Redis connection reset, and celery/kombu#970, restore_unacked failing on close):
 
 When the broker connection drops while a worker holds an unacknowledged message, Celery
 closes the dead connection twice: `Connection.collect()` first (which detaches the
@@ -23,9 +32,8 @@ import logging
 from typing import Any
 
 import redis as redis_py
-from kombu.transport import TRANSPORT_ALIASES, redis
+from kombu.transport import redis
 
-ALIASES = ("redis", "rediss")
 logger = logging.getLogger(__name__)
 
 
@@ -41,24 +49,37 @@ class QoS(redis.QoS):
         return super().restore_unacked(client)
 
 
-class Channel(redis.Channel):
+class SurvivingChannel(redis.Channel):
+    """The bug fix: a detached channel fails as a connection error, and its QoS restores nothing."""
+
     QoS = QoS
-    _sync_client: Any = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
-        """One client per channel for the synchronous commands, kept for the pool it was made on.
+        self._check_attached()
+        return super()._create_client(asynchronous=asynchronous)
 
-        kombu builds a new Redis client object for every message it publishes (a tenth of an
-        API process's CPU per submit); the client is only a handle on the channel's connection
-        pool, so one does for every publish until the pool is replaced after a disconnect.
-        """
+    def _check_attached(self) -> None:
         if getattr(self.connection, "client", None) is None:
             # A channel of a connection Celery already dropped: an ack of a message it had taken
             # (the task finished after the loss) must fail as a connection error, which Celery
             # logs and survives, not as an AttributeError, which stops the worker.
             raise redis_py.ConnectionError("this channel's broker connection was closed")
+
+
+class Channel(SurvivingChannel):
+    """One client per channel for the synchronous commands, kept for the pool it was made on.
+
+    kombu builds a new Redis client object for every message it publishes (a tenth of an API
+    process's CPU per submit); the client is only a handle on the channel's connection pool,
+    so one does for every publish until the pool is replaced after a disconnect.
+    """
+
+    _sync_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
             return super()._create_client(asynchronous=True)
+        self._check_attached()
         client = self._sync_client
         if client is None or client.connection_pool is not self._pool:
             client = self._sync_client = super()._create_client()
@@ -67,9 +88,3 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
-
-
-def install() -> None:
-    """Make `redis://` and `rediss://` URLs use this transport (idempotent)."""
-    for alias in ALIASES:
-        TRANSPORT_ALIASES[alias] = f"{__name__}:Transport"

@@ -7,10 +7,13 @@ import os
 import threading
 from pathlib import Path
 
+from celery import Celery, Task
 from kombu import Connection
 from kombu.transport import filesystem
 
 from app.core import filesystem_transport
+from app.core.celery_app import create_celery
+from config import load_config
 
 
 def channel(folder: Path, transport: object) -> object:
@@ -18,10 +21,13 @@ def channel(folder: Path, transport: object) -> object:
     return Connection("filesystem://", transport=transport, transport_options=options).channel()
 
 
-def test_filesystem_urls_use_the_atomic_transport():
-    filesystem_transport.install()
-    with Connection("filesystem://") as conn:
+def test_taskers_celery_app_alone_uses_the_atomic_transport(tmp_path):
+    config = load_config("testing", {"TASKER_DATA_DIR": str(tmp_path)})
+    celery = create_celery("t", config, ["default"], Celery, Task)
+    with celery.connection_for_write() as conn:
         assert isinstance(conn.transport, filesystem_transport.Transport)
+    with Connection("filesystem://") as conn:  # the rest of the process keeps kombu's own
+        assert type(conn.transport) is filesystem.Transport
 
 
 def test_a_message_is_whole_before_any_consumer_can_see_it(tmp_path, monkeypatch):

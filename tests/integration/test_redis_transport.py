@@ -6,10 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis as redis_py
+from celery import Celery, Task
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
 from app.core import redis_transport
+from app.core.celery_app import create_celery
+from config import load_config
 
 QUEUE = Queue("tasker-transport-test", Exchange("tasker-transport-test"), "tasker-transport-test")
 
@@ -47,10 +50,14 @@ def redis_url(redis_db: str) -> Iterator[str]:
     client.close()
 
 
-def test_redis_urls_use_the_patched_transport():
-    redis_transport.install()
-    with Connection("redis://127.0.0.1:1/0") as conn:
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0"])
+def test_taskers_celery_app_alone_uses_the_patched_transport(tmp_path, url):
+    config = load_config("testing", {"CELERY_BROKER_URL": url, "TASKER_DATA_DIR": str(tmp_path)})
+    celery = create_celery("t", config, ["default"], Celery, Task)
+    with celery.connection_for_write() as conn:
         assert isinstance(conn.transport, redis_transport.Transport)
+    with Connection(url) as conn:  # the rest of the process keeps kombu's own
+        assert type(conn.transport) is kombu_redis.Transport
 
 
 def test_stock_kombu_crashes_closing_a_detached_channel(redis_url):

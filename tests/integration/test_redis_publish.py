@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis as redis_py
-from celery import Task
+from celery import Celery, Task
 
 from app.core.celery_app import CeleryPublisher, create_celery
 from app.core.errors import BrokerUnavailable
@@ -34,7 +34,8 @@ def broker(broker_url: str) -> Iterator[redis_py.Redis]:
 
 def publisher_for(url: str, tmp_path: Any) -> CeleryPublisher:
     config = load_config("testing", {"CELERY_BROKER_URL": url, "TASKER_DATA_DIR": str(tmp_path)})
-    return CeleryPublisher(create_celery("tasker", config, Task, REGISTRY.queues))
+    celery = create_celery("tasker", config, REGISTRY.queues, Celery, Task)
+    return CeleryPublisher(celery, config["BROKER_KIND"])
 
 
 def only_message(client: redis_py.Redis) -> tuple[str, dict[str, Any]]:
