@@ -28,7 +28,7 @@ class TaskType:
         """How often a task may be started: its own retries, plus `max_deliveries` for crashes."""
         return self.max_retries + max_deliveries
 
-    def validate(self, parameters: Any, field: str = "task_parameters") -> dict[str, Any]:
+    def validate(self, parameters: Any, field: str = "parameters") -> dict[str, Any]:
         """The cleaned parameters, or InvalidInput naming each field (under `field`) and rule."""
         if not isinstance(parameters, dict):
             raise InvalidInput(f"{field} must be a JSON object.", {field: ["Must be a JSON object."]})
@@ -51,24 +51,20 @@ class Registry:
         return iter(self._types)
 
     @property
-    def names(self) -> list[str]:
-        return [t.name for t in self._types]
-
-    @property
     def queues(self) -> list[str]:
         return sorted({t.queue for t in self._types})
 
     def for_celery_task(self, celery_name: str) -> TaskType | None:
         return self._by_celery_name.get(celery_name)
 
-    def resolve(self, name: Any) -> TaskType:
-        """The task type called `name` (or an alias of it); UnknownTaskType lists the valid ones."""
+    def resolve(self, name: Any, field: str = "name") -> TaskType:
+        """The task type called `name` (or an alias); UnknownTaskType names `field` and the valid names."""
         found = self._by_name.get(name) if isinstance(name, str) else None
         if found is None:
             valid = sorted(self._by_name)
             raise UnknownTaskType(
-                f"Unknown task_name {name!r}. Valid task names: {', '.join(valid)}.",
-                {"task_name": ["Unknown task name."], "valid_task_names": valid},
+                f"Unknown {field} {str(name)[:100]!r}. Valid task names: {', '.join(valid)}.",
+                {field: ["Unknown task name."], "valid_task_names": valid},
             )
         return found
 

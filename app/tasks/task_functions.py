@@ -11,10 +11,9 @@ from typing import Any
 
 from celery import shared_task
 
-from app.core.recovery import Thresholds
 from app.tasks import http, openai_client, weather_client
+from app.tasks.base import RunContext, TaskerTask
 from app.tasks.errors import TaskFailed, TransientError
-from app.tasks.registry import REGISTRY
 
 MAX_RETRY_DELAY_SECONDS = 60.0
 
@@ -80,69 +79,64 @@ def find_longest_consecutive_letters(string: str) -> int:
     return longest_run(string)
 
 
-@shared_task(bind=True, name="tasker.query_chatgpt")
+@shared_task(name="tasker.query_chatgpt", pass_context=True)
 def query_chatgpt(
-    self,
+    ctx: RunContext,
     prompt: str,
     model: str | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> str:
-    upstream = http.Upstream.from_config(self.settings, "OPENAI")
-    default_model = self.settings["OPENAI_MODEL"]
+    upstream = http.Upstream.from_config(ctx.settings, "OPENAI")
+    default_model = ctx.settings["OPENAI_MODEL"]
     try:
         return openai_client.chat_completion(
-            self.http, upstream, default_model, prompt, model, max_tokens, temperature
+            ctx.http, upstream, default_model, prompt, model, max_tokens, temperature
         )
     except TransientError as exc:
-        raise retry_later(self, "query_chatgpt", exc) from exc
+        raise retry_later(ctx, "query_chatgpt", exc) from exc
 
 
-@shared_task(bind=True, name="tasker.process_data")
+@shared_task(name="tasker.process_data", pass_context=True)
 def process_data(
-    self, duration_seconds: float, record_count: int = 1000, fail_at_percent: int | None = None
+    ctx: RunContext, duration_seconds: float, record_count: int = 1000, fail_at_percent: int | None = None
 ) -> dict[str, Any]:
     def on_step(percent: int, processed: int) -> None:
-        self.report_progress(percent, f"{processed} of {record_count} records")
-        self.check_cancelled()
+        ctx.report_progress(percent, f"{processed} of {record_count} records")
+        ctx.check_cancelled()
 
     return process_records(duration_seconds, record_count, fail_at_percent, on_step)
 
 
-@shared_task(bind=True, name="tasker.weather")
-def weather(self, city: str, units: str = "metric") -> dict:
-    upstream = http.Upstream.from_config(self.settings, "OPENWEATHER")
+@shared_task(name="tasker.weather", pass_context=True)
+def weather(ctx: RunContext, city: str, units: str = "metric") -> dict:
+    upstream = http.Upstream.from_config(ctx.settings, "OPENWEATHER")
     try:
-        return weather_client.current_weather(self.http, upstream, city, units)
+        return weather_client.current_weather(ctx.http, upstream, city, units)
     except TransientError as exc:
-        raise retry_later(self, "weather", exc) from exc
+        raise retry_later(ctx, "weather", exc) from exc
 
 
-def retry_later(task: Any, name: str, exc: TransientError) -> Exception:
+def retry_later(ctx: RunContext, name: str, exc: TransientError) -> Exception:
     """Celery's Retry after a backoff, or TaskFailed once the task type's retries are spent."""
-    retries = task.request.retries
-    if retries >= REGISTRY.resolve(name).max_retries:
+    retries = ctx.retries
+    if retries >= ctx.task.services.registry.resolve(name).max_retries:
         return TaskFailed(f"{exc} (gave up after {retries + 1} attempts)")
-    delay = retry_delay(retries, task.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after)
-    task.mark_retrying(exc)  # before the retry message exists, so it always finds the row RETRYING
-    return task.retry(exc=exc, countdown=delay, max_retries=None, throw=False)
+    # RETRYING is written before the retry message exists, so the retry always finds it.
+    return ctx.retry_in(exc, retry_delay(retries, ctx.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after))
 
 
-@shared_task(bind=True, name="tasker.recovery_sweep", tracked=False)
-def recovery_sweep(self) -> dict[str, int]:
-    """Run by beat: publish again what a lost message or a dead worker left behind."""
-    settings = self.settings
-    thresholds = Thresholds(
-        pending_after=settings["RECOVERY_PENDING_SECONDS"],
-        orphan_after=settings["RECOVERY_STARTED_SECONDS"],
-        max_deliveries=settings["TASK_MAX_DELIVERIES"],
-        retry_delay=MAX_RETRY_DELAY_SECONDS,
-    )
-    return self.task_manager.recover(thresholds)
+# Housekeeping: run by beat on the housekeeping queue; no row of their own, and no task events
+# (they would fill Flower's list).
 
 
-@shared_task(bind=True, name="tasker.publish_due", tracked=False)
-def publish_due(self) -> int:
-    """Run by beat: a task for each schedule that is due, then the SCHEDULED tasks whose time has come."""
-    fired = self.schedule_manager.fire_due() or 0
-    return fired + self.task_manager.publish_due()
+@shared_task(bind=True, name="tasker.recovery_sweep", tracked=False, send_events=False)
+def recovery_sweep(self: TaskerTask) -> dict[str, int]:
+    """Publish again what a lost message or a dead worker left behind."""
+    return self.services.recovery.sweep()
+
+
+@shared_task(bind=True, name="tasker.publish_due", tracked=False, send_events=False)
+def publish_due(self: TaskerTask) -> dict[str, int] | None:
+    """A task for each schedule that is due, then the SCHEDULED tasks whose time has come."""
+    return self.services.scheduler.run_due()

@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from app.core.celery_app import CeleryPublisher
-from app.core.recovery import Thresholds
+from app.core.recovery import Recovery, Thresholds
 from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.callbacks import TaskCallbacks
@@ -20,8 +20,8 @@ THRESHOLDS = Thresholds(pending_after=1800, orphan_after=1800)
 class CheckingPublisher(CeleryPublisher):
     """Publishes for real, but first looks for the row through another app's connections."""
 
-    def __init__(self, celery, other_db):
-        super().__init__(celery)
+    def __init__(self, celery, broker_kind, other_db):
+        super().__init__(celery, broker_kind)
         self.other_db = other_db
         self.seen: list[str] = []
 
@@ -34,7 +34,9 @@ class CheckingPublisher(CeleryPublisher):
 def test_the_row_is_committed_before_the_message_is_published(app, stack_env, worker):
     other = build_app(stack_env)
     manager = app.extensions["tasker"].tasks
-    manager.publisher = CheckingPublisher(app.extensions["celery"], other.extensions["tasker"].db)
+    manager.publisher = CheckingPublisher(
+        app.extensions["celery"], app.config["BROKER_KIND"], other.extensions["tasker"].db
+    )
     task_id = manager.submit("sum", {"a": 1, "b": 2}).id
     assert manager.publisher.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3
@@ -49,7 +51,7 @@ def insert_pending(db) -> uuid.UUID:
 
 def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     cache = app.extensions["tasker"].cache
-    callbacks = TaskCallbacks(db, cache)
+    callbacks = TaskCallbacks(db, cache, app.extensions["tasker"].tasks.watch)
     task_id = insert_pending(db)
     assert callbacks.claim(task_id) == 1
     callbacks.record_success(task_id, 42)
@@ -62,21 +64,8 @@ def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     assert cache.get_output(task_id) == {"status": "COMPLETED", "result": 42, "error": None}
 
 
-def test_a_running_task_that_checks_for_cancellation_ends_cancelled(client, app, db):
-    callbacks = TaskCallbacks(db, app.extensions["tasker"].cache)
-    task_id = insert_pending(db)
-    callbacks.claim(task_id)
-    assert not callbacks.cancel_requested(task_id)
-    assert client.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 202
-    assert callbacks.cancel_requested(task_id)  # what check_cancelled() asks between steps
-    callbacks.record_cancelled(task_id, "Cancelled while running, at the client's request.")
-    row = row_of(db, task_id)
-    assert (row.status, row.error) == ("CANCELLED", "Cancelled while running, at the client's request.")
-    assert client.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 409
-
-
 def test_a_task_started_too_often_fails_instead_of_running_again(app, db):
-    callbacks = TaskCallbacks(db, app.extensions["tasker"].cache)
+    callbacks = TaskCallbacks(db, app.extensions["tasker"].cache, app.extensions["tasker"].tasks.watch)
     task_id = insert_pending(db)
     for attempt in (1, 2):
         assert callbacks.claim_within(task_id, max_attempts=2)
@@ -95,7 +84,7 @@ def test_a_redelivered_message_does_not_run_finished_work_again(client, app, wor
 
     celery = app.extensions["celery"]
     celery.send_task("tasker.sum_two_numbers", kwargs={"a": 100, "b": 100}, task_id=task_id, queue="default")
-    skipped = f"task {task_id} is running elsewhere, finished, cancelled or unknown; not running it"
+    skipped = f"task {task_id} is running elsewhere, finished, cancelled or unknown; not run"
     poll(lambda: skipped in worker.log_path.read_text(), what="the worker to skip the duplicate")
     assert row_of(db, task_id) == finished
 
@@ -112,22 +101,24 @@ def make_old(db, task_id, column):
 
 
 def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
-    manager = app.extensions["tasker"].tasks
+    tasker = app.extensions["tasker"]
+    recovery = Recovery(
+        tasker.db, tasker.tasks.registry, tasker.tasks.publisher, tasker.monitor.broker, THRESHOLDS
+    )
     stranded = insert_pending(db)  # a row whose message never reached the broker
     make_old(db, stranded, "updated_at")
-    assert manager.recover(THRESHOLDS)["republished"] == 1
+    assert recovery.sweep()["republished"] == 1
     assert wait_for_output(client, str(stranded)) == {"status": "COMPLETED", "result": 3, "error": None}
 
     dead = insert_pending(db)  # a row whose worker died long ago
     db.run(lambda c: task_model.claim(c, dead, "gone@nowhere"))
     make_old(db, dead, "started_at")
-    assert manager.recover(THRESHOLDS)["requeued"] == 1
+    assert recovery.sweep()["requeued"] == 1
     assert wait_for_output(client, str(dead))["status"] == "COMPLETED"
     assert row_of(db, dead).attempts == 2
 
 
 def test_two_sweeps_never_overlap(app, db):
-    manager = app.extensions["tasker"].tasks
     with db.exclusive("tasker-recovery") as held:
         assert held
-        assert manager.recover(Thresholds(pending_after=0))["skipped"] == 1
+        assert app.extensions["tasker"].recovery.sweep()["skipped"] == 1

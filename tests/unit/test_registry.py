@@ -43,7 +43,7 @@ def test_sum_keeps_numbers_as_sent(parameters, expected):
 def test_sum_rejects_non_numbers(value):
     with pytest.raises(InvalidInput) as caught:
         REGISTRY.resolve("sum").validate({"a": value, "b": 1})
-    assert "a" in caught.value.details["task_parameters"]
+    assert "a" in caught.value.details["parameters"]
 
 
 def test_optional_chatgpt_fields_stay_absent():

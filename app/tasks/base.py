@@ -1,0 +1,190 @@
+"""The base class of every Tasker task (claim, then record the outcome) and the per-run context.
+
+`TaskerTask` only claims the row before the function runs and records how it ended. What a
+function needs for one run (progress, the cancellation check, an HTTP session, a retry) is
+handed to it as a `RunContext` by tasks declared with `pass_context=True`, the way
+procrastinate hands a job its JobContext: nothing of one run lives on the task object, which
+Celery shares between the threads of a `-P threads` worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from celery import Celery, Task
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+
+from app.core.errors import DatabaseUnavailable
+from app.core.recovery import Recovery
+from app.core.scheduler import Scheduler
+from app.tasks.callbacks import TaskCallbacks
+from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
+from app.tasks.registry import Registry
+
+logger = logging.getLogger(__name__)
+CLAIM_RETRY_SECONDS = 5
+PROGRESS_INTERVAL = 0.25  # seconds between two progress writes of one task
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the tasks work through, built once with the Celery app."""
+
+    callbacks: TaskCallbacks
+    registry: Registry
+    settings: Mapping[str, Any]
+    scheduler: Scheduler
+    recovery: Recovery
+
+
+class TaskerCelery(Celery):
+    """Celery, holding the one Services object its tasks use."""
+
+    services: Services
+
+    def bind(self, services: Services) -> None:
+        self.services = services
+
+
+_sessions = threading.local()
+
+
+def http_session() -> requests.Session:
+    """One HTTP session (and connection pool) per thread of each worker process."""
+    if getattr(_sessions, "pid", None) != os.getpid():
+        _sessions.session, _sessions.pid = requests.Session(), os.getpid()
+    return _sessions.session
+
+
+@dataclass
+class RunContext:
+    """What a task function gets for one run."""
+
+    task: TaskerTask
+    task_id: uuid.UUID
+    _progress_at: float = 0.0
+    _unsaved: tuple[int, str | None] | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self.task.services.settings
+
+    @property
+    def http(self) -> requests.Session:
+        return http_session()
+
+    @property
+    def retries(self) -> int:
+        """How many times this run was retried after a transient error."""
+        return self.task.request.retries
+
+    def report_progress(self, percent: int, message: str | None = None) -> None:
+        """Record progress (0-100): at most every PROGRESS_INTERVAL seconds, and where the task ends."""
+        self._unsaved = (max(0, min(100, percent)), (message or "")[:200] or None)
+        if percent >= 100 or time.monotonic() - self._progress_at >= PROGRESS_INTERVAL:
+            self.save_progress()
+
+    def save_progress(self) -> None:
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None:
+            self._progress_at = time.monotonic()
+            self.task.services.callbacks.report_progress(self.task_id, *unsaved)
+
+    def check_cancelled(self) -> None:
+        """Call between steps: raises TaskCancelled once the task's cancellation was requested."""
+        if self.task.services.callbacks.cancel_requested(self.task_id):
+            raise TaskCancelled("Cancelled while running, at the client's request.")
+
+    def retry_in(self, exc: TransientError, countdown: float) -> Exception:
+        """RETRYING with the reason, then Celery's Retry; raise what it returns."""
+        try:
+            self.task.services.callbacks.record_retry(self.task_id, describe_failure(exc))
+        except DatabaseUnavailable as db_exc:
+            logger.warning("task %s: could not record the retry: %s", self.task_id, db_exc.details)
+        return self.task.retry(exc=exc, countdown=countdown, max_retries=None, throw=False)
+
+
+class TaskerTask(Task):
+    throws = (TaskFailed, TaskCancelled)  # expected endings: logged without a traceback
+    tracked = True  # False for housekeeping tasks, which have no row
+    pass_context = False  # True: the function's first argument is its RunContext
+    # No argument check against the function's signature when a message is sent: Tasker's come
+    # from the registry's validated parameters, and a RunContext is never in a message.
+    typing = False
+
+    @property
+    def services(self) -> Services:
+        return self.app.services  # type: ignore[attr-defined]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.request.called_directly or not self.tracked:
+            return self.run(*args, **kwargs)
+        task_id = _task_uuid(self.request.id)
+        if task_id is None or not self._claim(task_id):
+            logger.info("task %s is running elsewhere, finished, cancelled or unknown; not run", task_id)
+            raise Ignore()
+        if not self.pass_context:
+            return self.run(*args, **kwargs)
+        context = RunContext(self, task_id)
+        try:
+            return self.run(context, *args, **kwargs)
+        finally:
+            context.save_progress()  # where it stopped, whatever the throttle held back
+
+    def _claim(self, task_id: uuid.UUID) -> bool:
+        task_type = self.services.registry.for_celery_task(self.name)
+        deliveries = self.services.settings["TASK_MAX_DELIVERIES"]
+        max_starts = task_type.max_starts(deliveries) if task_type else deliveries
+        try:
+            return self.services.callbacks.claim_within(task_id, max_starts, self.request.hostname)
+        except DatabaseUnavailable as exc:
+            logger.warning("task %s: database unavailable at claim; retrying", task_id)
+            raise self.retry(exc=exc, countdown=CLAIM_RETRY_SECONDS, max_retries=None) from None
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        if self.tracked:
+            self._record(self.services.callbacks.record_success, task_id, retval)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if not self.tracked or isinstance(exc, DatabaseUnavailable):
+            return  # the claim could not run; the message is retried, nothing to record
+        callbacks = self.services.callbacks
+        if isinstance(exc, TaskCancelled):
+            self._record(callbacks.record_cancelled, task_id, str(exc))
+            return
+        soft_limit = self.request.timelimit[1] if self.request.timelimit else None
+        self._record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))
+
+    @staticmethod
+    def _record(handler: Any, task_id: str, value: Any) -> None:
+        try:
+            handler(_task_uuid(task_id), value)
+        except DatabaseUnavailable as exc:
+            # The outcome is not written: run the task again once the database is back.
+            logger.warning("task %s: database unavailable, requeueing: %s", task_id, exc.details)
+            raise Reject(exc, requeue=True) from None
+
+
+def describe_failure(exc: BaseException, soft_time_limit: float | None = None) -> str:
+    """The error a client sees: our own messages as they are, others with their type, no traceback."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = f" of {soft_time_limit:g} s" if soft_time_limit else ""
+        return f"The task exceeded its time limit{limit} and was stopped."
+    if isinstance(exc, TaskFailed | TransientError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _task_uuid(task_id: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(task_id))
+    except ValueError:
+        return None
