@@ -6,21 +6,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from celery.signals import beat_init
 from flask import Flask
 
-from app.api.docs import add_links, init_docs
-from app.api.errors import register_error_handlers
-from app.api.routes import create_routes
-from app.api.schedules import create_schedule_routes
-from app.api.v1 import create_v1_routes
+from app.api import register_api
 from app.core.cache_manager import CacheManager
 from app.core.celery_app import CeleryPublisher, check_visibility_timeout, create_celery
+from app.core.changes import ChangeFeed, Watch
 from app.core.database_manager import DatabaseManager
+from app.core.housekeeping import Housekeeping, Job
 from app.core.logs import configure_logging
+from app.core.monitor import Monitor
+from app.core.recovery import Recovery, Thresholds
 from app.core.schedule_manager import ScheduleManager
+from app.core.scheduler import Scheduler
 from app.core.task_manager import TaskManager
+from app.models import task as task_model
 from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
-from app.tasks.callbacks import TaskCallbacks, make_task_class
+from app.tasks.base import Services, TaskerCelery, TaskerTask
+from app.tasks.callbacks import TaskCallbacks
 from app.tasks.registry import REGISTRY
 from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS
 from config import load_config
@@ -34,6 +38,10 @@ class Tasker:
     cache: CacheManager
     tasks: TaskManager
     schedules: ScheduleManager
+    monitor: Monitor
+    scheduler: Scheduler
+    recovery: Recovery
+    housekeeping: Housekeeping
 
 
 def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -43,25 +51,50 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
     app.config.update(overrides or {})
     app.json.sort_keys = False
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"])
-
     check_visibility_timeout(app.config, REGISTRY, MAX_RETRY_DELAY_SECONDS)
-    db = DatabaseManager(app.config["DATABASE_URL"], app.config["DATABASE_POOL_SIZE"])
-    cache = CacheManager.from_url(app.config["REDIS_URL"], app.config["CACHE_TTL_SECONDS"])
-    task_cls = make_task_class(TaskCallbacks(db, cache), app.config)
-    celery = create_celery(app.import_name, app.config, task_cls, REGISTRY.queues)
-    task_manager = TaskManager(db, cache, REGISTRY, CeleryPublisher(celery))
-    schedule_manager = ScheduleManager(db, REGISTRY, task_manager)
-    # Beat's tasks (recovery sweep, due tasks, schedules) work through the same managers.
-    task_cls.task_manager = task_manager
-    task_cls.schedule_manager = schedule_manager
 
-    app.extensions["tasker"] = Tasker(db, cache, task_manager, schedule_manager)
+    tasker, celery = build_tasker(app.config)
+    app.extensions["tasker"] = tasker
     app.extensions["celery"] = celery
-    api = init_docs(app)
-    api.register_blueprint(create_routes(task_manager))
-    for blueprint in create_v1_routes(task_manager):
-        api.register_blueprint(blueprint)
-    api.register_blueprint(create_schedule_routes(schedule_manager))
-    add_links(api)
-    register_error_handlers(app)
+    register_api(app, tasker)
     return app
+
+
+def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
+    """Every collaborator, built once and handed to whatever uses it."""
+    db = DatabaseManager(config["DATABASE_URL"], config["DATABASE_POOL_SIZE"])
+    cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
+    feed = ChangeFeed.from_url(config["REDIS_URL"])
+    # With a feed, the read-back only catches lost announcements; without one it is how waits end.
+    watch = Watch(
+        feed,
+        lambda ids: db.run_statement(lambda c: task_model.statuses(c, list(ids))),
+        fallback_seconds=5.0 if feed.client is not None else 0.25,
+    )
+    celery = create_celery("app", config, REGISTRY.queues, TaskerCelery, TaskerTask)
+    assert isinstance(celery, TaskerCelery)
+    publisher = CeleryPublisher(celery, config["BROKER_KIND"])
+    scheduler = Scheduler(db, REGISTRY, publisher)
+    recovery = Recovery(
+        db, REGISTRY, publisher, publisher, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
+    )
+    celery.bind(Services(TaskCallbacks(db, cache, watch), REGISTRY, config, scheduler, recovery))
+    housekeeping = Housekeeping(
+        celery,
+        [
+            Job("publish-due", config["SCHEDULER_INTERVAL_SECONDS"], scheduler.run_due),
+            Job("recovery-sweep", config["RECOVERY_INTERVAL_SECONDS"], recovery.sweep),
+        ],
+    )
+    beat_init.connect(housekeeping.on_beat_init)  # weak: gone with this app
+    tasker = Tasker(
+        db=db,
+        cache=cache,
+        tasks=TaskManager(db, cache, REGISTRY, publisher, watch),
+        schedules=ScheduleManager(db, REGISTRY),
+        monitor=Monitor(db, cache, publisher, REGISTRY),
+        scheduler=scheduler,
+        recovery=recovery,
+        housekeeping=housekeeping,
+    )
+    return tasker, celery

@@ -13,8 +13,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api
 from marshmallow import Schema, fields
-from werkzeug.routing import BaseConverter
 
+from app.api.helpers import IdConverter
+from app.api.schemas import PRIORITY_SCHEMA
 from app.tasks.parameters import Number
 
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
@@ -51,17 +52,12 @@ class TaskerApi(Api):
         pass  # app.api.errors handles every error, HTTP ones included
 
 
-class TaskIdConverter(BaseConverter):
-    """`<task_id:...>`: any one path segment, documented as a UUID; the handler answers 400 for a bad one."""
-
-
 def init_docs(app: Flask) -> TaskerApi:
     app.config.update({key: value for key, value in OPENAPI_CONFIG.items() if key not in app.config})
-    app.url_map.converters["task_id"] = TaskIdConverter
-    app.url_map.converters["schedule_id"] = TaskIdConverter
+    app.url_map.converters["id"] = IdConverter
     api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     api.register_field(Number, "number", None)
-    api.register_converter(TaskIdConverter, lambda converter: {"type": "string", "format": "uuid"})
+    api.register_converter(IdConverter, lambda converter: {"type": "string", "format": "uuid"})
     app.register_blueprint(_swagger_assets())
     return api
 
@@ -77,6 +73,14 @@ def _converter() -> Any:
 def json_schema(schema: Schema) -> dict[str, Any]:
     """A marshmallow schema as JSON Schema, as it appears in the OpenAPI document."""
     return _converter().schema2jsonschema(schema)
+
+
+def option_fields(schema: Schema, exclude: Iterable[str]) -> dict[str, Any]:
+    """The JSON Schema of `schema`'s fields but `exclude`, as they sit beside a task's name and parameters."""
+    properties = {k: v for k, v in json_schema(schema)["properties"].items() if k not in exclude}
+    if "priority" in properties:
+        properties["priority"] = PRIORITY_SCHEMA  # a custom field: apispec cannot say low|normal|high|0-9
+    return properties
 
 
 def submit_body(

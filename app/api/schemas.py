@@ -5,18 +5,15 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any, ClassVar
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.core.ports import MAX_SCHEDULE_DAYS
 from app.models.task import TaskStatus
-from app.tasks.parameters import STORABLE_PATTERN
+from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 
 STATUSES = [status.value for status in TaskStatus]
 MAX_PAGE = 200
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
+MAX_COUNTDOWN = MAX_SCHEDULE_DAYS * 86400
 
 
 class QuerySchema(Schema):
@@ -70,23 +67,6 @@ PRIORITY_SCHEMA = {
 }
 
 
-# The optional fields of a v1 submit, for the OpenAPI document (they sit beside name and parameters).
-SUBMIT_OPTIONS = {
-    "priority": PRIORITY_SCHEMA,
-    "countdown": {
-        "type": "number",
-        "minimum": 0,
-        "maximum": 30 * 86400,
-        "description": "Run this many seconds from now",
-    },
-    "run_at": {
-        "type": "string",
-        "format": "date-time",
-        "description": "Run at this time, up to 30 days ahead",
-    },
-}
-
-
 class Priority(fields.Field):
     """low, normal, high, or 0 to 9; loads as 0 to 9 (9 is the most urgent)."""
 
@@ -112,11 +92,13 @@ class TaskSubmitRequest(StrictSchema):
     )
     priority = Priority(load_default=PRIORITIES["normal"])
     countdown = fields.Float(
-        validate=validate.Range(min=0, max=30 * 86400),
+        validate=validate.Range(min=0, max=MAX_COUNTDOWN),
         metadata={"description": "Run this many seconds from now"},
     )
     run_at = fields.AwareDateTime(
-        metadata={"description": "Run at this time (ISO 8601 with a zone, up to 30 days ahead)"}
+        metadata={
+            "description": f"Run at this time (ISO 8601 with a zone, up to {MAX_SCHEDULE_DAYS} days ahead)"
+        }
     )
 
     @validates_schema
@@ -172,9 +154,17 @@ class WaitQuery(QuerySchema):
     )
 
 
+class StatusName(fields.String):
+    """A task status, in any case (pending or PENDING)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).upper()
+
+
 class TaskListQuery(QuerySchema):
     status = fields.List(
-        fields.String(validate=validate.OneOf(STATUSES)), metadata={"description": "Repeatable"}
+        StatusName(validate=validate.OneOf(STATUSES)),
+        metadata={"description": "Repeatable; any case"},
     )
     name = fields.String(
         validate=[
@@ -251,25 +241,9 @@ NAME_RULES = [
 ]
 
 
-class ScheduleFields(StrictSchema):
-    name = fields.String(validate=NAME_RULES, metadata={"example": "nightly-report"})
-    task = fields.String(metadata={"description": "A task type or one of its aliases", "example": "sum"})
-    parameters = fields.Dict(
-        metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}}
-    )
-    cron = fields.String(
-        validate=validate.Length(min=1, max=100),
-        metadata={"description": "minute hour day-of-month month day-of-week", "example": "*/5 * * * *"},
-    )
-    timezone = fields.String(
-        validate=validate.Length(min=1, max=64),
-        metadata={"description": "IANA time zone the cron is read in", "example": "UTC"},
-    )
-    priority = Priority()
-    enabled = fields.Boolean(metadata={"description": "false pauses the schedule"})
+class ScheduleCreate(StrictSchema):
+    """A new schedule; with partial=True, the changes of a PATCH (at least one field)."""
 
-
-class ScheduleCreate(ScheduleFields):
     name = fields.String(required=True, validate=NAME_RULES, metadata={"example": "nightly-report"})
     task = fields.String(
         required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
@@ -281,7 +255,10 @@ class ScheduleCreate(ScheduleFields):
     cron = fields.String(
         required=True,
         validate=validate.Length(min=1, max=100),
-        metadata={"description": "minute hour day-of-month month day-of-week", "example": "*/5 * * * *"},
+        metadata={
+            "description": "minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly...",
+            "example": "*/5 * * * *",
+        },
     )
     timezone = fields.String(
         load_default="UTC",
@@ -289,13 +266,11 @@ class ScheduleCreate(ScheduleFields):
         metadata={"description": "IANA time zone the cron is read in", "example": "Europe/Paris"},
     )
     priority = Priority(load_default=PRIORITIES["normal"])
-    enabled = fields.Boolean(load_default=True)
+    enabled = fields.Boolean(load_default=True, metadata={"description": "false pauses the schedule"})
 
-
-class ScheduleUpdate(ScheduleFields):
     @validates_schema
     def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data:
+        if self.partial and not data:
             raise ValidationError("Give at least one field to change.", "_schema")
 
 

@@ -74,6 +74,13 @@ def test_submit_rejects_bad_input(client, body, status, field):
     response = submit(client, body)
     assert response.status_code == status
     assert field in response.get_json()["error"]
+    assert field in response.get_json()["details"]
+
+
+def test_statuses_are_accepted_in_any_case(client, db):
+    failed = insert_later(db, TaskStatus.FAILED)
+    assert failed in list_ids(client, status="failed", limit=200)
+    assert failed in list_ids(client, status=["Failed", "pending"], limit=200)
 
 
 def test_the_same_idempotency_key_and_body_returns_the_original_task(client, db):

@@ -59,6 +59,8 @@ def test_broker_down_at_submit_gives_503_and_keeps_no_row(real_only, stack, db):
     assert count_rows(db) == before
     ready = client.get("/health/ready").get_json()
     assert ready["code"] == "not_ready" and ready["details"]["broker"] != "ok"
+    assert_unavailable(client.get("/api/v1/queues"), "broker")
+    assert client.get("/health/redis").status_code == 503
 
 
 def test_redis_cache_down_answers_come_from_the_database(real_only, stack, worker):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.conftest import build_app
@@ -23,6 +25,18 @@ def test_ready_fails_when_no_worker_answers(idle_app):
     body = response.get_json()
     assert body["details"]["workers"] == 0 and body["details"]["database"] == "ok"
     assert "none answered a ping within 1 s" in body["error"]
+
+
+def test_ready_answers_as_soon_as_one_worker_replies(app, client, worker):
+    assert client.get("/health/ready").get_json()["checks"]["workers"] == 1
+    # With a 30 s ping timeout the answer still comes with the first reply, not at the timeout.
+    answered: list[int] = []
+    ping = threading.Thread(
+        target=lambda: answered.append(app.extensions["tasker"].monitor.check_workers(30))
+    )
+    ping.start()
+    ping.join(timeout=10)
+    assert answered == [1], "no answer within 10 s: the ping waited for its whole timeout"
 
 
 def test_health_db(client, stack, tmp_path):

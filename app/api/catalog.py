@@ -1,0 +1,45 @@
+"""What the service offers and how busy it is: the task types and the queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from app.api import schemas
+from app.api.docs import json_schema
+from app.core.monitor import Monitor
+from app.core.ports import Registry
+
+
+def create_catalog_routes(registry: Registry, monitor: Monitor) -> Blueprint:
+    bp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Task types and queues")
+
+    @bp.get("/task-types")
+    @bp.doc(summary="Every task type, its aliases, queue, limits and parameters (JSON Schema)")
+    @bp.response(200, schemas.TaskTypeList)
+    def task_types() -> dict[str, Any]:
+        return {"task_types": [task_type_resource(t) for t in registry]}
+
+    @bp.get("/queues")
+    @bp.doc(
+        summary="Per queue: messages waiting, PENDING and STARTED tasks, the oldest PENDING's age; totals"
+    )
+    @bp.response(200, schemas.QueueReport)
+    def queues() -> dict[str, Any]:
+        return monitor.queue_stats()
+
+    return bp
+
+
+def task_type_resource(task_type: Any) -> dict[str, Any]:
+    return {
+        "name": task_type.name,
+        "aliases": list(task_type.aliases),
+        "description": task_type.description,
+        "queue": task_type.queue,
+        "soft_time_limit": task_type.soft_time_limit,
+        "time_limit": task_type.time_limit,
+        "max_retries": task_type.max_retries,
+        "parameters": json_schema(task_type.schema),
+    }
