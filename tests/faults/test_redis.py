@@ -68,8 +68,8 @@ def test_3_redis_restarted_while_clients_keep_submitting(real):
 
 def test_4_redis_loses_its_data_and_the_sweep_republishes(real):
     fault = real
-    fault.start_beat()
-    worker = fault.start_worker("w", concurrency=1)
+    beat = fault.start_beat()
+    fault.start_worker("w", concurrency=1)
     client = fault.client
     ids = [
         fault.submit("process_data", {"duration_seconds": 0.2}, client).get_json()["id"] for _ in range(30)
@@ -79,7 +79,7 @@ def test_4_redis_loses_its_data_and_the_sweep_republishes(real):
     rows = fault.wait_terminal(ids, timeout=120)
     assert [row.status for row in rows] == ["COMPLETED"] * 30
     assert all(row.attempts <= 2 for row in rows)
-    assert "republished" in worker.log_path.read_text()  # the sweep, not luck, brought them back
+    assert "republished" in beat.log_path.read_text()  # the sweep, not luck, brought them back
 
 
 def test_5_redis_paused_or_stopped_then_workers_resume(real):

@@ -84,7 +84,7 @@ def test_a_redelivered_message_does_not_run_finished_work_again(client, app, wor
 
     celery = app.extensions["celery"]
     celery.send_task("tasker.sum_two_numbers", kwargs={"a": 100, "b": 100}, task_id=task_id, queue="default")
-    skipped = f"task {task_id} is running elsewhere, finished, cancelled or unknown; not run"
+    skipped = f"task {task_id} is running elsewhere, finished, cancelled or unknown; not running it"
     poll(lambda: skipped in worker.log_path.read_text(), what="the worker to skip the duplicate")
     assert row_of(db, task_id) == finished
 
