@@ -7,16 +7,17 @@ import random
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.models import task as task_model
+
 T = TypeVar("T")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-_tick = threading.Event()  # never set: waiting on it is a pause between polls
 
 
 def poll(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> T:
@@ -28,7 +29,7 @@ def poll(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        _tick.wait(interval)
+        time.sleep(interval)  # the pause between two looks
 
 
 def wait_for_output(client: Any, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
@@ -45,9 +46,27 @@ def wait_for_output(client: Any, task_id: str, timeout: float = 20.0) -> dict[st
 
 def row_of(db: Any, task_id: Any) -> Any:
     """The task's row, read with the service's own query (works on PostgreSQL and SQLite)."""
-    from app.models import task as task_model
-
     return db.run(lambda conn: task_model.get(conn, uuid.UUID(str(task_id))))
+
+
+def insert_task(
+    db: Any, name: str = "sum_two_numbers", parameters: dict[str, Any] | None = None, **extra: Any
+) -> uuid.UUID:
+    """A row that no message points at (nothing runs it unless a test publishes it); `extra` sets columns."""
+    task_id = uuid.uuid4()
+    values = {"a": 1, "b": 2} if parameters is None else parameters
+    db.run(lambda c: task_model.insert(c, task_id, name, values, "default", **extra))
+    return task_id
+
+
+def make_old(db: Any, task_id: Any, column: str, age: timedelta = timedelta(hours=1)) -> None:
+    """Move one timestamp of one row back by `age`, so only that row is old enough for a sweep."""
+    tasks = task_model.tasks
+    db.run(
+        lambda c: c.execute(
+            tasks.update().where(tasks.c.id == task_id).values({column: task_model.database_now(c) - age})
+        )
+    )
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -129,7 +129,9 @@ class TaskerTask(Task):
             return self.run(*args, **kwargs)
         task_id = _task_uuid(self.request.id)
         if task_id is None or not self._claim(task_id):
-            logger.info("task %s is running elsewhere, finished, cancelled or unknown; not running it", task_id)
+            logger.info(
+                "task %s is running elsewhere, finished, cancelled or unknown; not running it", task_id
+            )
             raise Ignore()
         if not self.pass_context:
             return self.run(*args, **kwargs)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
-from app.models import task as task_model
-from tests.support import poll, row_of
+from tests.support import insert_task, make_old, poll, row_of
 
 
 def test_a_due_task_is_published_on_time_and_the_sweep_runs_while_every_process_is_busy(stack_fault):
@@ -18,15 +16,8 @@ def test_a_due_task_is_published_on_time_and_the_sweep_runs_while_every_process_
 
     body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 2}
     due_id = fault.client.post("/api/v1/tasks", json=body).get_json()["id"]
-    stranded = uuid.uuid4()  # a PENDING row whose message was lost an hour ago
-    fault.db.run(lambda c: task_model.insert(c, stranded, "sum_two_numbers", {"a": 1, "b": 2}, "default"))
-    fault.db.run(
-        lambda c: c.execute(
-            task_model.tasks.update()
-            .where(task_model.tasks.c.id == stranded)
-            .values(updated_at=task_model.database_now(c) - timedelta(hours=1))
-        )
-    )
+    stranded = insert_task(fault.db)  # a PENDING row whose message was lost an hour ago
+    make_old(fault.db, stranded, "updated_at")
 
     released = poll(lambda: (row := row_of(fault.db, due_id)).status == "PENDING" and row, what="the release")
     late = (released.updated_at - released.run_at).total_seconds()

@@ -12,7 +12,7 @@ import pytest
 
 from app.models import task as task_model
 from app.models.task import TaskStatus, tasks
-from tests.support import poll, row_of
+from tests.support import insert_task, poll, row_of
 
 SUM = {"name": "sum", "parameters": {"a": 2, "b": 3}}
 
@@ -28,9 +28,8 @@ def wait_done(client, task_id, seconds=20):
 
 
 def insert_row(db, status=TaskStatus.PENDING, name="sum_two_numbers", parameters=None):
-    """A row that no message points at (nothing will run it unless a test publishes it)."""
-    task_id = uuid.uuid4()
-    db.run(lambda c: task_model.insert(c, task_id, name, parameters or {"a": 1, "b": 2}, "default"))
+    """A row in `status` that no message points at."""
+    task_id = insert_task(db, name, parameters)
     if status == TaskStatus.STARTED:
         db.run(lambda c: task_model.claim(c, task_id))
     elif status == TaskStatus.RETRYING:

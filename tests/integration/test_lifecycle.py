@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
-
 from app.core.celery_app import CeleryPublisher
 from app.core.recovery import Recovery, Thresholds
 from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.callbacks import TaskCallbacks
 from tests.conftest import build_app
-from tests.support import poll, row_of, wait_for_output
+from tests.support import insert_task, make_old, poll, row_of, wait_for_output
 
 # Only rows made an hour old by the test are old enough for these sweeps.
 THRESHOLDS = Thresholds(pending_after=1800, orphan_after=1800)
@@ -43,16 +40,10 @@ def test_the_row_is_committed_before_the_message_is_published(app, stack_env, wo
     other.extensions["tasker"].db.dispose()
 
 
-def insert_pending(db) -> uuid.UUID:
-    task_id = uuid.uuid4()
-    db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {"a": 1, "b": 2}, "default"))
-    return task_id
-
-
 def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     cache = app.extensions["tasker"].cache
     callbacks = TaskCallbacks(db, cache, app.extensions["tasker"].tasks.watch)
-    task_id = insert_pending(db)
+    task_id = insert_task(db)
     assert callbacks.claim(task_id) == 1
     callbacks.record_success(task_id, 42)
     callbacks.record_success(task_id, 99)
@@ -66,7 +57,7 @@ def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
 
 def test_a_task_started_too_often_fails_instead_of_running_again(app, db):
     callbacks = TaskCallbacks(db, app.extensions["tasker"].cache, app.extensions["tasker"].tasks.watch)
-    task_id = insert_pending(db)
+    task_id = insert_task(db)
     for attempt in (1, 2):
         assert callbacks.claim_within(task_id, max_attempts=2)
         db.run(lambda c, a=attempt: task_model.requeue(c, task_id, "STARTED", a))  # its worker died
@@ -89,28 +80,17 @@ def test_a_redelivered_message_does_not_run_finished_work_again(client, app, wor
     assert row_of(db, task_id) == finished
 
 
-def make_old(db, task_id, column):
-    """Move a timestamp of one row an hour back, so only this row is old enough for the sweep."""
-    db.run(
-        lambda c: c.execute(
-            task_model.tasks.update()
-            .where(task_model.tasks.c.id == task_id)
-            .values({column: task_model.database_now(c) - timedelta(hours=1)})
-        )
-    )
-
-
 def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
     tasker = app.extensions["tasker"]
     recovery = Recovery(
         tasker.db, tasker.tasks.registry, tasker.tasks.publisher, tasker.monitor.broker, THRESHOLDS
     )
-    stranded = insert_pending(db)  # a row whose message never reached the broker
+    stranded = insert_task(db)  # a row whose message never reached the broker
     make_old(db, stranded, "updated_at")
     assert recovery.sweep()["republished"] == 1
     assert wait_for_output(client, str(stranded)) == {"status": "COMPLETED", "result": 3, "error": None}
 
-    dead = insert_pending(db)  # a row whose worker died long ago
+    dead = insert_task(db)  # a row whose worker died long ago
     db.run(lambda c: task_model.claim(c, dead, "gone@nowhere"))
     make_old(db, dead, "started_at")
     assert recovery.sweep()["requeued"] == 1

@@ -14,7 +14,7 @@ from app.core.scheduler import Scheduler
 from app.models import schedule as schedule_model
 from app.models import task as task_model
 from app.tasks.registry import REGISTRY
-from tests.support import poll, row_of
+from tests.support import insert_task, make_old, poll, row_of
 
 
 @pytest.fixture
@@ -28,15 +28,9 @@ def now(db):
     return db.run(task_model.database_now)
 
 
-def insert(db, **extra) -> uuid.UUID:
-    task_id = uuid.uuid4()
-    db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {"a": 1, "b": 2}, "default", **extra))
-    return task_id
-
-
 def test_the_scheduler_releases_due_tasks_and_fires_due_schedules(sqlite_db, broker):
-    due = insert(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) - timedelta(seconds=1))
-    later = insert(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) + timedelta(hours=1))
+    due = insert_task(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) - timedelta(seconds=1))
+    later = insert_task(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) + timedelta(hours=1))
     schedule_id = uuid.uuid4()
     sqlite_db.run(
         lambda c: schedule_model.insert(
@@ -58,28 +52,18 @@ def test_one_pass_at_a_time(sqlite_db, broker):
 
 
 def test_a_due_task_stays_scheduled_while_the_broker_is_down(sqlite_db, broker):
-    due = insert(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) - timedelta(seconds=1))
+    due = insert_task(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) - timedelta(seconds=1))
     broker.publish.side_effect = BrokerUnavailable("down")
     with pytest.raises(BrokerUnavailable):
         Scheduler(sqlite_db, REGISTRY, broker).run_due()
     assert row_of(sqlite_db, due).status == "SCHEDULED"
 
 
-def make_old(db, task_id, column):
-    db.run(
-        lambda c: c.execute(
-            task_model.tasks.update()
-            .where(task_model.tasks.c.id == task_id)
-            .values({column: task_model.database_now(c) - timedelta(hours=1)})
-        )
-    )
-
-
 def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, broker):
     recovery = Recovery(sqlite_db, REGISTRY, broker, broker, Thresholds(pending_after=60, orphan_after=60))
-    stranded = insert(sqlite_db)
+    stranded = insert_task(sqlite_db)
     make_old(sqlite_db, stranded, "updated_at")
-    dead, running, spent = insert(sqlite_db), insert(sqlite_db), insert(sqlite_db)
+    dead, running, spent = insert_task(sqlite_db), insert_task(sqlite_db), insert_task(sqlite_db)
     for task_id in (dead, running, spent):
         sqlite_db.run(lambda c, t=task_id: task_model.claim(c, t, "w1@host"))
         make_old(sqlite_db, task_id, "started_at")

@@ -10,12 +10,11 @@ import pytest
 from celery.exceptions import Ignore
 
 from app import build_tasker
-from app.models import task as task_model
 from app.models.migrate import upgrade
 from app.tasks.base import describe_failure
 from app.tasks.errors import TaskFailed, TransientError
 from config import load_config
-from tests.support import poll, row_of
+from tests.support import insert_task, poll, row_of
 
 
 @pytest.fixture
@@ -24,12 +23,6 @@ def tasker(tmp_path):
     upgrade(tasker.db.engine)
     yield tasker, celery
     tasker.db.dispose()
-
-
-def insert(db: Any, name: str, parameters: dict[str, Any]) -> uuid.UUID:
-    task_id = uuid.uuid4()
-    db.run(lambda c: task_model.insert(c, task_id, name, parameters, "default"))
-    return task_id
 
 
 def run(celery: Any, name: str, task_id: uuid.UUID, **kwargs: Any) -> Any:
@@ -52,7 +45,7 @@ def run(celery: Any, name: str, task_id: uuid.UUID, **kwargs: Any) -> Any:
 
 def test_a_task_is_claimed_run_and_its_outcome_recorded(tasker):
     tasker, celery = tasker
-    task_id = insert(tasker.db, "sum_two_numbers", {"a": 1, "b": 2})
+    task_id = insert_task(tasker.db, "sum_two_numbers", {"a": 1, "b": 2})
     assert run(celery, "sum_two_numbers", task_id, a=1, b=2) == 3
     row = row_of(tasker.db, task_id)
     assert (row.status, row.result, row.attempts, row.worker) == ("COMPLETED", 3, 1, "w1@host")
@@ -61,7 +54,7 @@ def test_a_task_is_claimed_run_and_its_outcome_recorded(tasker):
 
 def test_a_finished_task_is_not_run_again(tasker):
     tasker, celery = tasker
-    task_id = insert(tasker.db, "sum_two_numbers", {"a": 1, "b": 2})
+    task_id = insert_task(tasker.db, "sum_two_numbers", {"a": 1, "b": 2})
     run(celery, "sum_two_numbers", task_id, a=1, b=2)
     with pytest.raises(Ignore):
         run(celery, "sum_two_numbers", task_id, a=100, b=100)
@@ -70,7 +63,7 @@ def test_a_finished_task_is_not_run_again(tasker):
 
 def test_a_running_task_that_checks_for_cancellation_ends_cancelled(tasker):
     tasker, celery = tasker
-    task_id = insert(tasker.db, "process_data", {"duration_seconds": 20})
+    task_id = insert_task(tasker.db, "process_data", {"duration_seconds": 20})
     outcome: list[Any] = []
     runner = threading.Thread(
         target=lambda: outcome.append(run(celery, "process_data", task_id, duration_seconds=20))
@@ -89,7 +82,9 @@ def test_a_running_task_that_checks_for_cancellation_ends_cancelled(tasker):
 def test_each_run_has_its_own_context_when_threads_share_the_task(tasker):
     tasker, celery = tasker
     counts = [100, 200, 300]
-    ids = [insert(tasker.db, "process_data", {"duration_seconds": 0.3, "record_count": n}) for n in counts]
+    ids = [
+        insert_task(tasker.db, "process_data", {"duration_seconds": 0.3, "record_count": n}) for n in counts
+    ]
     threads = [
         threading.Thread(
             target=run,
@@ -111,7 +106,7 @@ def test_each_run_has_its_own_context_when_threads_share_the_task(tasker):
 def test_progress_is_written_at_most_every_quarter_second(tasker, mocker):
     tasker, celery = tasker
     writes = mocker.spy(celery.services.callbacks, "report_progress")
-    task_id = insert(tasker.db, "process_data", {"duration_seconds": 0.2})
+    task_id = insert_task(tasker.db, "process_data", {"duration_seconds": 0.2})
     run(celery, "process_data", task_id, duration_seconds=0.2)  # 20 steps of 10 ms
     assert 1 <= writes.call_count <= 3  # the first step, perhaps one more, and 100 %
     assert writes.call_args.args[1:] == (100, "1000 of 1000 records")
