@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from app import create_app
 from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
 from config import load_config
-from tests.support import kill_family, wait_for_log
+from tests.support import kill_family, start_celery, worker_options
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -238,18 +237,9 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFac
 
     def start(env: dict[str, str], concurrency: int = 2, name: str = "worker") -> subprocess.Popen:
         log = tmp_path_factory.mktemp("worker") / f"{name}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker",
-            "--loglevel=INFO", f"--concurrency={concurrency}", f"--hostname={name}-{os.getpid()}@%h",
-            "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=child_env(env), stdout=out, stderr=subprocess.STDOUT
-            )
-        process.log_path = log  # type: ignore[attr-defined]
+        options = worker_options(f"{name}-{os.getpid()}@%h", concurrency)
+        process = start_celery("worker", child_env(env), log, *options, timeout=30)
         started.append(process)
-        wait_for_log(log, " ready.", process)
         return process
 
     yield start
@@ -261,12 +251,7 @@ def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerFac
 def beat(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
     """`celery beat` for the stack: it publishes SCHEDULED tasks when due and runs the recovery sweep."""
     log = tmp_path_factory.mktemp("beat") / "beat.log"
-    command = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=child_env(stack.env), stdout=out, stderr=subprocess.STDOUT
-        )
-    wait_for_log(log, "beat: Starting...", process)
+    process = start_celery("beat", child_env(stack.env), log, timeout=30)
     yield process
     kill_family(process)
 

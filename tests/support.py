@@ -7,6 +7,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from app.models import task as task_model
 
 T = TypeVar("T")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def poll(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> T:
@@ -163,3 +165,44 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+CELERY_READY = {"worker": " ready.", "beat": "beat: Starting..."}
+
+
+def start_celery(
+    kind: str, env: dict[str, str], log: Path, *options: str, cwd: Path | None = None, timeout: float = 60.0
+) -> subprocess.Popen:
+    """`celery -A celery_worker.celery worker|beat OPTIONS`, logging to `log`, once it says it is ready."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "celery_worker.celery",
+        kind,
+        "--loglevel=INFO",
+        *options,
+    ]
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd or Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    process.log_path = log  # type: ignore[attr-defined]
+    wait_for_log(log, CELERY_READY[kind], process, timeout)
+    return process
+
+
+def worker_options(hostname: str, concurrency: int = 2, queues: str | None = None) -> list[str]:
+    """A worker's options as the tests run it: its own hostname, no mingle or gossip."""
+    options = [
+        f"--concurrency={concurrency}",
+        f"--hostname={hostname}",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    return options + (["-Q", queues] if queues else [])

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ import sqlalchemy as sa
 from app.core.database_manager import normalize_url
 from app.models.migrate import upgrade
 from config import load_config
-from tests.conftest import ROOT, build_app, child_env, new_database, openai_env, unavailable
+from tests.conftest import build_app, child_env, new_database, openai_env, unavailable
 from tests.support import (
     TERMINAL,
     alive,
@@ -35,8 +34,9 @@ from tests.support import (
     kill_family,
     poll,
     row_of,
+    start_celery,
     stop_process,
-    wait_for_log,
+    worker_options,
 )
 
 # The sweep runs every second and acts after 2-3 s, so a fault is repaired within seconds.
@@ -188,28 +188,15 @@ class Fault:
         return self.app.extensions["tasker"].db
 
     def start_worker(self, name: str, concurrency: int = 2, queues: str = "default") -> subprocess.Popen:
-        log = self.tmp / f"{name}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "celery_worker.celery", "worker", "--loglevel=INFO",
-            f"--concurrency={concurrency}", f"--hostname={name}@%h", "-Q", queues,
-            "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        return self._start(command, log, " ready.")
+        options = worker_options(f"{name}@%h", concurrency, queues)
+        return self._started(start_celery("worker", child_env(self.env), self.tmp / f"{name}.log", *options))
 
     def start_beat(self) -> subprocess.Popen:
-        log = self.tmp / "beat.log"
-        command = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
-        command += ["--schedule", str(self.tmp / "beat-schedule")]
-        return self._start(command, log, "beat: Starting...")
+        schedule = ["--schedule", str(self.tmp / "beat-schedule")]
+        return self._started(start_celery("beat", child_env(self.env), self.tmp / "beat.log", *schedule))
 
-    def _start(self, command: list[str], log: Path, ready: str) -> subprocess.Popen:
-        with log.open("a") as out:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=child_env(self.env), stdout=out, stderr=subprocess.STDOUT
-            )
-        process.log_path = log  # type: ignore[attr-defined]
+    def _started(self, process: subprocess.Popen) -> subprocess.Popen:
         self.processes.append(process)
-        wait_for_log(log, ready, process, timeout=60)
         return process
 
     def kill_hard(self, process: subprocess.Popen) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -14,8 +12,8 @@ import sqlalchemy as sa
 
 from app.models import schedule as schedule_model
 from app.models import task as task_model
-from tests.conftest import ROOT, child_env
-from tests.support import kill_family, poll, row_of, wait_for_log
+from tests.conftest import child_env
+from tests.support import kill_family, poll, row_of, start_celery
 
 
 def db_now(db) -> datetime:
@@ -222,15 +220,9 @@ def test_the_unique_fire_time_holds_without_the_lock(app, client, create, db, wo
 
 def test_two_beat_processes_make_one_task_per_fire_time(stack, create, db, worker, beat, tmp_path):
     """A second `celery beat` by mistake: the due schedule still makes exactly one task."""
-    log = tmp_path / "beat2.log"
-    command = [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "beat", "--loglevel=INFO"]
-    command += ["--schedule", str(tmp_path / "beat2-schedule")]
-    with log.open("w") as out:
-        second = subprocess.Popen(
-            command, cwd=ROOT, env=child_env(stack.env), stdout=out, stderr=subprocess.STDOUT
-        )
+    schedule_file = ["--schedule", str(tmp_path / "beat2-schedule")]
+    second = start_celery("beat", child_env(stack.env), tmp_path / "beat2.log", *schedule_file)
     try:
-        wait_for_log(log, "beat: Starting...", second)
         schedule = create(cron="* * * * *").get_json()
         schedule_id = uuid.UUID(schedule["id"])
         due = db_now(db) - timedelta(seconds=1)  # move its fire time into the past: due now
