@@ -154,6 +154,7 @@ class BaseConfig:
             "BROKER_VISIBILITY_TIMEOUT_SECONDS": read_int(
                 env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 7200, 60, 7 * 86400
             ),
+            "CELERY_TASK_EVENTS": read_bool(env, "CELERY_TASK_EVENTS", True),
             "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
             "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
             "LOG_FILE": env.get("LOG_FILE", "").strip() or None,

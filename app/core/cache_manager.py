@@ -100,11 +100,20 @@ class CacheManager:
         self._remember(key, raw)
         return json.loads(raw)
 
-    def set_output(self, task_id: object, output: dict[str, Any]) -> None:
+    def set_output(
+        self, task_id: object, output: dict[str, Any], publish: tuple[str, str] | None = None
+    ) -> None:
+        """Cache a terminal output; `publish` (channel, message) goes out in the same round trip."""
         if self._paused():
             return
         try:
-            self.client.set(self.key(task_id), json.dumps(output), ex=self.ttl_seconds)
+            if publish is None or not self.is_redis:
+                self.client.set(self.key(task_id), json.dumps(output), ex=self.ttl_seconds)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(self.key(task_id), json.dumps(output), ex=self.ttl_seconds)
+            pipe.publish(*publish)
+            pipe.execute()
         except redis.RedisError as exc:
             self._pause(exc)
 

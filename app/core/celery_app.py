@@ -83,9 +83,10 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "worker_lost_wait": 2.0,
         "worker_max_tasks_per_child": 10000,
         "worker_hijack_root_logger": False,
-        # Task events for Flower and `celery events`; sent events (one more message per publish)
-        # only when asked for, as they take the API off the direct publish.
-        "worker_send_task_events": True,
+        # Task events for Flower and `celery events` (three messages per task from the worker);
+        # sent events (one more per publish) only when asked for: they take the API off the
+        # direct publish.
+        "worker_send_task_events": config["CELERY_TASK_EVENTS"],
         "task_send_sent_event": config["CELERY_TASK_SENT_EVENT"],
     }
 

@@ -75,7 +75,7 @@ class TaskCallbacks:
         written = self.db.run_statement(lambda c: task_model.finish(c, task_id, status, result, error))
         if written is not None:
             output = task_output(status, result, error, written.progress, written.progress_message)
-            self.cache.set_output(task_id, output)
-            self.watch.announce(task_id, status)
+            # The outcome is cached and announced to waiting readers in one round trip.
+            self.cache.set_output(task_id, output, publish=self.watch.announcement(task_id, status))
         else:
             logger.info("task %s already has an outcome; %s not recorded", task_id, status)

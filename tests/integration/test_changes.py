@@ -1,0 +1,26 @@
+"""Across processes: the worker's outcome write announces the change to a waiting API process."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.changes import ChangeFeed, Watch
+from app.models.task import TERMINAL
+from tests.support import insert_task, row_of
+
+
+def test_a_worker_announces_the_outcome_to_a_waiting_process(stack, app, db, worker):
+    if stack.embedded:
+        pytest.skip("the embedded stack has no feed between processes: its waits end by the read-back")
+    reads: list[object] = []
+    watch = Watch(ChangeFeed.from_url(stack.config["REDIS_URL"]), lambda ids: reads.append(ids) or {}, 60)
+    tasks = app.extensions["tasker"].tasks
+    task_id = insert_task(db)
+    try:
+        with watch.watching(task_id, TERMINAL) as finished:
+            tasks.publisher.publish(tasks.registry.resolve("sum"), task_id, {"a": 1, "b": 2})
+            assert finished.wait(10), "no announcement within 10 s"
+    finally:
+        watch.close()
+    assert row_of(db, task_id).status == "COMPLETED"
+    assert reads == []  # woken by the announcement, not by the 60 s read-back
