@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from app.core.ports import MAX_SCHEDULE_DAYS
+from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.models.task import TaskStatus
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 
@@ -60,10 +60,13 @@ class Health(Schema):
 # --- the v1 resource API ---
 
 
-PRIORITIES = {"low": 0, "normal": 5, "high": 9}
+PRIORITIES = {"low": 0, "normal": DEFAULT_PRIORITY, "high": MAX_PRIORITY}
 PRIORITY_SCHEMA = {
     "description": "low, normal (the default) or high, or 0 (lowest) to 9 (highest)",
-    "oneOf": [{"type": "string", "enum": list(PRIORITIES)}, {"type": "integer", "minimum": 0, "maximum": 9}],
+    "oneOf": [
+        {"type": "string", "enum": list(PRIORITIES)},
+        {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY},
+    ],
 }
 
 
@@ -77,7 +80,7 @@ class Priority(fields.Field):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, str) and value in PRIORITIES:
             return PRIORITIES[value]
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_PRIORITY:
             return value
         raise self.make_error("invalid")
 
