@@ -16,6 +16,7 @@ from marshmallow import Schema, fields
 
 from app.api.helpers import IdConverter
 from app.api.schemas import PRIORITY_SCHEMA
+from app.core.resources import Timestamp
 from app.tasks.parameters import Number
 
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
@@ -57,6 +58,7 @@ def init_docs(app: Flask) -> TaskerApi:
     app.url_map.converters["id"] = IdConverter
     api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     api.register_field(Number, "number", None)
+    api.register_field(Timestamp, "string", "date-time")
     api.register_converter(IdConverter, lambda converter: {"type": "string", "format": "uuid"})
     app.register_blueprint(_swagger_assets())
     return api
@@ -67,6 +69,7 @@ def _converter() -> Any:
     plugin = MarshmallowPlugin()
     APISpec("Tasker", "1", OPENAPI_CONFIG["OPENAPI_VERSION"], plugins=[plugin])
     plugin.map_to_openapi_type(Number, "number", None)
+    plugin.map_to_openapi_type(Timestamp, "string", "date-time")
     return plugin.converter
 
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
+from app.core.resources import Schedule, Task
 from app.models.task import TaskStatus
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 
@@ -120,32 +121,6 @@ class IdempotencyHeaders(QuerySchema):
         metadata={
             "description": "Same key and body within 24 h: the original task (200), nothing new is created"
         },
-    )
-
-
-class Task(Schema):
-    id = fields.UUID(required=True)
-    name = fields.String(required=True)
-    parameters = fields.Dict(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
-    result = fields.Raw(allow_none=True)
-    error = fields.String(allow_none=True)
-    attempts = fields.Integer(required=True)
-    progress = fields.Integer(allow_none=True)
-    progress_message = fields.String(allow_none=True)
-    priority = fields.Integer(required=True)
-    queue = fields.String(required=True)
-    created_at = fields.String(required=True, metadata={"format": "date-time"})
-    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    completed_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    retry_of = fields.UUID(allow_none=True)
-    cancel_requested = fields.Boolean(required=True)
-    run_at = fields.String(
-        allow_none=True, metadata={"format": "date-time", "description": "When a SCHEDULED task is due"}
-    )
-    schedule_id = fields.UUID(allow_none=True, metadata={"description": "The schedule that made this task"})
-    scheduled_for = fields.String(
-        allow_none=True, metadata={"format": "date-time", "description": "The schedule's fire time"}
     )
 
 
@@ -275,24 +250,6 @@ class ScheduleCreate(StrictSchema):
     def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
         if self.partial and not data:
             raise ValidationError("Give at least one field to change.", "_schema")
-
-
-class Schedule(Schema):
-    id = fields.UUID(required=True)
-    name = fields.String(required=True)
-    task = fields.String(required=True)
-    parameters = fields.Dict(required=True)
-    cron = fields.String(required=True)
-    timezone = fields.String(required=True)
-    priority = fields.Integer(required=True)
-    enabled = fields.Boolean(required=True)
-    next_run_at = fields.String(
-        allow_none=True, metadata={"format": "date-time", "description": "null while paused"}
-    )
-    last_run_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    last_task_id = fields.UUID(allow_none=True)
-    created_at = fields.String(required=True, metadata={"format": "date-time"})
-    updated_at = fields.String(required=True, metadata={"format": "date-time"})
 
 
 class ScheduleList(Schema):

@@ -1,4 +1,4 @@
-"""How a task row is shown to clients, and the opaque list cursor."""
+"""How rows are shown to clients (resources and their schemas, from one source), and the list cursor."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from marshmallow import Schema, fields, pre_dump, validate
+
 from app.core.errors import InvalidInput
+from app.models.task import TaskStatus
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+class Timestamp(fields.DateTime):
+    """A point in time as ISO 8601 in UTC with a Z; one already written so is kept as it is."""
+
+    def _serialize(self, value: datetime | str | None, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def task_output(
@@ -26,48 +35,73 @@ def task_output(
     return output
 
 
+class Task(Schema):
+    """The v1 task resource: made from a row here, and the API's response schema."""
+
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    parameters = fields.Dict(required=True)
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in TaskStatus]))
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)
+    attempts = fields.Integer(required=True)
+    progress = fields.Integer(allow_none=True)
+    progress_message = fields.String(allow_none=True)
+    priority = fields.Integer(required=True)
+    queue = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    started_at = Timestamp(allow_none=True)
+    completed_at = Timestamp(allow_none=True)
+    retry_of = fields.UUID(allow_none=True)
+    cancel_requested = fields.Boolean(required=True)
+    run_at = Timestamp(allow_none=True, metadata={"description": "When a SCHEDULED task is due"})
+    schedule_id = fields.UUID(allow_none=True, metadata={"description": "The schedule that made this task"})
+    scheduled_for = Timestamp(allow_none=True, metadata={"description": "The schedule's fire time"})
+
+    @pre_dump
+    def from_row(self, row: Any, **kwargs: Any) -> Any:
+        if isinstance(row, Mapping):
+            return row  # a resource already (the API dumps what the managers return)
+        return {**_values(row), "cancel_requested": row.cancel_requested_at is not None}
+
+
+class Schedule(Schema):
+    """The v1 schedule resource: made from a row here, and the API's response schema."""
+
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    task = fields.String(required=True)
+    parameters = fields.Dict(required=True)
+    cron = fields.String(required=True)
+    timezone = fields.String(required=True)
+    priority = fields.Integer(required=True)
+    enabled = fields.Boolean(required=True)
+    next_run_at = Timestamp(allow_none=True, metadata={"description": "null while paused"})
+    last_run_at = Timestamp(allow_none=True)
+    last_task_id = fields.UUID(allow_none=True)
+    created_at = Timestamp(required=True)
+    updated_at = Timestamp(required=True)
+
+    @pre_dump
+    def from_row(self, row: Any, **kwargs: Any) -> Any:
+        return row if isinstance(row, Mapping) else _values(row)
+
+
+def _values(row: Any) -> dict[str, Any]:
+    return dict(row._mapping) if hasattr(row, "_mapping") else vars(row)  # a Row, or an object of columns
+
+
+_TASK, _SCHEDULE = Task(), Schedule()
+
+
 def task_resource(row: Any) -> dict[str, Any]:
     """The v1 task resource."""
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "parameters": row.parameters,
-        "status": row.status,
-        "result": row.result,
-        "error": row.error,
-        "attempts": row.attempts,
-        "progress": row.progress,
-        "progress_message": row.progress_message,
-        "priority": row.priority,
-        "queue": row.queue,
-        "created_at": _iso(row.created_at),
-        "started_at": _iso(row.started_at),
-        "completed_at": _iso(row.completed_at),
-        "retry_of": str(row.retry_of) if row.retry_of else None,
-        "cancel_requested": row.cancel_requested_at is not None,
-        "run_at": _iso(row.run_at),
-        "schedule_id": str(row.schedule_id) if row.schedule_id else None,
-        "scheduled_for": _iso(row.scheduled_for),
-    }
+    return _TASK.dump(row)
 
 
 def schedule_resource(row: Any) -> dict[str, Any]:
     """The v1 schedule resource."""
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "task": row.task,
-        "parameters": row.parameters,
-        "cron": row.cron,
-        "timezone": row.timezone,
-        "priority": row.priority,
-        "enabled": row.enabled,
-        "next_run_at": _iso(row.next_run_at),
-        "last_run_at": _iso(row.last_run_at),
-        "last_task_id": str(row.last_task_id) if row.last_task_id else None,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
-    }
+    return _SCHEDULE.dump(row)
 
 
 def encode_cursor(row: Any) -> str:
