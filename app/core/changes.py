@@ -158,6 +158,8 @@ class Watch:
                 self.feed.listen(self._deliver, stop, subscribed)
             except (redis.RedisError, ValueError) as exc:
                 subscribed.set()  # nobody waits for a Redis that is down: the read-back covers it
+                if stop.is_set():
+                    return
                 logger.warning("task change listener: %s; reconnecting", exc)
                 stop.wait(RECONNECT_SECONDS)
 

@@ -126,8 +126,10 @@ def retry_later(ctx: RunContext, name: str, exc: TransientError) -> Exception:
     return ctx.retry_in(exc, retry_delay(retries, ctx.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after))
 
 
-# Housekeeping: run by beat on the housekeeping queue; no row of their own, and no task events
-# (they would fill Flower's list).
+# Housekeeping as tasks: beat runs these jobs in its own process (app/core/housekeeping.py), so
+# nothing sends them on a schedule. They stay for a run by hand (`celery -A celery_worker.celery
+# call tasker.recovery_sweep`) and for a beat of an earlier version during an upgrade. No row of
+# their own, and no task events (they would fill Flower's list).
 
 
 @shared_task(bind=True, name="tasker.recovery_sweep", tracked=False, send_events=False)
