@@ -62,7 +62,7 @@ class Housekeeping:
                 outcome = job.run()
             except DependencyUnavailable as exc:
                 logger.warning("%s skipped: %s", job.name, exc.message)
-            except Exception:
+            except Exception:  # a bug in one pass must not end the thread: the next pass may work
                 logger.exception("%s failed; it runs again in %g s", job.name, job.interval)
             else:
                 logger.debug("%s: %s", job.name, outcome)
