@@ -172,10 +172,10 @@ class CeleryPublisher:
         self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
     ) -> None:
         """`priority`: 0 (low) to 9 (high)."""
+        if self.direct is None:
+            self.send_task(task_type, task_id, parameters, priority)
+            return
         with broker_errors():
-            if self.direct is None:
-                self.send_task(task_type, task_id, parameters, priority)
-                return
             self.direct.publish(
                 task_type.celery_name,
                 str(task_id),

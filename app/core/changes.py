@@ -45,11 +45,11 @@ class ChangeFeed:
             return cls()
         return cls(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def publish(self, message: str) -> None:
         if self.client is None:
             return
         try:
-            self.client.publish(CHANNEL, json.dumps(message))
+            self.client.publish(CHANNEL, message)
         except redis.RedisError as exc:  # the fallback read finds the change; it costs latency only
             logger.warning("could not announce a task change: %s", exc)
 
@@ -93,16 +93,16 @@ class Watch:
 
     def announce(self, task_id: uuid.UUID, status: str) -> None:
         """Tell waiters here and, through the feed, in every other process; call after the commit."""
-        self._deliver({"id": str(task_id), "status": status})
-        self.feed.publish({"id": str(task_id), "status": status})
+        message = self.announcement(task_id, status)
+        if message is not None:
+            self.feed.publish(message[1])
 
     def announcement(self, task_id: uuid.UUID, status: str) -> tuple[str, str] | None:
         """Tell waiters here, and return the (channel, message) for the caller to PUBLISH along with
         a write of its own to the same Redis (one round trip instead of two); None without Redis."""
-        self._deliver({"id": str(task_id), "status": status})
-        if self.feed.client is None:
-            return None
-        return CHANNEL, json.dumps({"id": str(task_id), "status": status})
+        message = {"id": str(task_id), "status": status}
+        self._deliver(message)
+        return None if self.feed.client is None else (CHANNEL, json.dumps(message))
 
     @contextmanager
     def watching(self, task_id: uuid.UUID, statuses: Iterable[str]) -> Iterator[threading.Event]:

@@ -30,7 +30,7 @@ class Monitor:
         return _probe(self.db.ping)
 
     def check_workers(self, timeout: float = 1.0) -> int:
-        """How many workers answered a ping (0 when the broker is down)."""
+        """1 as soon as a worker answers a ping, 0 if none does in time or the broker is down."""
         try:
             return self.broker.ping_workers(timeout)
         except BrokerUnavailable:

@@ -35,7 +35,22 @@ def task_output(
     return output
 
 
-class Task(Schema):
+class _Resource(Schema):
+    """Dumps a row (a resource already made, as the API dumps what the managers return, is kept)."""
+
+    @pre_dump
+    def from_row(self, row: Any, **kwargs: Any) -> Any:
+        if isinstance(row, Mapping):
+            return row
+        values = dict(row._mapping) if hasattr(row, "_mapping") else vars(row)  # a Row, or columns
+        return values | self.derived(row)
+
+    def derived(self, row: Any) -> dict[str, Any]:
+        """Fields computed from the row's columns."""
+        return {}
+
+
+class Task(_Resource):
     """The v1 task resource: made from a row here, and the API's response schema."""
 
     id = fields.UUID(required=True)
@@ -58,14 +73,11 @@ class Task(Schema):
     schedule_id = fields.UUID(allow_none=True, metadata={"description": "The schedule that made this task"})
     scheduled_for = Timestamp(allow_none=True, metadata={"description": "The schedule's fire time"})
 
-    @pre_dump
-    def from_row(self, row: Any, **kwargs: Any) -> Any:
-        if isinstance(row, Mapping):
-            return row  # a resource already (the API dumps what the managers return)
-        return {**_values(row), "cancel_requested": row.cancel_requested_at is not None}
+    def derived(self, row: Any) -> dict[str, Any]:
+        return {"cancel_requested": row.cancel_requested_at is not None}
 
 
-class Schedule(Schema):
+class Schedule(_Resource):
     """The v1 schedule resource: made from a row here, and the API's response schema."""
 
     id = fields.UUID(required=True)
@@ -81,14 +93,6 @@ class Schedule(Schema):
     last_task_id = fields.UUID(allow_none=True)
     created_at = Timestamp(required=True)
     updated_at = Timestamp(required=True)
-
-    @pre_dump
-    def from_row(self, row: Any, **kwargs: Any) -> Any:
-        return row if isinstance(row, Mapping) else _values(row)
-
-
-def _values(row: Any) -> dict[str, Any]:
-    return dict(row._mapping) if hasattr(row, "_mapping") else vars(row)  # a Row, or an object of columns
 
 
 _TASK, _SCHEDULE = Task(), Schedule()
