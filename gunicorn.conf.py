@@ -20,4 +20,17 @@ max_requests_jitter = 2000
 control_socket_disable = True  # gunicorn 27 otherwise opens a socket under $HOME
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
+
+
+def on_starting(server):
+    """Refuse open mode (no API keys) on a network address unless AUTH_MODE=open says so."""
+    from config import load_config
+    from config.base import check_exposure
+
+    hosts = [address.rsplit(":", 1)[0] for address in server.cfg.bind if not address.startswith("unix:")]
+    warning = check_exposure(load_config(), hosts)
+    if warning:
+        server.log.warning(warning)
+
+
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

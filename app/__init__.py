@@ -10,17 +10,23 @@ from celery.signals import beat_init
 from flask import Flask
 
 from app.api import register_api
+from app.cli import register_commands
+from app.core import redact
 from app.core.cache_manager import CacheManager
 from app.core.celery_app import CeleryPublisher, check_visibility_timeout, create_celery
 from app.core.changes import ChangeFeed, Watch
 from app.core.database_manager import DatabaseManager
 from app.core.housekeeping import Housekeeping, Job
+from app.core.keys import KeyManager, local_secret
 from app.core.logs import configure_logging
 from app.core.monitor import Monitor
+from app.core.quotas import UnfinishedTasks
 from app.core.recovery import Recovery, Thresholds
+from app.core.retention import Retention
 from app.core.schedule_manager import ScheduleManager
 from app.core.scheduler import Scheduler
 from app.core.task_manager import TaskManager
+from app.core.usage import UsagePolicy
 from app.models import task as task_model
 from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
 from app.tasks.base import Services, TaskerCelery, TaskerTask
@@ -42,6 +48,8 @@ class Tasker:
     scheduler: Scheduler
     recovery: Recovery
     housekeeping: Housekeeping
+    keys: KeyManager
+    redactor: redact.Redactor
 
 
 def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -51,18 +59,22 @@ def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | No
     app.config.update(overrides or {})
     app.json.sort_keys = False
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"])
+    redact.install(redact.Redactor.from_config(app.config))
     check_visibility_timeout(app.config, REGISTRY, MAX_RETRY_DELAY_SECONDS)
 
     tasker, celery = build_tasker(app.config)
     app.extensions["tasker"] = tasker
     app.extensions["celery"] = celery
     register_api(app, tasker)
+    register_commands(app, tasker.keys)
     return app
 
 
 def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     """Every collaborator, built once and handed to whatever uses it."""
     db = DatabaseManager(config["DATABASE_URL"], config["DATABASE_POOL_SIZE"])
+    redactor = redact.Redactor.from_config(config)
+    policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"])
     cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
     feed = ChangeFeed.from_url(config["REDIS_URL"])
     # With a feed, the read-back only catches lost announcements; without one it is how waits end.
@@ -78,23 +90,41 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     recovery = Recovery(
         db, REGISTRY, publisher, publisher, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
     )
-    celery.bind(Services(TaskCallbacks(db, cache, watch), REGISTRY, config, scheduler, recovery))
+    callbacks = TaskCallbacks(db, cache, watch, redactor.secret)
+    celery.bind(Services(callbacks, REGISTRY, config, scheduler, recovery))
     housekeeping = Housekeeping(
         celery,
         [
             Job("publish-due", config["SCHEDULER_INTERVAL_SECONDS"], scheduler.run_due),
             Job("recovery-sweep", config["RECOVERY_INTERVAL_SECONDS"], recovery.sweep),
+            Job(
+                "retention",
+                config["RETENTION_INTERVAL_SECONDS"],
+                Retention(db, config["TASK_RETENTION_DAYS"]).run,
+            ),
         ],
     )
     beat_init.connect(housekeeping.on_beat_init)  # weak: gone with this app
     tasker = Tasker(
         db=db,
         cache=cache,
-        tasks=TaskManager(db, cache, REGISTRY, publisher, watch),
-        schedules=ScheduleManager(db, REGISTRY),
+        tasks=TaskManager(
+            db,
+            cache,
+            REGISTRY,
+            publisher,
+            watch,
+            UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]),
+            policy,
+        ),
+        schedules=ScheduleManager(
+            db, REGISTRY, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy
+        ),
         monitor=Monitor(db, cache, publisher, REGISTRY),
         scheduler=scheduler,
         recovery=recovery,
         housekeeping=housekeeping,
+        keys=KeyManager(db, config["SECRET_KEY"] or local_secret(config["DATA_DIR"])),
+        redactor=redactor,
     )
     return tasker, celery

@@ -17,7 +17,8 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.migrate import prepare_database
-from config import hide_password
+from config import ConfigError, hide_password
+from config.base import check_exposure
 
 logger = logging.getLogger("tasker.run")
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_worker.celery"]
@@ -31,7 +32,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run the Tasker API, and a Celery worker and beat beside it."
     )
-    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("HOST") or None,
+        help="address to listen on (default: 127.0.0.1 in open mode, 0.0.0.0 with API keys)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument(
         "--worker",
@@ -71,6 +76,14 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def serve(app: Flask, argv: list[str]) -> int:
     args = parse_args(argv)
     config = app.config
+    if args.host is None:
+        args.host = "127.0.0.1" if config["AUTH_MODE"] == "open" else "0.0.0.0"
+    try:
+        warning = check_exposure(config, [args.host])
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    os.umask(0o077)  # the embedded database, broker files and logs: this user's only
     with_worker = args.worker if args.worker is not None else is_embedded_broker(config)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
@@ -85,9 +98,15 @@ def serve(app: Flask, argv: list[str]) -> int:
     if with_worker:
         for name, command in COMMANDS.items():
             children.start(name, command)
-    host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
     banner = [f"Tasker on http://{host}:{args.port}", *describe_backends(config)]
     banner.append(f"worker and beat: {'running' if with_worker else 'not started (run them yourself)'}")
+    if config["AUTH_MODE"] == "open":
+        banner.append(f"auth:     open (no API keys), listening on {args.host} only")
+    else:
+        banner.append("auth:     API keys required (create one: flask --app run keys create --name NAME)")
+    if warning:
+        banner.append(warning)
     print("\n  ".join(banner), flush=True)
     try:
         app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)

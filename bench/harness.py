@@ -151,6 +151,10 @@ def stack(log_level: str = "WARNING") -> Iterator[Stack]:
                     if not k.startswith(("DATABASE_", "REDIS_", "CELERY_"))
                 },
                 "APP_ENV": "production",
+                # Open and unlimited unless a benchmark turns keys and limits on (submit.py --keys).
+                "AUTH_MODE": "open",
+                "RATE_LIMIT_ENABLED": "false",
+                "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
                 "DATABASE_URL": url,
                 "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
                 "REDIS_URL": f"redis://127.0.0.1:{port}/1",
@@ -175,7 +179,13 @@ class Load:
         return f"{rate}, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, errors {self.errors}"
 
 
-def wrk(url: str, seconds: float, method: str = "GET", body: str | None = None) -> Load:
+def wrk(
+    url: str,
+    seconds: float,
+    method: str = "GET",
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Load:
     """wrk at CONNECTIONS connections for `seconds`; non-2xx answers and socket errors count as errors."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -183,6 +193,8 @@ def wrk(url: str, seconds: float, method: str = "GET", body: str | None = None) 
     lines = [f'wrk.method = "{method}"', 'wrk.headers["Content-Type"] = "application/json"']
     if body is not None:
         lines.append(f"wrk.body = [[{body}]]")
+    for name, value in (headers or {}).items():
+        lines.append(f'wrk.headers["{name}"] = "{value}"')
     script.write_text("\n".join(lines) + "\n")
     try:
         command = [

@@ -67,7 +67,7 @@ def cache_output(env: dict[str, str], task_id: str) -> None:
     from app.core.cache_manager import CacheManager
 
     output = {"status": "COMPLETED", "result": 3, "error": None, "progress": 100, "progress_message": None}
-    CacheManager(redis.Redis.from_url(env["REDIS_URL"])).set_output(uuid.UUID(task_id), output)
+    CacheManager(redis.Redis.from_url(env["REDIS_URL"])).set_output(uuid.UUID(task_id), "default", output)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,6 +95,54 @@ def read_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[
     return value
 
 
+LOOPBACK_NAMES = ["localhost", "127.0.0.1"]
+
+
+def read_list(env: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated list; empty when unset."""
+    return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+
+def read_rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """Rate limits in Flask-Limiter's notation, e.g. `20/second;600/minute`."""
+    from limits import parse_many
+
+    value = env.get(name, "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must look like 20/second;600/minute, got {value!r}") from None
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: Mapping[str, Any], hosts: list[str]) -> str | None:
+    """Refuse open mode on a non-loopback address unless AUTH_MODE=open was asked for; a warning if so."""
+    if config["AUTH_MODE"] != "open":
+        return None
+    exposed = [host for host in hosts if not is_loopback(host)]
+    if not exposed:
+        return None
+    if not config["AUTH_MODE_EXPLICIT"]:
+        raise ConfigError(
+            f"open mode (no API keys) on {', '.join(exposed)} would let anyone on the network read and "
+            "run tasks: bind to 127.0.0.1, use AUTH_MODE=keys, or set AUTH_MODE=open to mean it"
+        )
+    return (
+        f"WARNING: AUTH_MODE=open on {', '.join(exposed)}: anyone who reaches this port can read, "
+        "run and cancel every task. Use AUTH_MODE=keys on a network."
+    )
+
+
 class BaseConfig:
     """Defaults shared by every environment; subclasses change a few."""
 
@@ -101,6 +150,43 @@ class BaseConfig:
     DEBUG = False
     TESTING = False
     DEFAULT_LOG_LEVEL = "INFO"
+    DEFAULT_AUTH_MODE = "open"
+    RATE_LIMITS_BY_DEFAULT = True
+
+    @classmethod
+    def security(cls, env: Mapping[str, str], data_dir: Path) -> dict[str, Any]:
+        """Keys, owners, limits, quotas, retention and what a browser may do (README: Security)."""
+        mode = (env.get("AUTH_MODE", "").strip() or cls.DEFAULT_AUTH_MODE).lower()
+        if mode not in ("keys", "open"):
+            raise ConfigError(f"AUTH_MODE must be keys or open, got {mode!r}")
+        secret = env.get("SECRET_KEY", "").strip()
+        if secret and len(secret) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        if not secret and mode == "keys" and cls.NAME == "production":
+            raise ConfigError(
+                "SECRET_KEY is required with AUTH_MODE=keys in production: API keys are stored as "
+                "HMAC-SHA256(SECRET_KEY, key). Make one with `openssl rand -hex 32`."
+            )
+        default_model = env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini"
+        return {
+            "AUTH_MODE": mode,
+            "AUTH_MODE_EXPLICIT": bool(env.get("AUTH_MODE", "").strip()),
+            "SECRET_KEY": secret or None,  # None: made once in DATA_DIR (development and testing only)
+            "TRUSTED_HOSTS": read_list(env, "TRUSTED_HOSTS") or (LOOPBACK_NAMES if mode == "open" else None),
+            "CORS_ORIGINS": read_list(env, "CORS_ORIGINS"),
+            "RATE_LIMIT_ENABLED": read_bool(env, "RATE_LIMIT_ENABLED", cls.RATE_LIMITS_BY_DEFAULT),
+            "RATE_LIMIT_SUBMIT": read_rate(env, "RATE_LIMIT_SUBMIT", "20/second;600/minute"),
+            "RATE_LIMIT_READ": read_rate(env, "RATE_LIMIT_READ", "100/second;3000/minute"),
+            "QUOTA_UNFINISHED_TASKS": read_int(env, "QUOTA_UNFINISHED_TASKS", 10_000, 0, 10**9),
+            "QUOTA_SCHEDULES": read_int(env, "QUOTA_SCHEDULES", 100, 0, 10**6),
+            "SCHEDULE_MIN_INTERVAL_SECONDS": read_int(env, "SCHEDULE_MIN_INTERVAL_SECONDS", 60, 60, 86400),
+            "OPENAI_ALLOWED_MODELS": read_list(env, "OPENAI_ALLOWED_MODELS") or [default_model],
+            "OPENAI_MAX_TOKENS": read_int(env, "OPENAI_MAX_TOKENS", 1024, 1, 32_768),
+            "TASK_RETENTION_DAYS": read_int(env, "TASK_RETENTION_DAYS", 30, 0, 36_500),
+            "RETENTION_INTERVAL_SECONDS": read_int(env, "RETENTION_INTERVAL_SECONDS", 3600, 1, 86400),
+            "WAIT_MAX_CONCURRENT": read_int(env, "WAIT_MAX_CONCURRENT", 4, 0, 1000),
+            "PROXY_HOPS": read_int(env, "PROXY_HOPS", 0, 0, 5),
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
@@ -156,6 +242,7 @@ class BaseConfig:
             ),
             "CELERY_TASK_EVENTS": read_bool(env, "CELERY_TASK_EVENTS", True),
             "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
+            **cls.security(env, data_dir),
             "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
             "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
         }

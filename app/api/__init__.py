@@ -1,31 +1,45 @@
-"""The HTTP API: every blueprint, the OpenAPI document and the error handlers, on one Flask app."""
+"""The HTTP API: every blueprint, the OpenAPI document, security and the error handlers, on one app."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api.catalog import create_catalog_routes
 from app.api.docs import add_links, init_docs
 from app.api.errors import register_error_handlers
 from app.api.health import create_health_routes
+from app.api.keys import create_key_routes
 from app.api.routes import create_routes
 from app.api.schedules import create_schedule_routes
+from app.api.security import apply_limits, register_security
 from app.api.v1 import create_short_routes, create_v1_routes
+from app.api.waits import WaitSlots
 
 
 def register_api(app: Flask, tasker: Any) -> None:
     """Register the routes over `tasker`'s managers (app.extensions["tasker"])."""
+    if app.config["PROXY_HOPS"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=1)  # type: ignore[method-assign]
     api = init_docs(app)
-    for blueprint in (
+    limiter = register_security(app, tasker.keys)
+    open_mode = app.config["AUTH_MODE"] == "open"
+    limited = [
         create_routes(tasker.tasks),
-        create_health_routes(tasker.monitor),
-        create_v1_routes(tasker.tasks),
-        create_catalog_routes(tasker.tasks.registry, tasker.monitor),
+        create_v1_routes(tasker.tasks, WaitSlots(app.config["WAIT_MAX_CONCURRENT"])),
+        create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.tasks.policy),
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
-    ):
+        create_key_routes(tasker.keys),
+    ]
+    apply_limits(limiter, app.config, limited)
+    health = create_health_routes(
+        tasker.monitor, lambda: open_mode or g.get("principal") is not None, tasker.redactor.deep
+    )
+    for blueprint in (health, *limited):
         api.register_blueprint(blueprint)
     add_links(api)
-    register_error_handlers(app)
+    register_error_handlers(app, tasker.redactor)
+    app.extensions["limiter"] = limiter

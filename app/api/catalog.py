@@ -7,19 +7,22 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from app.api import schemas
-from app.api.docs import json_schema
+from app.api.docs import parameters_schema
 from app.core.monitor import Monitor
 from app.core.ports import Registry
+from app.core.usage import UsagePolicy
 
 
-def create_catalog_routes(registry: Registry, monitor: Monitor) -> Blueprint:
+def create_catalog_routes(
+    registry: Registry, monitor: Monitor, policy: UsagePolicy | None = None
+) -> Blueprint:
     bp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Task types and queues")
 
     @bp.get("/task-types")
     @bp.doc(summary="Every task type, its aliases, queue, limits and parameters (JSON Schema)")
     @bp.response(200, schemas.TaskTypeList)
     def task_types() -> dict[str, Any]:
-        return {"task_types": [task_type_resource(t) for t in registry]}
+        return {"task_types": [task_type_resource(t, policy) for t in registry]}
 
     @bp.get("/queues")
     @bp.doc(
@@ -32,7 +35,7 @@ def create_catalog_routes(registry: Registry, monitor: Monitor) -> Blueprint:
     return bp
 
 
-def task_type_resource(task_type: Any) -> dict[str, Any]:
+def task_type_resource(task_type: Any, policy: UsagePolicy | None = None) -> dict[str, Any]:
     return {
         "name": task_type.name,
         "aliases": list(task_type.aliases),
@@ -41,5 +44,5 @@ def task_type_resource(task_type: Any) -> dict[str, Any]:
         "soft_time_limit": task_type.soft_time_limit,
         "time_limit": task_type.time_limit,
         "max_retries": task_type.max_retries,
-        "parameters": json_schema(task_type.schema),
+        "parameters": parameters_schema(task_type, policy),
     }

@@ -17,6 +17,7 @@ from marshmallow import Schema, fields
 from app.api.helpers import IdConverter
 from app.api.schemas import PRIORITY_SCHEMA
 from app.core.resources import Timestamp
+from app.core.usage import UsagePolicy
 from app.tasks.parameters import Number
 
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
@@ -86,12 +87,19 @@ def option_fields(schema: Schema, exclude: Iterable[str]) -> dict[str, Any]:
     return properties
 
 
+def parameters_schema(task_type: Any, policy: UsagePolicy | None = None) -> dict[str, Any]:
+    """A task type's parameters as JSON Schema, narrowed by the deployment's usage policy."""
+    schema = json_schema(task_type.schema)
+    return policy.document(task_type.name, schema) if policy is not None else schema
+
+
 def submit_body(
     registry: Iterable[Any],
     name_field: str,
     parameters_field: str,
     extra: dict[str, Any] | None = None,
     required: Iterable[str] = (),
+    policy: UsagePolicy | None = None,
 ) -> dict[str, Any]:
     """A request body that is one of the task types: its name (or an alias), its parameters, `extra`.
 
@@ -103,7 +111,7 @@ def submit_body(
             "type": "object",
             "properties": {
                 name_field: {"type": "string", "enum": [task_type.name, *task_type.aliases]},
-                parameters_field: json_schema(task_type.schema),
+                parameters_field: parameters_schema(task_type, policy),
                 **(extra or {}),
             },
             "required": [name_field, *(required or [parameters_field])],

@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from app.core.errors import TaskerError, describe_messages
+from app.core.redact import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,13 @@ def _merge_locations(messages: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, redactor: Redactor) -> None:
     @app.errorhandler(TaskerError)
     def tasker_error(exc: TaskerError) -> Response:
         if exc.status >= 500:
             logger.warning("%s: %s %s", exc.code, exc.message, exc.details)
+            # A client learns which dependency is down, never where it lives.
+            return error_response(exc.status, exc.message, exc.code, redactor.deep(exc.details))
         return error_response(exc.status, exc.message, exc.code, exc.details)
 
     @app.errorhandler(ValidationError)

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.docs import submit_body
-from app.api.helpers import json_object
+from app.api.helpers import json_object, owner, scope
 from app.core.task_manager import FieldNames, TaskManager
 
 run_task_schema = schemas.RunTaskRequest()
@@ -22,12 +22,16 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
     @bp.doc(operationId="runTask")
     @bp.doc(
         summary="Submit a task",
-        requestBody=submit_body(task_manager.registry, FIELDS.name, FIELDS.parameters),
+        requestBody=submit_body(
+            task_manager.registry, FIELDS.name, FIELDS.parameters, policy=task_manager.policy
+        ),
     )
     @bp.response(200, schemas.RunTaskResponse)
     def run_task() -> dict[str, Any]:
         data = run_task_schema.load(json_object())
-        submission = task_manager.submit(data["task_name"], data["task_parameters"], fields=FIELDS)
+        submission = task_manager.submit(
+            data["task_name"], data["task_parameters"], fields=FIELDS, owner=owner()
+        )
         return {"task_uuid": submission.id}
 
     @bp.get("/get-task-output")
@@ -35,6 +39,6 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
     @bp.arguments(schemas.TaskOutputQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.TaskOutputResponse)
     def get_task_output(task_uuid: Any) -> dict[str, Any]:
-        return {"task_output": task_manager.get_output(task_uuid)}
+        return {"task_output": task_manager.get_output(task_uuid, owner=scope())}
 
     return bp

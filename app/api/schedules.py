@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.docs import json_schema, option_fields, submit_body
-from app.api.helpers import json_object, location, parse_id
+from app.api.helpers import json_object, location, owner, parse_id, scope
 from app.core.schedule_manager import ScheduleManager
 
 create_schema = schemas.ScheduleCreate()
@@ -28,24 +28,26 @@ def create_schedule_routes(schedule_manager: ScheduleManager) -> Blueprint:
             "parameters",
             option_fields(create_schema, ("task", "parameters")),
             ["name", "cron"],
+            policy=schedule_manager.policy,
         ),
     )
     @bp.response(201, schemas.Schedule)
     def create() -> tuple[dict[str, Any], int, dict[str, str]]:
-        schedule = schedule_manager.create(create_schema.load(json_object()))
+        schedule = schedule_manager.create(create_schema.load(json_object()), owner())
         return schedule, 201, location("schedules", schedule["id"])
 
     @bp.get("/schedules")
-    @bp.doc(summary="Every schedule, by name")
+    @bp.doc(summary="Schedules, newest first, with cursor pagination")
+    @bp.arguments(schemas.ScheduleListQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.ScheduleList)
-    def list_schedules() -> dict[str, Any]:
-        return schedule_manager.list()
+    def list_schedules(limit: int, cursor: str | None = None, owner: str | None = None) -> dict[str, Any]:
+        return schedule_manager.list(limit, cursor, scope(owner))
 
     @bp.get("/schedules/<id:schedule_id>")
     @bp.doc(summary="A schedule, with its next and last fire times", operationId="getSchedule")
     @bp.response(200, schemas.Schedule)
     def get_schedule(schedule_id: str) -> dict[str, Any]:
-        return schedule_manager.get(parse_id(schedule_id, "schedule"))
+        return schedule_manager.get(parse_id(schedule_id, "schedule"), scope())
 
     @bp.patch("/schedules/<id:schedule_id>")
     @bp.doc(operationId="updateSchedule")
@@ -56,13 +58,13 @@ def create_schedule_routes(schedule_manager: ScheduleManager) -> Blueprint:
     @bp.response(200, schemas.Schedule)
     def update_schedule(schedule_id: str) -> dict[str, Any]:
         changes = update_schema.load(json_object())
-        return schedule_manager.update(parse_id(schedule_id, "schedule"), changes)
+        return schedule_manager.update(parse_id(schedule_id, "schedule"), changes, scope())
 
     @bp.delete("/schedules/<id:schedule_id>")
     @bp.doc(summary="Delete a schedule; the tasks it made stay", operationId="deleteSchedule")
     @bp.response(204)
     def delete_schedule(schedule_id: str) -> tuple[str, int]:
-        schedule_manager.delete(parse_id(schedule_id, "schedule"))
+        schedule_manager.delete(parse_id(schedule_id, "schedule"), scope())
         return "", 204
 
     return bp

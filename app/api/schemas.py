@@ -157,6 +157,20 @@ class TaskListQuery(QuerySchema):
     created_before = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "ISO 8601, exclusive; without a zone, UTC"}
     )
+    owner = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Admin keys only: one owner's tasks"},
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    cursor = fields.String(
+        validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
+    )
+
+
+class ScheduleListQuery(QuerySchema):
+    owner = fields.String(
+        validate=validate.Length(min=1, max=100), metadata={"description": "Admin keys only: one owner's"}
+    )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
     cursor = fields.String(
         validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
@@ -254,3 +268,4 @@ class ScheduleCreate(StrictSchema):
 
 class ScheduleList(Schema):
     schedules = fields.List(fields.Nested(Schedule), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

@@ -8,17 +8,18 @@ from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.docs import option_fields, submit_body
-from app.api.helpers import json_object, location, parse_id, utc
+from app.api.helpers import json_object, location, owner, parse_id, scope, utc
+from app.api.waits import WaitSlots
 from app.core.task_manager import TaskManager
 
 submit_schema = schemas.TaskSubmitRequest()
 
 
-def create_v1_routes(task_manager: TaskManager) -> Blueprint:
+def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
     bp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="Tasks as resources")
 
     options = option_fields(submit_schema, ("name", "parameters"))
-    submit_doc = submit_body(task_manager.registry, "name", "parameters", options)
+    submit_doc = submit_body(task_manager.registry, "name", "parameters", options, policy=task_manager.policy)
 
     @bp.post("/tasks")
     @bp.doc(summary="Submit a task", operationId="submitTask", requestBody=submit_doc)
@@ -30,7 +31,9 @@ def create_v1_routes(task_manager: TaskManager) -> Blueprint:
     def submit(idempotency_key: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
         data = submit_schema.load(json_object())
         name, parameters = data.pop("name"), data.pop("parameters")
-        submission = task_manager.submit(name, parameters, idempotency_key=idempotency_key, **data)
+        submission = task_manager.submit(
+            name, parameters, idempotency_key=idempotency_key, owner=owner(), **data
+        )
         status = 202 if submission.created else 200
         return task_manager.get(submission.id), status, location("tasks", submission.id)
 
@@ -41,20 +44,28 @@ def create_v1_routes(task_manager: TaskManager) -> Blueprint:
     )
     @bp.arguments(schemas.WaitQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.Task)
-    def get_task(task_id: str, wait: float) -> dict[str, Any]:
-        return task_manager.get(parse_id(task_id), wait_seconds=wait)
+    def get_task(task_id: str, wait: float) -> Any:
+        if not wait:
+            return task_manager.get(parse_id(task_id), owner=scope())
+        with waits.slot() as granted:
+            if not granted:  # every wait slot of this process is taken: answer now, and say so
+                resource = task_manager.get(parse_id(task_id), owner=scope())
+                return resource, 200, {"Tasker-Wait": f"skipped; busy ({waits.limit} waits in progress)"}
+            return task_manager.get(parse_id(task_id), wait, owner=scope(), until=waits.until_or_gone)
 
     @bp.get("/tasks")
     @bp.doc(summary="Tasks, newest first, with filters and cursor pagination")
     @bp.arguments(schemas.TaskListQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.TaskPage)
-    def list_tasks(limit: int, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
+    def list_tasks(
+        limit: int, cursor: str | None = None, owner: str | None = None, **filters: Any
+    ) -> dict[str, Any]:
         for bound in ("created_after", "created_before"):
             if filters.get(bound) is not None:
                 filters[bound] = utc(bound, filters[bound])
         if "status" in filters:
             filters["statuses"] = filters.pop("status")
-        return task_manager.list(limit, cursor, **filters)
+        return task_manager.list(limit, cursor, owner=scope(owner), **filters)
 
     @bp.post("/tasks/<id:task_id>/cancel")
     @bp.doc(
@@ -63,14 +74,14 @@ def create_v1_routes(task_manager: TaskManager) -> Blueprint:
     @bp.response(200, schemas.Task, description="CANCELLED")
     @bp.alt_response(202, schema=schemas.Task, description="STARTED: cancellation requested")
     def cancel(task_id: str) -> tuple[dict[str, Any], int]:
-        resource, cancelled = task_manager.cancel(parse_id(task_id))
+        resource, cancelled = task_manager.cancel(parse_id(task_id), owner=scope())
         return resource, 200 if cancelled else 202
 
     @bp.post("/tasks/<id:task_id>/retry")
     @bp.doc(summary="Run a FAILED or CANCELLED task again, as a new task", operationId="retryTask")
     @bp.response(201, schemas.Task)
     def retry(task_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-        resource = task_manager.retry(parse_id(task_id))
+        resource = task_manager.retry(parse_id(task_id), owner=scope())
         return resource, 201, location("tasks", resource["id"])
 
     return bp
@@ -83,12 +94,12 @@ def create_short_routes(task_manager: TaskManager) -> Blueprint:
     @bp.doc(operationId="getTaskStatus")
     @bp.response(200, schemas.TaskStatusView)
     def task_status(task_id: str) -> dict[str, Any]:
-        return task_manager.get(parse_id(task_id))
+        return task_manager.get(parse_id(task_id), owner=scope())
 
     @bp.get("/tasks/<id:task_id>/result")
     @bp.doc(operationId="getTaskResult")
     @bp.response(200, schemas.TaskResultView)
     def task_result(task_id: str) -> dict[str, Any]:
-        return task_manager.get(parse_id(task_id))
+        return task_manager.get(parse_id(task_id), owner=scope())
 
     return bp

@@ -79,12 +79,13 @@ class CacheManager:
         return not isinstance(self.client, MemoryStore)
 
     @staticmethod
-    def key(task_id: object) -> str:
-        return f"tasker:output:{task_id}"
+    def key(task_id: object, owner: str) -> str:
+        # The owner is part of the key: another owner's id is a miss, then not found in the database.
+        return f"tasker:output:{owner}:{task_id}"
 
-    def get_output(self, task_id: object) -> dict[str, Any] | None:
-        """The cached output, or None on a miss or when the cache is unreachable."""
-        key = self.key(task_id)
+    def get_output(self, task_id: object, owner: str) -> dict[str, Any] | None:
+        """`owner`'s cached output, or None on a miss or when the cache is unreachable."""
+        key = self.key(task_id, owner)
         raw = self._near.get(key) if self._near is not None else None
         if raw is not None:
             return json.loads(raw)
@@ -101,17 +102,22 @@ class CacheManager:
         return json.loads(raw)
 
     def set_output(
-        self, task_id: object, output: dict[str, Any], publish: tuple[str, str] | None = None
+        self,
+        task_id: object,
+        owner: str,
+        output: dict[str, Any],
+        publish: tuple[str, str] | None = None,
     ) -> None:
         """Cache a terminal output; `publish` (channel, message) goes out in the same round trip."""
         if self._paused():
             return
+        key = self.key(task_id, owner)
         try:
             if publish is None or not self.is_redis:
-                self.client.set(self.key(task_id), json.dumps(output), ex=self.ttl_seconds)
+                self.client.set(key, json.dumps(output), ex=self.ttl_seconds)
                 return
             pipe = self.client.pipeline(transaction=False)
-            pipe.set(self.key(task_id), json.dumps(output), ex=self.ttl_seconds)
+            pipe.set(key, json.dumps(output), ex=self.ttl_seconds)
             pipe.publish(*publish)
             pipe.execute()
         except redis.RedisError as exc:

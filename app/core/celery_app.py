@@ -17,6 +17,7 @@ from kombu.exceptions import ChannelError, KombuError
 
 from app.core.errors import BrokerUnavailable
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY
+from app.core.private import private_dir
 from app.core.redis_publish import RedisQueueWriter, unsupported
 from config import ConfigError
 
@@ -97,7 +98,7 @@ def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
         root = Path(config["DATA_DIR"]) / "broker"
         folders = {name: root / name for name in ("queue", "control", "processed")}
         for folder in folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         return {
             "data_folder_in": str(folders["queue"]),
             "data_folder_out": str(folders["queue"]),
@@ -144,7 +145,7 @@ def check_visibility_timeout(
 def create_celery(
     name: str, config: Mapping[str, Any], queues: Iterable[str], app_cls: type[Celery], task_cls: type[Task]
 ) -> Celery:
-    Path(config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
+    private_dir(Path(config["DATA_DIR"]))  # beat keeps its schedule there
     celery = app_cls(name, task_cls=task_cls, set_as_current=True)
     celery.conf.update(celery_settings(config, sorted(set(queues))))
     celery.set_default()

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app.core.errors import DatabaseUnavailable
+from app.core.private import private_dir, private_file
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,9 +154,9 @@ class DatabaseManager:
 def _sqlite_engine(url: str) -> Engine:
     """SQLite for the embedded default: WAL so readers never block the writer, a busy timeout."""
     path = sa.engine.make_url(url).database
-    if path and path != ":memory:":
+    if path and path != ":memory:" and not path.startswith("file:"):
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(private_dir(Path(path).parent) / Path(path).name)
         except OSError as exc:  # SQLite then reports the path it cannot open
             logger.warning("cannot create the folder of %s: %s", path, exc)
     engine = sa.create_engine(url, connect_args={"timeout": 15})

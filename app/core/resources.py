@@ -72,6 +72,7 @@ class Task(_Resource):
     run_at = Timestamp(allow_none=True, metadata={"description": "When a SCHEDULED task is due"})
     schedule_id = fields.UUID(allow_none=True, metadata={"description": "The schedule that made this task"})
     scheduled_for = Timestamp(allow_none=True, metadata={"description": "The schedule's fire time"})
+    owner = fields.String(required=True, metadata={"description": "The owner of the key that made it"})
 
     def derived(self, row: Any) -> dict[str, Any]:
         return {"cancel_requested": row.cancel_requested_at is not None}
@@ -93,6 +94,7 @@ class Schedule(_Resource):
     last_task_id = fields.UUID(allow_none=True)
     created_at = Timestamp(required=True)
     updated_at = Timestamp(required=True)
+    owner = fields.String(required=True, metadata={"description": "The owner of the key that made it"})
 
 
 _TASK, _SCHEDULE = Task(), Schedule()

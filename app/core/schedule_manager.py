@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,33 +13,64 @@ from app.core.cron import Cron, CronError, zone
 from app.core.database_manager import DatabaseManager
 from app.core.errors import Conflict, InvalidInput, ScheduleNotFound, UnknownTaskType
 from app.core.ports import Registry
-from app.core.resources import schedule_resource
+from app.core.quotas import QuotaExceeded
+from app.core.resources import decode_cursor, encode_cursor, schedule_resource
+from app.core.usage import UsagePolicy
 from app.models import schedule as schedule_model
 from app.models import task as task_model
+from app.models.task import DEFAULT_OWNER
 
 
 class ScheduleManager:
-    def __init__(self, db: DatabaseManager, registry: Registry):
+    """Every method takes the caller's `owner`; another owner's schedule is not found. None: an admin.
+
+    `max_schedules` caps the schedules of one owner (0: no cap); `min_interval_seconds` is the
+    shortest time a schedule may leave between two fire times.
+    """
+
+    def __init__(
+        self,
+        db: DatabaseManager,
+        registry: Registry,
+        max_schedules: int = 0,
+        min_interval_seconds: int = 60,
+        policy: UsagePolicy | None = None,
+    ):
+        self.policy = policy
         self.db = db
         self.registry = registry
+        self.max_schedules = max_schedules
+        self.min_interval_seconds = min_interval_seconds
 
-    def create(self, data: dict[str, Any]) -> dict[str, Any]:
+    def create(self, data: dict[str, Any], owner: str = DEFAULT_OWNER) -> dict[str, Any]:
         """A new schedule from validated request fields; its first fire time is computed now."""
         values = self._checked(data)
         values["next_run_at"] = self._next_run(values) if values["enabled"] else None
+        if self.max_schedules and self.db.run(lambda c: schedule_model.count(c, owner)) >= self.max_schedules:
+            raise QuotaExceeded(
+                "schedules",
+                self.max_schedules,
+                f"Quota exceeded: at most {self.max_schedules} schedules per owner; delete one first.",
+            )
         schedule_id = uuid.uuid4()
-        self._write(values["name"], lambda c: schedule_model.insert(c, schedule_id, **values))
+        self._write(values["name"], lambda c: schedule_model.insert(c, schedule_id, owner=owner, **values))
         return self.get(schedule_id)
 
-    def get(self, schedule_id: uuid.UUID) -> dict[str, Any]:
-        return schedule_resource(self._row(schedule_id))
+    def get(self, schedule_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:
+        return schedule_resource(self._row(schedule_id, owner))
 
-    def list(self) -> dict[str, Any]:
-        return {"schedules": [schedule_resource(row) for row in self.db.run(schedule_model.list_all)]}
+    def list(self, limit: int = 50, cursor: str | None = None, owner: str | None = None) -> dict[str, Any]:
+        """A page of schedules, newest first, and the cursor of the next page (None on the last)."""
+        after = decode_cursor(cursor) if cursor else None
+        rows = self.db.run(lambda c: schedule_model.list_page(c, limit + 1, after=after, owner=owner))
+        next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        return {"schedules": [schedule_resource(row) for row in rows[:limit]], "next_cursor": next_cursor}
 
-    def update(self, schedule_id: uuid.UUID, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(
+        self, schedule_id: uuid.UUID, changes: dict[str, Any], owner: str | None = None
+    ) -> dict[str, Any]:
         """Change some fields; a new cron, time zone or a resume computes the next fire time anew."""
-        row = self._row(schedule_id)
+        row = self._row(schedule_id, owner)
         current = {key: getattr(row, key) for key in ("name", "task", "parameters", "cron", "timezone")}
         current |= {"priority": row.priority, "enabled": row.enabled}
         if "task" in changes and "parameters" not in changes and changes["task"] != row.task:
@@ -49,14 +81,14 @@ class ScheduleManager:
             values["next_run_at"] = None
         elif any(values[key] != current[key] for key in timing) or row.next_run_at is None:
             values["next_run_at"] = self._next_run(values)
-        found = self._write(values["name"], lambda c: schedule_model.update(c, schedule_id, **values))
+        found = self._write(values["name"], lambda c: schedule_model.update(c, schedule_id, owner, **values))
         if not found:
             raise ScheduleNotFound("Schedule not found", {"id": str(schedule_id)})
-        return self.get(schedule_id)
+        return self.get(schedule_id, owner)
 
-    def delete(self, schedule_id: uuid.UUID) -> None:
+    def delete(self, schedule_id: uuid.UUID, owner: str | None = None) -> None:
         """Remove a schedule; the tasks it made stay, still naming it."""
-        if not self.db.run(lambda c: schedule_model.delete(c, schedule_id)):
+        if not self.db.run(lambda c: schedule_model.delete(c, schedule_id, owner)):
             raise ScheduleNotFound("Schedule not found", {"id": str(schedule_id)})
 
     def _checked(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +102,8 @@ class ScheduleManager:
                 {"task": ["Unknown task type."], "valid_tasks": valid},
             ) from None
         parameters = task_type.validate(data.get("parameters") or {}, "parameters")
+        if self.policy is not None:
+            self.policy.check(task_type.name, parameters)
         try:
             zone(data["timezone"])
         except CronError as exc:
@@ -78,6 +112,7 @@ class ScheduleManager:
             cron = Cron.parse(data["cron"], data["timezone"])
         except CronError as exc:
             raise InvalidInput(str(exc), {"cron": [str(exc)]}) from None
+        self._check_interval(cron)
         return {
             "name": data["name"],
             "task": task_type.name,
@@ -87,6 +122,24 @@ class ScheduleManager:
             "priority": data["priority"],
             "enabled": data["enabled"],
         }
+
+    def _check_interval(self, cron: Cron) -> None:
+        """400 if two of the next fire times are closer than `min_interval_seconds`."""
+        if self.min_interval_seconds <= 60:  # five-field cron fires at most once a minute anyway
+            return
+        times: list[datetime] = []
+        moment: datetime | None = self.db.run(task_model.database_now)
+        while len(times) < 50 and moment is not None:
+            moment = cron.next_after(moment)
+            if moment is not None:
+                times.append(moment)
+        gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
+        if gaps and min(gaps) < self.min_interval_seconds:
+            message = (
+                f"cron {cron.expression!r} fires {min(gaps):.0f} s apart; schedules may fire at most "
+                f"once every {self.min_interval_seconds} s."
+            )
+            raise InvalidInput(message, {"cron": [message]})
 
     def _next_run(self, values: dict[str, Any]) -> datetime:
         now = self.db.run(task_model.database_now)
@@ -102,8 +155,8 @@ class ScheduleManager:
         except sa.exc.IntegrityError:
             raise Conflict(f"A schedule named {name!r} exists already.", {"name": name}) from None
 
-    def _row(self, schedule_id: uuid.UUID) -> Any:
-        row = self.db.run(lambda c: schedule_model.get(c, schedule_id))
+    def _row(self, schedule_id: uuid.UUID, owner: str | None = None) -> Any:
+        row = self.db.run(lambda c: schedule_model.get(c, schedule_id, owner))
         if row is None:
             raise ScheduleNotFound("Schedule not found", {"id": str(schedule_id)})
         return row

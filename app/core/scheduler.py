@@ -69,6 +69,7 @@ class Scheduler:
                 clean,
                 task_type.queue,
                 priority=row.priority,
+                owner=row.owner,
                 schedule_id=row.id,
                 scheduled_for=fire_time,
             )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +19,11 @@ from app.core.changes import Watch
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
 from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Publisher, Registry, TaskType
+from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
+from app.core.usage import UsagePolicy
 from app.models import task as task_model
-from app.models.task import TERMINAL, TaskStatus
+from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus
 
 IDEMPOTENCY_KEY_HOURS = 24
 
@@ -41,14 +45,26 @@ class Submission:
 
 
 class TaskManager:
+    """Every method takes the caller's `owner`: a task of another owner is not found, exactly like an
+    unknown id. `owner=None` (an admin) reaches every task."""
+
     def __init__(
-        self, db: DatabaseManager, cache: CacheManager, registry: Registry, publisher: Publisher, watch: Watch
+        self,
+        db: DatabaseManager,
+        cache: CacheManager,
+        registry: Registry,
+        publisher: Publisher,
+        watch: Watch,
+        quota: UnfinishedTasks | None = None,
+        policy: UsagePolicy | None = None,
     ):
         self.db = db
         self.cache = cache
         self.registry = registry
         self.publisher = publisher
         self.watch = watch
+        self.quota = quota or UnfinishedTasks(db, 0)
+        self.policy = policy
 
     def submit(
         self,
@@ -60,6 +76,7 @@ class TaskManager:
         priority: int = DEFAULT_PRIORITY,
         run_at: datetime | None = None,
         countdown: float | None = None,
+        owner: str = DEFAULT_OWNER,
     ) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id.
 
@@ -68,20 +85,24 @@ class TaskManager:
         """
         task_type = self.registry.resolve(name, fields.name)
         clean = task_type.validate(parameters, fields.parameters)
+        if self.policy is not None:
+            self.policy.check(task_type.name, clean, fields.parameters)
         task_id = uuid.uuid4()
-        extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority}
+        extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority, "owner": owner}
         due_at = self._due_at(run_at, countdown)
         if due_at is not None:
             extra |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
         if idempotency_key is not None:
+            shape = {"priority": priority, "run_at": run_at, "countdown": countdown}
             extra |= {
                 "idempotency_key": idempotency_key,
-                "request_hash": _request_hash(task_type.name, clean),
+                "request_hash": _request_hash(task_type.name, clean, shape),
             }
             earlier = self._insert_once(task_id, task_type, clean, extra)
             if earlier is not None:
                 return earlier
         else:
+            self.quota.admit(owner)
             self.db.run_statement(
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
@@ -92,6 +113,7 @@ class TaskManager:
         except BrokerUnavailable:
             # Not queued: take the row back so nothing looks queued that never will run.
             self._forget(task_id)
+            self.quota.release(owner)
             raise
         logger.debug("task %s (%s) submitted", task_id, task_type.name)
         return Submission(task_id, True)
@@ -100,23 +122,36 @@ class TaskManager:
         self, task_id: uuid.UUID, task_type: TaskType, clean: dict[str, Any], extra: dict[str, Any]
     ) -> Submission | None:
         """Insert under an Idempotency-Key; the unique index decides between concurrent duplicates."""
-        key = extra["idempotency_key"]
+        key, owner = extra["idempotency_key"], extra["owner"]
         # Read the clock first, in its own transaction: one that reads and then writes can be
         # refused outright by SQLite when another writer got in between.
         expired = self.db.run(task_model.database_now) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
 
         def insert(conn: Any) -> None:
-            task_model.release_idempotency_key(conn, key, expired)
+            task_model.release_idempotency_key(conn, owner, key, expired)
             task_model.insert(conn, task_id, task_type.name, clean, task_type.queue, **extra)
 
+        try:
+            self.quota.admit(owner)
+        except QuotaExceeded:
+            # A replay makes no new task, so the quota does not stop it from finding its first one.
+            earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, owner, key))
+            if earlier is None or earlier.created_at < expired:
+                raise
+            return self._replay(earlier, key, extra["request_hash"])
         try:
             self.db.run(insert)
             return None
         except sa.exc.IntegrityError:
-            earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, key))
+            self.quota.release(owner)
+            earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, owner, key))
+        return self._replay(earlier, key, extra["request_hash"])
+
+    def _replay(self, earlier: Any, key: str, request_hash: str) -> Submission:
+        """The earlier submission under this key, if it was the same request."""
         if earlier is None:  # the earlier row was removed meanwhile (its publish failed)
             raise Conflict("That Idempotency-Key is in use by a request that failed; retry shortly.")
-        if earlier.request_hash != extra["request_hash"]:
+        if earlier.request_hash != request_hash:
             raise Conflict(
                 "This Idempotency-Key was already used with a different request.",
                 {"idempotency_key": key, "task_id": str(earlier.id)},
@@ -138,66 +173,86 @@ class TaskManager:
             raise InvalidInput(f"run_at is too far ahead: {message}", {"run_at": [message]})
         return run_at.astimezone(UTC)
 
-    def get(self, task_id: uuid.UUID, wait_seconds: float = 0) -> dict[str, Any]:
-        """The task resource; with `wait_seconds`, as soon as it is terminal or when the wait ends."""
+    def get(
+        self,
+        task_id: uuid.UUID,
+        wait_seconds: float = 0,
+        owner: str | None = None,
+        until: Callable[[threading.Event, float], object] | None = None,
+    ) -> dict[str, Any]:
+        """The task resource; with `wait_seconds`, as soon as it is terminal or when the wait ends.
+
+        `until(event, seconds)` waits for the event (default: `event.wait(seconds)`); the API passes
+        one that also stops when its client has gone.
+        """
         if wait_seconds <= 0:
-            return task_resource(self._row(task_id))
+            return task_resource(self._row(task_id, owner))
         with self.watch.watching(task_id, TERMINAL) as finished:
-            row = self._row(task_id)
+            row = self._row(task_id, owner)
             if row.status in TERMINAL:
                 return task_resource(row)
-            finished.wait(wait_seconds)
-        return task_resource(self._row(task_id))  # terminal now, or as it is when the wait ends
+            if until is None:
+                finished.wait(wait_seconds)
+            else:
+                until(finished, wait_seconds)
+        return task_resource(self._row(task_id, owner))  # terminal now, or as it is when the wait ends
 
-    def get_output(self, task_id: uuid.UUID) -> dict[str, Any]:
-        """Cache first; only terminal outputs are ever cached, so a hit is never stale."""
-        cached = self.cache.get_output(task_id)
+    def get_output(self, task_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:
+        """Cache first; only terminal outputs are ever cached, so a hit is never stale.
+
+        The cache is per owner, so a hit is also the caller's own; an admin (None) reads the row.
+        """
+        cached = self.cache.get_output(task_id, owner) if owner is not None else None
         if cached is not None:
             return cached
-        row = self.db.run_statement(lambda c: task_model.get_output(c, task_id))
+        row = self.db.run_statement(lambda c: task_model.get_output(c, task_id, owner))
         if row is None:
             raise TaskNotFound("Task not found", {"task_uuid": str(task_id)})
         output = task_output(row.status, row.result, row.error, row.progress, row.progress_message)
         if row.status in TERMINAL:
-            self.cache.set_output(task_id, output)
+            self.cache.set_output(task_id, row.owner, output)
         return output
 
-    def list(self, limit: int, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
+    def list(
+        self, limit: int, cursor: str | None = None, owner: str | None = None, **filters: Any
+    ) -> dict[str, Any]:
         """A page of tasks, newest first, and the cursor of the next page (None on the last)."""
         after = decode_cursor(cursor) if cursor else None
-        rows = self.db.run(lambda c: task_model.list_page(c, limit + 1, after=after, **filters))
+        rows = self.db.run(lambda c: task_model.list_page(c, limit + 1, after=after, owner=owner, **filters))
         next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return {"tasks": [task_resource(row) for row in rows[:limit]], "next_cursor": next_cursor}
 
-    def cancel(self, task_id: uuid.UUID) -> tuple[dict[str, Any], bool]:
+    def cancel(self, task_id: uuid.UUID, owner: str | None = None) -> tuple[dict[str, Any], bool]:
         """Cancel a task; returns its resource and True if it is CANCELLED already (False: requested)."""
-        if self.db.run(lambda c: task_model.cancel(c, task_id)):
+        if self.db.run(lambda c: task_model.cancel(c, task_id, owner)):
             self.watch.announce(task_id, TaskStatus.CANCELLED)
             self._revoke(task_id)
-            return task_resource(self._row(task_id)), True
-        if self.db.run(lambda c: task_model.request_cancel(c, task_id)):
+            return task_resource(self._row(task_id, owner)), True
+        if self.db.run(lambda c: task_model.request_cancel(c, task_id, owner)):
             self._revoke(task_id)
-            return task_resource(self._row(task_id)), False
-        row = self._row(task_id)
+            return task_resource(self._row(task_id, owner)), False
+        row = self._row(task_id, owner)
         raise Conflict(
             f"The task is {row.status}; only a SCHEDULED, PENDING, RETRYING or STARTED task "
             "can be cancelled.",
             {"status": row.status},
         )
 
-    def retry(self, task_id: uuid.UUID) -> dict[str, Any]:
-        """A new task with the same name and parameters as a FAILED or CANCELLED one."""
-        row = self._row(task_id)
+    def retry(self, task_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:
+        """A new task with the same name, parameters and owner as a FAILED or CANCELLED one."""
+        row = self._row(task_id, owner)
         if row.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             raise Conflict(
                 f"The task is {row.status}; only a FAILED or CANCELLED task can be retried.",
                 {"status": row.status},
             )
-        submission = self.submit(row.name, row.parameters, retry_of=row.id, priority=row.priority)
+        submission = self.submit(
+            row.name, row.parameters, retry_of=row.id, priority=row.priority, owner=row.owner
+        )
         return task_resource(self._row(submission.id))
 
-    def _row(self, task_id: uuid.UUID) -> Any:
-        row = self.db.run(lambda c: task_model.get(c, task_id))
+    def _row(self, task_id: uuid.UUID, owner: str | None = None) -> Any:
+        row = self.db.run(lambda c: task_model.get(c, task_id, owner))
         if row is None:
             raise TaskNotFound("Task not found", {"id": str(task_id)})
         return row
@@ -217,6 +272,8 @@ class TaskManager:
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
 
 
-def _request_hash(name: str, parameters: dict[str, Any]) -> str:
-    canonical = json.dumps({"name": name, "parameters": parameters}, sort_keys=True, separators=(",", ":"))
+def _request_hash(name: str, parameters: dict[str, Any], shape: dict[str, Any]) -> str:
+    """Everything that shapes the task: a replay with another priority or time is another request."""
+    request = {"name": name, "parameters": parameters} | shape
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

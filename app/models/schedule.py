@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from app.models.task import metadata, utcnow
+from app.models.task import DEFAULT_OWNER, metadata, utcnow
 from app.models.types import JSONValue, UTCDateTime
 
 schedules = sa.Table(
@@ -28,7 +28,8 @@ schedules = sa.Table(
     sa.Column("last_task_id", sa.Uuid),
     sa.Column("created_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
-    sa.Index("ux_schedules_name", "name", unique=True),
+    sa.Column("owner", sa.String(100), nullable=False, server_default=DEFAULT_OWNER),
+    sa.Index("ux_schedules_owner_name", "owner", "name", unique=True),
     sa.Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),
 )
 
@@ -39,21 +40,43 @@ def insert(conn: Connection, schedule_id: uuid.UUID, **values: Any) -> None:
     )
 
 
-def get(conn: Connection, schedule_id: uuid.UUID) -> Row | None:
-    return conn.execute(sa.select(schedules).where(schedules.c.id == schedule_id)).first()
+def _owned(query: Any, schedule_id: uuid.UUID, owner: str | None) -> Any:
+    """`query` narrowed to one schedule, and to `owner`'s unless `owner` is None (an admin)."""
+    query = query.where(schedules.c.id == schedule_id)
+    return query if owner is None else query.where(schedules.c.owner == owner)
 
 
-def list_all(conn: Connection) -> list[Row]:
-    return list(conn.execute(sa.select(schedules).order_by(schedules.c.name)))
+def get(conn: Connection, schedule_id: uuid.UUID, owner: str | None = None) -> Row | None:
+    return conn.execute(_owned(sa.select(schedules), schedule_id, owner)).first()
 
 
-def update(conn: Connection, schedule_id: uuid.UUID, **values: Any) -> bool:
-    query = schedules.update().where(schedules.c.id == schedule_id)
+def list_page(
+    conn: Connection,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    owner: str | None = None,
+) -> list[Row]:
+    """Up to `limit` schedules, newest first; `after` is the (created_at, id) of the last one seen."""
+    query = sa.select(schedules)
+    if owner is not None:
+        query = query.where(schedules.c.owner == owner)
+    if after:
+        query = query.where(sa.tuple_(schedules.c.created_at, schedules.c.id) < sa.tuple_(*after))
+    order = (schedules.c.created_at.desc(), schedules.c.id.desc())
+    return list(conn.execute(query.order_by(*order).limit(limit)))
+
+
+def count(conn: Connection, owner: str) -> int:
+    return conn.execute(sa.select(sa.func.count()).where(schedules.c.owner == owner)).scalar_one()
+
+
+def update(conn: Connection, schedule_id: uuid.UUID, owner: str | None = None, **values: Any) -> bool:
+    query = _owned(schedules.update(), schedule_id, owner)
     return conn.execute(query.values(updated_at=utcnow(), **values)).rowcount == 1
 
 
-def delete(conn: Connection, schedule_id: uuid.UUID) -> bool:
-    return conn.execute(schedules.delete().where(schedules.c.id == schedule_id)).rowcount == 1
+def delete(conn: Connection, schedule_id: uuid.UUID, owner: str | None = None) -> bool:
+    return conn.execute(_owned(schedules.delete(), schedule_id, owner)).rowcount == 1
 
 
 def due(conn: Connection, now: datetime, limit: int = 100) -> list[Row]:

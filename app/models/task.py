@@ -49,6 +49,9 @@ class TaskStatus(enum.StrEnum):
 
 
 TERMINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+UNFINISHED = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.STARTED, TaskStatus.RETRYING)
+# Who owns the rows made in open mode, and the rows made before API keys existed.
+DEFAULT_OWNER = "default"
 
 tasks = sa.Table(
     "tasks",
@@ -63,7 +66,7 @@ tasks = sa.Table(
     sa.Column("queue", sa.String(100), nullable=False),
     sa.Column("priority", sa.SmallInteger, nullable=False, server_default="5"),
     sa.Column("progress", sa.SmallInteger),
-    sa.Column("owner", sa.String(100)),
+    sa.Column("owner", sa.String(100), nullable=False, server_default=DEFAULT_OWNER),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column(
         "created_at",
@@ -90,8 +93,10 @@ tasks = sa.Table(
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
-    sa.Index("ux_tasks_idempotency_key", "idempotency_key", unique=True),
+    sa.Index("ux_tasks_owner_idempotency_key", "owner", "idempotency_key", unique=True),
     sa.Index("ix_tasks_created_at_id", "created_at", "id"),
+    sa.Index("ix_tasks_owner_created_at_id", "owner", "created_at", "id"),
+    sa.Index("ix_tasks_owner_status_created_at_id", "owner", "status", "created_at", "id"),
     sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
     sa.Index("ix_tasks_name_created_at_id", "name", "created_at", "id"),
 )
@@ -122,15 +127,27 @@ def insert(
 _INSERT = tasks.insert().values(created_at=utcnow(), updated_at=utcnow())
 
 
-def get(conn: Connection, task_id: uuid.UUID) -> Row | None:
-    return conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+def _owned(query: Any, task_id: uuid.UUID, owner: str | None) -> Any:
+    """`query` narrowed to one task, and to `owner`'s rows unless `owner` is None (an admin)."""
+    query = query.where(tasks.c.id == task_id)
+    return query if owner is None else query.where(tasks.c.owner == owner)
 
 
-def get_output(conn: Connection, task_id: uuid.UUID) -> Row | None:
-    """Only the columns the reference output shows."""
-    columns = (tasks.c.status, tasks.c.result, tasks.c.error, tasks.c.progress, tasks.c.progress_message)
-    query = sa.select(*columns).where(tasks.c.id == task_id)
-    return conn.execute(query).first()
+def get(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Row | None:
+    return conn.execute(_owned(sa.select(tasks), task_id, owner)).first()
+
+
+def get_output(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Row | None:
+    """Only the columns the reference output shows, and the owner (the cache is per owner)."""
+    columns = (
+        tasks.c.status,
+        tasks.c.result,
+        tasks.c.error,
+        tasks.c.progress,
+        tasks.c.progress_message,
+        tasks.c.owner,
+    )
+    return conn.execute(_owned(sa.select(*columns), task_id, owner)).first()
 
 
 def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
@@ -167,7 +184,7 @@ def finish(
 ) -> Row | None:
     """Record a terminal outcome unless one is already recorded.
 
-    Returns the row's progress and progress_message if this call wrote the outcome, else None.
+    Returns the row's progress, progress_message and owner if this call wrote the outcome, else None.
     """
     values = {"finish_id": task_id, "finish_status": status, "finish_result": result, "finish_error": error}
     return conn.execute(_FINISH, values).first()
@@ -183,7 +200,7 @@ _FINISH = (
         completed_at=utcnow(),
         updated_at=utcnow(),
     )
-    .returning(tasks.c.progress, tasks.c.progress_message)
+    .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner)
 )
 
 
@@ -255,21 +272,21 @@ def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: in
 CANCELLABLE = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.RETRYING)
 
 
-def cancel(conn: Connection, task_id: uuid.UUID) -> bool:
+def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> bool:
     """CANCELLED at once if the task has not started; True if this call did it."""
     query = (
-        tasks.update()
-        .where(tasks.c.id == task_id, tasks.c.status.in_([s.value for s in CANCELLABLE]))
+        _owned(tasks.update(), task_id, owner)
+        .where(tasks.c.status.in_([s.value for s in CANCELLABLE]))
         .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), updated_at=utcnow())
     )
     return conn.execute(query).rowcount == 1
 
 
-def request_cancel(conn: Connection, task_id: uuid.UUID) -> bool:
+def request_cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> bool:
     """Mark a STARTED task; it stops at its next check between steps."""
     query = (
-        tasks.update()
-        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
+        _owned(tasks.update(), task_id, owner)
+        .where(tasks.c.status == TaskStatus.STARTED)
         .values(
             cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), updated_at=utcnow()
         )
@@ -292,13 +309,16 @@ def cancel_requested(conn: Connection, task_id: uuid.UUID) -> bool:
     return bool(conn.execute(query).scalar())
 
 
-def by_idempotency_key(conn: Connection, key: str) -> Row | None:
-    return conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == key)).first()
+def by_idempotency_key(conn: Connection, owner: str, key: str) -> Row | None:
+    query = sa.select(tasks).where(tasks.c.owner == owner, tasks.c.idempotency_key == key)
+    return conn.execute(query).first()
 
 
-def release_idempotency_key(conn: Connection, key: str, before: datetime) -> None:
-    """Forget a key first used before `before`, so it may name a new task."""
-    query = tasks.update().where(tasks.c.idempotency_key == key, tasks.c.created_at < before)
+def release_idempotency_key(conn: Connection, owner: str, key: str, before: datetime) -> None:
+    """Forget `owner`'s key first used before `before`, so it may name a new task."""
+    query = tasks.update().where(
+        tasks.c.owner == owner, tasks.c.idempotency_key == key, tasks.c.created_at < before
+    )
     conn.execute(query.values(idempotency_key=None))
 
 
@@ -311,9 +331,12 @@ def list_page(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
+    owner: str | None = None,
 ) -> list[Row]:
     """Up to `limit` rows, newest first; `after` is the (created_at, id) of the last row already seen."""
     query = sa.select(tasks)
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
     if statuses:
         query = query.where(tasks.c.status.in_(statuses))
     if name:
@@ -369,3 +392,25 @@ def move(conn: Connection, task_id: uuid.UUID, from_status: str, to_status: str)
 def statuses(conn: Connection, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """The status of each of `task_ids` that exists."""
     return dict(conn.execute(sa.select(tasks.c.id, tasks.c.status).where(tasks.c.id.in_(task_ids))).all())
+
+
+def count_unfinished(conn: Connection, owner: str) -> int:
+    """How many of `owner`'s tasks are not finished yet (the unfinished-tasks quota)."""
+    query = sa.select(sa.func.count()).where(
+        tasks.c.owner == owner, tasks.c.status.in_([s.value for s in UNFINISHED])
+    )
+    return conn.execute(query).scalar_one()
+
+
+def delete_finished_before(conn: Connection, before: datetime, limit: int) -> int:
+    """Delete up to `limit` terminal rows completed before `before`; how many went."""
+    doomed = (
+        sa.select(tasks.c.id)
+        .where(
+            tasks.c.status.in_([s.value for s in TERMINAL]),
+            tasks.c.created_at < before,  # implied by the next line; lets the status index bound it
+            tasks.c.completed_at < before,
+        )
+        .limit(limit)
+    )
+    return conn.execute(tasks.delete().where(tasks.c.id.in_(doomed))).rowcount

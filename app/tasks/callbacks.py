@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import StatementError
@@ -21,7 +22,10 @@ logger = logging.getLogger(__name__)
 class TaskCallbacks:
     """Writes each step to the row; an outcome also to the cache, and announces it to waiting readers."""
 
-    def __init__(self, db: DatabaseManager, cache: CacheManager, watch: Watch):
+    def __init__(
+        self, db: DatabaseManager, cache: CacheManager, watch: Watch, redact: Callable[[str], str] = str
+    ):
+        self.redact = redact  # errors are stored with every configured secret masked
         self.db = db
         self.cache = cache
         self.watch = watch
@@ -57,7 +61,7 @@ class TaskCallbacks:
         return True
 
     def record_failure(self, task_id: uuid.UUID, error: str) -> None:
-        self._finish(task_id, TaskStatus.FAILED, None, error.replace("\x00", ""))
+        self._finish(task_id, TaskStatus.FAILED, None, self.redact(error.replace("\x00", "")))
 
     def record_cancelled(self, task_id: uuid.UUID, reason: str) -> None:
         self._finish(task_id, TaskStatus.CANCELLED, None, reason)
@@ -69,13 +73,15 @@ class TaskCallbacks:
         return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
 
     def record_retry(self, task_id: uuid.UUID, error: str) -> None:
-        self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, error.replace("\x00", "")))
+        clean = self.redact(error.replace("\x00", ""))
+        self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, clean))
 
     def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:
         written = self.db.run_statement(lambda c: task_model.finish(c, task_id, status, result, error))
         if written is not None:
             output = task_output(status, result, error, written.progress, written.progress_message)
             # The outcome is cached and announced to waiting readers in one round trip.
-            self.cache.set_output(task_id, output, publish=self.watch.announcement(task_id, status))
+            announcement = self.watch.announcement(task_id, status)
+            self.cache.set_output(task_id, written.owner, output, publish=announcement)
         else:
             logger.info("task %s already has an outcome; %s not recorded", task_id, status)

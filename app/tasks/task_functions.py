@@ -89,6 +89,9 @@ def query_chatgpt(
 ) -> str:
     upstream = http.Upstream.from_config(ctx.settings, "OPENAI")
     default_model = ctx.settings["OPENAI_MODEL"]
+    # The operator's ceiling bounds every request, also those that do not name a count.
+    ceiling = ctx.settings["OPENAI_MAX_TOKENS"]
+    max_tokens = ceiling if max_tokens is None else min(max_tokens, ceiling)
     try:
         return openai_client.chat_completion(
             ctx.http, upstream, default_model, prompt, model, max_tokens, temperature

@@ -52,7 +52,7 @@ def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     row = row_of(db, task_id)
     assert (row.status, row.result, row.error) == (TaskStatus.COMPLETED, 42, None)
     assert callbacks.claim(task_id) is None
-    assert cache.get_output(task_id) == {"status": "COMPLETED", "result": 42, "error": None}
+    assert cache.get_output(task_id, "default") == {"status": "COMPLETED", "result": 42, "error": None}
 
 
 def test_a_task_started_too_often_fails_instead_of_running_again(app, db):

@@ -11,19 +11,19 @@ OUTPUT = {"status": "COMPLETED", "result": 3, "error": None}
 
 def test_set_then_get_round_trips_with_a_ttl(cache, fake_redis):
     task_id = uuid.uuid4()
-    assert cache.get_output(task_id) is None
-    cache.set_output(task_id, OUTPUT)
-    assert cache.get_output(task_id) == OUTPUT
-    assert 0 < fake_redis.ttl(CacheManager.key(task_id)) <= 60
+    assert cache.get_output(task_id, "o") is None
+    cache.set_output(task_id, "o", OUTPUT)
+    assert cache.get_output(task_id, "o") == OUTPUT
+    assert 0 < fake_redis.ttl(CacheManager.key(task_id, "o")) <= 60
 
 
 def test_a_failing_redis_degrades_to_misses_and_pauses(mocker):
     client = mocker.Mock(spec=redis.Redis)
     client.get.side_effect = redis.ConnectionError("refused")
     cache = CacheManager(client, pause_seconds=30)
-    assert cache.get_output(uuid.uuid4()) is None
-    assert cache.get_output(uuid.uuid4()) is None
-    cache.set_output(uuid.uuid4(), OUTPUT)
+    assert cache.get_output(uuid.uuid4(), "o") is None
+    assert cache.get_output(uuid.uuid4(), "o") is None
+    cache.set_output(uuid.uuid4(), "o", OUTPUT)
     assert client.get.call_count == 1  # paused after the first failure
     client.set.assert_not_called()
 
@@ -35,21 +35,21 @@ def test_the_pause_ends(mocker):
         b'{"status": "FAILED", "result": null, "error": "x"}',
     ]
     cache = CacheManager(client, pause_seconds=0)
-    assert cache.get_output("a") is None
-    assert cache.get_output("a") == {"status": "FAILED", "result": None, "error": "x"}
+    assert cache.get_output("a", "o") is None
+    assert cache.get_output("a", "o") == {"status": "FAILED", "result": None, "error": "x"}
 
 
 def test_a_real_unreachable_redis_is_a_miss():
     cache = CacheManager.from_url("redis://127.0.0.1:1/0")
-    assert cache.get_output(uuid.uuid4()) is None
+    assert cache.get_output(uuid.uuid4(), "o") is None
     assert cache.ping() is False
 
 
 def test_no_url_gives_the_in_process_cache():
     cache = CacheManager.from_url(None, ttl_seconds=60)
     task_id = uuid.uuid4()
-    cache.set_output(task_id, OUTPUT)
-    assert cache.get_output(task_id) == OUTPUT
+    cache.set_output(task_id, "o", OUTPUT)
+    assert cache.get_output(task_id, "o") == OUTPUT
     assert cache.ping() is True
 
 
@@ -67,12 +67,12 @@ def test_the_in_process_cache_expires_and_stays_bounded(mocker):
 def test_a_process_keeps_small_outputs_it_read_and_asks_redis_once(cache, fake_redis):
     small, large = uuid.uuid4(), uuid.uuid4()
     big_output = {**OUTPUT, "result": "x" * 5000}
-    cache.set_output(small, OUTPUT)
-    cache.set_output(large, big_output)
-    assert cache.get_output(small) == OUTPUT and cache.get_output(large) == big_output
+    cache.set_output(small, "o", OUTPUT)
+    cache.set_output(large, "o", big_output)
+    assert cache.get_output(small, "o") == OUTPUT and cache.get_output(large, "o") == big_output
     fake_redis.flushdb()  # a terminal output never changes: the process's copy stays right
-    assert cache.get_output(small) == OUTPUT
-    assert cache.get_output(large) is None  # too large to keep in every process
-    first = cache.get_output(small)
+    assert cache.get_output(small, "o") == OUTPUT
+    assert cache.get_output(large, "o") is None  # too large to keep in every process
+    first = cache.get_output(small, "o")
     first["result"] = "changed by a caller"
-    assert cache.get_output(small) == OUTPUT  # each read gets a copy of its own
+    assert cache.get_output(small, "o") == OUTPUT  # each read gets a copy of its own

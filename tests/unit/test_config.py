@@ -16,9 +16,36 @@ def test_defaults_are_the_embedded_stack(tmp_path):
     assert config["LOG_FILE"] is None
 
 
+SECRET = "s" * 32
+
+
 def test_app_env_picks_the_class():
-    assert load_config(env={"APP_ENV": "production"})["LOG_LEVEL"] == "WARNING"
+    production = load_config(env={"APP_ENV": "production", "SECRET_KEY": SECRET})
+    assert production["LOG_LEVEL"] == "WARNING"
+    assert production["AUTH_MODE"] == "keys"  # safe to expose by default
     assert load_config("testing", env={})["TESTING"] is True
+    assert load_config(env={})["AUTH_MODE"] == "open"  # the local default
+
+
+def test_production_keys_mode_needs_a_secret_key():
+    with pytest.raises(ConfigError, match="SECRET_KEY is required"):
+        load_config(env={"APP_ENV": "production"})
+    with pytest.raises(ConfigError, match="at least 32"):
+        load_config(env={"APP_ENV": "production", "SECRET_KEY": "short"})
+    assert load_config(env={"APP_ENV": "production", "AUTH_MODE": "open"})["AUTH_MODE_EXPLICIT"] is True
+
+
+def test_security_settings_are_checked():
+    with pytest.raises(ConfigError, match="AUTH_MODE must be keys or open"):
+        load_config(env={"AUTH_MODE": "closed"})
+    with pytest.raises(ConfigError, match="RATE_LIMIT_SUBMIT must look like"):
+        load_config(env={"RATE_LIMIT_SUBMIT": "lots"})
+    config = load_config(
+        env={"OPENAI_MODEL": "gpt-x", "CORS_ORIGINS": "https://a.example, https://b.example"}
+    )
+    assert config["OPENAI_ALLOWED_MODELS"] == ["gpt-x"]
+    assert config["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
+    assert config["TRUSTED_HOSTS"] == ["localhost", "127.0.0.1"]  # open mode: DNS rebinding is refused
 
 
 def test_the_data_dir_defaults_to_the_instance_folder():

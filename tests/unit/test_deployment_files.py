@@ -29,7 +29,20 @@ def test_compose_services_run_the_tested_commands():
     assert services["migrate"]["command"] == ["python", "init_db.py"]
     celery = ["celery", "-A", "celery_worker.celery"]
     assert services["beat"]["command"][:5] == [*celery, "beat", "--loglevel=INFO"]
-    assert services["web"]["ports"] == ["5000:5000"]
+    # The API is reached through nginx only, with the config tests/integration/test_proxy.py runs.
+    assert "ports" not in services["web"] and services["proxy"]["ports"] == ["5000:8080"]
+    assert "./deploy/nginx/tasker.conf:/etc/tasker/tasker.conf:ro" in services["proxy"]["volumes"]
+
+
+def test_compose_has_no_default_passwords_and_keeps_upstream_keys_on_the_worker():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret in ("SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"):
+        assert f"${{{secret}:?" in text, f"{secret} must be required, with no default"
+    services = compose()["services"]
+    for upstream in ("OPENAI_API_KEY", "OPENWEATHER_API_KEY"):
+        assert upstream in services["worker"]["environment"]
+        assert upstream not in services["web"]["environment"]
+    assert "--requirepass" in services["redis"]["command"]
 
 
 def test_compose_waits_for_healthy_services_and_the_migration():

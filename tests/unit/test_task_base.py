@@ -49,7 +49,7 @@ def test_a_task_is_claimed_run_and_its_outcome_recorded(tasker):
     assert run(celery, "sum_two_numbers", task_id, a=1, b=2) == 3
     row = row_of(tasker.db, task_id)
     assert (row.status, row.result, row.attempts, row.worker) == ("COMPLETED", 3, 1, "w1@host")
-    assert tasker.cache.get_output(task_id) == {"status": "COMPLETED", "result": 3, "error": None}
+    assert tasker.cache.get_output(task_id, "default") == {"status": "COMPLETED", "result": 3, "error": None}
 
 
 def test_a_finished_task_is_not_run_again(tasker):

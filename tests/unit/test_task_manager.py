@@ -57,10 +57,10 @@ def test_invalid_input_is_rejected_before_anything_is_stored(manager, publisher)
 def test_get_output_caches_only_terminal_outputs(manager, sqlite_db, cache):
     task_id = manager.submit("sum", {"a": 1, "b": 2}).id
     assert manager.get_output(task_id) == {"status": "PENDING", "result": None, "error": None}
-    assert cache.get_output(task_id) is None
+    assert cache.get_output(task_id, "default") is None
     sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3))
     assert manager.get_output(task_id)["result"] == 3
-    assert cache.get_output(task_id) == {"status": "COMPLETED", "result": 3, "error": None}
+    assert cache.get_output(task_id, "default") == {"status": "COMPLETED", "result": 3, "error": None}
 
 
 def test_unknown_task_is_not_found(manager):

@@ -1,0 +1,105 @@
+"""The v1 API keys resource: admin keys create, list, limit and revoke keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from werkzeug.exceptions import Forbidden
+
+from app.api.helpers import location, parse_id
+from app.api.schemas import StrictSchema
+from app.api.security import principal
+from app.core.errors import InvalidInput
+from app.core.keys import ApiKey, KeyManager
+
+NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r"^[A-Za-z0-9._@-]+$"))
+
+
+def check_rate(value: str) -> None:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise InvalidInput(
+            "rate_limit must look like 100/second or 20/second;600/minute.",
+            {"rate_limit": ["Not a rate limit (e.g. 100/second;3000/minute)."]},
+        ) from None
+
+
+class KeyCreate(StrictSchema):
+    name = fields.String(required=True, validate=NAME, metadata={"description": "What the key is for"})
+    owner = fields.String(validate=NAME, metadata={"description": "Whose tasks it reaches (default: name)"})
+    admin = fields.Boolean(load_default=False, metadata={"description": "Sees every owner; manages keys"})
+    rate_limit = fields.String(
+        allow_none=True, validate=validate.Length(max=200), metadata={"description": "e.g. 100/second"}
+    )
+
+
+class KeyUpdate(StrictSchema):
+    rate_limit = fields.String(required=True, allow_none=True, validate=validate.Length(max=200))
+
+
+class CreatedKey(ApiKey):
+    key = fields.String(required=True, metadata={"description": "The key: shown this once only"})
+
+
+class KeyList(Schema):
+    keys = fields.List(fields.Nested(ApiKey), required=True)
+
+
+class KeyListQuery(Schema):
+    include_revoked = fields.Boolean(load_default=False)
+
+
+create_schema, update_schema = KeyCreate(), KeyUpdate()
+
+
+def require_admin() -> None:
+    caller = principal()
+    if caller is None or not caller.admin:
+        raise Forbidden("Managing API keys needs an admin key.")
+
+
+def create_key_routes(keys: KeyManager) -> Blueprint:
+    bp = Blueprint("keys", __name__, url_prefix="/api/v1", description="API keys (admin keys only)")
+
+    @bp.post("/keys")
+    @bp.doc(summary="Create a key; the response shows it once", operationId="createKey")
+    @bp.arguments(KeyCreate)
+    @bp.response(201, CreatedKey)
+    def create(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        require_admin()
+        if data.get("rate_limit"):
+            check_rate(data["rate_limit"])
+        resource, key = keys.create(data["name"], data.get("owner"), data["admin"], data.get("rate_limit"))
+        return resource | {"key": key}, 201, location("keys", resource["id"])
+
+    @bp.get("/keys")
+    @bp.doc(summary="Every key (never the keys themselves)")
+    @bp.arguments(KeyListQuery, location="query", as_kwargs=True)
+    @bp.response(200, KeyList)
+    def list_keys(include_revoked: bool) -> dict[str, Any]:
+        require_admin()
+        return {"keys": keys.list(include_revoked)}
+
+    @bp.patch("/keys/<id:key_id>")
+    @bp.doc(summary="Set a key's rate limit (null: the deployment's)", operationId="updateKey")
+    @bp.arguments(KeyUpdate)
+    @bp.response(200, ApiKey)
+    def update(data: dict[str, Any], key_id: str) -> dict[str, Any]:
+        require_admin()
+        if data["rate_limit"]:
+            check_rate(data["rate_limit"])
+        return keys.set_rate_limit(parse_id(key_id, "key"), data["rate_limit"])
+
+    @bp.delete("/keys/<id:key_id>")
+    @bp.doc(summary="Revoke a key; it stops working within 5 s", operationId="revokeKey")
+    @bp.response(200, ApiKey)
+    def revoke(key_id: str) -> dict[str, Any]:
+        require_admin()
+        return keys.revoke(parse_id(key_id, "key"))
+
+    return bp

@@ -1,0 +1,194 @@
+"""Who may call, how often, from which page, and the headers every answer carries.
+
+- Keys: in `keys` mode every endpoint but /health*, the docs and the OpenAPI document needs an
+  API key (`Authorization: Bearer <key>` or `X-API-Key`). In `open` mode callers without a key act
+  as the owner "default". Key management always needs an admin key.
+- Limits: Flask-Limiter, per key (per client address without one), in Redis when Redis is
+  configured (shared by every API process and host), in memory otherwise; while Redis is down
+  each process limits in memory and says so in the log (never a 500).
+- Browsers: Host must be a trusted name (DNS rebinding); state-changing requests from another
+  origin are refused unless CORS_ORIGINS names it; CORS is off unless CORS_ORIGINS is set.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Forbidden, Unauthorized, UnsupportedMediaType
+
+from app.core.keys import KeyManager, Principal
+from app.models.task import DEFAULT_OWNER
+
+# Blueprints whose endpoints answer without a key (health answers details only to a key).
+PUBLIC_BLUEPRINTS = ("health", "api-docs", "swagger_ui_assets")
+OPEN = Principal(DEFAULT_OWNER)
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+# What an HTML form can send without a preflight: a cross-site form post carries one of these.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
+EXPOSED_HEADERS = "Location, Retry-After, RateLimit, RateLimit-Policy, Tasker-Wait"
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class MissingKey(Unauthorized):
+    description = "An API key is required: send it as `Authorization: Bearer <key>` or `X-API-Key`."
+
+
+class InvalidKey(Unauthorized):
+    description = "The API key is not valid (unknown, revoked or mistyped)."
+
+
+def principal() -> Principal:
+    """The caller of this request (set before any route runs)."""
+    return g.principal
+
+
+def presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("X-API-Key", "").strip() or None
+
+
+def register_security(app: Flask, keys: KeyManager) -> Limiter:
+    config = app.config
+    mode = config["AUTH_MODE"]
+    allowed_origins = set(config["CORS_ORIGINS"])
+    app.config["TRUSTED_HOSTS"] = config["TRUSTED_HOSTS"]
+
+    @app.before_request
+    def authenticate() -> None:
+        g.principal = None
+        g.csp_nonce = secrets.token_urlsafe(16)
+        if request.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials
+        _refuse_cross_site(allowed_origins)
+        key = presented_key()
+        found = keys.authenticate(key) if key else None
+        public = request.endpoint is None or request.blueprint in PUBLIC_BLUEPRINTS
+        if found is not None:
+            g.principal = found
+        elif public:
+            return
+        elif key:
+            raise InvalidKey(www_authenticate=_bearer(error="invalid_token"))
+        elif mode == "open" and request.blueprint != "keys":
+            g.principal = OPEN
+        else:
+            raise MissingKey(www_authenticate=_bearer())
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        h = response.headers
+        h["X-Content-Type-Options"] = "nosniff"
+        h["Referrer-Policy"] = "no-referrer"
+        h.setdefault("Cache-Control", "no-store")
+        if request.blueprint in ("api-docs", "swagger_ui_assets"):
+            h["Content-Security-Policy"] = DOCS_CSP.format(nonce=g.get("csp_nonce", ""))
+        else:
+            h["Content-Security-Policy"] = API_CSP
+        if request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug"):
+            h["Server"] = "tasker"  # the development server would name itself and Python's version
+        _cors(response, allowed_origins)
+        _rate_limit_headers(response, limiter)
+        return response
+
+    limiter = Limiter(
+        key_func=_rate_key,
+        app=app,
+        storage_uri=config["REDIS_URL"] or "memory://",
+        storage_options={"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if config["REDIS_URL"] else {},
+        strategy="sliding-window-counter",  # O(1) per hit in Redis; bursts bounded by the window
+        key_prefix="tasker-limits",
+        headers_enabled=True,
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        enabled=config["RATE_LIMIT_ENABLED"],
+    )
+    return limiter
+
+
+def apply_limits(limiter: Limiter, config: Any, blueprints: list[Any]) -> None:
+    """One shared bucket for writes and one for reads, per key, across these blueprints."""
+    write = _limit_for(config["RATE_LIMIT_SUBMIT"])
+    read = _limit_for(config["RATE_LIMIT_READ"])
+    write_limit = limiter.shared_limit(write, scope="write", methods=list(STATE_CHANGING))
+    read_limit = limiter.shared_limit(read, scope="read", methods=["GET"])
+    for blueprint in blueprints:
+        write_limit(blueprint)
+        read_limit(blueprint)
+
+
+def _limit_for(default: str) -> Callable[[], str]:
+    def limit() -> str:
+        caller = g.get("principal")
+        return caller.rate_limit if caller is not None and caller.rate_limit else default
+
+    return limit
+
+
+def _rate_key() -> str:
+    caller = g.get("principal")
+    if caller is not None and caller.key_id is not None:
+        return f"key:{caller.key_id}"
+    return f"address:{get_remote_address()}"
+
+
+def _bearer(**params: str) -> WWWAuthenticate:
+    return WWWAuthenticate("Bearer", {"realm": "tasker", **params})
+
+
+def _refuse_cross_site(allowed_origins: set[str]) -> None:
+    """A state-changing request from a page of another origin (a form post, a fetch) is refused."""
+    if request.method not in STATE_CHANGING:
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin != request.host_url.rstrip("/") and origin not in allowed_origins:
+        if "*" not in allowed_origins:
+            raise Forbidden(f"Requests from the origin {origin[:100]!r} are not allowed (see CORS_ORIGINS).")
+    if request.mimetype in FORM_TYPES:
+        raise UnsupportedMediaType("Content-Type must be application/json (or no body at all).")
+
+
+def _cors(response: Response, allowed_origins: set[str]) -> None:
+    origin = request.headers.get("Origin")
+    if not origin or not allowed_origins:
+        return
+    if origin not in allowed_origins and "*" not in allowed_origins:
+        return
+    h = response.headers
+    h["Access-Control-Allow-Origin"] = origin if origin in allowed_origins else "*"
+    h.add("Vary", "Origin")
+    h["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    if request.method == "OPTIONS":
+        h["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
+        h["Access-Control-Allow-Headers"] = REQUEST_HEADERS
+        h["Access-Control-Max-Age"] = "600"
+    # Never Access-Control-Allow-Credentials: keys travel in headers, not cookies.
+
+
+def _rate_limit_headers(response: Response, limiter: Limiter) -> None:
+    """The IETF httpapi RateLimit-Policy and RateLimit fields, for the limit closest to breach."""
+    try:
+        current = limiter.current_limit
+    except Exception:  # noqa: BLE001 - headers are a courtesy; the limit itself was applied
+        return
+    if current is None:
+        return
+    name = "read" if request.method == "GET" else "write"
+    reset = max(0, int(current.reset_at - time.time()))
+    response.headers["RateLimit-Policy"] = f'"{name}";q={current.limit.amount};w={current.limit.get_expiry()}'
+    response.headers["RateLimit"] = f'"{name}";r={current.remaining};t={reset}'

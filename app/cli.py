@@ -1,0 +1,53 @@
+"""`flask --app run keys ...`: create, list and revoke API keys from the host."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from app.core.errors import TaskerError
+from app.core.keys import KeyManager
+
+
+def register_commands(app: Flask, keys: KeyManager) -> None:
+    group = AppGroup("keys", help="Create, list and revoke API keys.")
+
+    @group.command("create")
+    @click.option("--name", required=True, help="What the key is for, e.g. billing-service")
+    @click.option("--owner", default=None, help="Whose tasks it reaches (default: the name)")
+    @click.option("--admin", is_flag=True, help="Sees every owner's tasks and manages keys")
+    @click.option("--rate-limit", default=None, help="Replaces the deployment's limits, e.g. 100/second")
+    def create(name: str, owner: str | None, admin: bool, rate_limit: str | None) -> None:
+        """Make a key; it is printed once and cannot be shown again."""
+        resource, key = keys.create(name, owner, admin, rate_limit)
+        click.echo(key)
+        role = "admin" if resource["admin"] else "owner"
+        click.echo(f"id {resource['id']}, {role} {resource['owner']!r}: store it now.", err=True)
+
+    @group.command("list")
+    @click.option("--all", "include_revoked", is_flag=True, help="Revoked keys too")
+    def list_keys(include_revoked: bool) -> None:
+        """Every key: id, hint, owner, admin, created, last used, revoked."""
+        for key in keys.list(include_revoked):
+            click.echo(
+                f"{key['id']}  {key['hint']}...  {key['name']}  owner={key['owner']}  "
+                f"admin={str(key['admin']).lower()}  created={key['created_at']}  "
+                f"last_used={key['last_used_at'] or '-'}  revoked={key['revoked_at'] or '-'}"
+            )
+
+    @group.command("revoke")
+    @click.argument("key_id")
+    def revoke(key_id: str) -> None:
+        """Revoke a key by its id; it stops working within 5 s everywhere."""
+        try:
+            keys.revoke(uuid.UUID(key_id))
+        except ValueError:
+            raise click.BadParameter(f"{key_id!r} is not a key id (a UUID)") from None
+        except TaskerError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"revoked {key_id}")
+
+    app.cli.add_command(group)

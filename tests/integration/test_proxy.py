@@ -1,0 +1,215 @@
+"""Holding the server: slow clients meet nginx (deploy/nginx/tasker.conf) instead of gunicorn, and
+long polls beyond the per-process bound answer at once. Durations are measured in bench/; these
+tests assert what must hold: every health probe is answered while the attack goes on."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REQUIRE_SERVICES, ROOT, child_env
+from tests.support import free_port, poll, stop_process
+
+pytestmark = pytest.mark.integration
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_config(workdir: Path, listen: int, upstream: int) -> Path:
+    """A whole nginx.conf around the shipped site config, with its two placeholders filled in."""
+    site = (ROOT / "deploy/nginx/tasker.conf").read_text()
+    site = site.replace("TASKER_UPSTREAM", f"127.0.0.1:{upstream}").replace(
+        "TASKER_LISTEN", f"127.0.0.1:{listen}"
+    )
+    temp = workdir / "tmp"
+    temp.mkdir()
+    config = workdir / "nginx.conf"
+    config.write_text(
+        f"""
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    {site}
+}}
+"""
+    )
+    return config
+
+
+def gunicorn(env: dict[str, str], port: int, log: Path, **settings: str) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=child_env({**env, "GUNICORN_BIND": f"127.0.0.1:{port}", **settings}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class Slowloris:
+    """`count` connections that send a request head one header line at a time, forever."""
+
+    def __init__(self, port: int, count: int):
+        self.stop = threading.Event()
+        self.sockets = []
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+            self.sockets.append(sock)
+        self.thread = threading.Thread(target=self.drip, daemon=True)
+        self.thread.start()
+
+    def drip(self) -> None:
+        while not self.stop.wait(2):  # the attack's pace: one header line every 2 s per connection
+            for sock in self.sockets:
+                try:
+                    sock.sendall(b"X-a: b\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_behind_nginx_slow_clients_do_not_starve_health(stack_env, tmp_path):
+    if not Path(NGINX).exists():
+        message = "nginx is not installed (apt-get install nginx)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    api, front = free_port(), free_port()
+    server = gunicorn(stack_env, api, tmp_path / "g.log", WEB_CONCURRENCY="2", GUNICORN_THREADS="4")
+    proxy = subprocess.Popen(
+        [NGINX, "-c", str(nginx_config(tmp_path, front, api)), "-p", str(tmp_path), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    attack = None
+    try:
+        poll(lambda: answers(f"http://127.0.0.1:{front}/health"), what="nginx and gunicorn to answer")
+        attack = Slowloris(front, 64)  # twice gunicorn's 8 threads, eight times over
+        for _ in range(20):
+            response = requests.get(f"http://127.0.0.1:{front}/health", timeout=2)
+            assert response.status_code == 200
+            assert response.headers["Server"] == "nginx"  # server_tokens off: no version
+    finally:
+        if attack is not None:
+            attack.close()
+        stop_process(proxy, timeout=10)
+        stop_process(server)
+
+
+def test_long_polls_beyond_the_bound_answer_at_once(stack_env, tmp_path):
+    """4 waits per process may hold a thread; a fifth answers now with Tasker-Wait, and health answers."""
+    port = free_port()
+    server = gunicorn(
+        stack_env,
+        port,
+        tmp_path / "g.log",
+        WEB_CONCURRENCY="1",
+        GUNICORN_THREADS="8",
+        WAIT_MAX_CONCURRENT="4",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: answers(f"{base}/health"), what="gunicorn to answer")
+        task = requests.post(
+            f"{base}/api/v1/tasks",
+            json={"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600},
+            timeout=5,
+        ).json()
+        url = f"{base}/api/v1/tasks/{task['id']}?wait=20"
+        started = threading.Barrier(5)
+        results: list[requests.Response] = []
+
+        def wait() -> None:
+            started.wait()
+            while True:  # a probe may hold a slot for a moment: ask again until this one waits
+                response = requests.get(url, timeout=30)
+                if "Tasker-Wait" not in response.headers:
+                    results.append(response)
+                    return
+
+        waiters = [threading.Thread(target=wait, daemon=True) for _ in range(4)]
+        for thread in waiters:
+            thread.start()
+        started.wait()
+        # The four take their slots; from then on another wait is answered at once, marked.
+        probe = url.replace("wait=20", "wait=0.5")  # if it finds a slot free, it gives it back soon
+        skipped = poll(
+            lambda: (r := requests.get(probe, timeout=5)).headers.get("Tasker-Wait") and r,
+            what="a wait beyond the bound to be answered at once",
+        )
+        assert skipped.status_code == 200 and skipped.json()["status"] == "SCHEDULED"
+        assert skipped.headers["Tasker-Wait"].startswith("skipped; busy")
+        assert requests.get(f"{base}/health", timeout=2).status_code == 200
+        # Cancelling ends the four waits with the terminal state.
+        assert requests.post(f"{base}/api/v1/tasks/{task['id']}/cancel", timeout=5).status_code == 200
+        for thread in waiters:
+            thread.join(timeout=30)
+        assert [r.json()["status"] for r in results] == ["CANCELLED"] * 4
+    finally:
+        stop_process(server)
+
+
+def test_a_wait_ends_when_its_client_goes(stack_env, tmp_path):
+    port = free_port()
+    server = gunicorn(
+        stack_env,
+        port,
+        tmp_path / "g.log",
+        WEB_CONCURRENCY="1",
+        GUNICORN_THREADS="2",
+        WAIT_MAX_CONCURRENT="1",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: answers(f"{base}/health"), what="gunicorn to answer")
+        task = requests.post(
+            f"{base}/api/v1/tasks",
+            json={"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600},
+            timeout=5,
+        ).json()
+        path = f"/api/v1/tasks/{task['id']}?wait=30"
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        # The one slot is taken: another wait answers at once...
+        poll(
+            lambda: requests.get(f"{base}{path}", timeout=5).headers.get("Tasker-Wait"),
+            what="the slot to be taken",
+        )
+        sock.close()  # ...until the client that holds it hangs up; then the slot is free again.
+        poll(
+            lambda: (
+                "Tasker-Wait" not in requests.get(f"{base}{path.replace('30', '0.2')}", timeout=5).headers
+            ),
+            what="the wait of a gone client to end",
+            timeout=10,
+        )
+    finally:
+        stop_process(server)

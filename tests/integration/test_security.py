@@ -1,0 +1,310 @@
+"""Keys, owners and limits, on both stacks: every endpoint that takes an id, called with another
+owner's id, answers exactly like an unknown id and changes nothing; every list shows only the
+caller's rows; keys are checked, limited and never echoed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from app.core.keys import KEY_PREFIX, new_key, well_formed
+from app.core.retention import Retention
+from app.models.task import TaskStatus
+from tests.conftest import ROOT, build_app, child_env
+from tests.support import insert_task, make_old, row_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def keyed(stack_env):
+    """An app in keys mode, with keys for two owners (alice, bob) and an admin."""
+    app = build_app({**stack_env, "AUTH_MODE": "keys"})
+    keys = app.extensions["tasker"].keys
+    tag = uuid.uuid4().hex[:8]  # owners of this test only: the database is shared by the session
+    made = {who: keys.create(f"{who}-{tag}", admin=(who == "admin"))[1] for who in ("alice", "bob", "admin")}
+    app.test_keys = made
+    app.test_owners = {who: f"{who}-{tag}" for who in made}
+    yield app
+    app.extensions["tasker"].db.dispose()
+
+
+def auth(app, who):
+    return {"Authorization": f"Bearer {app.test_keys[who]}"}
+
+
+def test_keys_have_a_prefix_and_a_checksum():
+    key = new_key()
+    assert key.startswith(KEY_PREFIX) and len(key) == 42 and well_formed(key)
+    broken = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert not well_formed(broken)  # one wrong character: caught without a lookup
+    assert not well_formed("tsk_short") and not well_formed("x" * 42)
+
+
+def test_only_a_keyed_hash_is_stored(keyed, db):
+    key = keyed.test_keys["alice"]
+    rows = db.run(lambda c: c.exec_driver_sql("SELECT key_hash, hint FROM api_keys").all())
+    assert all(key not in (row.key_hash, row.hint) for row in rows)
+    assert any(row.key_hash == keyed.extensions["tasker"].keys.digest(key) for row in rows)
+
+
+def test_every_endpoint_needs_a_key_but_health_and_docs(keyed):
+    client = keyed.test_client()
+    for method, path in [
+        ("post", "/run-task"),
+        ("get", "/get-task-output?task_uuid=" + str(uuid.uuid4())),
+        ("post", "/api/v1/tasks"),
+        ("get", "/api/v1/tasks"),
+        ("get", f"/api/v1/tasks/{uuid.uuid4()}"),
+        ("get", "/api/v1/schedules"),
+        ("get", "/api/v1/task-types"),
+        ("get", "/api/v1/queues"),
+        ("get", "/api/v1/keys"),
+    ]:
+        response = getattr(client, method)(path, json={})
+        assert response.status_code == 401, (path, response.get_json())
+        assert response.headers["WWW-Authenticate"] == "Bearer realm=tasker"  # RFC 6750, a token value
+        assert response.get_json()["code"] == "unauthorized"
+    for path in ("/health", "/openapi.json", "/docs"):
+        assert client.get(path).status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        lambda k: {"Authorization": f"Bearer {k}"},
+        lambda k: {"X-API-Key": k},
+    ],
+)
+def test_a_wrong_or_revoked_key_is_refused_and_never_echoed(keyed, header):
+    client = keyed.test_client()
+    good = keyed.test_keys["alice"]
+    assert client.get("/api/v1/tasks", headers=header(good)).status_code == 200
+    for wrong in (new_key(), good[:-1] + "x", "not-a-key"):
+        response = client.get("/api/v1/tasks", headers=header(wrong))
+        assert response.status_code == 401
+        assert "error=invalid_token" in response.headers["WWW-Authenticate"]
+        assert wrong not in response.get_data(as_text=True)
+    keys = keyed.extensions["tasker"].keys
+    alice = next(k for k in keys.list() if k["owner"] == keyed.test_owners["alice"])
+    keys.revoke(uuid.UUID(alice["id"]))
+    assert client.get("/api/v1/tasks", headers=header(good)).status_code == 401
+
+
+def test_anonymous_health_is_up_or_down_only(keyed):
+    client = keyed.test_client()
+    anonymous = client.get("/health/ready").get_json()
+    assert "checks" not in anonymous and anonymous.get("details", {}) == {}
+    detailed = client.get("/health/ready", headers=auth(keyed, "alice")).get_json()
+    assert "checks" in detailed or detailed["details"]
+
+
+def test_another_owners_ids_are_not_found_and_nothing_changes(keyed, db):
+    client = keyed.test_client()
+    alice, bob = auth(keyed, "alice"), auth(keyed, "bob")
+    task = client.post(
+        "/api/v1/tasks",
+        json={"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 3600},
+        headers=alice,
+    ).get_json()
+    finished = insert_task(db, status=TaskStatus.FAILED, owner=keyed.test_owners["alice"])
+    schedule = client.post(
+        "/api/v1/schedules",
+        json={"name": "nightly", "task": "sum", "parameters": {"a": 1, "b": 2}, "cron": "0 3 * * *"},
+        headers=alice,
+    ).get_json()
+    unknown_task, unknown_schedule = uuid.uuid4(), uuid.uuid4()
+
+    def same_as_unknown(method, path, unknown_path, **kwargs):
+        theirs = getattr(client, method)(path, headers=bob, **kwargs)
+        none = getattr(client, method)(unknown_path, headers=bob, **kwargs)
+        assert theirs.status_code == 404, (path, theirs.get_json())
+        assert none.status_code == 404
+        strip = lambda body: {**body, "details": {}}  # noqa: E731 - the details name the id asked for
+        assert strip(theirs.get_json()) == strip(none.get_json())
+
+    for suffix in ("", "?wait=1", "/status", "/result"):
+        same_as_unknown("get", f"/api/v1/tasks/{task['id']}{suffix}", f"/api/v1/tasks/{unknown_task}{suffix}")
+    same_as_unknown(
+        "get", f"/get-task-output?task_uuid={task['id']}", f"/get-task-output?task_uuid={unknown_task}"
+    )
+    same_as_unknown("post", f"/api/v1/tasks/{task['id']}/cancel", f"/api/v1/tasks/{unknown_task}/cancel")
+    same_as_unknown("post", f"/api/v1/tasks/{finished}/retry", f"/api/v1/tasks/{unknown_task}/retry")
+    for method, kwargs in (("get", {}), ("patch", {"json": {"enabled": False}}), ("delete", {})):
+        same_as_unknown(
+            method,
+            f"/api/v1/schedules/{schedule['id']}",
+            f"/api/v1/schedules/{unknown_schedule}",
+            **kwargs,
+        )
+
+    # Nothing changed: still SCHEDULED, still FAILED with no retry, the schedule still enabled.
+    assert row_of(db, task["id"]).status == TaskStatus.SCHEDULED
+    assert row_of(db, task["id"]).cancel_requested_at is None
+    assert client.get(f"/api/v1/schedules/{schedule['id']}", headers=alice).get_json()["enabled"] is True
+    # Lists show only the caller's rows.
+    assert client.get("/api/v1/tasks?limit=200", headers=bob).get_json()["tasks"] == []
+    assert client.get("/api/v1/schedules", headers=bob).get_json()["schedules"] == []
+    mine = client.get("/api/v1/tasks?limit=200", headers=alice).get_json()["tasks"]
+    assert {t["id"] for t in mine} == {task["id"], str(finished)}
+    assert [s["id"] for s in client.get("/api/v1/schedules", headers=alice).get_json()["schedules"]] == [
+        schedule["id"]
+    ]
+    # Bob may not ask for Alice's rows by name; an admin sees them, and may filter by owner.
+    asked = client.get(f"/api/v1/tasks?owner={keyed.test_owners['alice']}", headers=bob)
+    assert asked.status_code == 400 and "owner" in asked.get_json()["details"]
+    admin = auth(keyed, "admin")
+    assert client.get(f"/api/v1/tasks/{task['id']}", headers=admin).status_code == 200
+    only_alice = client.get(f"/api/v1/tasks?owner={keyed.test_owners['alice']}", headers=admin).get_json()
+    assert {t["owner"] for t in only_alice["tasks"]} == {keyed.test_owners["alice"]}
+    assert client.post(f"/api/v1/tasks/{task['id']}/cancel", headers=alice).status_code == 200
+
+
+def test_idempotency_keys_are_per_owner_and_cover_the_whole_request(keyed):
+    client = keyed.test_client()
+    body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 3600}
+    key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    first = client.post("/api/v1/tasks", json=body, headers=auth(keyed, "alice") | key)
+    other = client.post("/api/v1/tasks", json=body, headers=auth(keyed, "bob") | key)
+    assert first.status_code == other.status_code == 202
+    assert first.get_json()["id"] != other.get_json()["id"]
+    replay = client.post("/api/v1/tasks", json=body, headers=auth(keyed, "alice") | key)
+    assert replay.status_code == 200 and replay.get_json()["id"] == first.get_json()["id"]
+    for change in ({"priority": "high"}, {"countdown": 7200}):
+        changed = client.post("/api/v1/tasks", json=body | change, headers=auth(keyed, "alice") | key)
+        assert changed.status_code == 409, change
+
+
+def test_admin_keys_manage_keys_and_others_cannot(keyed):
+    client = keyed.test_client()
+    assert client.get("/api/v1/keys", headers=auth(keyed, "alice")).status_code == 403
+    admin = auth(keyed, "admin")
+    made = client.post("/api/v1/keys", json={"name": "ci-runner", "rate_limit": "50/second"}, headers=admin)
+    assert made.status_code == 201, made.get_json()
+    new = made.get_json()
+    assert well_formed(new["key"]) and new["owner"] == "ci-runner" and new["admin"] is False
+    listed = client.get("/api/v1/keys", headers=admin).get_json()["keys"]
+    assert new["id"] in {k["id"] for k in listed}
+    assert new["key"] not in str(listed) and all("key" not in k for k in listed)
+    theirs = {"Authorization": f"Bearer {new['key']}"}
+    assert client.get("/api/v1/tasks", headers=theirs).status_code == 200
+    bad = client.post("/api/v1/keys", json={"name": "x", "rate_limit": "lots"}, headers=admin)
+    assert bad.status_code == 400 and "rate_limit" in bad.get_json()["details"]
+    assert client.delete(f"/api/v1/keys/{new['id']}", headers=admin).get_json()["revoked_at"]
+    assert client.get("/api/v1/tasks", headers=theirs).status_code == 401
+    assert client.delete(f"/api/v1/keys/{new['id']}", headers=admin).status_code == 404
+
+
+def test_the_keys_command_creates_lists_and_revokes(stack_env):
+    env = child_env({**stack_env, "AUTH_MODE": "keys", "FLASK_APP": "run"})
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+
+    def flask(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "keys", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+
+    made = flask("create", "--name", name)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert well_formed(key) and "store it now" in made.stderr
+    listed = flask("list")
+    line = next(line for line in listed.stdout.splitlines() if f" {name} " in line)
+    assert key not in listed.stdout and key[:8] in line
+    app = build_app({**stack_env, "AUTH_MODE": "keys"})
+    try:
+        client = app.test_client()
+        assert client.get("/api/v1/tasks", headers={"X-API-Key": key}).status_code == 200
+        assert flask("revoke", line.split()[0]).returncode == 0
+        app.extensions["tasker"].keys._verified.clear()  # another process: it would notice within 5 s
+        assert client.get("/api/v1/tasks", headers={"X-API-Key": key}).status_code == 401
+    finally:
+        app.extensions["tasker"].db.dispose()
+
+
+def test_quotas_per_owner(stack_env):
+    app = build_app({**stack_env, "AUTH_MODE": "keys", "QUOTA_UNFINISHED_TASKS": "3", "QUOTA_SCHEDULES": "2"})
+    try:
+        keys = app.extensions["tasker"].keys
+        mine = {"X-API-Key": keys.create(f"quota-{uuid.uuid4().hex[:8]}")[1]}
+        other = {"X-API-Key": keys.create(f"quota-{uuid.uuid4().hex[:8]}")[1]}
+        client = app.test_client()
+        body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 3600}
+        for _ in range(3):
+            assert client.post("/api/v1/tasks", json=body, headers=mine).status_code == 202
+        over = client.post("/api/v1/tasks", json=body, headers=mine)
+        assert over.status_code == 429
+        assert over.get_json()["code"] == "quota_exceeded"
+        assert over.get_json()["details"] == {"quota": "unfinished_tasks", "limit": 3}
+        assert client.post("/api/v1/tasks", json=body, headers=other).status_code == 202  # per owner
+        # A finished task frees its place (seen at the next read of the count, within a second).
+        first = client.get("/api/v1/tasks", headers=mine).get_json()["tasks"][0]
+        assert client.post(f"/api/v1/tasks/{first['id']}/cancel", headers=mine).status_code == 200
+        app.extensions["tasker"].tasks.quota._counts.clear()
+        assert client.post("/api/v1/tasks", json=body, headers=mine).status_code == 202
+
+        schedule = {"task": "sum", "parameters": {"a": 1, "b": 2}, "cron": "0 3 * * *"}
+        for n in range(2):
+            made = client.post("/api/v1/schedules", json=schedule | {"name": f"s{n}"}, headers=mine)
+            assert made.status_code == 201
+        over = client.post("/api/v1/schedules", json=schedule | {"name": "s2"}, headers=mine)
+        assert over.status_code == 429 and over.get_json()["details"]["quota"] == "schedules"
+    finally:
+        app.extensions["tasker"].db.dispose()
+
+
+def test_a_schedule_may_not_fire_more_often_than_the_operator_allows(stack_env):
+    app = build_app({**stack_env, "SCHEDULE_MIN_INTERVAL_SECONDS": "300"})
+    try:
+        client = app.test_client()
+        body = {"name": f"often-{uuid.uuid4().hex[:6]}", "task": "sum", "parameters": {"a": 1, "b": 2}}
+        too_often = client.post("/api/v1/schedules", json=body | {"cron": "*/2 * * * *"})
+        assert too_often.status_code == 400
+        assert "once every 300 s" in too_often.get_json()["details"]["cron"][0]
+        assert client.post("/api/v1/schedules", json=body | {"cron": "*/5 * * * *"}).status_code == 201
+    finally:
+        app.extensions["tasker"].db.dispose()
+
+
+def test_only_allowed_models_and_token_counts_reach_openai(client):
+    def ask(**parameters):
+        return client.post(
+            "/api/v1/tasks", json={"name": "query_chatgpt", "parameters": {"prompt": "hi"} | parameters}
+        )
+
+    refused = ask(model="gpt-5-expensive")
+    assert refused.status_code == 400
+    assert refused.get_json()["details"]["allowed_models"] == ["gpt-test", "gpt-other"]
+    assert "gpt-test" in refused.get_json()["error"]
+    too_many = ask(max_tokens=5000)
+    assert too_many.status_code == 400
+    assert too_many.get_json()["details"]["parameters"] == {"max_tokens": ["Must be at most 1024."]}
+    schedule = client.post(
+        "/api/v1/schedules",
+        json={
+            "name": "m",
+            "task": "query_chatgpt",
+            "parameters": {"prompt": "hi", "model": "o3"},
+            "cron": "0 3 * * *",
+        },
+    )
+    assert schedule.status_code == 400
+
+
+def test_retention_deletes_old_finished_tasks_only(app, db):
+    old_done = insert_task(db, status=TaskStatus.COMPLETED)
+    old_failed = insert_task(db, status=TaskStatus.FAILED)
+    recent_done = insert_task(db, status=TaskStatus.COMPLETED)
+    old_pending = insert_task(db)
+    make_old(db, recent_done, "completed_at", timedelta(days=1))
+    for task_id in (old_done, old_failed, old_pending):
+        make_old(db, task_id, "created_at", timedelta(days=40))
+        make_old(db, task_id, "completed_at", timedelta(days=40))
+    assert Retention(db, 30, batch=1).run() >= 2  # one row a batch: several short transactions
+    assert row_of(db, old_done) is None and row_of(db, old_failed) is None
+    assert row_of(db, recent_done) is not None and row_of(db, old_pending) is not None
+    assert Retention(db, 0).run() == 0  # 0 keeps everything
