@@ -7,6 +7,7 @@ nothing is shared with the master.
 
 import multiprocessing
 import os
+import sys
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
@@ -24,11 +25,15 @@ errorlog = "-"
 
 def on_starting(server):
     """Refuse open mode (no API keys) on a network address unless AUTH_MODE=open says so."""
-    from config import load_config
+    from config import ConfigError, load_config
     from config.base import check_exposure
 
     hosts = [address.rsplit(":", 1)[0] for address in server.cfg.bind if not address.startswith("unix:")]
-    warning = check_exposure(load_config(), hosts)
+    try:
+        warning = check_exposure(load_config(), hosts)
+    except ConfigError as exc:
+        server.log.error("configuration error: %s", exc)
+        sys.exit(2)
     if warning:
         server.log.warning(warning)
 

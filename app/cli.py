@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from limits import parse_many
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.errors import TaskerError
 from app.core.keys import KeyManager
+from app.models.migrate import prepare_database
 
 
 def register_commands(app: Flask, keys: KeyManager) -> None:
     group = AppGroup("keys", help="Create, list and revoke API keys.")
+
+    def ready() -> None:
+        """The schema is brought up to date first (as run.py does), so a fresh database works."""
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        try:
+            prepare_database(keys.db.engine)
+        except SQLAlchemyError as exc:
+            raise click.ClickException(
+                f"cannot prepare the database: {getattr(exc, 'orig', None) or exc}"
+            ) from None
 
     @group.command("create")
     @click.option("--name", required=True, help="What the key is for, e.g. billing-service")
@@ -22,7 +36,16 @@ def register_commands(app: Flask, keys: KeyManager) -> None:
     @click.option("--rate-limit", default=None, help="Replaces the deployment's limits, e.g. 100/second")
     def create(name: str, owner: str | None, admin: bool, rate_limit: str | None) -> None:
         """Make a key; it is printed once and cannot be shown again."""
-        resource, key = keys.create(name, owner, admin, rate_limit)
+        ready()
+        if rate_limit:
+            try:
+                parse_many(rate_limit)
+            except ValueError:
+                raise click.BadParameter("must look like 100/second or 20/second;600/minute") from None
+        try:
+            resource, key = keys.create(name, owner, admin, rate_limit)
+        except TaskerError as exc:
+            raise click.ClickException(exc.message) from None
         click.echo(key)
         role = "admin" if resource["admin"] else "owner"
         click.echo(f"id {resource['id']}, {role} {resource['owner']!r}: store it now.", err=True)
@@ -31,6 +54,7 @@ def register_commands(app: Flask, keys: KeyManager) -> None:
     @click.option("--all", "include_revoked", is_flag=True, help="Revoked keys too")
     def list_keys(include_revoked: bool) -> None:
         """Every key: id, hint, owner, admin, created, last used, revoked."""
+        ready()
         for key in keys.list(include_revoked):
             click.echo(
                 f"{key['id']}  {key['hint']}...  {key['name']}  owner={key['owner']}  "
@@ -42,6 +66,7 @@ def register_commands(app: Flask, keys: KeyManager) -> None:
     @click.argument("key_id")
     def revoke(key_id: str) -> None:
         """Revoke a key by its id; it stops working within 5 s everywhere."""
+        ready()
         try:
             keys.revoke(uuid.UUID(key_id))
         except ValueError:

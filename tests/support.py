@@ -206,3 +206,25 @@ def worker_options(hostname: str, concurrency: int = 2, queues: str | None = Non
         "--without-gossip",
     ]
     return options + (["-Q", queues] if queues else [])
+
+
+def nginx_config(workdir: Path, listen: int, upstream: int) -> Path:
+    """A whole nginx.conf (files under `workdir`) around deploy/nginx/tasker.conf, its two
+    placeholders filled in: what the proxy tests and bench/holding.py run."""
+    root = Path(__file__).resolve().parent.parent
+    site = (root / "deploy/nginx/tasker.conf").read_text()
+    site = site.replace("TASKER_UPSTREAM", f"127.0.0.1:{upstream}").replace(
+        "TASKER_LISTEN", f"127.0.0.1:{listen}"
+    )
+    temp = workdir / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {temp}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = workdir / "nginx.conf"
+    config.write_text(
+        f"worker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/nginx-error.log warn;\n"
+        f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp_paths}\n{site}\n}}\n"
+    )
+    return config

@@ -58,6 +58,11 @@ def init_docs(app: Flask) -> TaskerApi:
     app.config.update({key: value for key, value in OPENAPI_CONFIG.items() if key not in app.config})
     app.url_map.converters["id"] = IdConverter
     api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
+    api.spec.components.security_scheme("bearerKey", {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme("headerKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    # Keys mode: one of the two on every operation but health and the docs. Open mode: optional.
+    required = [{"bearerKey": []}, {"headerKey": []}]
+    api.spec.options["security"] = required if app.config["AUTH_MODE"] == "keys" else [*required, {}]
     api.register_field(Number, "number", None)
     api.register_field(Timestamp, "string", "date-time")
     api.register_converter(IdConverter, lambda converter: {"type": "string", "format": "uuid"})

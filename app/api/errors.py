@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from flask_limiter.errors import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -53,7 +54,12 @@ def register_error_handlers(app: Flask, redactor: Redactor) -> None:
         messages = (getattr(exc, "data", None) or {}).get("messages")
         if messages is not None:  # webargs: {location: {field: [rules]}}
             return validation_error(ValidationError(_merge_locations(messages)))
-        response = error_response(exc.code or 500, exc.description or exc.name, _snake(exc.name))
+        message, details = exc.description or exc.name, {}
+        if isinstance(exc, RateLimitExceeded):
+            limit = str(exc.limit.limit)
+            message = f"Too many requests: at most {limit} for this caller; retry after Retry-After seconds."
+            details = {"limit": limit}
+        response = error_response(exc.code or 500, message, _snake(exc.name), details)
         for name, value in exc.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value

@@ -84,18 +84,21 @@ def create_health_routes(
 
     @bp.get("/health")
     @bp.doc(summary="Liveness: the process answers")
+    @bp.doc(security=[])  # anyone may ask; details only to a key (or in open mode)
     @bp.response(200, schemas.Health)
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
     @bp.get("/health/ready")
     @bp.doc(summary="Readiness: database, broker and at least one worker answer (503 names what is down)")
+    @bp.doc(security=[])  # anyone may ask; details only to a key (or in open mode)
     @bp.response(200, schemas.Health)
     def ready() -> Response | dict[str, Any]:
         return answer(*ready_answer.get())
 
     @bp.get("/health/db")
     @bp.doc(summary="The database answers (503 if not)")
+    @bp.doc(security=[])  # anyone may ask; details only to a key (or in open mode)
     @bp.response(200, schemas.Health)
     def health_db() -> Response | dict[str, Any]:
         check = monitor.check_database()
@@ -105,6 +108,7 @@ def create_health_routes(
 
     @bp.get("/health/redis")
     @bp.doc(summary="Redis answers, as cache and as broker, where it is used (503 if not)")
+    @bp.doc(security=[])  # anyone may ask; details only to a key (or in open mode)
     @bp.response(200, schemas.Health)
     def health_redis() -> Response | dict[str, Any]:
         checks = monitor.check_redis()

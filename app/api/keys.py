@@ -14,7 +14,12 @@ from app.api.security import principal
 from app.core.errors import InvalidInput
 from app.core.keys import ApiKey, KeyManager
 
-NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r"^[A-Za-z0-9._@-]+$"))
+NAME = [validate.Length(min=1, max=100), validate.Regexp(r"^[A-Za-z0-9._@-]+$")]
+_RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
+RATE = [
+    validate.Length(max=200),
+    validate.Regexp(rf"^{_RATE}(;{_RATE})*$", error="Must look like 100/second or 20/second;600/minute."),
+]
 
 
 def check_rate(value: str) -> None:
@@ -33,13 +38,11 @@ class KeyCreate(StrictSchema):
     name = fields.String(required=True, validate=NAME, metadata={"description": "What the key is for"})
     owner = fields.String(validate=NAME, metadata={"description": "Whose tasks it reaches (default: name)"})
     admin = fields.Boolean(load_default=False, metadata={"description": "Sees every owner; manages keys"})
-    rate_limit = fields.String(
-        allow_none=True, validate=validate.Length(max=200), metadata={"description": "e.g. 100/second"}
-    )
+    rate_limit = fields.String(allow_none=True, validate=RATE, metadata={"description": "e.g. 100/second"})
 
 
 class KeyUpdate(StrictSchema):
-    rate_limit = fields.String(required=True, allow_none=True, validate=validate.Length(max=200))
+    rate_limit = fields.String(required=True, allow_none=True, validate=RATE)
 
 
 class CreatedKey(ApiKey):

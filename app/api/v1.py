@@ -50,7 +50,8 @@ def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
         with waits.slot() as granted:
             if not granted:  # every wait slot of this process is taken: answer now, and say so
                 resource = task_manager.get(parse_id(task_id), owner=scope())
-                return resource, 200, {"Tasker-Wait": f"skipped; busy ({waits.limit} waits in progress)"}
+                busy = f"skipped; busy ({waits.limit} waits in progress)"
+                return resource, 200, {"Tasker-Wait": busy, "Retry-After": "1"}
             return task_manager.get(parse_id(task_id), wait, owner=scope(), until=waits.until_or_gone)
 
     @bp.get("/tasks")

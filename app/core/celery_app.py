@@ -95,7 +95,7 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
 def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """Options for the broker's transport; the filesystem one lives under the data directory."""
     if config["BROKER_KIND"] == "filesystem":
-        root = Path(config["DATA_DIR"]) / "broker"
+        root = private_dir(Path(config["DATA_DIR"]) / "broker")
         folders = {name: root / name for name in ("queue", "control", "processed")}
         for folder in folders.values():
             private_dir(folder)

@@ -8,6 +8,7 @@ content type, headers and response schema conformance, negative data rejection, 
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import ExitStack
 
 import pytest
@@ -62,11 +63,11 @@ def operations(app):
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def fuzz(operation, mode):
+def fuzz(operation, mode, headers=None):
     @given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
     def conforms(case):
-        case.call_and_validate(excluded_checks=excluded_checks(case))
+        case.call_and_validate(headers=headers, excluded_checks=excluded_checks(case))
 
     conforms()
 
@@ -74,8 +75,12 @@ def fuzz(operation, mode):
 @pytest.fixture(scope="module")
 def fuzz_app(stack):
     """The app on a broker of its own that no worker consumes: fuzzed submits (an hour-long
-    process_data among them) stay queued instead of keeping the shared test worker busy."""
-    app = build_app({**stack.env, **stack.new_broker()})
+    process_data among them) stay queued instead of keeping the shared test worker busy.
+    In keys mode, called with an admin key: the authenticated API is what is fuzzed (the
+    stateful phase below runs in open mode)."""
+    app = build_app({**stack.env, **stack.new_broker(), "AUTH_MODE": "keys"})
+    key = app.extensions["tasker"].keys.create(f"fuzz-{uuid.uuid4().hex[:8]}", admin=True)[1]
+    app.fuzz_headers = {"Authorization": f"Bearer {key}"}
     yield app
     app.extensions["tasker"].db.dispose()
 
@@ -88,7 +93,7 @@ def test_every_operation_conforms(fuzz_app, mode):
         has_input = list(operation.iter_parameters()) or operation.get_request_payload_content_types()
         if mode is GenerationMode.NEGATIVE and not has_input:
             continue  # nothing to make invalid
-        fuzz(operation, mode)
+        fuzz(operation, mode, fuzz_app.fuzz_headers)
 
 
 def test_the_document_covers_every_endpoint_and_the_error_shape(client):

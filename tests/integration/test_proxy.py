@@ -15,39 +15,10 @@ import pytest
 import requests
 
 from tests.conftest import REQUIRE_SERVICES, ROOT, child_env
-from tests.support import free_port, poll, stop_process
+from tests.support import free_port, nginx_config, poll, stop_process
 
 pytestmark = pytest.mark.integration
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def nginx_config(workdir: Path, listen: int, upstream: int) -> Path:
-    """A whole nginx.conf around the shipped site config, with its two placeholders filled in."""
-    site = (ROOT / "deploy/nginx/tasker.conf").read_text()
-    site = site.replace("TASKER_UPSTREAM", f"127.0.0.1:{upstream}").replace(
-        "TASKER_LISTEN", f"127.0.0.1:{listen}"
-    )
-    temp = workdir / "tmp"
-    temp.mkdir()
-    config = workdir / "nginx.conf"
-    config.write_text(
-        f"""
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    {site}
-}}
-"""
-    )
-    return config
 
 
 def gunicorn(env: dict[str, str], port: int, log: Path, **settings: str) -> subprocess.Popen:

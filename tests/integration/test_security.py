@@ -84,7 +84,8 @@ def test_a_wrong_or_revoked_key_is_refused_and_never_echoed(keyed, header):
     client = keyed.test_client()
     good = keyed.test_keys["alice"]
     assert client.get("/api/v1/tasks", headers=header(good)).status_code == 200
-    for wrong in (new_key(), good[:-1] + "x", "not-a-key"):
+    mistyped = good[:-1] + ("x" if good[-1] != "x" else "y")
+    for wrong in (new_key(), mistyped, "not-a-key"):
         response = client.get("/api/v1/tasks", headers=header(wrong))
         assert response.status_code == 401
         assert "error=invalid_token" in response.headers["WWW-Authenticate"]
@@ -308,3 +309,23 @@ def test_retention_deletes_old_finished_tasks_only(app, db):
     assert row_of(db, old_done) is None and row_of(db, old_failed) is None
     assert row_of(db, recent_done) is not None and row_of(db, old_pending) is not None
     assert Retention(db, 0).run() == 0  # 0 keeps everything
+
+
+def test_schedules_page_with_a_cursor(keyed):
+    client = keyed.test_client()
+    mine = auth(keyed, "bob")
+    body = {"task": "sum", "parameters": {"a": 1, "b": 2}, "cron": "0 3 * * *"}
+    made = [
+        client.post("/api/v1/schedules", json=body | {"name": f"page-{n}"}, headers=mine).get_json()["id"]
+        for n in range(3)
+    ]
+    first = client.get("/api/v1/schedules?limit=2", headers=mine).get_json()
+    assert [s["id"] for s in first["schedules"]] == made[:0:-1] and first["next_cursor"]
+    rest = client.get(f"/api/v1/schedules?limit=2&cursor={first['next_cursor']}", headers=mine).get_json()
+    assert [s["id"] for s in rest["schedules"]] == made[:1] and rest["next_cursor"] is None
+
+
+def test_retention_is_one_of_beats_housekeeping_jobs(app):
+    jobs = {job.name: job for job in app.extensions["tasker"].housekeeping.jobs}
+    assert jobs["retention"].interval == 3600
+    assert jobs["retention"].run.__self__.days == 30  # TASK_RETENTION_DAYS's default

@@ -95,3 +95,24 @@ def test_init_db_is_safe_to_run_twice(stack_env):
         )
         assert result.returncode == 0, result.stderr
         assert "schema is up to date" in result.stdout
+
+
+def test_open_mode_on_a_network_address_is_refused_unless_asked_for(stack_env, tmp_path):
+    port = free_port()
+    env = child_env({**stack_env, "GUNICORN_BIND": f"0.0.0.0:{port}", "WEB_CONCURRENCY": "1"})
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"]
+    refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "set AUTH_MODE=open to mean it" in refused.stderr
+    run_py = subprocess.run(
+        [sys.executable, "run.py", "--no-worker", "--host", "0.0.0.0", "--port", str(port)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run_py.returncode == 2 and "set AUTH_MODE=open to mean it" in run_py.stderr
+    log = tmp_path / "g.log"
+    server = start(command, {**env, "AUTH_MODE": "open"}, log)
+    try:
+        poll(lambda: http_ok(f"http://127.0.0.1:{port}/health"), what="gunicorn to answer")
+        assert "WARNING: AUTH_MODE=open on 0.0.0.0" in log.read_text()
+    finally:
+        stop_process(server)

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from app.core.redact import Redactor
-from tests.conftest import build_app
-from tests.support import free_port, poll, row_of
+from tests.conftest import build_app, child_env
+from tests.support import free_port, kill_family, poll, row_of, start_celery, worker_options
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,8 @@ def test_a_redis_outage_does_not_turn_limits_into_errors(stack_env, caplog):
     try:
         with caplog.at_level(logging.WARNING):
             response = app.test_client().get("/api/v1/tasks")
-        assert response.status_code == 200  # limited in memory meanwhile
+        assert response.status_code == 200  # limited in memory meanwhile, and said so
+        assert "Rate limit storage unreachable - falling back to in-memory storage" in caplog.text
     finally:
         app.extensions["tasker"].db.dispose()
 
@@ -195,9 +196,19 @@ def test_chunked_bodies_over_the_limit_are_413(stack_env, tmp_path):
         stop_process(server)
 
 
-def test_secrets_stay_out_of_logs_rows_and_503s(stack_env, openai, worker, caplog):
-    """The OpenWeather key travels in the URL; an upstream that quotes it back must not leak it."""
-    app = build_app({**stack_env, "LOG_LEVEL": "DEBUG"})
+def test_secrets_stay_out_of_logs_rows_and_503s(stack, openai, tmp_path, caplog):
+    """The OpenWeather key travels in the URL: the worker's DEBUG log (urllib3 prints each request
+    line) and an upstream error that quotes the request must not leak it."""
+    env = {**stack.env, **stack.new_broker(), "LOG_LEVEL": "DEBUG"}
+    log = tmp_path / "worker.log"
+    worker = start_celery(
+        "worker",
+        child_env(env),
+        log,
+        *worker_options(f"secrets-{uuid.uuid4().hex[:6]}@%h"),
+        "--loglevel=DEBUG",
+    )
+    app = build_app(env)
     try:
         openai.expect_request("/owm/weather").respond_with_json(
             {"message": "invalid request: /weather?q=Paris&appid=owm-test-key"}, status=400
@@ -208,14 +219,18 @@ def test_secrets_stay_out_of_logs_rows_and_503s(stack_env, openai, worker, caplo
             task = client.post(
                 "/api/v1/tasks", json={"name": "weather", "parameters": {"city": "Paris"}}
             ).get_json()
+            db = app.extensions["tasker"].db
             row = poll(
-                lambda: (r := row_of(app.extensions["tasker"].db, task["id"])) and r.status == "FAILED" and r,
+                lambda: (r := row_of(db, task["id"])) and r.status == "FAILED" and r,
                 what="the weather task to fail",
             )
         assert "owm-test-key" not in (row.error or "") and "[redacted]" in row.error
-        assert "owm-test-key" not in caplog.text
-        assert "sk-test-key" not in caplog.text
+        assert "owm-test-key" not in caplog.text and "sk-test-key" not in caplog.text
+        worker_log = log.read_text()
+        assert "appid=[redacted]" in worker_log  # the request line was logged, without the key
+        assert "owm-test-key" not in worker_log and "sk-test-key" not in worker_log
     finally:
+        kill_family(worker)
         app.extensions["tasker"].db.dispose()
 
 

@@ -1,0 +1,101 @@
+"""The parts of keys mode that need no server: exposure rules, quotas, the usage policy,
+redaction of log records, private files, and key bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+import stat
+import uuid
+
+import pytest
+
+from app.core import redact
+from app.core.celery_app import transport_options
+from app.core.errors import InvalidInput
+from app.core.keys import KeyManager, local_secret
+from app.core.private import private_dir, private_file
+from app.core.quotas import QuotaExceeded, UnfinishedTasks
+from app.core.usage import UsagePolicy
+from app.models import api_key as key_model
+from config import ConfigError, load_config
+from config.base import check_exposure
+from tests.support import insert_task
+
+
+def test_open_mode_refuses_a_network_address_unless_asked_for():
+    implicit = load_config(env={})
+    assert check_exposure(implicit, ["127.0.0.1", "localhost", "::1"]) is None
+    with pytest.raises(ConfigError, match="set AUTH_MODE=open to mean it"):
+        check_exposure(implicit, ["0.0.0.0"])
+    explicit = load_config(env={"AUTH_MODE": "open"})
+    assert "WARNING" in check_exposure(explicit, ["0.0.0.0"])
+    assert check_exposure(load_config(env={"AUTH_MODE": "keys"}), ["0.0.0.0"]) is None
+
+
+def test_the_unfinished_quota_counts_between_reads_and_refreshes(sqlite_db):
+    quota = UnfinishedTasks(sqlite_db, limit=2, refresh_seconds=3600)
+    insert_task(sqlite_db, owner="ann")
+    quota.admit("ann")  # read: 1 in the table, this one makes 2
+    with pytest.raises(QuotaExceeded) as refused:
+        quota.admit("ann")
+    assert refused.value.details == {"quota": "unfinished_tasks", "limit": 2}
+    quota.admit("bob")  # per owner
+    quota.release("ann")  # its insert failed: the place is free again
+    quota.admit("ann")
+    assert UnfinishedTasks(sqlite_db, limit=0).admit("ann") is None  # 0: no quota
+
+
+def test_the_usage_policy_names_the_allowed_values():
+    policy = UsagePolicy(["gpt-a", "gpt-b"], max_tokens=100)
+    policy.check("query_chatgpt", {"prompt": "x", "model": "gpt-b", "max_tokens": 100})
+    policy.check("sum_two_numbers", {"model": "anything"})
+    with pytest.raises(InvalidInput, match="allowed: gpt-a, gpt-b"):
+        policy.check("query_chatgpt", {"prompt": "x", "model": "gpt-z" * 100}, "task_parameters")
+    with pytest.raises(InvalidInput) as refused:
+        policy.check("query_chatgpt", {"prompt": "x", "max_tokens": 101})
+    assert refused.value.details == {"parameters": {"max_tokens": ["Must be at most 100."]}}
+    documented = policy.document("query_chatgpt", {"properties": {"model": {"type": "string"}}})
+    assert documented["properties"]["model"]["enum"] == ["gpt-a", "gpt-b"]
+    assert documented["properties"]["max_tokens"]["maximum"] == 100
+
+
+def test_log_records_lose_every_configured_secret(caplog):
+    config = {
+        "OPENWEATHER_API_KEY": "owm-secret-123",
+        "DATABASE_URL": "postgresql://tasker:db-pass-456@db:5432/tasker",
+    }
+    redact.install(redact.Redactor.from_config(config))
+    try:
+        logger = logging.getLogger("tasker.test")
+        with caplog.at_level(logging.DEBUG):
+            logger.debug("GET /weather?q=Paris&appid=%s", "owm-secret-123")
+            try:
+                raise RuntimeError("auth failed for db-pass-456")
+            except RuntimeError:
+                logger.exception("connect")
+        assert "owm-secret-123" not in caplog.text and "db-pass-456" not in caplog.text
+        assert "appid=[redacted]" in caplog.text and "auth failed for [redacted]" in caplog.text
+    finally:
+        redact.install(redact.Redactor([], []))
+
+
+def test_data_files_are_private(tmp_path):
+    folder = private_dir(tmp_path / "data")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(private_file(folder / "tasker.db").stat().st_mode) == 0o600
+    transport_options({"BROKER_KIND": "filesystem", "DATA_DIR": str(folder)})
+    for part in ("broker", "broker/queue", "broker/control", "broker/processed"):
+        assert stat.S_IMODE((folder / part).stat().st_mode) == 0o700, part
+    secret = local_secret(str(folder))
+    assert len(secret) == 64 and local_secret(str(folder)) == secret  # made once, then kept
+    assert stat.S_IMODE((folder / "secret_key").stat().st_mode) == 0o600
+
+
+def test_last_used_is_written_once_a_minute_not_per_request(sqlite_db, mocker):
+    keys = KeyManager(sqlite_db, "k" * 32, touch_seconds=60)
+    resource, key = keys.create("svc")
+    touch = mocker.spy(key_model, "touch")
+    for _ in range(20):
+        assert keys.authenticate(key).owner == "svc"
+    assert touch.call_count == 1
+    assert keys.get(uuid.UUID(resource["id"]))["last_used_at"] is not None
