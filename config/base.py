@@ -168,6 +168,7 @@ class BaseConfig:
                 "HMAC-SHA256(SECRET_KEY, key). Make one with `openssl rand -hex 32`."
             )
         default_model = env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini"
+        keys = mode == "keys"
         return {
             "AUTH_MODE": mode,
             "AUTH_MODE_EXPLICIT": bool(env.get("AUTH_MODE", "").strip()),
@@ -177,8 +178,11 @@ class BaseConfig:
             "RATE_LIMIT_ENABLED": read_bool(env, "RATE_LIMIT_ENABLED", cls.RATE_LIMITS_BY_DEFAULT),
             "RATE_LIMIT_SUBMIT": read_rate(env, "RATE_LIMIT_SUBMIT", "20/second;600/minute"),
             "RATE_LIMIT_READ": read_rate(env, "RATE_LIMIT_READ", "100/second;3000/minute"),
-            "QUOTA_UNFINISHED_TASKS": read_int(env, "QUOTA_UNFINISHED_TASKS", 10_000, 0, 10**9),
-            "QUOTA_SCHEDULES": read_int(env, "QUOTA_SCHEDULES", 100, 0, 10**6),
+            # Quotas share a deployment between owners; open mode has one owner, so none by default.
+            "QUOTA_UNFINISHED_TASKS": read_int(
+                env, "QUOTA_UNFINISHED_TASKS", 10_000 if keys else 0, 0, 10**9
+            ),
+            "QUOTA_SCHEDULES": read_int(env, "QUOTA_SCHEDULES", 100 if keys else 0, 0, 10**6),
             "SCHEDULE_MIN_INTERVAL_SECONDS": read_int(env, "SCHEDULE_MIN_INTERVAL_SECONDS", 60, 60, 86400),
             "OPENAI_ALLOWED_MODELS": read_list(env, "OPENAI_ALLOWED_MODELS") or [default_model],
             "OPENAI_MAX_TOKENS": read_int(env, "OPENAI_MAX_TOKENS", 1024, 1, 32_768),

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -72,7 +73,8 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
     @app.before_request
     def authenticate() -> None:
         g.principal = None
-        g.csp_nonce = secrets.token_urlsafe(16)
+        if request.blueprint == "api-docs":
+            g.csp_nonce = secrets.token_urlsafe(16)  # for the one inline script of /docs
         if request.method == "OPTIONS":
             return  # a CORS preflight carries no credentials
         _refuse_cross_site(allowed_origins)
@@ -103,7 +105,8 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
         if request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug"):
             h["Server"] = "tasker"  # the development server would name itself and Python's version
         _cors(response, allowed_origins)
-        _rate_limit_headers(response, limiter)
+        if limiter.enabled:
+            _rate_limit_headers(response, limiter)
         return response
 
     limiter = Limiter(
@@ -113,7 +116,7 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
         storage_options={"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if config["REDIS_URL"] else {},
         strategy="sliding-window-counter",  # O(1) per hit in Redis; bursts bounded by the window
         key_prefix="tasker-limits",
-        headers_enabled=True,
+        headers_enabled=False,  # Tasker writes the IETF fields itself (see _rate_limit_headers)
         swallow_errors=True,
         in_memory_fallback_enabled=True,
         enabled=config["RATE_LIMIT_ENABLED"],
@@ -181,14 +184,20 @@ def _cors(response: Response, allowed_origins: set[str]) -> None:
 
 
 def _rate_limit_headers(response: Response, limiter: Limiter) -> None:
-    """The IETF httpapi RateLimit-Policy and RateLimit fields, for the limit closest to breach."""
-    try:
-        current = limiter.current_limit
-    except Exception:  # noqa: BLE001 - headers are a courtesy; the limit itself was applied
-        return
+    """The IETF httpapi RateLimit-Policy field on every limited answer; on a 429 also RateLimit
+    (remaining, reset) and Retry-After. Remaining and reset cost a second round trip to the
+    limiter's storage, so a request within its limit is not made to pay for them."""
+    current = limiter.current_limit
     if current is None:
         return
     name = "read" if request.method == "GET" else "write"
-    reset = max(0, int(current.reset_at - time.time()))
     response.headers["RateLimit-Policy"] = f'"{name}";q={current.limit.amount};w={current.limit.get_expiry()}'
-    response.headers["RateLimit"] = f'"{name}";r={current.remaining};t={reset}'
+    if response.status_code != 429:
+        return
+    try:
+        reset = max(1, math.ceil(current.reset_at - time.time()))
+        remaining = current.remaining
+    except Exception:  # noqa: BLE001 - the storage went away meanwhile: say a second
+        reset, remaining = 1, 0
+    response.headers["RateLimit"] = f'"{name}";r={remaining};t={reset}'
+    response.headers["Retry-After"] = str(reset)

@@ -25,6 +25,9 @@ def test_app_env_picks_the_class():
     assert production["AUTH_MODE"] == "keys"  # safe to expose by default
     assert load_config("testing", env={})["TESTING"] is True
     assert load_config(env={})["AUTH_MODE"] == "open"  # the local default
+    # Quotas share a deployment between owners: on by default with keys, off in open mode.
+    assert (production["QUOTA_UNFINISHED_TASKS"], production["QUOTA_SCHEDULES"]) == (10_000, 100)
+    assert (load_config(env={})["QUOTA_UNFINISHED_TASKS"], load_config(env={})["QUOTA_SCHEDULES"]) == (0, 0)
 
 
 def test_production_keys_mode_needs_a_secret_key():
