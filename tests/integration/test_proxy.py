@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,26 +96,33 @@ def test_behind_nginx_slow_clients_do_not_starve_health(stack_env, tmp_path):
         stop_process(server)
 
 
-def test_long_polls_beyond_the_bound_answer_at_once(stack_env, tmp_path):
-    """4 waits per process may hold a thread; a fifth answers now with Tasker-Wait, and health answers."""
+@contextmanager
+def waiting_server(stack_env, tmp_path, threads: int, bound: int):
+    """gunicorn (one process, `threads` threads, `bound` waits) and a task that stays SCHEDULED:
+    yields (base URL, port, task id); the server is stopped after."""
     port = free_port()
     server = gunicorn(
         stack_env,
         port,
         tmp_path / "g.log",
         WEB_CONCURRENCY="1",
-        GUNICORN_THREADS="8",
-        WAIT_MAX_CONCURRENT="4",
+        GUNICORN_THREADS=str(threads),
+        WAIT_MAX_CONCURRENT=str(bound),
     )
     base = f"http://127.0.0.1:{port}"
     try:
         poll(lambda: answers(f"{base}/health"), what="gunicorn to answer")
-        task = requests.post(
-            f"{base}/api/v1/tasks",
-            json={"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600},
-            timeout=5,
-        ).json()
-        url = f"{base}/api/v1/tasks/{task['id']}?wait=20"
+        body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600}
+        task = requests.post(f"{base}/api/v1/tasks", json=body, timeout=5).json()
+        yield base, port, task["id"]
+    finally:
+        stop_process(server)
+
+
+def test_long_polls_beyond_the_bound_answer_at_once(stack_env, tmp_path):
+    """4 waits per process may hold a thread; a fifth answers now with Tasker-Wait, and health answers."""
+    with waiting_server(stack_env, tmp_path, threads=8, bound=4) as (base, _, task_id):
+        url = f"{base}/api/v1/tasks/{task_id}?wait=20"
         started = threading.Barrier(5)
         results: list[requests.Response] = []
 
@@ -138,49 +146,26 @@ def test_long_polls_beyond_the_bound_answer_at_once(stack_env, tmp_path):
         )
         assert skipped.status_code == 200 and skipped.json()["status"] == "SCHEDULED"
         assert skipped.headers["Tasker-Wait"].startswith("skipped; busy")
+        assert skipped.headers["Retry-After"] == "1"
         assert requests.get(f"{base}/health", timeout=2).status_code == 200
         # Cancelling ends the four waits with the terminal state.
-        assert requests.post(f"{base}/api/v1/tasks/{task['id']}/cancel", timeout=5).status_code == 200
+        assert requests.post(f"{base}/api/v1/tasks/{task_id}/cancel", timeout=5).status_code == 200
         for thread in waiters:
             thread.join(timeout=30)
         assert [r.json()["status"] for r in results] == ["CANCELLED"] * 4
-    finally:
-        stop_process(server)
 
 
 def test_a_wait_ends_when_its_client_goes(stack_env, tmp_path):
-    port = free_port()
-    server = gunicorn(
-        stack_env,
-        port,
-        tmp_path / "g.log",
-        WEB_CONCURRENCY="1",
-        GUNICORN_THREADS="2",
-        WAIT_MAX_CONCURRENT="1",
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        poll(lambda: answers(f"{base}/health"), what="gunicorn to answer")
-        task = requests.post(
-            f"{base}/api/v1/tasks",
-            json={"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600},
-            timeout=5,
-        ).json()
-        path = f"/api/v1/tasks/{task['id']}?wait=30"
+    with waiting_server(stack_env, tmp_path, threads=2, bound=1) as (base, port, task_id):
+        path = f"/api/v1/tasks/{task_id}?wait=30"
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
         # The one slot is taken: another wait answers at once...
-        poll(
-            lambda: requests.get(f"{base}{path}", timeout=5).headers.get("Tasker-Wait"),
-            what="the slot to be taken",
-        )
+        probe = f"{base}{path.replace('wait=30', 'wait=0.2')}"  # gives a slot it finds back soon
+        poll(lambda: requests.get(probe, timeout=5).headers.get("Tasker-Wait"), what="the slot to be taken")
         sock.close()  # ...until the client that holds it hangs up; then the slot is free again.
         poll(
-            lambda: (
-                "Tasker-Wait" not in requests.get(f"{base}{path.replace('30', '0.2')}", timeout=5).headers
-            ),
+            lambda: "Tasker-Wait" not in requests.get(probe, timeout=5).headers,
             what="the wait of a gone client to end",
-            timeout=10,
+            timeout=10,  # it notices within CHECK_SECONDS (0.5 s), not after its 30 s
         )
-    finally:
-        stop_process(server)
