@@ -39,6 +39,7 @@ _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _BODY_LENGTH = 32
 _CHECKSUM_LENGTH = 6
 KEY_LENGTH = len(KEY_PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH
+REFUSED_ENTRIES = 10_000
 
 
 def _base62(number: int, width: int) -> str:
@@ -116,6 +117,8 @@ class KeyManager:
         self.cache_seconds = cache_seconds
         self.touch_seconds = touch_seconds
         self._verified: dict[str, tuple[float, Principal]] = {}
+        # Keys refused lately (a client retrying with a revoked or mistyped key): no lookup each time.
+        self._refused: dict[str, float] = {}
         self._touched: dict[uuid.UUID, float] = {}
         self._lock = threading.Lock()
 
@@ -170,8 +173,14 @@ class KeyManager:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
+            if self._refused.get(digest, 0.0) > now:
+                return None
             row = self.db.run(lambda c: key_model.by_hash(c, digest))
             if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
+                with self._lock:
+                    if len(self._refused) >= REFUSED_ENTRIES:
+                        self._refused.clear()  # bounded: a flood of random keys only costs lookups
+                    self._refused[digest] = now + self.cache_seconds
                 return None
             principal = Principal(row.owner, row.admin, row.id, row.rate_limit)
             with self._lock:

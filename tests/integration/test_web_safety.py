@@ -250,3 +250,18 @@ def test_503_bodies_name_the_dependency_never_its_address():
     assert "cache.internal" not in redactor.address(
         "Error 111 connecting to cache.internal:6379. Connection refused."
     )
+
+
+def test_echoed_input_is_cut_short_in_errors(client):
+    long_name = "n" * 5000
+    for response in (
+        client.post("/run-task", json={"task_name": long_name, "task_parameters": {}}),
+        client.post("/api/v1/tasks", json={"name": long_name, "parameters": {}}),
+        client.post(
+            "/api/v1/schedules", json={"name": "s", "task": long_name, "parameters": {}, "cron": "* * * * *"}
+        ),
+        client.get(f"/api/v1/tasks/{long_name}"),
+    ):
+        assert response.status_code == 400
+        message = response.get_json()["error"]
+        assert "n" * 101 not in message and len(message) < 600, message  # at most 100 of the 5,000

@@ -12,7 +12,7 @@ import pytest
 from app.core import redact
 from app.core.celery_app import transport_options
 from app.core.errors import InvalidInput
-from app.core.keys import KeyManager, local_secret
+from app.core.keys import KeyManager, local_secret, new_key
 from app.core.private import private_dir, private_file
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.usage import UsagePolicy
@@ -99,3 +99,13 @@ def test_last_used_is_written_once_a_minute_not_per_request(sqlite_db, mocker):
         assert keys.authenticate(key).owner == "svc"
     assert touch.call_count == 1
     assert keys.get(uuid.UUID(resource["id"]))["last_used_at"] is not None
+
+
+def test_a_refused_key_is_not_looked_up_again_at_once(sqlite_db, mocker):
+    keys = KeyManager(sqlite_db, "k" * 32)
+    lookups = mocker.spy(key_model, "by_hash")
+    wrong = new_key()
+    assert keys.authenticate(wrong) is None and keys.authenticate(wrong) is None
+    assert lookups.call_count == 1
+    assert keys.authenticate("tsk_" + "x" * 38) is None  # malformed: refused without any lookup
+    assert lookups.call_count == 1
