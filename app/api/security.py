@@ -68,7 +68,7 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
     config = app.config
     mode = config["AUTH_MODE"]
     allowed_origins = set(config["CORS_ORIGINS"])
-    app.config["TRUSTED_HOSTS"] = config["TRUSTED_HOSTS"]
+    # TRUSTED_HOSTS (from config/base.py) is Flask's own setting: Flask refuses other Host headers.
 
     @app.before_request
     def authenticate() -> None:
