@@ -52,11 +52,11 @@ class Tasker:
     redactor: redact.Redactor
 
 
-def create_app(config_name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app for `config_name` (default: $APP_ENV, else development)."""
+def create_app(config_name: str | None = None, config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app with `config` (tests and benchmarks pass one made by load_config), or the
+    settings of `config_name` (default: $APP_ENV, else development) read from the environment."""
     app = Flask(__name__)
-    app.config.update(load_config(config_name))
-    app.config.update(overrides or {})
+    app.config.update(config if config is not None else load_config(config_name))
     app.json.sort_keys = False
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"])
     redact.install(redact.Redactor.from_config(app.config))

@@ -90,7 +90,13 @@ def main() -> None:
             ).one()
         engine.dispose()
 
-        env = {"DATABASE_URL": url, "TASKER_DATA_DIR": f"/tmp/{name}", "LOG_LEVEL": "WARNING"}
+        env = {
+            "DATABASE_URL": url,
+            "TASKER_DATA_DIR": f"/tmp/{name}",
+            "LOG_LEVEL": "WARNING",
+            "AUTH_MODE": "open",  # every row belongs to the owner "default", as in open mode
+            "RATE_LIMIT_ENABLED": "false",
+        }
         app = create_app("production", load_config("production", env))
         client = app.test_client()
         cases = {
