@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
+from flask.sessions import SessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.datastructures import WWWAuthenticate
@@ -36,11 +37,24 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/
 REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
 EXPOSED_HEADERS = "Location, Retry-After, RateLimit, RateLimit-Policy, Tasker-Wait"
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+_COMMON_HEADERS = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+_API_HEADERS = [*_COMMON_HEADERS, ("Content-Security-Policy", API_CSP)]
+_DOCS_HEADERS = _COMMON_HEADERS
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class NoSessions(SessionInterface):
+    """No cookie sessions: every request gets Flask's null session without any signing."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
 
 
 class MissingKey(Unauthorized):
@@ -56,62 +70,21 @@ def principal() -> Principal:
     return g.principal
 
 
-def presented_key() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.headers.get("X-API-Key", "").strip() or None
+def presented_key(req: Request) -> str | None:
+    header = req.headers.get("Authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return (req.headers.get("X-API-Key") or "").strip() or None
 
 
 def register_security(app: Flask, keys: KeyManager) -> Limiter:
     config = app.config
-    mode = config["AUTH_MODE"]
-    allowed_origins = set(config["CORS_ORIGINS"])
     # TRUSTED_HOSTS (from config/base.py) is Flask's own setting: Flask refuses other Host headers.
-
-    @app.before_request
-    def authenticate() -> None:
-        g.principal = None
-        if request.blueprint == "api-docs":
-            g.csp_nonce = secrets.token_urlsafe(16)  # for the one inline script of /docs
-        if request.method == "OPTIONS":
-            return  # a CORS preflight carries no credentials
-        _refuse_cross_site(allowed_origins)
-        key = presented_key()
-        found = keys.authenticate(key) if key else None
-        public = request.endpoint is None or request.blueprint in PUBLIC_BLUEPRINTS
-        if found is not None:
-            g.principal = found
-        elif public:
-            return
-        elif key:
-            raise InvalidKey(www_authenticate=_bearer(error="invalid_token"))
-        elif mode == "open" and request.blueprint != "keys":
-            g.principal = OPEN
-        else:
-            raise MissingKey(www_authenticate=_bearer())
-
-    @app.after_request
-    def headers(response: Response) -> Response:
-        h = response.headers
-        h["X-Content-Type-Options"] = "nosniff"
-        h["Referrer-Policy"] = "no-referrer"
-        h.setdefault("Cache-Control", "no-store")
-        if request.blueprint in ("api-docs", "swagger_ui_assets"):
-            h["Content-Security-Policy"] = DOCS_CSP.format(nonce=g.get("csp_nonce", ""))
-        else:
-            h["Content-Security-Policy"] = API_CSP
-        if request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug"):
-            h["Server"] = "tasker"  # the development server would name itself and Python's version
-        _cors(response, allowed_origins)
-        if limiter.enabled:
-            _rate_limit_headers(response, limiter)
-        return response
-
+    app.session_interface = NoSessions()  # Tasker keeps none; SECRET_KEY would make Flask sign them
     limiter = Limiter(
         key_func=_rate_key,
-        app=app,
         storage_uri=config["REDIS_URL"] or "memory://",
         storage_options={"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if config["REDIS_URL"] else {},
         strategy="sliding-window-counter",  # O(1) per hit in Redis; bursts bounded by the window
@@ -121,7 +94,61 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
         in_memory_fallback_enabled=True,
         enabled=config["RATE_LIMIT_ENABLED"],
     )
+    gate = Gate(keys, config["AUTH_MODE"], set(config["CORS_ORIGINS"]), limiter)
+    app.before_request(gate.authenticate)  # before the limiter's hook: it limits per key
+    app.after_request(gate.headers)
+    limiter.init_app(app)
     return limiter
+
+
+class Gate:
+    """The request hooks: who is calling (before), and the headers every answer carries (after)."""
+
+    def __init__(self, keys: KeyManager, mode: str, allowed_origins: set[str], limiter: Limiter):
+        self.keys = keys
+        self.open = mode == "open"
+        self.allowed_origins = allowed_origins
+        self.limiter = limiter
+
+    def authenticate(self) -> None:
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not ten
+        blueprint = req.blueprint
+        g.principal = None
+        if blueprint == "api-docs":
+            g.csp_nonce = secrets.token_urlsafe(16)  # for the one inline script of /docs
+        if req.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials
+        if req.method in STATE_CHANGING:
+            _refuse_cross_site(req, self.allowed_origins)
+        key = presented_key(req)
+        found = self.keys.authenticate(key) if key else None
+        if found is not None:
+            g.principal = found
+        elif req.endpoint is None or blueprint in PUBLIC_BLUEPRINTS:
+            return
+        elif key:
+            raise InvalidKey(www_authenticate=_bearer(error="invalid_token"))
+        elif self.open and blueprint != "keys":
+            g.principal = OPEN
+        else:
+            raise MissingKey(www_authenticate=_bearer())
+
+    def headers(self, response: Response) -> Response:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        h = response.headers
+        if req.blueprint in ("api-docs", "swagger_ui_assets"):
+            h.extend(_DOCS_HEADERS)
+            h["Content-Security-Policy"] = DOCS_CSP.format(nonce=g.get("csp_nonce", ""))
+        else:
+            h.extend(_API_HEADERS)  # new names: appended, no search for earlier values
+        h.setdefault("Cache-Control", "no-store")
+        if req.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug"):
+            h["Server"] = "tasker"  # the development server would name itself and Python's version
+        if self.allowed_origins:
+            _cors(req, response, self.allowed_origins)
+        if self.limiter.enabled:
+            _rate_limit_headers(response, self.limiter)
+        return response
 
 
 def apply_limits(limiter: Limiter, config: Any, blueprints: list[Any]) -> None:
@@ -154,21 +181,19 @@ def _bearer(**params: str) -> WWWAuthenticate:
     return WWWAuthenticate("Bearer", {"realm": "tasker", **params})
 
 
-def _refuse_cross_site(allowed_origins: set[str]) -> None:
+def _refuse_cross_site(req: Request, allowed_origins: set[str]) -> None:
     """A state-changing request from a page of another origin (a form post, a fetch) is refused."""
-    if request.method not in STATE_CHANGING:
-        return
-    origin = request.headers.get("Origin")
-    if origin and origin != request.host_url.rstrip("/") and origin not in allowed_origins:
+    origin = req.headers.get("Origin")
+    if origin and origin != req.host_url.rstrip("/") and origin not in allowed_origins:
         if "*" not in allowed_origins:
             raise Forbidden(f"Requests from the origin {origin[:100]!r} are not allowed (see CORS_ORIGINS).")
-    if request.mimetype in FORM_TYPES:
+    if req.mimetype in FORM_TYPES:
         raise UnsupportedMediaType("Content-Type must be application/json (or no body at all).")
 
 
-def _cors(response: Response, allowed_origins: set[str]) -> None:
-    origin = request.headers.get("Origin")
-    if not origin or not allowed_origins:
+def _cors(req: Request, response: Response, allowed_origins: set[str]) -> None:
+    origin = req.headers.get("Origin")
+    if not origin:
         return
     if origin not in allowed_origins and "*" not in allowed_origins:
         return
@@ -176,7 +201,7 @@ def _cors(response: Response, allowed_origins: set[str]) -> None:
     h["Access-Control-Allow-Origin"] = origin if origin in allowed_origins else "*"
     h.add("Vary", "Origin")
     h["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-    if request.method == "OPTIONS":
+    if req.method == "OPTIONS":
         h["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE"
         h["Access-Control-Allow-Headers"] = REQUEST_HEADERS
         h["Access-Control-Max-Age"] = "600"
