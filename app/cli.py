@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 import click
@@ -14,6 +15,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.core.errors import TaskerError
 from app.core.keys import KeyManager
 from app.models.migrate import prepare_database
+
+NAMED = re.compile(r"^[A-Za-z0-9._@-]{1,100}$")  # as the API accepts a key's name or owner
+
+
+def _named(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not NAMED.match(value):
+        raise click.BadParameter("use 1 to 100 letters, digits and . _ @ - only")
+    return value
 
 
 def register_commands(app: Flask, keys: KeyManager) -> None:
@@ -30,8 +39,8 @@ def register_commands(app: Flask, keys: KeyManager) -> None:
             ) from None
 
     @group.command("create")
-    @click.option("--name", required=True, help="What the key is for, e.g. billing-service")
-    @click.option("--owner", default=None, help="Whose tasks it reaches (default: the name)")
+    @click.option("--name", required=True, callback=_named, help="What the key is for, e.g. billing-service")
+    @click.option("--owner", default=None, callback=_named, help="Whose tasks it reaches (default: the name)")
     @click.option("--admin", is_flag=True, help="Sees every owner's tasks and manages keys")
     @click.option("--rate-limit", default=None, help="Replaces the deployment's limits, e.g. 100/second")
     def create(name: str, owner: str | None, admin: bool, rate_limit: str | None) -> None:

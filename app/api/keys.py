@@ -9,12 +9,12 @@ from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import Forbidden
 
 from app.api.helpers import location, parse_id
+from app.api.schemas import OWNER as NAME
 from app.api.schemas import StrictSchema
 from app.api.security import principal
 from app.core.errors import InvalidInput
 from app.core.keys import ApiKey, KeyManager
 
-NAME = [validate.Length(min=1, max=100), validate.Regexp(r"^[A-Za-z0-9._@-]+$")]
 _RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
 RATE = [
     validate.Length(max=200),

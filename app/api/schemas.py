@@ -139,6 +139,13 @@ class StatusName(fields.String):
         return super()._deserialize(value, attr, data, **kwargs).upper()
 
 
+# An owner is named as keys.py accepts it for a key's name or owner.
+OWNER = [
+    validate.Length(min=1, max=100),
+    validate.Regexp(r"^[A-Za-z0-9._@-]+$", error="Letters, digits and . _ @ - only."),
+]
+
+
 class TaskListQuery(QuerySchema):
     status = fields.List(
         StatusName(validate=validate.OneOf(STATUSES)),
@@ -157,10 +164,7 @@ class TaskListQuery(QuerySchema):
     created_before = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "ISO 8601, exclusive; without a zone, UTC"}
     )
-    owner = fields.String(
-        validate=validate.Length(min=1, max=100),
-        metadata={"description": "Admin keys only: one owner's tasks"},
-    )
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
     cursor = fields.String(
         validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
@@ -168,9 +172,7 @@ class TaskListQuery(QuerySchema):
 
 
 class ScheduleListQuery(QuerySchema):
-    owner = fields.String(
-        validate=validate.Length(min=1, max=100), metadata={"description": "Admin keys only: one owner's"}
-    )
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's schedules"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
     cursor = fields.String(
         validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}

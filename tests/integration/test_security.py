@@ -329,3 +329,11 @@ def test_retention_is_one_of_beats_housekeeping_jobs(app):
     jobs = {job.name: job for job in app.extensions["tasker"].housekeeping.jobs}
     assert jobs["retention"].interval == 3600
     assert jobs["retention"].run.__self__.days == 30  # TASK_RETENTION_DAYS's default
+
+
+def test_owner_filters_are_names_not_arbitrary_text(keyed):
+    """Found by the fuzzer: a NUL in ?owner= reached PostgreSQL, which refuses it (a 500)."""
+    client = keyed.test_client()
+    for path in ("/api/v1/tasks", "/api/v1/schedules"):
+        response = client.get(f"{path}?owner=a%00b", headers=auth(keyed, "admin"))
+        assert response.status_code == 400 and "owner" in response.get_json()["details"], path
