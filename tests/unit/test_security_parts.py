@@ -109,3 +109,14 @@ def test_a_refused_key_is_not_looked_up_again_at_once(sqlite_db, mocker):
     assert lookups.call_count == 1
     assert keys.authenticate("tsk_" + "x" * 38) is None  # malformed: refused without any lookup
     assert lookups.call_count == 1
+
+
+def test_readiness_is_computed_at_most_once_a_second():
+    from app.api.health import Recent
+
+    calls = []
+    recent = Recent(lambda: calls.append(1) or (200, "", "ready", {"n": len(calls)}), seconds=3600)
+    answers = [recent.get() for _ in range(50)]
+    assert len(calls) == 1 and all(answer == answers[0] for answer in answers)
+    recent.seconds = 0  # stale at once: the next caller computes it again
+    assert recent.get()[3] == {"n": 2}
