@@ -9,10 +9,11 @@ import uuid
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from limits import parse_many
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.errors import TaskerError
-from app.core.keys import RATE_LIMIT_PATTERN, KeyManager
+from app.core.keys import KeyManager
 from app.models.migrate import prepare_database
 
 NAMED = re.compile(r"^[A-Za-z0-9._@-]{1,100}$")  # as the API accepts a key's name or owner
@@ -45,8 +46,11 @@ def register_commands(app: Flask, keys: KeyManager) -> None:
     def create(name: str, owner: str | None, admin: bool, rate_limit: str | None) -> None:
         """Make a key; it is printed once and cannot be shown again."""
         ready()
-        if rate_limit and not re.match(RATE_LIMIT_PATTERN, rate_limit):
-            raise click.BadParameter("must look like 100/second or 20/second;600/minute")
+        if rate_limit:
+            try:
+                parse_many(rate_limit)
+            except ValueError:
+                raise click.BadParameter("must look like 100/second or 20/second;600/minute") from None
         try:
             resource, key = keys.create(name, owner, admin, rate_limit)
         except TaskerError as exc:

@@ -12,12 +12,26 @@ from app.api.helpers import location, parse_id
 from app.api.schemas import OWNER as NAME
 from app.api.schemas import StrictSchema
 from app.api.security import principal
-from app.core.keys import RATE_LIMIT_PATTERN, ApiKey, KeyManager
+from app.core.errors import InvalidInput
+from app.core.keys import ApiKey, KeyManager
 
+_RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
 RATE = [
     validate.Length(max=200),
-    validate.Regexp(RATE_LIMIT_PATTERN, error="Must look like 100/second or 20/second;600/minute."),
+    validate.Regexp(rf"^{_RATE}(;{_RATE})*$", error="Must look like 100/second or 20/second;600/minute."),
 ]
+
+
+def check_rate(value: str) -> None:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise InvalidInput(
+            "rate_limit must look like 100/second or 20/second;600/minute.",
+            {"rate_limit": ["Not a rate limit (e.g. 100/second;3000/minute)."]},
+        ) from None
 
 
 class KeyCreate(StrictSchema):
@@ -61,6 +75,8 @@ def create_key_routes(keys: KeyManager) -> Blueprint:
     @bp.response(201, CreatedKey)
     def create(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         require_admin()
+        if data.get("rate_limit"):
+            check_rate(data["rate_limit"])
         resource, key = keys.create(data["name"], data.get("owner"), data["admin"], data.get("rate_limit"))
         return resource | {"key": key}, 201, location("keys", resource["id"])
 
@@ -78,6 +94,8 @@ def create_key_routes(keys: KeyManager) -> Blueprint:
     @bp.response(200, ApiKey)
     def update(data: dict[str, Any], key_id: str) -> dict[str, Any]:
         require_admin()
+        if data["rate_limit"]:
+            check_rate(data["rate_limit"])
         return keys.set_rate_limit(parse_id(key_id, "key"), data["rate_limit"])
 
     @bp.delete("/keys/<id:key_id>")

@@ -40,9 +40,6 @@ _BODY_LENGTH = 32
 _CHECKSUM_LENGTH = 6
 KEY_LENGTH = len(KEY_PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH
 REFUSED_ENTRIES = 10_000
-# A key's own rate limit, as the API and the CLI accept it: e.g. 100/second or 20/second;600/minute.
-_RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
-RATE_LIMIT_PATTERN = rf"^{_RATE}(;{_RATE})*$"
 
 
 def _base62(number: int, width: int) -> str:
