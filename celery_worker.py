@@ -3,9 +3,17 @@
 `celery -A celery_worker.celery worker --loglevel=info`, or `python celery_worker.py`.
 """
 
+import os
 import sys
 
-from app import create_app
+if int(os.environ.get("WORKER_METRICS_PORT") or 0):
+    # A worker serving its own /metrics: its pool processes record into one directory (emptied
+    # or made before prometheus_client is imported) that the main process adds up.
+    from config import metrics_dir
+
+    metrics_dir.prepare("tasker-worker-metrics-")
+
+from app import create_app  # after the metrics directory is chosen
 from config import ConfigError
 
 try:

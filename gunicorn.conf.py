@@ -3,6 +3,9 @@
 gthread workers suit an API that waits on PostgreSQL and Redis; each process
 opens its own pools lazily after the fork (DatabaseManager checks the PID), so
 nothing is shared with the master.
+
+Metrics: the master empties (or makes) PROMETHEUS_MULTIPROC_DIR before any worker
+starts, so every worker records there and /metrics adds them up (config/metrics_dir.py).
 """
 
 import multiprocessing
@@ -23,10 +26,16 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 
 
+_metrics_dir = []
+
+
 def on_starting(server):
-    """Refuse open mode (no API keys) on a network address unless AUTH_MODE=open says so."""
-    from config import ConfigError, load_config
+    """Refuse open mode (no API keys) on a network address unless AUTH_MODE=open says so;
+    prepare the metrics directory the workers will share."""
+    from config import ConfigError, load_config, metrics_dir
     from config.base import check_exposure
+
+    _metrics_dir.append(metrics_dir.prepare("tasker-gunicorn-metrics-"))
 
     hosts = [address.rsplit(":", 1)[0] for address in server.cfg.bind if not address.startswith("unix:")]
     try:
@@ -38,4 +47,40 @@ def on_starting(server):
         server.log.warning(warning)
 
 
+def child_exit(server, worker):
+    """A worker is gone: prometheus-client drops its live-gauge files (its counters stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    from config import metrics_dir
+
+    for path, made_here in _metrics_dir:
+        if made_here:
+            metrics_dir.remove(path)
+
+
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+_default_format = "json" if os.environ.get("APP_ENV", "").strip().lower() == "production" else "text"
+if (os.environ.get("LOG_FORMAT", "").strip().lower() or _default_format) == "json":
+    # gunicorn's own lines (start, worker boot and exit) as JSON too: one object per line.
+    logconfig_dict = {
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": ["levelname", "name", "message"],
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "timestamp": "time",
+            }
+        },
+        "handlers": {
+            "error_console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        },
+    }

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_process_shutdown, worker_ready, worker_shutdown
 from flask import Flask
 
 from app.api import register_api
@@ -19,7 +19,9 @@ from app.core.database_manager import DatabaseManager
 from app.core.housekeeping import Housekeeping, Job
 from app.core.keys import KeyManager, local_secret
 from app.core.logs import configure_logging
+from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
+from app.core.presence import WorkerPresence
 from app.core.quotas import UnfinishedTasks
 from app.core.recovery import Recovery, Thresholds
 from app.core.retention import Retention
@@ -27,6 +29,7 @@ from app.core.schedule_manager import ScheduleManager
 from app.core.scheduler import Scheduler
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
+from app.models import ops
 from app.models import task as task_model
 from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
 from app.tasks.base import Services, TaskerCelery, TaskerTask
@@ -50,6 +53,8 @@ class Tasker:
     housekeeping: Housekeeping
     keys: KeyManager
     redactor: redact.Redactor
+    presence: WorkerPresence
+    snapshot: Snapshot
 
 
 def create_app(config_name: str | None = None, config: Mapping[str, Any] | None = None) -> Flask:
@@ -58,7 +63,7 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     app = Flask(__name__)
     app.config.update(config if config is not None else load_config(config_name))
     app.json.sort_keys = False
-    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"], app.config["LOG_FORMAT"])
     redact.install(redact.Redactor.from_config(app.config))
     check_visibility_timeout(app.config, REGISTRY, MAX_RETRY_DELAY_SECONDS)
 
@@ -103,8 +108,13 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
                 Retention(db, config["TASK_RETENTION_DAYS"]).run,
             ),
         ],
+        report=lambda job, counts: db.run(lambda c: ops.record_run(c, job.name, job.interval, counts)),
     )
     beat_init.connect(housekeeping.on_beat_init)  # weak: gone with this app
+    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
+    worker_ready.connect(presence.on_worker_ready)
+    worker_shutdown.connect(presence.on_worker_shutdown)
+    worker_process_shutdown.connect(WorkerPresence.on_process_exit)
     tasker = Tasker(
         db=db,
         cache=cache,
@@ -126,5 +136,13 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         housekeeping=housekeeping,
         keys=KeyManager(db, config["SECRET_KEY"] or local_secret(config["DATA_DIR"])),
         redactor=redactor,
+        presence=presence,
+        snapshot=Snapshot(
+            db,
+            publisher,
+            REGISTRY.queues,
+            config["WORKER_HEARTBEAT_SECONDS"],
+            config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
+        ),
     )
     return tasker, celery

@@ -151,7 +151,23 @@ class BaseConfig:
     TESTING = False
     DEFAULT_LOG_LEVEL = "INFO"
     DEFAULT_AUTH_MODE = "open"
+    DEFAULT_LOG_FORMAT = "text"
     RATE_LIMITS_BY_DEFAULT = True
+
+    @classmethod
+    def observability(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """Logs and metrics (README: Operating Tasker)."""
+        return {
+            "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
+            "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
+            "LOG_FORMAT": read_choice(env, "LOG_FORMAT", cls.DEFAULT_LOG_FORMAT, ("TEXT", "JSON")).lower(),
+            "ACCESS_LOG": read_bool(env, "ACCESS_LOG", True),
+            "METRICS_ENABLED": read_bool(env, "METRICS_ENABLED", True),
+            "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip() or None,
+            "METRICS_SCRAPE_TIMEOUT_SECONDS": read_float(env, "METRICS_SCRAPE_TIMEOUT_SECONDS", 2.0, 0.1, 30),
+            "WORKER_HEARTBEAT_SECONDS": read_float(env, "WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 3600),
+            "WORKER_METRICS_PORT": read_int(env, "WORKER_METRICS_PORT", 0, 0, 65535),
+        }
 
     @classmethod
     def security(cls, env: Mapping[str, str], data_dir: Path) -> dict[str, Any]:
@@ -247,6 +263,5 @@ class BaseConfig:
             "CELERY_TASK_EVENTS": read_bool(env, "CELERY_TASK_EVENTS", True),
             "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
             **cls.security(env, data_dir),
-            "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
-            "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
+            **cls.observability(env),
         }

@@ -12,6 +12,7 @@ from app.api.docs import add_links, init_docs
 from app.api.errors import register_error_handlers
 from app.api.health import create_health_routes
 from app.api.keys import create_key_routes
+from app.api.observe import register_observability
 from app.api.routes import create_routes
 from app.api.schedules import create_schedule_routes
 from app.api.security import apply_limits, register_security
@@ -24,6 +25,7 @@ def register_api(app: Flask, tasker: Any) -> None:
     if app.config["PROXY_HOPS"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=1)  # type: ignore[method-assign]
     api = init_docs(app)
+    register_observability(app, tasker.snapshot)
     limiter = register_security(app, tasker.keys)
     open_mode = app.config["AUTH_MODE"] == "open"
     limited = [
@@ -36,7 +38,10 @@ def register_api(app: Flask, tasker: Any) -> None:
     ]
     apply_limits(limiter, app.config, limited)
     health = create_health_routes(
-        tasker.monitor, lambda: open_mode or g.get("principal") is not None, tasker.redactor.deep
+        tasker.monitor,
+        lambda: open_mode or g.get("principal") is not None,
+        tasker.redactor.deep,
+        {job.name: job.interval for job in tasker.housekeeping.jobs},
     )
     for blueprint in (health, *limited):
         api.register_blueprint(blueprint)

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.docs import parameters_schema
+from app.api.helpers import scope
 from app.core.monitor import Monitor
 from app.core.ports import Registry
 from app.core.usage import UsagePolicy
@@ -31,6 +32,16 @@ def create_catalog_routes(
     @bp.response(200, schemas.QueueReport)
     def queues() -> dict[str, Any]:
         return monitor.queue_stats()
+
+    @bp.get("/stats")
+    @bp.doc(
+        summary="Per task type, over the tasks finished in a window: counts by status, throughput, "
+        "failure ratio, run and wait time p50/p95/p99"
+    )
+    @bp.arguments(schemas.StatsQuery(), location="query", as_kwargs=True)
+    @bp.response(200, schemas.Stats)
+    def stats(window: int, owner: str | None = None) -> dict[str, Any]:
+        return monitor.stats(window, scope(owner))
 
     return bp
 

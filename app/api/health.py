@@ -53,10 +53,12 @@ class Recent:
             self._lock.release()
 
 
-def readiness(monitor: Monitor) -> Answer:
+def readiness(monitor: Monitor, jobs: dict[str, float]) -> Answer:
     checks: dict[str, Any] = monitor.check_dependencies()
     down = [f"the {name}" for name in ("database", "broker") if checks[name] != "ok"]
     checks["workers"] = monitor.check_workers(PING_TIMEOUT) if checks["broker"] == "ok" else 0
+    # A detail, not a reason to take the API out of service: the alert rules watch it.
+    checks["housekeeping"] = monitor.housekeeping(jobs) if checks["database"] == "ok" else {}
     if checks["workers"] == 0:
         down.append(f"every worker (none answered a ping within {PING_TIMEOUT:g} s)")
     if down:
@@ -66,7 +68,10 @@ def readiness(monitor: Monitor) -> Answer:
 
 
 def create_health_routes(
-    monitor: Monitor, show_details: Callable[[], bool], redact: Callable[[Any], Any] = lambda v: v
+    monitor: Monitor,
+    show_details: Callable[[], bool],
+    redact: Callable[[Any], Any] = lambda v: v,
+    jobs: dict[str, float] | None = None,
 ) -> Blueprint:
     bp = Blueprint("health", __name__, description="Health checks")
 
@@ -80,7 +85,7 @@ def create_health_routes(
             body["checks"] = checks
         return body
 
-    ready_answer = Recent(lambda: readiness(monitor), READY_CACHE_SECONDS)
+    ready_answer = Recent(lambda: readiness(monitor, jobs or {}), READY_CACHE_SECONDS)
 
     @bp.get("/health")
     @bp.doc(summary="Liveness: the process answers")

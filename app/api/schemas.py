@@ -227,6 +227,61 @@ class QueueReport(Schema):
     totals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+WINDOW_RANGE = (60, 7 * 86400)
+
+
+class Window(fields.Field):
+    """A duration such as `15m`, `1h`, `7d` (s, m, h, d), from 1m to 7d; loaded as seconds."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "invalid": "Must be a whole number and a unit (s, m, h or d), e.g. 1h.",
+        "range": "Must be from 1m to 7d.",
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        text = str(value).strip().lower()
+        if not (1 < len(text) <= 12 and text[:-1].isdigit() and text[-1] in WINDOW_UNITS):
+            raise self.make_error("invalid")
+        seconds = int(text[:-1]) * WINDOW_UNITS[text[-1]]
+        if not WINDOW_RANGE[0] <= seconds <= WINDOW_RANGE[1]:
+            raise self.make_error("range")
+        return seconds
+
+
+class StatsQuery(QuerySchema):
+    window = Window(
+        load_default=3600,
+        metadata={"type": "string", "example": "1h", "description": "s, m, h or d; 1m to 7d (default 1h)"},
+    )
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
+
+
+class Percentiles(Schema):
+    p50 = fields.Float(allow_none=True, required=True)
+    p95 = fields.Float(allow_none=True, required=True)
+    p99 = fields.Float(allow_none=True, required=True)
+
+
+class TaskTypeStats(Schema):
+    task_type = fields.String(required=True)
+    finished = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    total = fields.Integer(required=True)
+    throughput_per_minute = fields.Float(required=True)
+    failure_ratio = fields.Float(allow_none=True, required=True, metadata={"description": "FAILED / total"})
+    run_seconds = fields.Nested(Percentiles, required=True, metadata={"description": "Last start to outcome"})
+    wait_seconds = fields.Nested(
+        Percentiles, required=True, metadata={"description": "Created (or due) to last start"}
+    )
+
+
+class Stats(Schema):
+    window_seconds = fields.Integer(required=True)
+    since = fields.String(required=True)
+    until = fields.String(required=True)
+    task_types = fields.List(fields.Nested(TaskTypeStats), required=True)
+
+
 # --- recurring schedules ---
 
 NAME_RULES = [

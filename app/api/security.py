@@ -29,7 +29,7 @@ from app.core.keys import KeyManager, Principal
 from app.models.task import DEFAULT_OWNER
 
 # Blueprints whose endpoints answer without a key (health answers details only to a key).
-PUBLIC_BLUEPRINTS = ("health", "api-docs", "swagger_ui_assets")
+PUBLIC_BLUEPRINTS = ("health", "api-docs", "swagger_ui_assets", "metrics")  # /metrics: METRICS_TOKEN
 OPEN = Principal(DEFAULT_OWNER)
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 # What an HTML form can send without a preflight: a cross-site form post carries one of these.

@@ -15,6 +15,7 @@ from celery import Celery, Task
 from kombu import Queue
 from kombu.exceptions import ChannelError, KombuError
 
+from app.core import logs
 from app.core.errors import BrokerUnavailable
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY
 from app.core.private import private_dir
@@ -172,7 +173,8 @@ class CeleryPublisher:
     def publish(
         self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
     ) -> None:
-        """`priority`: 0 (low) to 9 (high)."""
+        """`priority`: 0 (low) to 9 (high). The request id bound to the caller's log context goes
+        in the message's headers, so the worker's log lines for this task carry it too."""
         if self.direct is None:
             self.send_task(task_type, task_id, parameters, priority)
             return
@@ -185,6 +187,7 @@ class CeleryPublisher:
                 broker_priority("redis", priority),
                 time_limit=task_type.time_limit,
                 soft_time_limit=task_type.soft_time_limit,
+                headers=_message_headers(),
             )
 
     def send_task(
@@ -201,6 +204,7 @@ class CeleryPublisher:
                 soft_time_limit=task_type.soft_time_limit,
                 time_limit=task_type.time_limit,
                 retry_policy=PUBLISH_RETRY,
+                headers=_message_headers(),
             )
 
     def revoke(self, task_id: uuid.UUID) -> None:
@@ -228,6 +232,11 @@ class CeleryPublisher:
         with broker_errors(), self.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
             conn.default_channel  # noqa: B018 - opening the channel is the round trip
+
+
+def _message_headers() -> dict[str, str] | None:
+    request_id = logs.context().get("request_id")
+    return {"request_id": request_id} if request_id else None
 
 
 def _message_count(conn: Any, queue: str) -> int:

@@ -4,6 +4,10 @@ These jobs used to be Celery tasks on the `default` queue, where two long tasks 
 two-process worker held a due task for as long as they ran. Beat runs them itself now, each
 on a thread of its own, so no task on any worker can delay them. Each job holds a database
 lock while it runs, so a second beat started by mistake does no harm.
+
+After each completed pass the job's time and counts go to the `housekeeping` table (through
+`report`), where /health/ready and /metrics read them: a beat that stopped shows as a job whose
+last pass is older than three intervals.
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ class Job:
     run: Callable[[], Any]
 
 
+Report = Callable[[Job, dict[str, int]], None]
+
+
 class Housekeeping:
-    def __init__(self, celery: Any, jobs: list[Job]):
+    def __init__(self, celery: Any, jobs: list[Job], report: Report | None = None):
         self.celery = celery  # the Celery app whose beat runs these jobs
         self.jobs = jobs
+        self.report = report
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -66,5 +74,17 @@ class Housekeeping:
                 logger.exception("%s failed; it runs again in %g s", job.name, job.interval)
             else:
                 logger.debug("%s: %s", job.name, outcome)
+                self._report(job, outcome)
             if self._stop.wait(job.interval):
                 return
+
+    def _report(self, job: Job, outcome: Any) -> None:
+        if self.report is None or outcome is None:  # None: another beat's pass held the lock
+            return
+        counts = outcome if isinstance(outcome, dict) else {"done": outcome}
+        if counts.get("skipped"):
+            return  # the recovery sweep's way of saying another beat's pass held the lock
+        try:
+            self.report(job, {k: v for k, v in counts.items() if k != "skipped"})
+        except DependencyUnavailable as exc:
+            logger.warning("%s: could not record the pass: %s", job.name, exc.message)

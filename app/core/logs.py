@@ -1,16 +1,94 @@
-"""Logging to stdout, or to a rotating file under logs/ when LOG_FILE is set."""
+"""Logging to stdout, or to a rotating file under logs/ when LOG_FILE is set; text or JSON lines.
+
+`LOG_FORMAT=json` writes one JSON object per line through python-json-logger's JsonFormatter
+(a formatter for the standard logging module, so Celery's, gunicorn's and every library's records
+come out the same way, with no second logging API to learn): `time`, `level`, `logger`, `message`,
+and, where known, `request_id`, `task_id`, `task_type`, `queue`, `attempt`, and the fields a line
+adds (`status`, `duration_ms`, `method`, `endpoint`). The context fields come from `bind()`: the
+API binds the request id for the length of a request, the worker binds the task's fields (and the
+request id carried in the task message's headers) for the length of a run.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+CONTEXT_FIELDS = ("request_id", "task_id", "task_type", "queue", "attempt")
+# Fields a line may add with `extra=`; the text format shows them after the message too.
+LINE_FIELDS = ("method", "endpoint", "status", "duration_ms")
 _MARK = "_tasker_handler"
+_context: ContextVar[dict[str, Any] | None] = ContextVar("tasker_log_context", default=None)
 
 
-def configure_logging(level: str, log_file: str | None) -> None:
+def context() -> dict[str, Any]:
+    return dict(_context.get() or {})
+
+
+@contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add `fields` (those not None) to every record logged in this context, then remove them."""
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind(**fields: Any) -> Any:
+    """bound() for code that cannot wrap a block (signal handlers): returns the token to unbind()."""
+    return _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def unbind(token: Any) -> None:
+    _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the bound context onto each record (a line's own `extra=` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The plain format, with the context and line fields after the message as key=value."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = [
+            f"{name}={getattr(record, name)}"
+            for name in (*CONTEXT_FIELDS, *LINE_FIELDS)
+            if getattr(record, name, None) is not None
+        ]
+        return f"{line} [{' '.join(fields)}]" if fields else line
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        ["levelname", "name", "message"],
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+        json_ensure_ascii=False,
+    )
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    return json_formatter() if log_format == "json" else TextFormatter(FORMAT)
+
+
+def configure_logging(level: str, log_file: str | None, log_format: str = "text") -> None:
     """Install one handler on the root logger (idempotent: a second app replaces it)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
@@ -25,7 +103,10 @@ def configure_logging(level: str, log_file: str | None) -> None:
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5)
     else:
         handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(formatter(log_format))
+    handler.addFilter(ContextFilter())
     setattr(handler, _MARK, True)
     root.addHandler(handler)
     root.setLevel(level)
+    # The app writes one access line per request itself; werkzeug's (python run.py) would repeat it.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, DependencyUnavailable
 from app.core.ports import BrokerProbe, Registry
+from app.models import ops
 from app.models import task as task_model
-from app.models.task import TaskStatus
+from app.models.task import TERMINAL, TaskStatus
 
 
 class Monitor:
@@ -35,6 +36,73 @@ class Monitor:
             return self.broker.ping_workers(timeout)
         except BrokerUnavailable:
             return 0
+
+    def housekeeping(self, jobs: dict[str, float]) -> dict[str, Any]:
+        """Per housekeeping job (name: interval): when beat last completed a pass, and whether
+        that is more than three intervals ago ("late": beat stopped, or the job keeps failing)."""
+        try:
+            now, runs = self.db.run(lambda c: (task_model.database_now(c), ops.housekeeping_runs(c)))
+        except DependencyUnavailable:
+            return {job: {"last_run": None, "late": None} for job in jobs}
+        last = {run.job: run for run in runs}
+        report: dict[str, Any] = {}
+        for job, interval in jobs.items():
+            run = last.get(job)
+            if run is None:
+                report[job] = {"last_run": None, "interval_seconds": interval, "late": True}
+                continue
+            age = max(0.0, (now - run.last_run_at).total_seconds())
+            report[job] = {
+                "last_run": run.last_run_at.isoformat(),
+                "age_seconds": round(age, 3),
+                "interval_seconds": interval,
+                "late": age > 3 * interval,
+            }
+        return report
+
+    def stats(self, window_seconds: int, owner: str | None = None) -> dict[str, Any]:
+        """Per task type, over the tasks that finished in the last `window_seconds`: counts by
+        status, throughput per minute, failure ratio, run and wait time percentiles (seconds)."""
+
+        def read(conn: Any) -> tuple[Any, ...]:
+            now = task_model.database_now(conn)
+            since = now - timedelta(seconds=window_seconds)
+            return now, since, ops.finished_counts(conn, since, owner), ops.finished_times(conn, since, owner)
+
+        now, since, counts, times = self.db.run(read)
+        names = [task_type.name for task_type in self.registry]
+        finished = {name: {status.value: 0 for status in TERMINAL} for name in names}
+        for name, status, count in counts:
+            finished.setdefault(name, {s.value: 0 for s in TERMINAL})[status] = count
+        minutes = window_seconds / 60
+        labels = [f"p{round(p * 100)}" for p in ops.PERCENTILES]
+
+        def percentiles(name: str, kind: str) -> dict[str, float | None]:
+            values = times.get(name, {}).get(kind)
+            if values is None:
+                return dict.fromkeys(labels)
+            return {label: round(value, 4) for label, value in zip(labels, values, strict=True)}
+
+        task_types = []
+        for name, by_status in finished.items():
+            total = sum(by_status.values())
+            task_types.append(
+                {
+                    "task_type": name,
+                    "finished": by_status,
+                    "total": total,
+                    "throughput_per_minute": round(total / minutes, 4),
+                    "failure_ratio": round(by_status[TaskStatus.FAILED] / total, 4) if total else None,
+                    "run_seconds": percentiles(name, "run"),
+                    "wait_seconds": percentiles(name, "wait"),
+                }
+            )
+        return {
+            "window_seconds": window_seconds,
+            "since": since.isoformat(),
+            "until": now.isoformat(),
+            "task_types": task_types,
+        }
 
     def check_redis(self) -> dict[str, str]:
         """'ok', the reason, or 'not used ...' for the Redis cache and the Redis broker."""

@@ -71,8 +71,10 @@ class RedisQueueWriter:
         priority: int,
         time_limit: int | None = None,
         soft_time_limit: int | None = None,
+        headers: dict[str, Any] | None = None,
     ) -> None:
-        """LPUSH what kombu's Redis transport stores for `send_task(name, kwargs=kwargs, ...)`.
+        """LPUSH what kombu's Redis transport stores for `send_task(name, kwargs=kwargs, ...)`;
+        `headers` are added to Celery's, as send_task's `headers=` adds them.
 
         Raises redis.RedisError when Redis cannot be reached.
         """
@@ -81,7 +83,7 @@ class RedisQueueWriter:
             "body": base64.b64encode(body).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
-            "headers": self._headers(name, task_id, kwargs, time_limit, soft_time_limit),
+            "headers": self._headers(name, task_id, kwargs, time_limit, soft_time_limit) | (headers or {}),
             "properties": {
                 "correlation_id": task_id,
                 "reply_to": self.reply_to,

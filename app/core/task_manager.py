@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.core import metrics
 from app.core.cache_manager import CacheManager
 from app.core.changes import Watch
 from app.core.database_manager import DatabaseManager
@@ -107,6 +108,7 @@ class TaskManager:
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
         if due_at is not None:
+            metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
             return Submission(task_id, True)
         try:
             self.publisher.publish(task_type, task_id, clean, priority)
@@ -115,6 +117,7 @@ class TaskManager:
             self._forget(task_id)
             self.quota.release(owner)
             raise
+        metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
         logger.debug("task %s (%s) submitted", task_id, task_type.name)
         return Submission(task_id, True)
 
@@ -227,7 +230,9 @@ class TaskManager:
         if self.db.run(lambda c: task_model.cancel(c, task_id, owner)):
             self.watch.announce(task_id, TaskStatus.CANCELLED)
             self._revoke(task_id)
-            return task_resource(self._row(task_id, owner)), True
+            row = self._row(task_id, owner)
+            metrics.TASKS_FINISHED.labels(row.name, TaskStatus.CANCELLED.value).inc()
+            return task_resource(row), True
         if self.db.run(lambda c: task_model.request_cancel(c, task_id, owner)):
             self._revoke(task_id)
             return task_resource(self._row(task_id, owner)), False

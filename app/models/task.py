@@ -99,6 +99,7 @@ tasks = sa.Table(
     sa.Index("ix_tasks_owner_status_created_at_id", "owner", "status", "created_at", "id"),
     sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
     sa.Index("ix_tasks_name_created_at_id", "name", "created_at", "id"),
+    sa.Index("ix_tasks_completed_at", "completed_at"),
 )
 
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
@@ -157,7 +158,13 @@ def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
 
 def claim(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> int | None:
     """Mark a PENDING or RETRYING row STARTED by `worker`; its attempt count, or None if it may not run."""
-    return conn.execute(_CLAIM, {"claim_id": task_id, "claim_worker": worker}).scalar()
+    row = claim_row(conn, task_id, worker)
+    return None if row is None else row.attempts
+
+
+def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
+    """claim(), returning the row's attempts, name, queue and its times (created, due, started)."""
+    return conn.execute(_CLAIM, {"claim_id": task_id, "claim_worker": worker}).first()
 
 
 # The statements a worker runs for every task are built once; the values travel as parameters.
@@ -171,7 +178,9 @@ _CLAIM = (
         updated_at=utcnow(),
         worker=sa.bindparam("claim_worker", type_=tasks.c.worker.type),
     )
-    .returning(tasks.c.attempts)
+    .returning(
+        tasks.c.attempts, tasks.c.name, tasks.c.queue, tasks.c.created_at, tasks.c.run_at, tasks.c.started_at
+    )
 )
 
 
@@ -184,7 +193,8 @@ def finish(
 ) -> Row | None:
     """Record a terminal outcome unless one is already recorded.
 
-    Returns the row's progress, progress_message and owner if this call wrote the outcome, else None.
+    Returns the row's progress, progress_message, owner and name if this call wrote the outcome,
+    else None.
     """
     values = {"finish_id": task_id, "finish_status": status, "finish_result": result, "finish_error": error}
     return conn.execute(_FINISH, values).first()
@@ -200,7 +210,7 @@ _FINISH = (
         completed_at=utcnow(),
         updated_at=utcnow(),
     )
-    .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner)
+    .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner, tasks.c.name)
 )
 
 

@@ -22,6 +22,7 @@ import requests
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
+from app.core import logs, metrics
 from app.core.errors import DatabaseUnavailable
 from app.core.recovery import Recovery
 from app.core.scheduler import Scheduler
@@ -106,9 +107,13 @@ class RunContext:
     def retry_in(self, exc: TransientError, countdown: float) -> Exception:
         """RETRYING with the reason, then Celery's Retry; raise what it returns."""
         try:
-            self.task.services.callbacks.record_retry(self.task_id, describe_failure(exc))
+            retrying = self.task.services.callbacks.record_retry(self.task_id, describe_failure(exc))
         except DatabaseUnavailable as db_exc:
+            retrying = False
             logger.warning("task %s: could not record the retry: %s", self.task_id, db_exc.details)
+        if retrying:
+            metrics.TASK_RETRIES.labels(self.task.name_for_metrics).inc()
+        self.task.observe_outcome("RETRYING", countdown=countdown)
         return self.task.retry(exc=exc, countdown=countdown, max_retries=None, throw=False)
 
 
@@ -124,15 +129,37 @@ class TaskerTask(Task):
     def services(self) -> Services:
         return self.app.services  # type: ignore[attr-defined]
 
+    @property
+    def name_for_metrics(self) -> str:
+        """The task type's name (a bounded label): the registry's, else the Celery name."""
+        task_type = self.services.registry.for_celery_task(self.name)
+        return task_type.name if task_type else self.name
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly or not self.tracked:
             return self.run(*args, **kwargs)
-        task_id = _task_uuid(self.request.id)
-        if task_id is None or not self._claim(task_id):
+        request = self.request
+        # Every line of this run carries the task's fields, and the id of the request that
+        # submitted it (from the message's headers); after_return unbinds them.
+        request.tasker_log = logs.bind(
+            request_id=getattr(request, "request_id", None),
+            task_id=request.id,
+            task_type=self.name_for_metrics,
+            queue=(request.delivery_info or {}).get("routing_key"),
+        )
+        task_id = _task_uuid(request.id)
+        claimed = self._claim(task_id) if task_id is not None else None
+        if claimed is None:
             logger.info(
                 "task %s is running elsewhere, finished, cancelled or unknown; not running it", task_id
             )
             raise Ignore()
+        logs.bind(attempt=claimed.attempts)
+        request.tasker_started = time.monotonic()
+        if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
+            waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
+            metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))
+        logger.info("task %s started (attempt %s)", task_id, claimed.attempts)
         if not self.pass_context:
             return self.run(*args, **kwargs)
         context = RunContext(self, task_id)
@@ -141,7 +168,25 @@ class TaskerTask(Task):
         finally:
             context.save_progress()  # where it stopped, whatever the throttle held back
 
-    def _claim(self, task_id: uuid.UUID) -> bool:
+    def observe_outcome(self, status: str, **fields: Any) -> None:
+        """The run's time (claim to outcome) in tasker_task_run_seconds, and one line saying how it ended."""
+        started = getattr(self.request, "tasker_started", None)
+        if started is None:
+            return  # not claimed: nothing ran
+        self.request.tasker_started = None
+        seconds = time.monotonic() - started
+        metrics.TASK_RUN_SECONDS.labels(self.name_for_metrics).observe(seconds)
+        duration_ms = round(seconds * 1000, 2)
+        extra = {"status": status, "duration_ms": duration_ms, **fields}
+        logger.info("task %s %s in %.2f ms", self.request.id, status, duration_ms, extra=extra)
+
+    def after_return(self, *args: Any, **kwargs: Any) -> None:
+        token = getattr(self.request, "tasker_log", None)
+        if token is not None:
+            self.request.tasker_log = None
+            logs.unbind(token)
+
+    def _claim(self, task_id: uuid.UUID) -> Any:
         task_type = self.services.registry.for_celery_task(self.name)
         deliveries = self.services.settings["TASK_MAX_DELIVERIES"]
         max_starts = task_type.max_starts(deliveries) if task_type else deliveries
@@ -153,6 +198,7 @@ class TaskerTask(Task):
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         if self.tracked:
+            self.observe_outcome("COMPLETED")
             self._record(self.services.callbacks.record_success, task_id, retval)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -160,8 +206,10 @@ class TaskerTask(Task):
             return  # the claim could not run; the message is retried, nothing to record
         callbacks = self.services.callbacks
         if isinstance(exc, TaskCancelled):
+            self.observe_outcome("CANCELLED")
             self._record(callbacks.record_cancelled, task_id, str(exc))
             return
+        self.observe_outcome("FAILED", error_type=type(exc).__name__)
         soft_limit = self.request.timelimit[1] if self.request.timelimit else None
         self._record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))
 

@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import StatementError
 
+from app.core import metrics
 from app.core.cache_manager import CacheManager
 from app.core.changes import Watch
 from app.core.database_manager import DatabaseManager
@@ -46,19 +48,20 @@ class TaskCallbacks:
                 "The task's result could not be stored.",
             )
 
-    def claim_within(self, task_id: uuid.UUID, max_attempts: int, worker: str | None = None) -> bool:
-        """Claim the row; past `max_attempts` starts, mark it FAILED instead of running it again."""
-        attempts = self.claim(task_id, worker)
-        if attempts is None:
-            return False
-        if attempts > max_attempts:
+    def claim_within(self, task_id: uuid.UUID, max_attempts: int, worker: str | None = None) -> Row | None:
+        """Claim the row (its attempts, name, queue and times); past `max_attempts` starts, mark it
+        FAILED instead of running it again. None when it is not to run."""
+        claimed = self.db.run_statement(lambda c: task_model.claim_row(c, task_id, worker))
+        if claimed is None:
+            return None
+        if claimed.attempts > max_attempts:
             self.record_failure(
                 task_id,
-                f"The task was started {attempts - 1} times without finishing "
+                f"The task was started {claimed.attempts - 1} times without finishing "
                 "(its worker stopped each time); giving up.",
             )
-            return False
-        return True
+            return None
+        return claimed
 
     def record_failure(self, task_id: uuid.UUID, error: str) -> None:
         self._finish(task_id, TaskStatus.FAILED, None, self.redact(error.replace("\x00", "")))
@@ -72,13 +75,14 @@ class TaskCallbacks:
     def cancel_requested(self, task_id: uuid.UUID) -> bool:
         return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
 
-    def record_retry(self, task_id: uuid.UUID, error: str) -> None:
+    def record_retry(self, task_id: uuid.UUID, error: str) -> bool:
         clean = self.redact(error.replace("\x00", ""))
-        self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, clean))
+        return self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, clean))
 
     def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:
         written = self.db.run_statement(lambda c: task_model.finish(c, task_id, status, result, error))
         if written is not None:
+            metrics.TASKS_FINISHED.labels(written.name, status.value).inc()  # once: only this write counts
             output = task_output(status, result, error, written.progress, written.progress_message)
             # The outcome is cached and announced to waiting readers in one round trip.
             announcement = self.watch.announcement(task_id, status)

@@ -11,6 +11,7 @@ import pytest
 import redis as redis_py
 from celery import Celery, Task
 
+from app.core import logs
 from app.core.celery_app import CeleryPublisher, create_celery
 from app.core.errors import BrokerUnavailable
 from app.tasks.registry import REGISTRY
@@ -49,24 +50,28 @@ def only_message(client: redis_py.Redis) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("name", "parameters", "priority"),
+    ("name", "parameters", "priority", "request_id"),
     [
-        ("sum_two_numbers", {"a": 1, "b": 2.5}, 5),
-        ("query_chatgpt", {"prompt": 'Say "hi" ✓'}, 9),
-        ("find_longest_consecutive_letters", {"text": "aabbbc"}, 0),
-        ("process_data", {"steps": 3, "step_seconds": 0.1}, 7),
+        ("sum_two_numbers", {"a": 1, "b": 2.5}, 5, None),
+        ("query_chatgpt", {"prompt": 'Say "hi" ✓'}, 9, "req-42"),
+        ("find_longest_consecutive_letters", {"text": "aabbbc"}, 0, "0b6f3c1e9d2a4f5b8c7d6e5f4a3b2c1d"),
+        ("process_data", {"steps": 3, "step_seconds": 0.1}, 7, None),
     ],
 )
-def test_message_and_list_are_those_of_send_task(broker, broker_url, tmp_path, name, parameters, priority):
+def test_message_and_list_are_those_of_send_task(
+    broker, broker_url, tmp_path, name, parameters, priority, request_id
+):
     publisher = publisher_for(broker_url, tmp_path)
     assert publisher.direct is not None
     task_type = REGISTRY.resolve(name)
     task_id = uuid.uuid4()
 
-    publisher.send_task(task_type, task_id, parameters, priority)
-    celery_key, celery_message = only_message(broker)
-    publisher.publish(task_type, task_id, parameters, priority)
-    direct_key, direct_message = only_message(broker)
+    # A request's id (bound to its log context by the API) travels in the message's headers.
+    with logs.bound(request_id=request_id):
+        publisher.send_task(task_type, task_id, parameters, priority)
+        celery_key, celery_message = only_message(broker)
+        publisher.publish(task_type, task_id, parameters, priority)
+        direct_key, direct_message = only_message(broker)
 
     assert direct_key == celery_key
     # A delivery tag is a fresh uuid per publish; everything else must be equal, key for key.
@@ -74,6 +79,7 @@ def test_message_and_list_are_those_of_send_task(broker, broker_url, tmp_path, n
     assert all(uuid.UUID(tag) for tag in tags)
     assert direct_message == celery_message
     assert direct_message["headers"]["id"] == str(task_id)
+    assert direct_message["headers"].get("request_id") == request_id
 
 
 def test_priorities_land_on_the_lists_a_worker_reads_first(broker, broker_url, tmp_path):

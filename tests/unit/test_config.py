@@ -21,7 +21,8 @@ SECRET = "s" * 32
 
 def test_app_env_picks_the_class():
     production = load_config(env={"APP_ENV": "production", "SECRET_KEY": SECRET})
-    assert production["LOG_LEVEL"] == "WARNING"
+    assert (production["LOG_LEVEL"], production["LOG_FORMAT"]) == ("INFO", "json")
+    assert load_config(env={})["LOG_FORMAT"] == "text"
     assert production["AUTH_MODE"] == "keys"  # safe to expose by default
     assert load_config("testing", env={})["TESTING"] is True
     assert load_config(env={})["AUTH_MODE"] == "open"  # the local default

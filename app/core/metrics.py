@@ -1,0 +1,235 @@
+"""Every Prometheus metric Tasker exposes, declared once, and the /metrics page that renders them.
+
+Counters and histograms are recorded where things happen: the API through Flask request hooks
+(app/api/observe.py) and TaskManager, workers through the task base class. Under gunicorn and
+a prefork worker each process records into PROMETHEUS_MULTIPROC_DIR (prometheus-client's
+multiprocess mode, chosen when prometheus_client is first imported) and /metrics adds the
+files of every process up; with the variable unset a process serves its own figures.
+
+Gauges about rows, queues, workers and housekeeping are not recorded by anyone: `Snapshot`
+computes them when /metrics is scraped, each source with a deadline, so a scrape costs a few
+indexed queries and one broker round trip and never hangs on a dependency that is down.
+
+Labels are bounded: task type (the registry's names), queue, status, the route template, the
+HTTP method and status code, a housekeeping job's name. Never an id or anything a client typed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from app.core.errors import DependencyUnavailable
+from app.models import ops
+from app.models.task import TaskStatus, database_now
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+disable_created_metrics()  # no `_created` series: counters start at zero with each process
+TASK_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+HTTP_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+TASKS_SUBMITTED = Counter(
+    "tasker_tasks_submitted", "Tasks accepted by the API (a new row and its message).", ["task_type"]
+)
+TASKS_FINISHED = Counter(
+    "tasker_tasks_finished",
+    "Tasks that reached a terminal status (COMPLETED, FAILED, CANCELLED), counted once per task.",
+    ["task_type", "status"],
+)
+TASK_RETRIES = Counter(
+    "tasker_task_retries", "Runs that ended in RETRYING (a transient error, retried later).", ["task_type"]
+)
+TASK_RUN_SECONDS = Histogram(
+    "tasker_task_run_seconds",
+    "From the worker's claim of a task to its outcome (one observation per run).",
+    ["task_type"],
+    buckets=TASK_SECONDS,
+)
+TASK_WAIT_SECONDS = Histogram(
+    "tasker_task_wait_seconds",
+    "From a task's creation (or its due time) to its first claim by a worker.",
+    ["task_type", "queue"],
+    buckets=TASK_SECONDS,
+)
+HTTP_SECONDS_HISTOGRAM = Histogram(
+    "tasker_http_request_duration_seconds",
+    "HTTP requests by method, route template and status code.",
+    ["method", "endpoint", "status"],
+    buckets=HTTP_SECONDS,
+)
+
+
+# prometheus_client chose its mode from this variable when it was imported (just above).
+_MULTIPROCESS_DIR = os.environ.get(MULTIPROC_ENV) or None
+
+
+def multiprocess_dir() -> str | None:
+    """The directory this process's figures go to (None: they stay in this process)."""
+    return _MULTIPROCESS_DIR
+
+
+def process_exited(pid: int) -> None:
+    """A process is gone: drop its live-gauge files (its counters stay in the totals)."""
+    if multiprocess_dir():
+        mark_process_dead(pid)
+
+
+class _Chain:
+    def __init__(self, *sources: Any):
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self.sources:
+            yield from source.collect()
+
+
+def recorded() -> Any:
+    """What this process (single-process mode) or every process of the directory recorded."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def render(snapshot: Snapshot | None = None) -> bytes:
+    sources = [recorded()] + ([snapshot] if snapshot is not None else [])
+    return generate_latest(_Chain(*sources))  # type: ignore[arg-type]
+
+
+class Snapshot:
+    """The gauges computed at scrape time, from the database and the broker, each within `timeout`."""
+
+    _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tasker-metrics")
+
+    def __init__(
+        self,
+        db: Any,
+        broker: Any,
+        queues: Iterable[str],
+        heartbeat_seconds: float,
+        timeout: float = 2.0,
+    ):
+        self.db = db
+        self.broker = broker
+        self.queues = sorted(set(queues))
+        self.heartbeat_seconds = heartbeat_seconds
+        self.timeout = timeout
+
+    def collect(self) -> Iterator[Metric]:
+        jobs: dict[str, Callable[[], list[Metric]]] = {
+            "database": self._from_database,
+            "broker": self._from_broker,
+        }
+        futures = {name: self._pool.submit(job) for name, job in jobs.items()}
+        up = GaugeMetricFamily(
+            "tasker_metrics_source_up",
+            "1 if the source answered this scrape in time, 0 if its gauges are missing from it.",
+            labels=["source"],
+        )
+        for name, future in futures.items():
+            try:
+                yield from future.result(timeout=self.timeout)
+            except (DependencyUnavailable, FutureTimeout) as exc:
+                logger.warning("metrics: the %s did not answer in time: %s", name, _reason(exc))
+                up.add_metric([name], 0)
+            except Exception:  # a scrape must answer with what it has
+                logger.exception("metrics: reading the %s failed", name)
+                up.add_metric([name], 0)
+            else:
+                up.add_metric([name], 1)
+        yield up
+
+    def _from_broker(self) -> list[Metric]:
+        depths = self.broker.queue_depths(self.queues)
+        family = GaugeMetricFamily(
+            "tasker_queue_messages", "Messages waiting in the broker, per queue.", labels=["queue"]
+        )
+        for queue in self.queues:
+            family.add_metric([queue], depths.get(queue, 0))
+        return [family]
+
+    def _from_database(self) -> list[Metric]:
+        milliseconds = int(self.timeout * 1000)
+
+        def read(conn: Any) -> tuple[Any, ...]:
+            ops.statement_timeout(conn, milliseconds)
+            now = database_now(conn)
+            since = now - timedelta(seconds=3 * self.heartbeat_seconds)
+            oldest = {queue: ops.oldest_pending(conn, queue) for queue in self.queues}
+            return (
+                now,
+                ops.counts_by_status(conn),
+                oldest,
+                ops.workers_seen_since(conn, since),
+                ops.housekeeping_runs(conn),
+            )
+
+        now, counts, oldest, workers, runs = self.db.run(read)
+        tasks = GaugeMetricFamily("tasker_tasks", "Task rows by status.", labels=["status"])
+        for status in TaskStatus:
+            tasks.add_metric([status.value], counts.get(status.value, 0))
+        age = GaugeMetricFamily(
+            "tasker_oldest_pending_age_seconds",
+            "Age of the oldest PENDING task per queue (0 when none waits).",
+            labels=["queue"],
+        )
+        for queue, created in oldest.items():
+            age.add_metric([queue], 0 if created is None else max(0.0, (now - created).total_seconds()))
+        online = GaugeMetricFamily(
+            "tasker_workers_online",
+            "Celery workers whose heartbeat is at most three WORKER_HEARTBEAT_SECONDS old.",
+            value=workers,
+        )
+        return [tasks, age, online, *housekeeping_metrics(runs)]
+
+
+def housekeeping_metrics(runs: list[Any]) -> list[Metric]:
+    last = GaugeMetricFamily(
+        "tasker_housekeeping_last_run_timestamp_seconds",
+        "When each housekeeping job (run by beat) last completed a pass, as a Unix time.",
+        labels=["job"],
+    )
+    interval = GaugeMetricFamily(
+        "tasker_housekeeping_interval_seconds", "Each housekeeping job's interval.", labels=["job"]
+    )
+    recovered = CounterMetricFamily(
+        "tasker_recovered",
+        "Tasks the recovery sweep published again or failed, by reason: republished (a PENDING or "
+        "RETRYING row whose message was lost), requeued (a STARTED row whose worker died), failed "
+        "(started too many times).",
+        labels=["reason"],
+    )
+    totals: dict[str, int] = {}
+    for run in runs:
+        last.add_metric([run.job], run.last_run_at.timestamp())
+        interval.add_metric([run.job], run.interval_seconds)
+        if run.job == "recovery-sweep":
+            totals = ops.totals_of(run)
+    for reason in ("republished", "requeued", "failed"):
+        recovered.add_metric([reason], totals.get(reason, 0))
+    return [last, interval, recovered]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DependencyUnavailable):
+        return exc.details.get("reason") or exc.message
+    return "timed out"
