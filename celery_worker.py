@@ -7,11 +7,15 @@ import os
 import sys
 
 if int(os.environ.get("WORKER_METRICS_PORT") or 0):
-    # A worker serving its own /metrics: its pool processes record into one directory (emptied
-    # or made before prometheus_client is imported) that the main process adds up.
+    # A worker serving its own /metrics adds up what its pool processes record in
+    # PROMETHEUS_MULTIPROC_DIR. It must be in the environment before the process starts: the
+    # `celery` command loads its plugins (Flower's among them) and with them prometheus_client
+    # before this module runs. It is emptied here, before any task records anything.
     from config import metrics_dir
 
-    metrics_dir.prepare("tasker-worker-metrics-")
+    if not os.environ.get(metrics_dir.VARIABLE):
+        sys.exit("configuration error: WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR (a directory)")
+    metrics_dir.prepare()
 
 from app import create_app  # after the metrics directory is chosen
 from config import ConfigError

@@ -83,4 +83,10 @@ if (os.environ.get("LOG_FORMAT", "").strip().lower() or _default_format) == "jso
             },
             "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
         },
+        # gunicorn's loggers write through their own handlers only: the root logger is the app's.
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        },
     }

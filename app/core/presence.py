@@ -6,7 +6,7 @@ Started from Celery's `worker_ready` signal in the worker's main process:
   clock); `tasker_workers_online` counts rows at most three heartbeats old, so a scrape never
   has to ping workers and wait for their replies. The row goes at `worker_shutdown`.
 - with WORKER_METRICS_PORT set, the main process serves what it and its pool processes record
-  (they share PROMETHEUS_MULTIPROC_DIR; celery_worker.py makes one when none is set). That is
+  (they share PROMETHEUS_MULTIPROC_DIR, which celery_worker.py requires and empties). That is
   for a worker on a host of its own; on one host, the API's /metrics already adds up every
   process that shares its directory.
 """
