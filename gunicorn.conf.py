@@ -35,7 +35,8 @@ def on_starting(server):
     from config import ConfigError, load_config, metrics_dir
     from config.base import check_exposure
 
-    _metrics_dir.append(metrics_dir.prepare("tasker-gunicorn-metrics-"))
+    if os.environ.get("METRICS_ENABLED", "").strip().lower() not in ("false", "0", "no"):
+        _metrics_dir.append(metrics_dir.prepare("tasker-gunicorn-metrics-"))
 
     hosts = [address.rsplit(":", 1)[0] for address in server.cfg.bind if not address.startswith("unix:")]
     try:
@@ -49,9 +50,10 @@ def on_starting(server):
 
 def child_exit(server, worker):
     """A worker is gone: prometheus-client drops its live-gauge files (its counters stay)."""
-    from prometheus_client import multiprocess
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):

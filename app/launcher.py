@@ -97,7 +97,9 @@ def serve(app: Flask, argv: list[str]) -> int:
     children = Children()
     if with_worker:
         for name, command in COMMANDS.items():
-            children.start(name, command)
+            # JSON logs: no banner, so every line is one JSON object.
+            quiet = ["--quiet"] if config["LOG_FORMAT"] == "json" else []
+            children.start(name, [*CELERY, *quiet, *command[len(CELERY) :]])
     host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
     banner = [f"Tasker on http://{host}:{args.port}", *describe_backends(config)]
     banner.append(f"worker and beat: {'running' if with_worker else 'not started (run them yourself)'}")

@@ -5,7 +5,9 @@ With REQUIRE_SERVICES=1 a missing PostgreSQL or Redis fails the run instead of s
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
@@ -138,6 +140,31 @@ SETTINGS = {
     "ACCESS_LOG", "METRICS_ENABLED", "METRICS_TOKEN", "METRICS_SCRAPE_TIMEOUT_SECONDS",
     "WORKER_HEARTBEAT_SECONDS", "WORKER_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR",
 }  # fmt: skip
+
+
+# What no log line may hold: the upstream keys the tests configure, an API key, a bearer token.
+LOG_SECRETS = re.compile(r"sk-test-key|owm-test-key|tsk_[0-9A-Za-z]{20,}|Bearer [^\s\"']{8,}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_hold_no_secrets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the run, every log line written during it is searched for secrets: this
+    process's (a handler on the root logger) and every worker's, beat's, gunicorn's and run.py's
+    (their logs are under the run's temporary directory)."""
+    base = tmp_path_factory.getbasetemp()
+    handler = logging.FileHandler(base / "in-process.log")
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield
+    root.removeHandler(handler)
+    handler.close()
+    leaks = []
+    for path in sorted(base.rglob("*.log")):
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if LOG_SECRETS.search(line):
+                leaks.append(f"{path.relative_to(base)}:{number}: {line[:300]}")
+    assert not leaks, "secrets in the logs:\n" + "\n".join(leaks[:20])
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

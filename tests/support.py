@@ -173,13 +173,15 @@ CELERY_READY = {"worker": " ready.", "beat": "beat: Starting..."}
 def start_celery(
     kind: str, env: dict[str, str], log: Path, *options: str, cwd: Path | None = None, timeout: float = 60.0
 ) -> subprocess.Popen:
-    """`celery -A celery_worker.celery worker|beat OPTIONS`, logging to `log`, once it says it is ready."""
+    """`celery -A celery_worker.celery --quiet worker|beat OPTIONS` (docker-compose.yml's command),
+    logging to `log`, once it says it is ready."""
     command = [
         sys.executable,
         "-m",
         "celery",
         "-A",
         "celery_worker.celery",
+        "--quiet",
         kind,
         "--loglevel=INFO",
         *options,

@@ -40,8 +40,8 @@ def create_catalog_routes(
     )
     @bp.arguments(schemas.StatsQuery(), location="query", as_kwargs=True)
     @bp.response(200, schemas.Stats)
-    def stats(window: int, owner: str | None = None) -> dict[str, Any]:
-        return monitor.stats(window, scope(owner))
+    def stats(window: str, owner: str | None = None) -> dict[str, Any]:
+        return {"window": window, **monitor.stats(schemas.WINDOWS[window], scope(owner))}
 
     return bp
 

@@ -5,8 +5,9 @@
   and carried in the headers of the task message it publishes, into the worker's lines.
 - `tasker_http_request_duration_seconds{method,endpoint,status}`: endpoint is the route template
   (`/api/v1/tasks/<id:task_id>`), `<unmatched>` for a path no route has; an unknown method is `other`.
-- One access line per request (logger `tasker.access`, INFO): method, route template, status and
-  duration, in the deployment's log format; ACCESS_LOG=false turns it off.
+- One access line per request (logger `tasker.access`, at INFO, so LOG_LEVEL=INFO shows it: the
+  production default): method, route template, status and duration, in the deployment's log
+  format; ACCESS_LOG=false turns it off.
 - /metrics: Prometheus text format, open like /health unless METRICS_TOKEN is set, then only to
   `Authorization: Bearer <METRICS_TOKEN>`.
 """
@@ -41,8 +42,6 @@ def register_observability(app: Flask, snapshot: metrics.Snapshot) -> None:
     config = app.config
     record_metrics = config["METRICS_ENABLED"]
     access_log = config["ACCESS_LOG"]
-    if access_log:
-        access_logger.setLevel(logging.INFO)  # the access line is written at INFO whatever LOG_LEVEL says
 
     def start() -> None:
         g.started = time.perf_counter()

@@ -227,32 +227,18 @@ class QueueReport(Schema):
     totals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
-WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-WINDOW_RANGE = (60, 7 * 86400)
-
-
-class Window(fields.Field):
-    """A duration such as `15m`, `1h`, `7d` (s, m, h, d), from 1m to 7d; loaded as seconds."""
-
-    default_error_messages: ClassVar[dict[str, str]] = {
-        "invalid": "Must be a whole number and a unit (s, m, h or d), e.g. 1h.",
-        "range": "Must be from 1m to 7d.",
-    }
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
-        text = str(value).strip().lower()
-        if not (1 < len(text) <= 12 and text[:-1].isdigit() and text[-1] in WINDOW_UNITS):
-            raise self.make_error("invalid")
-        seconds = int(text[:-1]) * WINDOW_UNITS[text[-1]]
-        if not WINDOW_RANGE[0] <= seconds <= WINDOW_RANGE[1]:
-            raise self.make_error("range")
-        return seconds
+# The windows /api/v1/stats offers, as a dashboard's picker would (seconds each).
+WINDOWS = {
+    "1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600,
+    "12h": 43200, "24h": 86400, "2d": 172800, "7d": 604800,
+}  # fmt: skip
 
 
 class StatsQuery(QuerySchema):
-    window = Window(
-        load_default=3600,
-        metadata={"type": "string", "example": "1h", "description": "s, m, h or d; 1m to 7d (default 1h)"},
+    window = fields.String(
+        load_default="1h",
+        validate=validate.OneOf(list(WINDOWS)),
+        metadata={"description": "The last minute to the last 7 days (default 1h)"},
     )
     owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
 
@@ -276,6 +262,7 @@ class TaskTypeStats(Schema):
 
 
 class Stats(Schema):
+    window = fields.String(required=True)
     window_seconds = fields.Integer(required=True)
     since = fields.String(required=True)
     until = fields.String(required=True)

@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
@@ -75,12 +76,17 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(fields)}]" if fields else line
 
 
+# Celery's task lines carry a `data` attribute with the task's arguments (a prompt, say): never written.
+HIDDEN_ATTRS = [*RESERVED_ATTRS, "data"]
+
+
 def json_formatter() -> logging.Formatter:
     return JsonFormatter(
         ["levelname", "name", "message"],
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="time",
         json_ensure_ascii=False,
+        reserved_attrs=HIDDEN_ATTRS,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
 import time
@@ -14,6 +15,8 @@ from celery import shared_task
 from app.tasks import http, openai_client, weather_client
 from app.tasks.base import RunContext, TaskerTask
 from app.tasks.errors import TaskFailed, TransientError
+
+logger = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_SECONDS = 60.0
 
@@ -92,6 +95,14 @@ def query_chatgpt(
     # The operator's ceiling bounds every request, also those that do not name a count.
     ceiling = ctx.settings["OPENAI_MAX_TOKENS"]
     max_tokens = ceiling if max_tokens is None else min(max_tokens, ceiling)
+    # The prompt is the user's data: its length is logged, never its text.
+    logger.info(
+        "asking %s (prompt of %d characters, max_tokens %s)",
+        model or default_model,
+        len(prompt),
+        max_tokens,
+        extra={"prompt_chars": len(prompt)},
+    )
     try:
         return openai_client.chat_completion(
             ctx.http, upstream, default_model, prompt, model, max_tokens, temperature

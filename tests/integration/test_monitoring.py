@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from datetime import timedelta
 
 import pytest
 
+from app.models import task as task_model
+from app.models.task import tasks
 from tests.conftest import build_app
 from tests.integration.test_dependencies import down_database_url
-from tests.support import closed_port
+from tests.support import closed_port, insert_task, poll
 
 
 @pytest.fixture
@@ -85,3 +89,47 @@ def test_queue_statistics_match_what_was_queued(idle_app):
         "CANCELLED",
     }
     assert report["totals"]["PENDING"] >= 5
+
+
+def test_stats_from_the_records(app, client, db):
+    """Counts by status and run/wait percentiles per task type (percentile_cont on PostgreSQL,
+    the same interpolation in Python on SQLite), scoped to one owner's rows."""
+    owner = f"stats-{uuid.uuid4().hex[:8]}"
+    now = db.run(task_model.database_now)
+    for i, status in enumerate(["COMPLETED"] * 8 + ["FAILED"] * 2):
+        values = {
+            "created_at": now - timedelta(seconds=20),
+            "started_at": now - timedelta(seconds=20 - i),  # waited i seconds
+            "completed_at": now - timedelta(seconds=10 - i),  # ran 10 s
+        }
+        task_id = insert_task(db, "sum_two_numbers", status=status, owner=owner)
+        db.run(lambda c, t=task_id, v=values: c.execute(tasks.update().where(tasks.c.id == t).values(**v)))
+    stats = app.extensions["tasker"].monitor.stats(3600, owner)
+    sums = next(t for t in stats["task_types"] if t["task_type"] == "sum_two_numbers")
+    assert sums["finished"] == {"COMPLETED": 8, "FAILED": 2, "CANCELLED": 0}
+    assert sums["run_seconds"] == {"p50": 10.0, "p95": 10.0, "p99": 10.0}
+    assert sums["wait_seconds"] == {"p50": 4.5, "p95": 8.55, "p99": 8.91}
+
+    answer = client.get("/api/v1/stats?window=3h")
+    assert answer.status_code == 200 and answer.get_json()["window_seconds"] == 10800
+    bad = client.get("/api/v1/stats?window=2x")
+    assert bad.status_code == 400 and "Must be one of: 1m, 5m" in bad.get_json()["details"]["window"][0]
+    refused = client.get(f"/api/v1/stats?owner={owner}")  # open mode: the caller is no admin
+    assert refused.status_code == 400 and "owner" in refused.get_json()["details"]
+
+
+def test_beats_housekeeping_passes_show_in_readiness_and_metrics(client, beat, worker):
+    def reported():
+        checks = client.get("/health/ready").get_json()["checks"]["housekeeping"]
+        return (
+            checks
+            if checks["publish-due"]["late"] is False and checks["recovery-sweep"]["last_run"]
+            else None
+        )
+
+    checks = poll(reported, what="beat's passes in /health/ready")
+    assert checks["recovery-sweep"]["interval_seconds"] == 30 and checks["recovery-sweep"]["late"] is False
+    page = client.get("/metrics").get_data(as_text=True)
+    assert 'tasker_housekeeping_last_run_timestamp_seconds{job="recovery-sweep"}' in page
+    assert 'tasker_housekeeping_interval_seconds{job="publish-due"} 1.0' in page
+    assert 'tasker_recovered_total{reason="requeued"}' in page

@@ -20,6 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, build_app, child_env
+from tests.integration import test_query_chatgpt as chatgpt
 from tests.integration.test_weather import owm_body, serve
 from tests.support import (
     TERMINAL,
@@ -129,6 +130,8 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
     the API's /metrics adds them up exactly, and one request id ties the API's and the worker's
     lines for a task together."""
     script = serve(openai, (503, {}, {}), (200, owm_body(), {}))  # weather: one retry, then done
+    chatgpt.serve(openai, (200, chatgpt.reply("Hello."), {}))
+    prompt = f"PROMPT-{uuid.uuid4().hex} " * 20
     worker_log = tmp_path / "worker.log"
     with gunicorn(observed_env, tmp_path / "gunicorn.log") as api:
         worker = start_celery(
@@ -146,10 +149,11 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
                 api.submit({"name": "sum", "parameters": {"a": i, "b": 1}})["id"] for i in range(4)
             ]
             weather = api.submit({"name": "weather", "parameters": {"city": "London"}})
+            asked = api.submit({"name": "query_chatgpt", "parameters": {"prompt": prompt}})
             later = api.submit({"name": "sum", "parameters": {"a": 0, "b": 0}, "countdown": 3600})
             cancel = requests.post(f"{api.base}/api/v1/tasks/{later['id']}/cancel", timeout=5)
             assert cancel.status_code == 200, cancel.text
-            tasks = api.wait_terminal([*sums, weather["id"]])
+            tasks = api.wait_terminal([*sums, weather["id"], asked["id"]])
             assert {t["status"] for t in tasks.values()} == {"COMPLETED"}
             assert len(script.calls) == 2
 
@@ -178,6 +182,7 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
     assert value(page, "tasker_tasks_submitted_total", task_type="sum_two_numbers") == 6
     assert value(page, "tasker_tasks_submitted_total", task_type=weather_type) == 1
     assert value(page, "tasker_tasks_finished_total", task_type=weather_type, status="COMPLETED") == 1
+    assert value(page, "tasker_tasks_finished_total", task_type="query_chatgpt", status="COMPLETED") == 1
     assert value(page, "tasker_tasks_finished_total", task_type="sum_two_numbers", status="CANCELLED") == 1
     assert value(page, "tasker_task_retries_total", task_type=weather_type) == 1
     # Histograms: one observation per run (the weather task ran twice), one wait per task.
@@ -192,7 +197,7 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
         endpoint="/api/v1/tasks",
         status="202",
     )
-    assert posts == 7
+    assert posts == 8
     assert (
         value(
             page,
@@ -231,6 +236,15 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
     weather_lines = [line for line in json_lines(worker_log) if line.get("task_id") == weather["id"]]
     assert [line["status"] for line in weather_lines if "status" in line] == ["RETRYING", "COMPLETED"]
     assert [line["attempt"] for line in weather_lines if "status" in line] == [1, 2]
+    # The prompt is logged as its length, never as its text, by the API or the worker.
+    asking = [
+        line
+        for line in json_lines(worker_log)
+        if line.get("task_id") == asked["id"] and "prompt_chars" in line
+    ]
+    assert [line["prompt_chars"] for line in asking] == [len(prompt)]
+    for log in (worker_log, tmp_path / "gunicorn.log"):
+        assert prompt.split()[0] not in log.read_text()
 
 
 def test_a_worker_on_its_own_host_serves_its_metrics_port(stack, tmp_path):
@@ -360,3 +374,58 @@ def test_a_real_prometheus_reads_the_tasks_back(stack, tmp_path):
         if prometheus is not None:
             stop_process(prometheus)
         stop_process(tasker, sig=signal.SIGINT)
+
+
+def test_flower_shows_tasks_behind_basic_auth(stack, tmp_path):
+    """`celery -A celery_worker.celery flower`, as docker-compose.yml runs it, with FLOWER_BASIC_AUTH."""
+    if stack.embedded:
+        pytest.skip("Flower reads task events from the broker; the compose stack is PostgreSQL + Redis")
+    port = free_port()
+    env = child_env({**stack.env, **stack.new_broker(), "FLOWER_BASIC_AUTH": "ops:flower-test-pass"})
+    app = build_app(env)
+    worker = start_celery(
+        "worker", env, tmp_path / "worker.log", *worker_options(f"flower-{uuid.uuid4().hex[:6]}@%h")
+    )
+    with (tmp_path / "flower.log").open("w") as out:
+        flower = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_worker.celery", "flower", f"--port={port}",
+             "--address=127.0.0.1"],  # docker-compose.yml's command, on a free local port
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        auth = ("ops", "flower-test-pass")
+        poll(lambda: answers_with(f"{base}/healthcheck"), what="Flower to answer")
+        assert requests.get(f"{base}/api/tasks", timeout=5).status_code == 401
+        client = app.test_client()
+
+        def seen(task_id: str) -> dict | None:
+            tasks = requests.get(f"{base}/api/tasks", auth=auth, timeout=5).json()
+            task = tasks.get(task_id)
+            return task if task and task["state"] == "SUCCESS" else None
+
+        # Flower answers before its event consumer is connected: a task finished before that is
+        # never shown, so submit again until one is.
+        task = None
+        for _ in range(6):
+            body = {"name": "sum", "parameters": {"a": 2, "b": 3}}
+            task_id = client.post("/api/v1/tasks", json=body).get_json()["id"]
+            try:
+                task = poll(lambda t=task_id: seen(t), timeout=5, what="the task in Flower")
+                break
+            except AssertionError:
+                continue
+        assert task is not None, "Flower showed none of six tasks"
+        assert task["name"] == "tasker.sum_two_numbers" and task["result"] == "5"
+        assert client.get(f"/api/v1/tasks/{task_id}").get_json()["status"] == "COMPLETED"
+    finally:
+        stop_process(flower)
+        stop_process(worker)
+        app.extensions["tasker"].db.dispose()
+
+
+def answers_with(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code in (200, 401)
+    except (requests.ConnectionError, requests.Timeout):
+        return False

@@ -19,16 +19,17 @@ def compose() -> dict:
 def test_compose_services_run_the_tested_commands():
     services = compose()["services"]
     assert services["web"]["command"] == GUNICORN
-    assert services["worker"]["command"][:5] == [
-        "celery",
-        "-A",
-        "celery_worker.celery",
-        "worker",
-        "--loglevel=INFO",
-    ]
+    celery = ["celery", "-A", "celery_worker.celery", "--quiet"]  # tests/support.py start_celery
+    assert services["worker"]["command"][:6] == [*celery, "worker", "--loglevel=INFO"]
     assert services["migrate"]["command"] == ["python", "init_db.py"]
-    celery = ["celery", "-A", "celery_worker.celery"]
-    assert services["beat"]["command"][:5] == [*celery, "beat", "--loglevel=INFO"]
+    assert services["beat"]["command"][:6] == [*celery, "beat", "--loglevel=INFO"]
+    # Flower and Prometheus as the observability tests run them.
+    assert services["flower"]["command"][:4] == ["celery", "-A", "celery_worker.celery", "flower"]
+    assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    assert services["worker"]["environment"]["WORKER_METRICS_PORT"] == "9808"
+    assert services["worker"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
     # The API is reached through nginx only, with the config tests/integration/test_proxy.py runs.
     assert "ports" not in services["web"] and services["proxy"]["ports"] == ["5000:8080"]
     assert "./deploy/nginx/tasker.conf:/etc/tasker/tasker.conf:ro" in services["proxy"]["volumes"]
@@ -36,7 +37,7 @@ def test_compose_services_run_the_tested_commands():
 
 def test_compose_has_no_default_passwords_and_keeps_upstream_keys_on_the_worker():
     text = (ROOT / "docker-compose.yml").read_text()
-    for secret in ("SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"):
+    for secret in ("SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD"):
         assert f"${{{secret}:?" in text, f"{secret} must be required, with no default"
     services = compose()["services"]
     for upstream in ("OPENAI_API_KEY", "OPENWEATHER_API_KEY"):
