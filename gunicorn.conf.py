@@ -67,28 +67,21 @@ def on_exit(server):
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 _default_format = "json" if os.environ.get("APP_ENV", "").strip().lower() == "production" else "text"
 if (os.environ.get("LOG_FORMAT", "").strip().lower() or _default_format) == "json":
-    # gunicorn's own lines (start, worker boot and exit) as JSON too: one object per line.
-    logconfig_dict = {
-        "formatters": {
-            "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
-                "fmt": ["levelname", "name", "message"],
-                "rename_fields": {"levelname": "level", "name": "logger"},
-                "timestamp": "time",
-            }
-        },
-        "handlers": {
-            "error_console": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stderr",
-            },
-            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
-        },
-        # gunicorn's loggers write through their own handlers only: the root logger is the app's.
-        "root": {"level": "INFO", "handlers": []},
-        "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
-        },
-    }
+    from gunicorn.glogging import Logger
+    from pythonjsonlogger.json import JsonFormatter
+
+    class JsonLogger(Logger):
+        """gunicorn's own lines (start, worker boot and exit) as JSON too: one object per line.
+        (A logconfig_dict would do it as well, but makes gunicorn format an access line per request.)"""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            formatter = JsonFormatter(
+                ["levelname", "name", "message"],
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(formatter)
+
+    logger_class = JsonLogger

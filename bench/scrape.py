@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from harness import ROOT, stack
 
 sys.path.insert(0, str(ROOT))
+from app.core.database_manager import normalize_url
 from app.models.migrate import upgrade
 from bench.list_latency import FILL
 
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
     with stack() as s:
-        engine = sa.create_engine(s.env["DATABASE_URL"])
+        engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
         upgrade(engine)
         start = time.perf_counter()
         with engine.begin() as conn:

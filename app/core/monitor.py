@@ -119,7 +119,7 @@ class Monitor:
         depths = self.broker.queue_depths(queues)
         now = self.db.run(task_model.database_now)
         counts = self.db.run(task_model.counts_by_queue)
-        oldest = self.db.run(task_model.oldest_pending_by_queue)
+        oldest = self.db.run(lambda c: {queue: ops.oldest_pending(c, queue) for queue in queues})
         totals = {status.value: 0 for status in TaskStatus}
         for _, status, count in counts:
             totals[status] += count

@@ -99,7 +99,21 @@ tasks = sa.Table(
     sa.Index("ix_tasks_owner_status_created_at_id", "owner", "status", "created_at", "id"),
     sa.Index("ix_tasks_status_created_at_id", "status", "created_at", "id"),
     sa.Index("ix_tasks_name_created_at_id", "name", "created_at", "id"),
-    sa.Index("ix_tasks_completed_at", "completed_at"),
+    # Finished rows only: an insert adds nothing to it.
+    sa.Index(
+        "ix_tasks_completed_at",
+        "completed_at",
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
+        sqlite_where=sa.text("completed_at IS NOT NULL"),
+    ),
+    # Small (PENDING rows only): the oldest PENDING task of a queue without a walk over the rest.
+    sa.Index(
+        "ix_tasks_pending_queue_created_at",
+        "queue",
+        "created_at",
+        postgresql_where=sa.text("status = 'PENDING'"),
+        sqlite_where=sa.text("status = 'PENDING'"),
+    ),
 )
 
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
@@ -367,15 +381,6 @@ def counts_by_queue(conn: Connection) -> list[Row]:
     """(queue, status, count) for every queue and status present."""
     query = sa.select(tasks.c.queue, tasks.c.status, sa.func.count()).group_by(tasks.c.queue, tasks.c.status)
     return list(conn.execute(query))
-
-
-def oldest_pending_by_queue(conn: Connection) -> dict[str, datetime]:
-    query = (
-        sa.select(tasks.c.queue, sa.func.min(tasks.c.created_at))
-        .where(tasks.c.status == TaskStatus.PENDING)
-        .group_by(tasks.c.queue)
-    )
-    return {queue: oldest for queue, oldest in conn.execute(query)}
 
 
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Row]:

@@ -402,10 +402,11 @@ def test_flower_shows_tasks_behind_basic_auth(stack, tmp_path):
         def seen(task_id: str) -> dict | None:
             tasks = requests.get(f"{base}/api/tasks", auth=auth, timeout=5).json()
             task = tasks.get(task_id)
-            return task if task and task["state"] == "SUCCESS" else None
+            # Every event seen (received: the name; succeeded: the result), not a half-seen task.
+            return task if task and task["state"] == "SUCCESS" and task.get("name") else None
 
-        # Flower answers before its event consumer is connected: a task finished before that is
-        # never shown, so submit again until one is.
+        # Flower answers before its event consumer is connected: a task that ran before that is
+        # never shown whole, so submit again until one is.
         task = None
         for _ in range(6):
             body = {"name": "sum", "parameters": {"a": 2, "b": 3}}

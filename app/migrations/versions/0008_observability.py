@@ -1,4 +1,4 @@
-"""Worker heartbeats, housekeeping runs, and an index for the statistics of finished tasks.
+"""Worker heartbeats, housekeeping runs, and indexes for the statistics and the oldest PENDING task.
 
 Revision ID: 0008
 Revises: 0007
@@ -29,10 +29,24 @@ def upgrade() -> None:
         sa.Column("runs", sa.BigInteger, nullable=False),
         sa.Column("totals", sa.Text, nullable=False),
     )
-    op.create_index("ix_tasks_completed_at", "tasks", ["completed_at"])
+    # Finished rows only (a submit adds nothing to it): the statistics read a window of them.
+    finished = sa.text("completed_at IS NOT NULL")
+    op.create_index(
+        "ix_tasks_completed_at", "tasks", ["completed_at"], postgresql_where=finished, sqlite_where=finished
+    )
+    # The oldest PENDING task per queue, for /metrics and /api/v1/queues, from PENDING rows only.
+    pending = sa.text("status = 'PENDING'")
+    op.create_index(
+        "ix_tasks_pending_queue_created_at",
+        "tasks",
+        ["queue", "created_at"],
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tasks_pending_queue_created_at", "tasks")
     op.drop_index("ix_tasks_completed_at", "tasks")
     op.drop_table("housekeeping")
     op.drop_table("workers")
