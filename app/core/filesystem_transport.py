@@ -35,3 +35,5 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+    # A folder has no host: without this kombu warns "No hostname was supplied" at every publish.
+    default_connection_params: dict[str, Any] = {}  # noqa: RUF012 - kombu's class attribute

@@ -11,7 +11,8 @@ computes them when /metrics is scraped, each source with a deadline, so a scrape
 indexed queries and one broker round trip and never hangs on a dependency that is down.
 
 Labels are bounded: task type (the registry's names), queue, status, the route template, the
-HTTP method and status code, a housekeeping job's name. Never an id or anything a client typed.
+HTTP method and status code, a housekeeping job's name (label `housekeeping`). Never an id or
+anything a client typed.
 """
 
 from __future__ import annotations
@@ -206,10 +207,10 @@ def housekeeping_metrics(runs: list[Any]) -> list[Metric]:
     last = GaugeMetricFamily(
         "tasker_housekeeping_last_run_timestamp_seconds",
         "When each housekeeping job (run by beat) last completed a pass, as a Unix time.",
-        labels=["job"],
+        labels=["housekeeping"],  # not `job`: Prometheus gives that label to the scrape job
     )
     interval = GaugeMetricFamily(
-        "tasker_housekeeping_interval_seconds", "Each housekeeping job's interval.", labels=["job"]
+        "tasker_housekeeping_interval_seconds", "Each housekeeping job's interval.", labels=["housekeeping"]
     )
     recovered = CounterMetricFamily(
         "tasker_recovered",

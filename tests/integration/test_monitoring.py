@@ -130,6 +130,6 @@ def test_beats_housekeeping_passes_show_in_readiness_and_metrics(client, beat, w
     checks = poll(reported, what="beat's passes in /health/ready")
     assert checks["recovery-sweep"]["interval_seconds"] == 30 and checks["recovery-sweep"]["late"] is False
     page = client.get("/metrics").get_data(as_text=True)
-    assert 'tasker_housekeeping_last_run_timestamp_seconds{job="recovery-sweep"}' in page
-    assert 'tasker_housekeeping_interval_seconds{job="publish-due"} 1.0' in page
+    assert 'tasker_housekeeping_last_run_timestamp_seconds{housekeeping="recovery-sweep"}' in page
+    assert 'tasker_housekeeping_interval_seconds{housekeeping="publish-due"} 1.0' in page
     assert 'tasker_recovered_total{reason="requeued"}' in page
