@@ -49,6 +49,17 @@ FROM generate_series(1, :rows) AS i
 """
 
 
+def fill(engine: sa.Engine, rows: int) -> None:
+    """Migrate, insert `rows` tasks (FILL's mix) and VACUUM ANALYZE; prints how long it took."""
+    upgrade(engine)
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(sa.text(FILL), {"rows": rows})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE tasks"))
+    print(f"filled {rows} rows in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
 def timed(client, url: str, repeat: int) -> tuple[float, float, int]:
     latencies = []
     for _ in range(repeat):
@@ -74,13 +85,7 @@ def main() -> None:
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         engine = sa.create_engine(url)
-        upgrade(engine)
-        start = time.perf_counter()
-        with engine.begin() as conn:
-            conn.execute(sa.text(FILL), {"rows": args.rows})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE tasks"))
-        print(f"filled {args.rows} rows in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        fill(engine, args.rows)
         with engine.connect() as conn:
             middle = conn.execute(
                 sa.text(

@@ -20,8 +20,7 @@ from harness import ROOT, stack
 
 sys.path.insert(0, str(ROOT))
 from app.core.database_manager import normalize_url
-from app.models.migrate import upgrade
-from bench.list_latency import FILL
+from bench.list_latency import fill
 
 
 def main() -> None:
@@ -31,14 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     with stack() as s:
         engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
-        upgrade(engine)
-        start = time.perf_counter()
-        with engine.begin() as conn:
-            conn.execute(sa.text(FILL), {"rows": args.rows})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("VACUUM ANALYZE tasks"))
+        fill(engine, args.rows)
         engine.dispose()
-        print(f"filled {args.rows} rows in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         port = s.gunicorn("run:app", "/health")
         url = f"http://127.0.0.1:{port}/metrics"
         session = requests.Session()

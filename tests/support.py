@@ -167,6 +167,18 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def start_gunicorn(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`gunicorn -c gunicorn.conf.py run:app` (compose's command) with `env`, logging to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 CELERY_READY = {"worker": " ready.", "beat": "beat: Starting..."}
 
 

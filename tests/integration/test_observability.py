@@ -27,6 +27,7 @@ from tests.support import (
     free_port,
     poll,
     start_celery,
+    start_gunicorn,
     stop_process,
     worker_options,
 )
@@ -95,14 +96,7 @@ class Api:
 def gunicorn(env: dict[str, str], log: Path, workers: int = 2) -> Iterator[Api]:
     port = free_port()
     env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)}
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_gunicorn(env, log)
     try:
         poll(lambda: answers(f"http://127.0.0.1:{port}/health"), what="gunicorn to answer")
         yield Api(f"http://127.0.0.1:{port}")

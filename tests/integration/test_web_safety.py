@@ -11,7 +11,7 @@ import pytest
 
 from app.core.redact import Redactor
 from tests.conftest import build_app, child_env
-from tests.support import free_port, kill_family, poll, row_of, start_celery, worker_options
+from tests.support import free_port, kill_family, poll, row_of, start_celery, start_gunicorn, worker_options
 
 pytestmark = pytest.mark.integration
 
@@ -140,10 +140,8 @@ def test_a_redis_outage_does_not_turn_limits_into_errors(stack_env, caplog):
 
 def test_chunked_bodies_over_the_limit_are_413(stack_env, tmp_path):
     """gunicorn reads chunked bodies; MAX_CONTENT_LENGTH must stop them too, not cut them."""
-    import subprocess
-    import sys
 
-    from tests.conftest import ROOT, child_env
+    from tests.conftest import child_env
     from tests.support import stop_process
 
     port = free_port()
@@ -156,14 +154,7 @@ def test_chunked_bodies_over_the_limit_are_413(stack_env, tmp_path):
         }
     )
     log = tmp_path / "g.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_gunicorn(env, log)
     try:
 
         def send(body: bytes) -> bytes:
