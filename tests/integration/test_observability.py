@@ -24,6 +24,7 @@ from tests.integration import test_query_chatgpt as chatgpt
 from tests.integration.test_weather import owm_body, serve
 from tests.support import (
     TERMINAL,
+    children_of,
     free_port,
     poll,
     start_celery,
@@ -71,8 +72,14 @@ def json_lines(path: Path) -> list[dict]:
 
 
 class Api:
-    def __init__(self, base: str):
+    def __init__(self, base: str, server: subprocess.Popen | None = None):
         self.base = base
+        self.server = server
+
+    def processes(self) -> set[int]:
+        """gunicorn's worker processes (the master's children)."""
+        assert self.server is not None
+        return children_of(self.server.pid)
 
     def submit(self, body: dict, **headers: str) -> dict:
         response = requests.post(f"{self.base}/api/v1/tasks", json=body, headers=headers, timeout=10)
@@ -99,7 +106,7 @@ def gunicorn(env: dict[str, str], log: Path, workers: int = 2) -> Iterator[Api]:
     server = start_gunicorn(env, log)
     try:
         poll(lambda: answers(f"http://127.0.0.1:{port}/health"), what="gunicorn to answer")
-        yield Api(f"http://127.0.0.1:{port}")
+        yield Api(f"http://127.0.0.1:{port}", server)
     finally:
         stop_process(server)
 
@@ -168,6 +175,7 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
                 what="the worker's figures in /metrics",
             )
             queues = api.get("/api/v1/queues")
+            gunicorn_pids = api.processes()
         finally:
             stop_process(worker)
 
@@ -208,9 +216,10 @@ def test_counters_histograms_gauges_and_logs_across_processes(stack, observed_en
     for status, count in queues["totals"].items():
         assert value(page, "tasker_tasks", status=status) == count
     assert value(page, "tasker_metrics_source_up", source="database") == 1
-    # Two gunicorn processes and at least one pool process wrote files.
-    pids = {path.stem.rsplit("_", 1)[1] for path in (tmp_path / "metrics").glob("*.db")}
-    assert len(pids) >= 3, pids
+    # Both gunicorn processes recorded requests, and the page above is their sum (and the pool's).
+    files = {path.name for path in (tmp_path / "metrics").glob("*.db")}
+    assert len(gunicorn_pids) == 2 and all(f"histogram_{pid}.db" in files for pid in gunicorn_pids), files
+    assert len({name.rsplit("_", 1)[1] for name in files}) >= 3, files
 
     # Logs: JSON objects, and one request id finds the API's line and the worker's for the task.
     api_lines = json_lines(tmp_path / "gunicorn.log")
