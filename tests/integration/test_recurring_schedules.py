@@ -223,7 +223,9 @@ def test_two_beat_processes_make_one_task_per_fire_time(stack, create, db, worke
     schedule_file = ["--schedule", str(tmp_path / "beat2-schedule")]
     second = start_celery("beat", child_env(stack.env), tmp_path / "beat2.log", *schedule_file)
     try:
-        schedule = create(cron="* * * * *").get_json()
+        # Yearly, so its own next fire time cannot come while the test runs (with "* * * * *" a
+        # minute boundary between creating it and moving its fire time made a second, real task).
+        schedule = create(cron="0 0 1 1 *").get_json()
         schedule_id = uuid.UUID(schedule["id"])
         due = db_now(db) - timedelta(seconds=1)  # move its fire time into the past: due now
         query = schedule_model.schedules.update().where(schedule_model.schedules.c.id == schedule_id)
