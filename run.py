@@ -5,9 +5,13 @@ import sys
 if __name__ == "__main__":
     # Before the app (and prometheus_client) is imported: the API, the worker and beat started
     # beside it record into one directory, and the API's /metrics adds them all up.
+    import atexit
+
     from config import metrics_dir
 
-    METRICS_DIR = metrics_dir.prepare()
+    path, made_here = metrics_dir.prepare()
+    if made_here:
+        atexit.register(metrics_dir.remove, path)  # also after a configuration error below
 
 from app import create_app
 from app.launcher import serve
@@ -19,9 +23,4 @@ except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
 if __name__ == "__main__":
-    try:
-        code = serve(app, sys.argv[1:])
-    finally:
-        if METRICS_DIR[1]:
-            metrics_dir.remove(METRICS_DIR[0])
-    sys.exit(code)
+    sys.exit(serve(app, sys.argv[1:]))
