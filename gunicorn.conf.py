@@ -72,7 +72,9 @@ if (os.environ.get("LOG_FORMAT", "").strip().lower() or _default_format) == "jso
 
     class JsonLogger(Logger):
         """gunicorn's own lines (start, worker boot and exit) as JSON too: one object per line.
-        (A logconfig_dict would do it as well, but makes gunicorn format an access line per request.)"""
+        (A logconfig_dict would do it as well, but makes gunicorn format an access line per request.)
+        The fields are app/core/logs.py's; that module is not imported here, as importing the app
+        in the master would load prometheus_client before on_starting chooses its directory."""
 
         def setup(self, cfg):
             super().setup(cfg)

@@ -33,11 +33,6 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
-def request_id() -> str | None:
-    """The current request's id (None outside a request)."""
-    return g.get("request_id")
-
-
 def register_observability(app: Flask, snapshot: metrics.Snapshot) -> None:
     config = app.config
     record_metrics = config["METRICS_ENABLED"]

@@ -34,23 +34,24 @@ def context() -> dict[str, Any]:
     return dict(_context.get() or {})
 
 
-@contextmanager
-def bound(**fields: Any) -> Iterator[None]:
-    """Add `fields` (those not None) to every record logged in this context, then remove them."""
-    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _context.reset(token)
-
-
 def bind(**fields: Any) -> Any:
-    """bound() for code that cannot wrap a block (signal handlers): returns the token to unbind()."""
+    """Add `fields` (those not None) to every record logged from here on in this context; returns
+    the token for unbind(). For code that cannot wrap a block (Flask hooks, Celery's)."""
     return _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 
 def unbind(token: Any) -> None:
     _context.reset(token)
+
+
+@contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """bind() for the length of a block."""
+    token = bind(**fields)
+    try:
+        yield
+    finally:
+        unbind(token)
 
 
 class ContextFilter(logging.Filter):

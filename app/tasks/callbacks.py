@@ -32,9 +32,10 @@ class TaskCallbacks:
         self.cache = cache
         self.watch = watch
 
-    def claim(self, task_id: uuid.UUID, worker: str | None = None) -> int | None:
-        """STARTED by `worker` and attempts + 1; None unless the row is PENDING or RETRYING."""
-        return self.db.run_statement(lambda c: task_model.claim(c, task_id, worker))
+    def claim(self, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
+        """STARTED by `worker` and attempts + 1: the row's attempts, name, queue and times; None
+        unless the row is PENDING or RETRYING."""
+        return self.db.run_statement(lambda c: task_model.claim_row(c, task_id, worker))
 
     def record_success(self, task_id: uuid.UUID, result: Any) -> None:
         try:
@@ -51,7 +52,7 @@ class TaskCallbacks:
     def claim_within(self, task_id: uuid.UUID, max_attempts: int, worker: str | None = None) -> Row | None:
         """Claim the row (its attempts, name, queue and times); past `max_attempts` starts, mark it
         FAILED instead of running it again. None when it is not to run."""
-        claimed = self.db.run_statement(lambda c: task_model.claim_row(c, task_id, worker))
+        claimed = self.claim(task_id, worker)
         if claimed is None:
             return None
         if claimed.attempts > max_attempts:

@@ -44,7 +44,7 @@ def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     cache = app.extensions["tasker"].cache
     callbacks = TaskCallbacks(db, cache, app.extensions["tasker"].tasks.watch)
     task_id = insert_task(db)
-    assert callbacks.claim(task_id) == 1
+    assert callbacks.claim(task_id).attempts == 1
     callbacks.record_success(task_id, 42)
     callbacks.record_success(task_id, 99)
     callbacks.record_failure(task_id, "late failure")

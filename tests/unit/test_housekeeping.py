@@ -91,3 +91,20 @@ def test_housekeeping_runs_each_job_again_and_survives_an_outage(mocker):
     housekeeping.start()
     poll(lambda: len(runs) >= 3, what="three runs")
     housekeeping.stop()
+
+
+def test_each_pass_is_reported_with_its_counts_and_a_skipped_one_is_not(mocker):
+    outcomes = iter([{"republished": 2, "skipped": 0}, {"republished": 0, "skipped": 1}, 7])
+    reported = []
+
+    def job():
+        return next(outcomes, None)
+
+    housekeeping = Housekeeping(
+        mocker.Mock(), [Job("sweep", 0.01, job)], report=lambda j, counts: reported.append((j.name, counts))
+    )
+    housekeeping.start()
+    poll(lambda: len(reported) >= 2, what="two reported passes")
+    housekeeping.stop()
+    # The pass another beat held the lock for (skipped) and a None outcome are not reported.
+    assert reported[:2] == [("sweep", {"republished": 2}), ("sweep", {"done": 7})]
