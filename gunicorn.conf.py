@@ -15,7 +15,9 @@ import sys
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Requests get GUNICORN_THREADS threads; open event streams (SSE) one each on top of those, up
+# to STREAM_MAX_CONCURRENT per process, so streams never take the threads requests need.
+threads = int(os.environ.get("GUNICORN_THREADS", "8")) + int(os.environ.get("STREAM_MAX_CONCURRENT", "100"))
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
@@ -46,6 +48,28 @@ def on_starting(server):
         sys.exit(2)
     if warning:
         server.log.warning(warning)
+
+
+def post_worker_init(worker):
+    """On SIGTERM (a graceful stop), end this worker's open event streams first: gunicorn waits up
+    to graceful_timeout for running responses, and a stream would otherwise hold it that long."""
+    import signal
+
+    from app.core import streams
+
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum, frame):
+        streams.close_all()
+        graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def worker_int(worker):
+    from app.core import streams
+
+    streams.close_all()
 
 
 def child_exit(server, worker):

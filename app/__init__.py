@@ -27,6 +27,7 @@ from app.core.recovery import Recovery, Thresholds
 from app.core.retention import Retention
 from app.core.schedule_manager import ScheduleManager
 from app.core.scheduler import Scheduler
+from app.core.streams import StreamHub
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
 from app.models import ops
@@ -55,6 +56,7 @@ class Tasker:
     redactor: redact.Redactor
     presence: WorkerPresence
     snapshot: Snapshot
+    streams: StreamHub
 
 
 def create_app(config_name: str | None = None, config: Mapping[str, Any] | None = None) -> Flask:
@@ -81,19 +83,23 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     redactor = redact.Redactor.from_config(config)
     policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"])
     cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
-    feed = ChangeFeed.from_url(config["REDIS_URL"])
-    # With a feed, the read-back only catches lost announcements; without one it is how waits end.
-    watch = Watch(
-        feed,
-        lambda ids: db.run_statement(lambda c: task_model.statuses(c, list(ids))),
-        fallback_seconds=5.0 if feed.client is not None else 0.25,
-    )
+    feed = ChangeFeed.from_url(config["REDIS_URL"], config["DATA_DIR"])
+    # The read-back only catches lost announcements (a writer that died between its commit and
+    # its announcement, Redis away); datagrams between the processes of one host are seldom lost.
+    fallback = 5.0 if feed.client is not None else 1.0
+    watch = Watch(feed, lambda ids: db.run_statement(lambda c: task_model.statuses(c, list(ids))), fallback)
+    streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), fallback)
     celery = create_celery("app", config, REGISTRY.queues, TaskerCelery, TaskerTask)
     assert isinstance(celery, TaskerCelery)
     publisher = CeleryPublisher(celery, config["BROKER_KIND"])
-    scheduler = Scheduler(db, REGISTRY, publisher)
+    scheduler = Scheduler(db, REGISTRY, publisher, watch.announce)
     recovery = Recovery(
-        db, REGISTRY, publisher, publisher, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
+        db,
+        REGISTRY,
+        publisher,
+        publisher,
+        Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS),
+        watch.announce,
     )
     callbacks = TaskCallbacks(db, cache, watch, redactor.secret)
     celery.bind(Services(callbacks, REGISTRY, config, scheduler, recovery))
@@ -144,5 +150,6 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
             config["WORKER_HEARTBEAT_SECONDS"],
             config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
         ),
+        streams=streams,
     )
     return tasker, celery

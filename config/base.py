@@ -205,6 +205,8 @@ class BaseConfig:
             "TASK_RETENTION_DAYS": read_int(env, "TASK_RETENTION_DAYS", 30, 0, 36_500),
             "RETENTION_INTERVAL_SECONDS": read_int(env, "RETENTION_INTERVAL_SECONDS", 3600, 1, 86400),
             "WAIT_MAX_CONCURRENT": read_int(env, "WAIT_MAX_CONCURRENT", 4, 0, 1000),
+            "STREAM_MAX_CONCURRENT": read_int(env, "STREAM_MAX_CONCURRENT", 100, 0, 10_000),
+            "STREAM_HEARTBEAT_SECONDS": read_float(env, "STREAM_HEARTBEAT_SECONDS", 15.0, 1, 300),
             "PROXY_HOPS": read_int(env, "PROXY_HOPS", 0, 0, 5),
         }
 

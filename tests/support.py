@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import requests
+
 from app.models import task as task_model
 
 T = TypeVar("T")
@@ -101,6 +103,14 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {span}")
+
+
+def answers(url: str) -> bool:
+    """True once `url` answers 200 (False while nothing listens yet)."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def closed_port() -> int:

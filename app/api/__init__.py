@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.api.catalog import create_catalog_routes
 from app.api.docs import add_links, init_docs
 from app.api.errors import register_error_handlers
+from app.api.events import StreamSlots, create_event_routes
 from app.api.health import create_health_routes
 from app.api.keys import create_key_routes
 from app.api.observe import register_observability
@@ -35,6 +36,12 @@ def register_api(app: Flask, tasker: Any) -> None:
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
         create_key_routes(tasker.keys),
+        create_event_routes(
+            tasker.tasks,
+            tasker.streams,
+            StreamSlots(app.config["STREAM_MAX_CONCURRENT"]),
+            app.config["STREAM_HEARTBEAT_SECONDS"],
+        ),
     ]
     apply_limits(limiter, app.config, limited)
     health = create_health_routes(

@@ -40,7 +40,10 @@ def register_error_handlers(app: Flask, redactor: Redactor) -> None:
         if exc.status >= 500:
             logger.warning("%s: %s %s", exc.code, exc.message, exc.details)
             # A client learns which dependency is down, never where it lives.
-            return error_response(exc.status, exc.message, exc.code, redactor.deep(exc.details))
+            response = error_response(exc.status, exc.message, exc.code, redactor.deep(exc.details))
+            if getattr(exc, "retry_after", None):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         return error_response(exc.status, exc.message, exc.code, exc.details)
 
     @app.errorhandler(ValidationError)

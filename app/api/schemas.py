@@ -132,6 +132,15 @@ class WaitQuery(QuerySchema):
     )
 
 
+class LastEventHeaders(QuerySchema):
+    last_event_id = fields.Integer(
+        data_key="Last-Event-ID",
+        strict=False,
+        validate=validate.Range(min=0, max=2**31 - 1),
+        metadata={"description": "The id of the last event received: resume after it"},
+    )
+
+
 class StatusName(fields.String):
     """A task status, in any case (pending or PENDING)."""
 
@@ -169,6 +178,20 @@ class TaskListQuery(QuerySchema):
     cursor = fields.String(
         validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
     )
+
+
+class EventsQuery(QuerySchema):
+    status = fields.List(
+        StatusName(validate=validate.OneOf(STATUSES)),
+        metadata={"description": "Repeatable; any case"},
+    )
+    name = fields.String(
+        validate=[
+            validate.Length(max=100),
+            validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
+        ]
+    )
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
 
 
 class ScheduleListQuery(QuerySchema):

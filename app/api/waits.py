@@ -38,29 +38,30 @@ class WaitSlots:
     @staticmethod
     def until_or_gone(event: threading.Event, seconds: float) -> None:
         """Wait for `event` up to `seconds`; return early when the client has gone."""
-        client = _client_socket()
+        client = client_socket()
         remaining = seconds
         while remaining > 0:
             step = min(CHECK_SECONDS, remaining)
             if event.wait(step):
                 return
             remaining -= step
-            if client is not None and _closed(client):
+            if client is not None and client_gone(client):
                 return
 
 
-def _client_socket() -> socket.socket | None:
+def client_socket() -> socket.socket | None:
     # gunicorn gives the connection's socket; the development server gives none (waits run out).
     candidate = request.environ.get("gunicorn.socket")
     return candidate if isinstance(candidate, socket.socket) else None
 
 
-def _closed(client: socket.socket) -> bool:
+def client_gone(client: socket.socket) -> bool:
     """True if the peer closed the connection (readable, and a peek reads nothing)."""
     try:
-        readable, _, _ = select.select([client], [], [], 0)
-        if not readable:
+        poller = select.poll()  # not select(): it fails on descriptors past 1024
+        poller.register(client, select.POLLIN)
+        if not poller.poll(0):
             return False
         return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except (OSError, ValueError):
+    except OSError:
         return True

@@ -1,25 +1,29 @@
 """Task change notifications: writers announce a committed change, readers wait for one.
 
-A writer (the worker's outcome and progress writes, a cancel, the recovery sweep) calls
-`announce(task_id, status)` after its change is committed. On the real stack that is one Redis
-PUBLISH; each API process runs one listener thread subscribed to the channel, which wakes the
-requests waiting on that task. The same thread also reads, in one query, the status of every
-task still waited on, every `fallback_seconds`: that catches a change whose announcement was
-lost (its writer died between the commit and the PUBLISH, or Redis was away), and it is all
-there is on the embedded stack, where announcements reach only the process that made them.
-Either way the database sees at most one query per fallback interval per process, however
-many requests wait, plus each request's own reads.
+A writer (submit, claim, progress, retry, outcome, cancel, the scheduler and the recovery sweep)
+calls `announce(task_id, status)` after its change is committed. On the real stack that is one
+Redis PUBLISH; on the embedded stack (no Redis) one datagram to each listening process of the
+host (LocalFeed). Each API process runs one listener thread, which wakes the requests waiting on
+that task and tells the process's event streams (app/core/streams.py). Another thread reads, in
+one query, the status of every task still waited on, every `fallback_seconds`: that catches a
+change whose announcement was lost (its writer died between the commit and the announcement, or
+Redis was away). Either way the database sees at most one query per fallback interval per
+process, however many requests wait, plus each request's own reads.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -40,10 +44,15 @@ class ChangeFeed:
         self.client = client
 
     @classmethod
-    def from_url(cls, url: str | None) -> ChangeFeed:
+    def from_url(cls, url: str | None, data_dir: str | None = None) -> ChangeFeed | LocalFeed:
         if url is None:
-            return cls()
+            return LocalFeed(Path(data_dir) / "changes") if data_dir else cls()
         return cls(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
+
+    def pipelined(self, message: str) -> tuple[str, str] | None:
+        """(channel, message) for a caller that PUBLISHes it with a write of its own to the same
+        Redis (one round trip instead of two); None without Redis."""
+        return None if self.client is None else (CHANNEL, message)
 
     def publish(self, message: str) -> None:
         if self.client is None:
@@ -73,12 +82,87 @@ class ChangeFeed:
             pubsub.close()
 
 
+class LocalFeed:
+    """Announcements between the processes of one host (the embedded stack, which has no Redis).
+
+    Each listening process binds a datagram socket in Linux's abstract namespace (no path-length
+    limit, gone with the process) and leaves a file of the same name in `directory`; a
+    writer sends one non-blocking datagram to each. A listener that died is forgotten when a
+    send to it is refused. A datagram that cannot be sent is left to the read-back.
+    """
+
+    client = None
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._prefix = "tasker-changes-" + hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+
+    def _address(self, name: str) -> str:
+        return f"\0{self._prefix}-{name}"
+
+    def publish(self, message: str) -> None:
+        sender = _sender()
+        data = message.encode()
+        try:
+            listeners = [entry.name for entry in os.scandir(self.directory)]
+        except FileNotFoundError:
+            return  # nobody has listened yet
+        for name in listeners:
+            try:
+                sender.sendto(data, self._address(name))
+            except ConnectionRefusedError:  # that listener is gone
+                (self.directory / name).unlink(missing_ok=True)
+            except OSError as exc:  # e.g. its buffer is full: the read-back finds the change
+                logger.debug("could not announce a task change to %s: %s", name, exc)
+
+    def pipelined(self, message: str) -> None:
+        self.publish(message)
+        return None
+
+    def listen(
+        self, deliver: Callable[[dict[str, Any]], None], stop: threading.Event, subscribed: threading.Event
+    ) -> None:
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # a process may hold several apps (tests)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            receiver.bind(self._address(name))
+            receiver.settimeout(1.0)
+            (self.directory / name).touch()
+            subscribed.set()
+            while not stop.is_set():
+                try:
+                    data = receiver.recv(65536)
+                except TimeoutError:
+                    continue
+                deliver(json.loads(data))
+        finally:
+            receiver.close()
+            (self.directory / name).unlink(missing_ok=True)
+
+
+_SENDERS: dict[int, socket.socket] = {}
+
+
+def _sender() -> socket.socket:
+    """This process's one socket for sending datagrams (kept for the life of the process)."""
+    sender = _SENDERS.get(os.getpid())
+    if sender is None:
+        for inherited in _SENDERS.values():  # a forked child does not use its parent's
+            inherited.close()
+        _SENDERS.clear()
+        sender = _SENDERS[os.getpid()] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sender.setblocking(False)
+        atexit.register(sender.close)
+    return sender
+
+
 class Watch:
     """Lets request threads wait for a task to reach one of some statuses."""
 
     def __init__(
         self,
-        feed: ChangeFeed,
+        feed: ChangeFeed | LocalFeed,
         read_statuses: Callable[[Iterable[uuid.UUID]], dict[uuid.UUID, str]],
         fallback_seconds: float = 1.0,
     ):
@@ -90,19 +174,31 @@ class Watch:
         self._pid = 0
         self._stop = threading.Event()
         self._subscribed = threading.Event()
+        self._hooks: list[Callable[[uuid.UUID, str], None]] = []
+
+    def add_hook(self, hook: Callable[[uuid.UUID, str], None]) -> None:
+        """Call `hook(task_id, status)` for every change this process hears of (in the listener)."""
+        self._hooks.append(hook)
+
+    def listening(self) -> None:
+        """Make sure this process's listener runs and has subscribed (or given up for now)."""
+        with self._lock:
+            self._ensure_threads()
+        self._subscribed.wait(SUBSCRIBE_TIMEOUT)
 
     def announce(self, task_id: uuid.UUID, status: str) -> None:
         """Tell waiters here and, through the feed, in every other process; call after the commit."""
-        message = self.announcement(task_id, status)
-        if message is not None:
-            self.feed.publish(message[1])
+        message = {"id": str(task_id), "status": status}
+        self._deliver(message)
+        self.feed.publish(json.dumps(message))
 
     def announcement(self, task_id: uuid.UUID, status: str) -> tuple[str, str] | None:
         """Tell waiters here, and return the (channel, message) for the caller to PUBLISH along with
-        a write of its own to the same Redis (one round trip instead of two); None without Redis."""
+        a write of its own to the same Redis (one round trip instead of two); None without Redis
+        (the announcement is then made here)."""
         message = {"id": str(task_id), "status": status}
         self._deliver(message)
-        return None if self.feed.client is None else (CHANNEL, json.dumps(message))
+        return self.feed.pipelined(json.dumps(message))
 
     @contextmanager
     def watching(self, task_id: uuid.UUID, statuses: Iterable[str]) -> Iterator[threading.Event]:
@@ -134,7 +230,10 @@ class Watch:
             task_id = uuid.UUID(str(message["id"]))
         except (KeyError, ValueError):
             return
-        self._wake(task_id, str(message.get("status")))
+        status = str(message.get("status"))
+        self._wake(task_id, status)
+        for hook in self._hooks:
+            hook(task_id, status)
 
     def _wake(self, task_id: uuid.UUID, status: str) -> None:
         with self._lock:
@@ -156,7 +255,7 @@ class Watch:
         while not stop.is_set():
             try:
                 self.feed.listen(self._deliver, stop, subscribed)
-            except (redis.RedisError, ValueError) as exc:
+            except (redis.RedisError, OSError, ValueError) as exc:
                 subscribed.set()  # nobody waits for a Redis that is down: the read-back covers it
                 if stop.is_set():
                     return

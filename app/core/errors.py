@@ -58,6 +58,17 @@ class DependencyUnavailable(TaskerError):
         self.dependency = dependency
 
 
+class ServiceBusy(TaskerError):
+    """This server has no room for the request now (e.g. every event-stream slot is taken)."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, retry_after: int = 1):
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
 class DatabaseUnavailable(DependencyUnavailable):
     def __init__(self, reason: str):
         super().__init__("database", reason)

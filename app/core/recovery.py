@@ -15,7 +15,8 @@ A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -59,7 +60,9 @@ class Recovery:
         publisher: Publisher,
         probe: BrokerProbe,
         thresholds: Thresholds,
+        announce: Callable[[uuid.UUID, str], None] = lambda task_id, status: None,
     ):
+        self.announce = announce  # tells event streams of each task requeued or failed
         self.db = db
         self.registry = registry
         self.publisher = publisher
@@ -106,14 +109,15 @@ class Recovery:
                     f"The task was started {row.attempts} times and its worker stopped while running it "
                     "(killed, crashed or lost); giving up."
                 )
-                counts["failed"] += self.db.run(
-                    lambda c, r=row, e=error: task_model.fail_abandoned(c, r.id, r.attempts, e)
-                )
+                if self.db.run(lambda c, r=row, e=error: task_model.fail_abandoned(c, r.id, r.attempts, e)):
+                    counts["failed"] += 1
+                    self.announce(row.id, TaskStatus.FAILED)
                 continue
             counts["requeued"] += self._publish_again(row, TaskStatus.STARTED, row.attempts)
 
     def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
             return False  # it moved on since we looked
+        self.announce(row.id, TaskStatus.PENDING)
         self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +30,17 @@ LOCK_NAME = "tasker-scheduler"
 
 
 class Scheduler:
-    def __init__(self, db: DatabaseManager, registry: Registry, publisher: Publisher):
+    def __init__(
+        self,
+        db: DatabaseManager,
+        registry: Registry,
+        publisher: Publisher,
+        announce: Callable[[uuid.UUID, str], None] = lambda task_id, status: None,
+    ):
         self.db = db
         self.registry = registry
         self.publisher = publisher
+        self.announce = announce  # tells event streams of each task made or released
 
     def run_due(self, now: datetime | None = None) -> dict[str, int] | None:
         """One pass: tasks made by schedules, and SCHEDULED tasks published; None if another pass runs.
@@ -87,6 +95,7 @@ class Scheduler:
         except BrokerUnavailable as exc:
             # The row stays PENDING; the recovery sweep publishes it once the broker is back.
             logger.warning("schedule %s made task %s but could not publish it: %s", row.id, task_id, exc)
+        self.announce(task_id, TaskStatus.PENDING)
         return 1
 
     def _release(self, row: Any) -> int:
@@ -97,4 +106,5 @@ class Scheduler:
         except BrokerUnavailable:
             self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))
             raise
+        self.announce(row.id, TaskStatus.PENDING)
         return 1

@@ -109,6 +109,7 @@ class TaskManager:
             )
         if due_at is not None:
             metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
+            self.watch.announce(task_id, TaskStatus.SCHEDULED)
             return Submission(task_id, True)
         try:
             self.publisher.publish(task_type, task_id, clean, priority)
@@ -118,6 +119,7 @@ class TaskManager:
             self.quota.release(owner)
             raise
         metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
+        self.watch.announce(task_id, TaskStatus.PENDING)  # to event streams (the dashboard's list)
         logger.debug("task %s (%s) submitted", task_id, task_type.name)
         return Submission(task_id, True)
 
@@ -234,6 +236,7 @@ class TaskManager:
             metrics.TASKS_FINISHED.labels(row.name, TaskStatus.CANCELLED.value).inc()
             return task_resource(row), True
         if self.db.run(lambda c: task_model.request_cancel(c, task_id, owner)):
+            self.watch.announce(task_id, TaskStatus.STARTED)
             self._revoke(task_id)
             return task_resource(self._row(task_id, owner)), False
         row = self._row(task_id, owner)
@@ -255,6 +258,10 @@ class TaskManager:
             row.name, row.parameters, retry_of=row.id, priority=row.priority, owner=row.owner
         )
         return task_resource(self._row(submission.id))
+
+    def row(self, task_id: uuid.UUID, owner: str | None = None) -> Any:
+        """The task's row as `owner` may see it (None: any owner); TaskNotFound otherwise."""
+        return self._row(task_id, owner)
 
     def _row(self, task_id: uuid.UUID, owner: str | None = None) -> Any:
         row = self.db.run(lambda c: task_model.get(c, task_id, owner))

@@ -90,6 +90,8 @@ tasks = sa.Table(
     sa.Column("schedule_id", sa.Uuid),
     sa.Column("scheduled_for", UTCDateTime()),
     sa.Column("worker", sa.String(200)),
+    # Raised by every write (see _touch): the id of the task's change events.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
@@ -115,6 +117,12 @@ tasks = sa.Table(
         sqlite_where=sa.text("status = 'PENDING'"),
     ),
 )
+
+
+def _touched() -> dict[str, Any]:
+    """What every write of a task sets besides its own values: the time, and the next revision."""
+    return {"updated_at": utcnow(), "revision": tasks.c.revision + 1}
+
 
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
 # A message may start a row in these states only. SCHEDULED waits for the scheduler to make it
@@ -189,7 +197,7 @@ _CLAIM = (
         status=TaskStatus.STARTED,
         attempts=tasks.c.attempts + 1,
         started_at=utcnow(),
-        updated_at=utcnow(),
+        **_touched(),
         worker=sa.bindparam("claim_worker", type_=tasks.c.worker.type),
     )
     .returning(
@@ -222,7 +230,7 @@ _FINISH = (
         result=sa.bindparam("finish_result", type_=tasks.c.result.type),
         error=sa.bindparam("finish_error", type_=tasks.c.error.type),
         completed_at=utcnow(),
-        updated_at=utcnow(),
+        **_touched(),
     )
     .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner, tasks.c.name)
 )
@@ -233,7 +241,7 @@ def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
-        .values(status=TaskStatus.RETRYING, error=error, updated_at=utcnow())
+        .values(status=TaskStatus.RETRYING, error=error, **_touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -279,7 +287,7 @@ def fail_abandoned(conn: Connection, task_id: uuid.UUID, attempts: int, error: s
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED, tasks.c.attempts == attempts)
-        .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), updated_at=utcnow())
+        .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), **_touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -289,7 +297,7 @@ def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: in
     query = tasks.update().where(tasks.c.id == task_id, tasks.c.status == from_status)
     if attempts is not None:
         query = query.where(tasks.c.attempts == attempts)
-    query = query.values(status=TaskStatus.PENDING, updated_at=utcnow())
+    query = query.values(status=TaskStatus.PENDING, **_touched())
     return conn.execute(query).rowcount == 1
 
 
@@ -301,7 +309,7 @@ def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> bo
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status.in_([s.value for s in CANCELLABLE]))
-        .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), updated_at=utcnow())
+        .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), **_touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -311,9 +319,7 @@ def request_cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = Non
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status == TaskStatus.STARTED)
-        .values(
-            cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), updated_at=utcnow()
-        )
+        .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), **_touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -323,7 +329,7 @@ def report_progress(conn: Connection, task_id: uuid.UUID, percent: int, message:
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
-        .values(progress=percent, progress_message=message, updated_at=utcnow())
+        .values(progress=percent, progress_message=message, **_touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -399,9 +405,14 @@ def move(conn: Connection, task_id: uuid.UUID, from_status: str, to_status: str)
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == from_status)
-        .values(status=to_status, updated_at=utcnow())
+        .values(status=to_status, **_touched())
     )
     return conn.execute(query).rowcount == 1
+
+
+def rows(conn: Connection, task_ids: list[uuid.UUID]) -> list[Row]:
+    """The rows of those of `task_ids` that exist, in one query."""
+    return list(conn.execute(sa.select(tasks).where(tasks.c.id.in_(task_ids))))
 
 
 def statuses(conn: Connection, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

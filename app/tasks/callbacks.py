@@ -35,7 +35,10 @@ class TaskCallbacks:
     def claim(self, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
         """STARTED by `worker` and attempts + 1: the row's attempts, name, queue and times; None
         unless the row is PENDING or RETRYING."""
-        return self.db.run_statement(lambda c: task_model.claim_row(c, task_id, worker))
+        claimed = self.db.run_statement(lambda c: task_model.claim_row(c, task_id, worker))
+        if claimed is not None:
+            self.watch.announce(task_id, TaskStatus.STARTED)
+        return claimed
 
     def record_success(self, task_id: uuid.UUID, result: Any) -> None:
         try:
@@ -71,14 +74,18 @@ class TaskCallbacks:
         self._finish(task_id, TaskStatus.CANCELLED, None, reason)
 
     def report_progress(self, task_id: uuid.UUID, percent: int, message: str | None) -> None:
-        self.db.run_statement(lambda c: task_model.report_progress(c, task_id, percent, message))
+        if self.db.run_statement(lambda c: task_model.report_progress(c, task_id, percent, message)):
+            self.watch.announce(task_id, TaskStatus.STARTED)
 
     def cancel_requested(self, task_id: uuid.UUID) -> bool:
         return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
 
     def record_retry(self, task_id: uuid.UUID, error: str) -> bool:
         clean = self.redact(error.replace("\x00", ""))
-        return self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, clean))
+        marked = self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, clean))
+        if marked:
+            self.watch.announce(task_id, TaskStatus.RETRYING)
+        return marked
 
     def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:
         written = self.db.run_statement(lambda c: task_model.finish(c, task_id, status, result, error))

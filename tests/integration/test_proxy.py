@@ -4,6 +4,7 @@ tests assert what must hold: every health probe is answered while the attack goe
 
 from __future__ import annotations
 
+import select
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import REQUIRE_SERVICES, ROOT, child_env
-from tests.support import free_port, nginx_config, poll, stop_process
+from tests.support import answers, free_port, nginx_config, poll, stop_process
 
 pytestmark = pytest.mark.integration
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -31,13 +32,6 @@ def gunicorn(env: dict[str, str], port: int, log: Path, **settings: str) -> subp
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 class Slowloris:
@@ -158,14 +152,33 @@ def test_long_polls_beyond_the_bound_answer_at_once(stack_env, tmp_path):
 def test_a_wait_ends_when_its_client_goes(stack_env, tmp_path):
     with waiting_server(stack_env, tmp_path, threads=2, bound=1) as (base, port, task_id):
         path = f"/api/v1/tasks/{task_id}?wait=30"
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-        # The one slot is taken: another wait answers at once...
         probe = f"{base}{path.replace('wait=30', 'wait=0.2')}"  # gives a slot it finds back soon
-        poll(lambda: requests.get(probe, timeout=5).headers.get("Tasker-Wait"), what="the slot to be taken")
-        sock.close()  # ...until the client that holds it hangs up; then the slot is free again.
-        poll(
-            lambda: "Tasker-Wait" not in requests.get(probe, timeout=5).headers,
-            what="the wait of a gone client to end",
-            timeout=10,  # it notices within CHECK_SECONDS (0.5 s), not after its 30 s
-        )
+        held: list[socket.socket] = []
+
+        def hold() -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", port))
+            held.append(sock)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            return sock
+
+        def slot_taken() -> bool:
+            # A probe may take the slot first; then the held request is answered at once
+            # (its socket turns readable) and is sent again on a new connection.
+            if select.select([held[-1]], [], [], 0)[0]:
+                held[-1].close()
+                hold()
+            return bool(requests.get(probe, timeout=5).headers.get("Tasker-Wait"))
+
+        try:
+            hold()
+            # The one slot is taken: another wait answers at once...
+            poll(slot_taken, what="the slot to be taken")
+            held[-1].close()  # ...until the client that holds it hangs up; then the slot is free again.
+            poll(
+                lambda: "Tasker-Wait" not in requests.get(probe, timeout=5).headers,
+                what="the wait of a gone client to end",
+                timeout=10,  # it notices within CHECK_SECONDS (0.5 s), not after its 30 s
+            )
+        finally:
+            for sock in held:
+                sock.close()

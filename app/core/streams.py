@@ -1,0 +1,167 @@
+"""Live task changes for the event streams (Server-Sent Events) of one API process.
+
+The process's one change listener (app/core/changes.py: Redis pub/sub, or datagrams on the
+embedded stack) tells the hub which tasks changed. One dispatcher thread reads those rows in one
+query and offers each row to every open stream that wants it; a stream keeps, per task, only the
+newest row it has not sent yet, so a slow client is sent the latest state, never a backlog.
+Every `fallback_seconds` the dispatcher also reads the rows of the tasks that single-task streams
+follow, which catches a change whose announcement was lost. However many streams are open, the
+database sees one query per burst of changes and one per fallback interval.
+
+Every row carries a revision that each write raises (migration 0009): a stream sends a task
+only when its revision is higher than the last one sent, and a client that reconnects with
+`Last-Event-ID` (the revision) is sent the task again only if it changed since.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from app.core.changes import Watch
+from app.core.errors import DependencyUnavailable
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500  # rows read in one query
+SEEN_LIMIT = 10_000  # revisions a list stream remembers; past it, the older half is forgotten
+
+_HUBS: weakref.WeakSet[StreamHub] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """End every open stream of this process (the server is shutting down): clients reconnect
+    elsewhere with their Last-Event-ID."""
+    for hub in list(_HUBS):
+        hub.close_streams()
+
+
+class Subscription:
+    """What one stream is sent: the rows it matches, newest per task, in the order they came."""
+
+    def __init__(self, match: Callable[[Any], bool], task_id: uuid.UUID | None = None, after: int = 0):
+        self.match = match
+        self.task_id = task_id
+        self._sent: dict[uuid.UUID, int] = {task_id: after} if task_id is not None else {}
+        self._pending: dict[uuid.UUID, Any] = {}
+        self._ready = threading.Condition()
+        self.closed = False
+
+    def offer(self, row: Any) -> None:
+        if not self.match(row):
+            return
+        with self._ready:
+            if row.revision <= self._sent.get(row.id, 0):
+                return
+            self._sent[row.id] = row.revision
+            if len(self._sent) > SEEN_LIMIT:
+                self._sent = dict(list(self._sent.items())[SEEN_LIMIT // 2 :])
+            self._pending.pop(row.id, None)  # moved to the end: the order of the latest changes
+            self._pending[row.id] = row
+            self._ready.notify()
+
+    def next(self, timeout: float) -> list[Any] | None:
+        """The rows waiting to be sent (maybe none, after `timeout` seconds); None once closed."""
+        with self._ready:
+            if not self._pending and not self.closed:
+                self._ready.wait(timeout)
+            if self.closed:
+                return None
+            rows = list(self._pending.values())
+            self._pending.clear()
+            return rows
+
+    def close(self) -> None:
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
+
+
+class StreamHub:
+    """The open streams of this process, and the thread that feeds them."""
+
+    def __init__(
+        self,
+        watch: Watch,
+        read_rows: Callable[[list[uuid.UUID]], list[Any]],
+        fallback_seconds: float = 1.0,
+    ):
+        self.watch = watch
+        self.read_rows = read_rows
+        self.fallback_seconds = fallback_seconds
+        self._lock = threading.Lock()
+        self._streams: set[Subscription] = set()
+        self._changed: set[uuid.UUID] = set()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        watch.add_hook(self._on_change)
+        _HUBS.add(self)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    @contextmanager
+    def subscribe(self, subscription: Subscription) -> Iterator[Subscription]:
+        """Register `subscription` while the block runs; offer it rows before reading the first
+        state, so that no change between that read and the registration is missed."""
+        self.watch.listening()
+        with self._lock:
+            self._streams.add(subscription)
+            if self._thread is None or not self._thread.is_alive():  # none yet, or not in this fork
+                self._thread = threading.Thread(target=self._dispatch, name="tasker-streams", daemon=True)
+                self._thread.start()
+        try:
+            yield subscription
+        finally:
+            with self._lock:
+                self._streams.discard(subscription)
+            subscription.close()
+
+    def close_streams(self) -> None:
+        with self._lock:
+            streams = list(self._streams)
+        for subscription in streams:
+            subscription.close()
+
+    def _on_change(self, task_id: uuid.UUID, status: str) -> None:
+        if not self._streams:
+            return
+        with self._lock:
+            self._changed.add(task_id)
+        self._wakeup.set()
+
+    def _dispatch(self) -> None:
+        while True:
+            announced = self._wakeup.wait(self.fallback_seconds)
+            with self._lock:
+                self._wakeup.clear()
+                changed, self._changed = self._changed, set()
+                streams = list(self._streams)
+            if not streams:
+                continue
+            followed = {s.task_id for s in streams if s.task_id is not None}
+            if len(followed) < len(streams):
+                wanted = changed  # a list stream may want any task
+            else:
+                wanted = changed & followed
+            if not announced:
+                wanted |= followed  # the read-back: a lost announcement costs latency, not the change
+            self._send(sorted(wanted), streams)
+
+    def _send(self, task_ids: list[uuid.UUID], streams: list[Subscription]) -> None:
+        for start in range(0, len(task_ids), BATCH):
+            chunk = task_ids[start : start + BATCH]
+            try:
+                rows = self.read_rows(chunk)
+            except DependencyUnavailable as exc:  # the fallback reads followed tasks again
+                logger.warning("event streams could not read changed tasks: %s", exc)
+                return
+            for row in rows:
+                for subscription in streams:
+                    subscription.offer(row)
