@@ -2,7 +2,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install worker bench clean
+.PHONY: run test lint format install worker bench screenshots clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 ## bench: the embedded stack's submit-to-COMPLETED latency
 bench: $(STAMP)
 	$(PYTHON) bench/embedded_latency.py
+
+## screenshots: the README's dashboard pictures, taken from the real pages by the browser test
+screenshots: $(STAMP)
+	SCREENSHOTS_DIR=docs/screenshots $(PYTHON) -m pytest -o addopts="" -q \
+		tests/integration/test_dashboard.py -k "screenshots and embedded"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -136,7 +136,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         schedules=ScheduleManager(
             db, REGISTRY, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy
         ),
-        monitor=Monitor(db, cache, publisher, REGISTRY),
+        monitor=Monitor(db, cache, publisher, REGISTRY, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
         housekeeping=housekeeping,

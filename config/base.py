@@ -191,6 +191,12 @@ class BaseConfig:
             "SECRET_KEY": secret or None,  # None: made once in DATA_DIR (development and testing only)
             "TRUSTED_HOSTS": read_list(env, "TRUSTED_HOSTS") or (LOOPBACK_NAMES if mode == "open" else None),
             "CORS_ORIGINS": read_list(env, "CORS_ORIGINS"),
+            # The dashboard's session cookie (keys mode): HttpOnly and SameSite=Strict always;
+            # Secure (sent over HTTPS only) when the dashboard is served over HTTPS.
+            "SESSION_COOKIE_NAME": "tasker_session",
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Strict",
+            "SESSION_COOKIE_SECURE": read_bool(env, "SESSION_COOKIE_SECURE", False),
             "RATE_LIMIT_ENABLED": read_bool(env, "RATE_LIMIT_ENABLED", cls.RATE_LIMITS_BY_DEFAULT),
             "RATE_LIMIT_SUBMIT": read_rate(env, "RATE_LIMIT_SUBMIT", "20/second;600/minute"),
             "RATE_LIMIT_READ": read_rate(env, "RATE_LIMIT_READ", "100/second;3000/minute"),

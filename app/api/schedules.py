@@ -36,6 +36,13 @@ def create_schedule_routes(schedule_manager: ScheduleManager) -> Blueprint:
         schedule = schedule_manager.create(create_schema.load(json_object()), owner())
         return schedule, 201, location("schedules", schedule["id"])
 
+    @bp.get("/schedules/preview")
+    @bp.doc(summary="The next fire times of a cron expression, before making a schedule of it")
+    @bp.arguments(schemas.CronPreviewQuery(), location="query", as_kwargs=True)
+    @bp.response(200, schemas.CronPreview)
+    def preview(cron: str, timezone: str, count: int) -> dict[str, Any]:
+        return schedule_manager.preview(cron, timezone, count)
+
     @bp.get("/schedules")
     @bp.doc(summary="Schedules, newest first, with cursor pagination")
     @bp.arguments(schemas.ScheduleListQuery(), location="query", as_kwargs=True)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
-from app.core.resources import Schedule, Task
+from app.core.resources import Schedule, Task, Timestamp
 from app.models.task import TaskStatus
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 
@@ -248,6 +248,9 @@ class QueueStats(Schema):
 class QueueReport(Schema):
     queues = fields.List(fields.Nested(QueueStats), required=True)
     totals = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    workers_online = fields.Integer(
+        required=True, metadata={"description": "Workers whose heartbeat was seen lately"}
+    )
 
 
 # The windows /api/v1/stats offers, as a dashboard's picker would (seconds each).
@@ -298,6 +301,22 @@ NAME_RULES = [
     validate.Length(min=1, max=100),
     validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
 ]
+
+
+class CronPreviewQuery(QuerySchema):
+    cron = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "As in a schedule", "example": "*/5 * * * *"},
+    )
+    timezone = fields.String(load_default="UTC", validate=validate.Length(min=1, max=64))
+    count = fields.Integer(load_default=5, validate=validate.Range(min=1, max=50))
+
+
+class CronPreview(Schema):
+    cron = fields.String(required=True)
+    timezone = fields.String(required=True)
+    next_run_times = fields.List(Timestamp(), required=True)
 
 
 class ScheduleCreate(StrictSchema):

@@ -12,29 +12,36 @@
 
 from __future__ import annotations
 
+import hmac
 import math
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Request, Response, g, request
-from flask.sessions import SessionInterface
+from flask import Flask, Request, Response, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized, UnsupportedMediaType
 
-from app.core.keys import KeyManager, Principal
+from app.core.keys import KeyManager, Principal, local_secret
 from app.models.task import DEFAULT_OWNER
 
-# Blueprints whose endpoints answer without a key (health answers details only to a key).
-PUBLIC_BLUEPRINTS = ("health", "api-docs", "swagger_ui_assets", "metrics")  # /metrics: METRICS_TOKEN
+# Blueprints whose endpoints answer without a key (health answers details only to a key;
+# /metrics asks for METRICS_TOKEN if set; the dashboard's pages send to its sign-in page).
+PUBLIC_BLUEPRINTS = ("health", "api-docs", "swagger_ui_assets", "metrics", "dashboard")
+# The dashboard's pages run no inline script or style: everything comes from its static files.
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 OPEN = Principal(DEFAULT_OWNER)
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 # What an HTML form can send without a preflight: a cross-site form post carries one of these.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
-REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key"
+REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-API-Key, Last-Event-ID"
 EXPOSED_HEADERS = "Location, Retry-After, RateLimit, RateLimit-Policy, Tasker-Wait"
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 _COMMON_HEADERS = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
@@ -47,14 +54,21 @@ DOCS_CSP = (
 )
 
 
-class NoSessions(SessionInterface):
-    """No cookie sessions: every request gets Flask's null session without any signing."""
+class DashboardSessions(SecureCookieSessionInterface):
+    """Signed cookie sessions for the dashboard in keys mode, and nothing else: a request that
+    carries no session cookie, outside the dashboard's pages, gets Flask's null session and pays
+    for no signing."""
 
-    def open_session(self, app: Flask, request: Request) -> None:
-        return None
+    def open_session(self, app: Flask, request: Request) -> Any:
+        # Sessions open before the URL is matched: the dashboard is known by its paths here.
+        dashboard = request.path == "/" or request.path.startswith("/dashboard/")
+        if not dashboard and app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+            return None
+        return super().open_session(app, request)
 
-    def save_session(self, app: Flask, session: Any, response: Response) -> None:
-        return None
+
+class CsrfFailed(Forbidden):
+    description = "The dashboard's CSRF token is missing or wrong: reload the page."
 
 
 class MissingKey(Unauthorized):
@@ -82,7 +96,8 @@ def presented_key(req: Request) -> str | None:
 def register_security(app: Flask, keys: KeyManager) -> Limiter:
     config = app.config
     # TRUSTED_HOSTS (from config/base.py) is Flask's own setting: Flask refuses other Host headers.
-    app.session_interface = NoSessions()  # Tasker keeps none; SECRET_KEY would make Flask sign them
+    app.session_interface = DashboardSessions()
+    app.secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
     limiter = Limiter(
         key_func=_rate_key,
         storage_uri=config["REDIS_URL"] or "memory://",
@@ -121,7 +136,7 @@ class Gate:
         if req.method in STATE_CHANGING:
             _refuse_cross_site(req, self.allowed_origins)
         key = presented_key(req)
-        found = self.keys.authenticate(key) if key else None
+        found = self.keys.authenticate(key) if key else self._from_session(req)
         if found is not None:
             g.principal = found
         elif req.endpoint is None or blueprint in PUBLIC_BLUEPRINTS:
@@ -133,12 +148,31 @@ class Gate:
         else:
             raise MissingKey(www_authenticate=_bearer())
 
+    def _from_session(self, req: Request) -> Principal | None:
+        """The dashboard's caller: the key its session cookie stands for. A state-changing request
+        made with the cookie must carry the page's CSRF token (X-CSRF-Token)."""
+        digest = session.get("key") if session else None
+        if not digest:
+            return None
+        found = self.keys.authenticate_digest(digest)
+        if found is None:  # revoked since the login
+            session.clear()
+            return None
+        if req.method in STATE_CHANGING:
+            token = req.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(token.encode(), str(session.get("csrf", "")).encode()):
+                raise CsrfFailed()
+        return found
+
     def headers(self, response: Response) -> Response:
         req = request._get_current_object()  # type: ignore[attr-defined]
         h = response.headers
         if req.blueprint in ("api-docs", "swagger_ui_assets"):
             h.extend(_DOCS_HEADERS)
             h["Content-Security-Policy"] = DOCS_CSP.format(nonce=g.get("csp_nonce", ""))
+        elif req.blueprint == "dashboard":
+            h.extend(_COMMON_HEADERS)
+            h["Content-Security-Policy"] = DASHBOARD_CSP
         else:
             h.extend(_API_HEADERS)  # new names: appended, no search for earlier values
         h.setdefault("Cache-Control", "no-store")

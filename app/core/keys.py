@@ -166,7 +166,11 @@ class KeyManager:
         """The caller a key stands for; None for a malformed, unknown or revoked key."""
         if not well_formed(key):
             return None
-        digest = self.digest(key)
+        return self.authenticate_digest(self.digest(key))
+
+    def authenticate_digest(self, digest: str) -> Principal | None:
+        """The caller of a key known by its digest (a dashboard session keeps the digest, never
+        the key); None if no key has it or it is revoked."""
         now = time.monotonic()
         with self._lock:
             cached = self._verified.get(digest)

@@ -15,7 +15,15 @@ from app.models.task import TERMINAL, TaskStatus
 
 
 class Monitor:
-    def __init__(self, db: DatabaseManager, cache: CacheManager, broker: BrokerProbe, registry: Registry):
+    def __init__(
+        self,
+        db: DatabaseManager,
+        cache: CacheManager,
+        broker: BrokerProbe,
+        registry: Registry,
+        heartbeat_seconds: float = 30.0,
+    ):
+        self.heartbeat_seconds = heartbeat_seconds  # a worker unseen for three of them is offline
         self.db = db
         self.cache = cache
         self.broker = broker
@@ -114,12 +122,15 @@ class Monitor:
         return checks
 
     def queue_stats(self) -> dict[str, Any]:
-        """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals."""
+        """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals
+        by status, and how many workers are online."""
         queues = sorted({task_type.queue for task_type in self.registry})
         depths = self.broker.queue_depths(queues)
         now = self.db.run(task_model.database_now)
         counts = self.db.run(task_model.counts_by_queue)
         oldest = self.db.run(lambda c: {queue: ops.oldest_pending(c, queue) for queue in queues})
+        since = now - timedelta(seconds=3 * self.heartbeat_seconds)
+        online = self.db.run(lambda c: ops.workers_seen_since(c, since))
         totals = {status.value: 0 for status in TaskStatus}
         for _, status, count in counts:
             totals[status] += count
@@ -139,6 +150,7 @@ class Monitor:
                 for queue in queues
             ],
             "totals": totals,
+            "workers_online": online,
         }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -91,6 +91,15 @@ class ScheduleManager:
         if not self.db.run(lambda c: schedule_model.delete(c, schedule_id, owner)):
             raise ScheduleNotFound("Schedule not found", {"id": str(schedule_id)})
 
+    def preview(self, cron: str, timezone: str = "UTC", count: int = 5) -> dict[str, Any]:
+        """The next `count` fire times of `cron` read in `timezone`, from now; 400 naming the field."""
+        parsed = self._cron(cron, timezone)
+        times: list[datetime] = []
+        after = datetime.now(UTC)
+        while len(times) < count and (after := parsed.next_after(after)) is not None:
+            times.append(after)
+        return {"cron": parsed.expression, "timezone": timezone, "next_run_times": times}
+
     def _checked(self, data: dict[str, Any]) -> dict[str, Any]:
         """The stored fields, with the task type's own name and cleaned parameters; 400 naming the field."""
         try:
@@ -104,15 +113,7 @@ class ScheduleManager:
         parameters = task_type.validate(data.get("parameters") or {}, "parameters")
         if self.policy is not None:
             self.policy.check(task_type.name, parameters)
-        try:
-            zone(data["timezone"])
-        except CronError as exc:
-            raise InvalidInput(str(exc), {"timezone": [str(exc)]}) from None
-        try:
-            cron = Cron.parse(data["cron"], data["timezone"])
-        except CronError as exc:
-            raise InvalidInput(str(exc), {"cron": [str(exc)]}) from None
-        self._check_interval(cron)
+        cron = self._cron(data["cron"], data["timezone"])
         return {
             "name": data["name"],
             "task": task_type.name,
@@ -122,6 +123,19 @@ class ScheduleManager:
             "priority": data["priority"],
             "enabled": data["enabled"],
         }
+
+    def _cron(self, expression: str, timezone: str) -> Cron:
+        """The parsed cron, or InvalidInput naming timezone or cron; also its minimum interval."""
+        try:
+            zone(timezone)
+        except CronError as exc:
+            raise InvalidInput(str(exc), {"timezone": [str(exc)]}) from None
+        try:
+            cron = Cron.parse(expression, timezone)
+        except CronError as exc:
+            raise InvalidInput(str(exc), {"cron": [str(exc)]}) from None
+        self._check_interval(cron)
+        return cron
 
     def _check_interval(self, cron: Cron) -> None:
         """400 if two of the next fire times are closer than `min_interval_seconds`."""

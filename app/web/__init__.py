@@ -1,0 +1,112 @@
+"""The dashboard: server-rendered pages (Jinja) with one small script of its own, no build step.
+
+Each page is rendered here with what it needs to start (its title, the CSRF token, the task id);
+the script then reads and changes everything through the public API (/api/v1), with the
+caller's rights, and follows changes live over the API's event streams. Nothing is loaded from
+outside Tasker (no CDN), and the Content-Security-Policy allows scripts and styles from these
+static files only.
+
+In keys mode a person signs in once with an API key: the session cookie (signed, HttpOnly,
+SameSite=Strict) keeps the key's digest, never the key, and the API accepts it with the page's
+CSRF token on every state-changing call.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, session, url_for
+
+from app.api.errors import error_response
+from app.api.security import OPEN
+from app.core.keys import KeyManager
+from app.models.task import TaskStatus
+
+PAGES = {
+    "tasks": "Tasks",
+    "submit": "Submit",
+    "schedules": "Schedules",
+    "queues": "Queues and workers",
+}
+
+
+def create_dashboard(keys: KeyManager, open_mode: bool) -> Blueprint:
+    bp = Blueprint(
+        "dashboard",
+        __name__,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/dashboard/static",
+    )
+
+    def page(template: str, name: str, **context: Any) -> Any:
+        if not open_mode and g.get("principal") is None:
+            return redirect(url_for("dashboard.login", next=request.path))
+        caller = g.principal or OPEN
+        return render_template(
+            template,
+            page=name,
+            pages=PAGES,
+            title=context.pop("title", PAGES.get(name, "Task")),
+            csrf=session.get("csrf", "") if not open_mode else "",
+            signed_in=not open_mode,
+            owner=caller.owner,
+            admin=caller.admin,
+            statuses=[status.value for status in TaskStatus],
+            **context,
+        )
+
+    @bp.get("/")
+    def tasks() -> Any:
+        return page("tasks.html", "tasks")
+
+    @bp.get("/dashboard/tasks/<uuid:task_id>")
+    def task(task_id: Any) -> Any:
+        return page("task.html", "task", task_id=str(task_id), title="Task")
+
+    @bp.get("/dashboard/submit")
+    def submit() -> Any:
+        return page("submit.html", "submit")
+
+    @bp.get("/dashboard/schedules")
+    def schedules() -> Any:
+        return page("schedules.html", "schedules")
+
+    @bp.get("/dashboard/queues")
+    def queues() -> Any:
+        return page("queues.html", "queues")
+
+    _add_sign_in(bp, keys, open_mode)
+    return bp
+
+
+def _add_sign_in(bp: Blueprint, keys: KeyManager, open_mode: bool) -> None:
+    """Keys mode: the sign-in page, and the session it makes (the key's digest and a CSRF token)."""
+
+    @bp.get("/dashboard/login")
+    def login() -> Any:
+        if open_mode:
+            return redirect(url_for("dashboard.tasks"))
+        csrf = session.get("csrf", "")
+        return render_template("login.html", page="login", pages={}, title="Sign in", csrf=csrf)
+
+    @bp.post("/dashboard/login")
+    def sign_in() -> Response:
+        body = request.get_json(silent=True)
+        key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            return error_response(400, "Give your API key.", "validation_error", {"key": ["Missing data."]})
+        found = keys.authenticate(key.strip())
+        if found is None:
+            message = "That API key is not valid (unknown, revoked or mistyped)."
+            return error_response(401, message, "unauthorized", {"key": ["Not a valid API key."]})
+        session.clear()
+        session["key"] = keys.digest(key.strip())
+        session["csrf"] = secrets.token_urlsafe(32)
+        return jsonify({"owner": found.owner, "admin": found.admin})
+
+    @bp.post("/dashboard/logout")
+    def sign_out() -> Response:
+        session.clear()
+        return Response(status=204)

@@ -1,0 +1,612 @@
+// Tasker dashboard: plain JavaScript over the public API (/api/v1) and its event streams.
+// No inline code (the Content-Security-Policy allows this file only), nothing from a CDN.
+"use strict";
+
+(function () {
+  const TERMINAL = ["COMPLETED", "FAILED", "CANCELLED"];
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (selector) => document.querySelector(selector);
+
+  // --- helpers -------------------------------------------------------------------------------
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+      });
+    } catch (error) {
+      return { status: 0, data: { error: "Tasker cannot be reached: " + error.message, details: {} } };
+    }
+    if (response.status === 401 && document.body.dataset.page !== "login") {
+      window.location.assign("/dashboard/login?next=" + encodeURIComponent(window.location.pathname));
+    }
+    const text = await response.text();
+    let data = {};
+    try {
+      data = text ? JSON.parse(text) : {};
+    } catch (error) {
+      data = { error: text };
+    }
+    return { status: response.status, data };
+  }
+
+  function notice(message) {
+    const box = $("#notice");
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "text") node.textContent = value;
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function when(value) {
+    if (!value) return "–";
+    const date = new Date(value);
+    return date.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+  }
+
+  function badge(node, status) {
+    node.textContent = status;
+    node.className = "badge s-" + status.toLowerCase();
+  }
+
+  function json(value) {
+    return JSON.stringify(value, null, 2);
+  }
+
+  // Field errors from a 400: {"details": {"parameters": {"a": [..]}, "priority": [..]}}
+  function showErrors(details, prefix) {
+    document.querySelectorAll(".field-error").forEach((node) => {
+      node.hidden = true;
+      node.textContent = "";
+    });
+    document.querySelectorAll("[aria-invalid]").forEach((node) => node.removeAttribute("aria-invalid"));
+    const unplaced = [];
+    const place = (field, messages) => {
+      const target = document.getElementById(prefix + field);
+      const text = [].concat(messages).map((m) => (typeof m === "string" ? m : json(m))).join(" ");
+      if (target) {
+        target.textContent = text;
+        target.hidden = false;
+        const input = target.parentElement.querySelector("input, select, textarea");
+        if (input) {
+          input.setAttribute("aria-invalid", "true");
+          input.setAttribute("aria-describedby", target.id);
+        }
+      } else {
+        unplaced.push(field + ": " + text);
+      }
+    };
+    for (const [field, messages] of Object.entries(details || {})) {
+      if (field === "parameters" && messages && !Array.isArray(messages) && typeof messages === "object") {
+        for (const [name, inner] of Object.entries(messages)) place("p-" + name, inner);
+      } else if (field !== "valid_task_names" && field !== "valid_tasks") {
+        place(field, messages);
+      }
+    }
+    return unplaced;
+  }
+
+  function formError(id, message) {
+    const node = document.getElementById(id);
+    node.textContent = message || "";
+    node.hidden = !message;
+  }
+
+  // --- the task list --------------------------------------------------------------------------
+
+  function taskRow(task) {
+    const progress = el("progress", { max: "100", value: String(task.progress ?? 0), "aria-label": "Progress" });
+    const row = el(
+      "tr",
+      { "data-id": task.id },
+      el("td", { class: "mono" }, el("a", { href: "/dashboard/tasks/" + task.id, text: task.id.slice(0, 8) })),
+      el("td", { text: task.name }),
+      el("td", {}, el("span", { class: "badge" })),
+      el("td", {}, progress, el("span", { class: "pct" })),
+      el("td", { text: when(task.created_at) })
+    );
+    updateRow(row, task);
+    return row;
+  }
+
+  function updateRow(row, task) {
+    badge(row.querySelector(".badge"), task.status);
+    const value = task.progress ?? (task.status === "COMPLETED" ? 100 : 0);
+    row.querySelector("progress").value = value;
+    row.querySelector(".pct").textContent = task.progress === null || task.progress === undefined ? "" : value + " %";
+  }
+
+  async function tasksPage() {
+    const form = $("#filters");
+    const rows = $("#task-rows");
+    const types = await api("GET", "/api/v1/task-types");
+    for (const type of types.data.task_types || []) $("#type-filter").append(el("option", { text: type.name }));
+    const params = new URLSearchParams(window.location.search);
+    form.status.value = params.get("status") || "";
+    form.name.value = params.get("name") || "";
+    let cursors = [null];
+    let source = null;
+
+    function query(extra) {
+      const q = new URLSearchParams({ limit: "25", ...extra });
+      if (form.status.value) q.set("status", form.status.value);
+      if (form.name.value) q.set("name", form.name.value);
+      return q;
+    }
+
+    async function load() {
+      const cursor = cursors[cursors.length - 1];
+      const result = await api("GET", "/api/v1/tasks?" + query(cursor ? { cursor } : {}));
+      if (result.status !== 200) return notice(result.data.error);
+      notice("");
+      rows.replaceChildren(...result.data.tasks.map(taskRow));
+      $("#empty").hidden = result.data.tasks.length > 0;
+      $("#next-page").hidden = !result.data.next_cursor;
+      $("#next-page").dataset.cursor = result.data.next_cursor || "";
+      $("#first-page").hidden = cursors.length === 1;
+    }
+
+    function follow() {
+      if (source) source.close();
+      const q = query({});
+      q.delete("limit");
+      source = new EventSource("/api/v1/events?" + q);
+      source.onopen = () => ($("#live").textContent = "live");
+      source.onerror = () => ($("#live").textContent = "reconnecting…");
+      source.addEventListener("task", (event) => {
+        const task = JSON.parse(event.data);
+        const row = rows.querySelector(`tr[data-id="${task.id}"]`);
+        if (row) return updateRow(row, task);
+        if (cursors.length === 1 && !rows.querySelector(`tr[data-id="${task.id}"]`)) {
+          rows.prepend(taskRow(task)); // a new task: on top of the newest page, the page keeps its size
+          if (rows.children.length > 25) rows.lastElementChild.remove();
+          $("#empty").hidden = true;
+        }
+      });
+    }
+
+    form.addEventListener("change", () => {
+      const q = query({});
+      q.delete("limit");
+      history.replaceState(null, "", q.toString() ? "/?" + q : "/");
+      cursors = [null];
+      load();
+      follow();
+    });
+    form.addEventListener("submit", (event) => event.preventDefault());
+    $("#next-page").addEventListener("click", () => {
+      cursors.push($("#next-page").dataset.cursor);
+      load();
+    });
+    $("#first-page").addEventListener("click", () => {
+      cursors = [null];
+      load();
+    });
+    await load();
+    follow();
+  }
+
+  // --- one task -------------------------------------------------------------------------------
+
+  async function taskPage() {
+    const id = document.body.dataset.taskId;
+    let current = null;
+
+    function render(task) {
+      current = task;
+      $("#task-name").textContent = task.name + " · " + task.id;
+      badge($("#status"), task.status);
+      const value = task.progress ?? (task.status === "COMPLETED" ? 100 : 0);
+      $("#progress").value = value;
+      $("#progress").textContent = value + " %";
+      $("#progress-text").textContent = value + " %";
+      $("#progress-message").textContent = task.progress_message || "\u00a0";
+      $("#cancel").disabled = TERMINAL.includes(task.status);
+      $("#retry").disabled = !["FAILED", "CANCELLED"].includes(task.status);
+      const facts = [
+        ["Created", when(task.created_at)],
+        ["Due", when(task.run_at)],
+        ["Started", when(task.started_at)],
+        ["Finished", when(task.completed_at)],
+        ["Attempts", String(task.attempts)],
+        ["Priority", String(task.priority)],
+        ["Queue", task.queue],
+        ["Owner", task.owner],
+        ["Cancel requested", task.cancel_requested ? "yes" : "no"],
+      ];
+      const list = [];
+      for (const [name, value] of facts) list.push(el("dt", { text: name }), el("dd", { text: value }));
+      if (task.retry_of) {
+        list.push(el("dt", { text: "Retry of" }), el("dd", {}, el("a", { href: "/dashboard/tasks/" + task.retry_of, text: task.retry_of })));
+      }
+      if (task.schedule_id) {
+        list.push(el("dt", { text: "Schedule" }), el("dd", { text: task.schedule_id + " (fire time " + when(task.scheduled_for) + ")" }));
+      }
+      $("#timeline").replaceChildren(...list);
+      $("#parameters").textContent = json(task.parameters);
+      if (task.status === "FAILED" || (task.status === "CANCELLED" && task.error)) {
+        $("#outcome-title").textContent = "Error";
+        $("#outcome").textContent = task.error || "–";
+      } else {
+        $("#outcome-title").textContent = "Result";
+        $("#outcome").textContent = task.result === null || task.result === undefined ? "–" : json(task.result);
+      }
+    }
+
+    const first = await api("GET", "/api/v1/tasks/" + id);
+    if (first.status !== 200) return notice(first.data.error);
+    render(first.data);
+    if (!TERMINAL.includes(first.data.status)) {
+      const source = new EventSource("/api/v1/tasks/" + id + "/events");
+      source.addEventListener("task", (event) => {
+        const task = JSON.parse(event.data);
+        render(task);
+        if (TERMINAL.includes(task.status)) source.close();
+      });
+    }
+    $("#cancel").addEventListener("click", async () => {
+      const result = await api("POST", "/api/v1/tasks/" + id + "/cancel");
+      if (result.status === 200 || result.status === 202) {
+        notice(result.status === 200 ? "Cancelled." : "Cancellation requested: the task stops at its next step.");
+        render(result.data);
+      } else notice(result.data.error);
+    });
+    $("#retry").addEventListener("click", async () => {
+      const result = await api("POST", "/api/v1/tasks/" + id + "/retry");
+      if (result.status === 201) window.location.assign("/dashboard/tasks/" + result.data.id);
+      else notice(result.data.error);
+    });
+    return current;
+  }
+
+  // --- submit ---------------------------------------------------------------------------------
+
+  function parameterField(name, schema, required) {
+    const id = "e-p-" + name;
+    const label = el("label", { for: "f-" + id, text: name + (required ? " *" : "") });
+    let input;
+    const type = [].concat(schema.type || "string").filter((t) => t !== "null")[0];
+    if (schema.enum) {
+      input = el("select", { id: "f-" + id, name });
+      if (!required) input.append(el("option", { value: "", text: "(default)" }));
+      for (const value of schema.enum) input.append(el("option", { value: String(value), text: String(value) }));
+    } else if (type === "integer" || type === "number") {
+      input = el("input", {
+        id: "f-" + id,
+        name,
+        type: "number",
+        step: type === "integer" ? "1" : "any",
+        min: schema.minimum,
+        max: schema.maximum,
+        inputmode: type === "integer" ? "numeric" : "decimal",
+      });
+    } else if (type === "boolean") {
+      input = el("input", { id: "f-" + id, name, type: "checkbox" });
+    } else if (type === "object" || type === "array") {
+      input = el("textarea", { id: "f-" + id, name, rows: "3", spellcheck: "false", placeholder: "JSON" });
+    } else {
+      input = el("input", { id: "f-" + id, name, maxlength: schema.maxLength });
+    }
+    input.dataset.kind = type || "string";
+    if (schema.default !== undefined && type !== "boolean") input.placeholder = "default: " + JSON.stringify(schema.default);
+    if (schema.default === true && type === "boolean") input.checked = true;
+    const hint = schema.description ? el("p", { class: "muted", text: schema.description }) : "";
+    return el("div", { class: "field" }, label, input, hint, el("p", { class: "field-error", id, hidden: true }));
+  }
+
+  function readParameters(container) {
+    const parameters = {};
+    const problems = {};
+    for (const input of container.querySelectorAll("input, select, textarea")) {
+      const kind = input.dataset.kind;
+      if (kind === "boolean") {
+        parameters[input.name] = input.checked;
+        continue;
+      }
+      const raw = input.value.trim();
+      if (raw === "") continue;
+      if (kind === "integer" || kind === "number") {
+        const value = Number(raw);
+        if (Number.isNaN(value)) problems[input.name] = ["Not a number."];
+        else parameters[input.name] = value;
+      } else if (kind === "object" || kind === "array") {
+        try {
+          parameters[input.name] = JSON.parse(raw);
+        } catch (error) {
+          problems[input.name] = ["Not valid JSON."];
+        }
+      } else {
+        parameters[input.name] = raw;
+      }
+    }
+    return { parameters, problems };
+  }
+
+  async function submitPage() {
+    const form = $("#submit-form");
+    const select = $("#task-type");
+    const types = (await api("GET", "/api/v1/task-types")).data.task_types || [];
+    for (const type of types) select.append(el("option", { value: type.name, text: type.name }));
+    const wanted = new URLSearchParams(window.location.search).get("name");
+    if (wanted) select.value = wanted;
+
+    function build() {
+      const type = types.find((t) => t.name === select.value);
+      const fieldset = $("#parameter-fields");
+      fieldset.replaceChildren(el("legend", { text: "Parameters" }));
+      if (!type) return;
+      $("#task-description").textContent = type.description || "";
+      const schema = type.parameters || {};
+      const required = schema.required || [];
+      for (const [name, property] of Object.entries(schema.properties || {})) {
+        fieldset.append(parameterField(name, property, required.includes(name)));
+      }
+    }
+    select.addEventListener("change", build);
+    build();
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      formError("e-form", "");
+      const { parameters, problems } = readParameters($("#parameter-fields"));
+      if (Object.keys(problems).length) {
+        showErrors({ parameters: problems }, "e-");
+        return;
+      }
+      const body = { name: select.value, parameters, priority: Number(form.priority.value || 5) };
+      if (form.countdown.value) body.countdown = Number(form.countdown.value);
+      if (form.run_at.value) body.run_at = new Date(form.run_at.value).toISOString();
+      const result = await api("POST", "/api/v1/tasks", body);
+      if (result.status === 202 || result.status === 200) {
+        window.location.assign("/dashboard/tasks/" + result.data.id);
+        return;
+      }
+      const unplaced = showErrors(result.data.details, "e-");
+      formError("e-form", unplaced.length ? result.data.error : result.status === 400 ? "" : result.data.error);
+      const firstInvalid = form.querySelector("[aria-invalid]");
+      if (firstInvalid) firstInvalid.focus();
+    });
+  }
+
+  // --- schedules ------------------------------------------------------------------------------
+
+  async function schedulesPage() {
+    const rows = $("#schedule-rows");
+    const form = $("#schedule-form");
+    const types = (await api("GET", "/api/v1/task-types")).data.task_types || [];
+    for (const type of types) form.task.append(el("option", { value: type.name, text: type.name }));
+
+    async function load() {
+      const result = await api("GET", "/api/v1/schedules?limit=100");
+      if (result.status !== 200) return notice(result.data.error);
+      const schedules = result.data.schedules;
+      $("#no-schedules").hidden = schedules.length > 0;
+      rows.replaceChildren(
+        ...schedules.map((s) => {
+          const toggle = el("button", { type: "button", text: s.enabled ? "Pause" : "Resume" });
+          toggle.addEventListener("click", async () => {
+            const answer = await api("PATCH", "/api/v1/schedules/" + s.id, { enabled: !s.enabled });
+            if (answer.status !== 200) notice(answer.data.error);
+            load();
+          });
+          const remove = el("button", { type: "button", text: "Delete", class: "danger" });
+          remove.addEventListener("click", async () => {
+            if (!window.confirm("Delete the schedule " + s.name + "?")) return;
+            const answer = await api("DELETE", "/api/v1/schedules/" + s.id);
+            if (answer.status !== 204) notice(answer.data.error);
+            load();
+          });
+          return el(
+            "tr",
+            { "data-id": s.id },
+            el("td", { text: s.name }),
+            el("td", { text: s.task }),
+            el("td", { class: "mono", text: s.cron + " (" + s.timezone + ")" }),
+            el("td", { text: when(s.next_run_at) }),
+            el("td", { text: s.enabled ? "active" : "paused" }),
+            el("td", { class: "row-actions" }, toggle, remove)
+          );
+        })
+      );
+    }
+
+    let timer = null;
+    async function preview() {
+      const q = new URLSearchParams({ cron: form.cron.value, timezone: form.timezone.value || "UTC" });
+      const result = await api("GET", "/api/v1/schedules/preview?" + q);
+      const list = $("#cron-preview");
+      if (result.status === 200) {
+        formError("se-cron", "");
+        formError("se-timezone", "");
+        list.replaceChildren(...result.data.next_run_times.map((t) => el("li", { text: when(t) })));
+      } else {
+        list.replaceChildren();
+        showErrors(result.data.details, "se-");
+      }
+    }
+    for (const input of [form.cron, form.timezone]) {
+      input.addEventListener("input", () => {
+        clearTimeout(timer);
+        timer = setTimeout(preview, 250);
+      });
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      formError("se-form", "");
+      let parameters;
+      try {
+        parameters = JSON.parse(form.parameters.value || "{}");
+      } catch (error) {
+        showErrors({ parameters: ["Not valid JSON."] }, "se-");
+        return;
+      }
+      const body = {
+        name: form.name.value,
+        task: form.task.value,
+        parameters,
+        cron: form.cron.value,
+        timezone: form.timezone.value || "UTC",
+        priority: Number(form.priority.value || 5),
+      };
+      const result = await api("POST", "/api/v1/schedules", body);
+      if (result.status === 201) {
+        showErrors({}, "se-");
+        notice("Schedule " + result.data.name + " created; next run " + when(result.data.next_run_at) + ".");
+        form.name.value = "";
+        load();
+        return;
+      }
+      // Parameter errors name the parameter: show them under the JSON box.
+      const details = { ...(result.data.details || {}) };
+      if (details.parameters && !Array.isArray(details.parameters)) {
+        details.parameters = Object.entries(details.parameters).map(([k, v]) => k + ": " + [].concat(v).join(" "));
+      }
+      const unplaced = showErrors(details, "se-");
+      formError("se-form", unplaced.length || result.status !== 400 ? result.data.error : "");
+    });
+    await load();
+    await preview();
+  }
+
+  // --- queues, workers and the last hour ------------------------------------------------------
+
+  function chart(svg, stats) {
+    const types = stats.task_types;
+    const max = Math.max(1, ...types.map((t) => t.total));
+    const width = 600;
+    const barHeight = 22;
+    const gap = 10;
+    const labelWidth = 230;
+    svg.setAttribute("viewBox", `0 0 ${width} ${types.length * (barHeight + gap) + 10}`);
+    const ns = "http://www.w3.org/2000/svg";
+    const nodes = [];
+    types.forEach((type, index) => {
+      const y = 5 + index * (barHeight + gap);
+      const label = document.createElementNS(ns, "text");
+      label.setAttribute("x", "0");
+      label.setAttribute("y", String(y + barHeight - 6));
+      label.textContent = type.task_type;
+      nodes.push(label);
+      let x = labelWidth;
+      for (const status of TERMINAL) {
+        const count = type.finished[status] || 0;
+        const w = ((width - labelWidth - 60) * count) / max;
+        const rect = document.createElementNS(ns, "rect");
+        rect.setAttribute("x", String(x));
+        rect.setAttribute("y", String(y));
+        rect.setAttribute("width", String(w));
+        rect.setAttribute("height", String(barHeight));
+        rect.setAttribute("class", "bar s-" + status.toLowerCase());
+        const title = document.createElementNS(ns, "title");
+        title.textContent = `${type.task_type}: ${count} ${status.toLowerCase()}`;
+        rect.append(title);
+        nodes.push(rect);
+        x += w;
+      }
+      const total = document.createElementNS(ns, "text");
+      total.setAttribute("x", String(x + 6));
+      total.setAttribute("y", String(y + barHeight - 6));
+      total.textContent = String(type.total);
+      nodes.push(total);
+    });
+    svg.replaceChildren(...nodes);
+  }
+
+  async function queuesPage() {
+    async function load() {
+      const [queues, stats] = await Promise.all([api("GET", "/api/v1/queues"), api("GET", "/api/v1/stats?window=1h")]);
+      if (queues.status !== 200) return notice(queues.data.error);
+      notice("");
+      $("#workers-online").textContent = String(queues.data.workers_online);
+      $("#total-pending").textContent = String(queues.data.totals.PENDING);
+      $("#total-started").textContent = String(queues.data.totals.STARTED);
+      $("#queue-rows").replaceChildren(
+        ...queues.data.queues.map((q) =>
+          el(
+            "tr",
+            {},
+            el("td", { text: q.name }),
+            el("td", { text: String(q.messages_waiting) }),
+            el("td", { text: String(q.pending) }),
+            el("td", { text: String(q.started) }),
+            el("td", { text: q.oldest_pending_age_seconds === null ? "–" : q.oldest_pending_age_seconds.toFixed(1) + " s" })
+          )
+        )
+      );
+      if (stats.status === 200) {
+        chart($("#chart"), stats.data);
+        const seconds = (v) => (v === null ? "–" : v.toFixed(3) + " s");
+        $("#stat-rows").replaceChildren(
+          ...stats.data.task_types.map((t) =>
+            el(
+              "tr",
+              {},
+              el("td", { text: t.task_type }),
+              el("td", { text: String(t.finished.COMPLETED) }),
+              el("td", { text: String(t.finished.FAILED) }),
+              el("td", { text: String(t.finished.CANCELLED) }),
+              el("td", { text: t.throughput_per_minute.toFixed(2) }),
+              el("td", { text: seconds(t.run_seconds.p95) }),
+              el("td", { text: seconds(t.wait_seconds.p95) })
+            )
+          )
+        );
+      }
+    }
+    await load();
+    setInterval(load, 5000);
+  }
+
+  // --- sign in and out ------------------------------------------------------------------------
+
+  function loginPage() {
+    const form = $("#login-form");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const result = await api("POST", "/dashboard/login", { key: form.key.value });
+      if (result.status === 200) {
+        const next = new URLSearchParams(window.location.search).get("next") || "/";
+        window.location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+        return;
+      }
+      showErrors(result.data.details || {}, "le-");
+      form.key.focus();
+    });
+  }
+
+  const signOut = $("#sign-out");
+  if (signOut) {
+    signOut.addEventListener("click", async () => {
+      await api("POST", "/dashboard/logout");
+      window.location.assign("/dashboard/login");
+    });
+  }
+
+  const pages = {
+    tasks: tasksPage,
+    task: taskPage,
+    submit: submitPage,
+    schedules: schedulesPage,
+    queues: queuesPage,
+    login: loginPage,
+  };
+  const start = pages[document.body.dataset.page];
+  if (start) start();
+})();

@@ -1,0 +1,219 @@
+"""The dashboard in a real browser (Debian's chromium driven by playwright): submit from the form
+and watch the progress bar, cancel, field errors, schedules; offline and without console errors.
+Keys mode: sign in once, a session cookie that is HttpOnly and SameSite=Strict, CSRF enforced.
+
+`make screenshots` runs the screenshot test with SCREENSHOTS_DIR=docs/screenshots."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from tests.conftest import build_app
+
+pytestmark = pytest.mark.integration
+
+
+def serve(app) -> tuple[str, Any]:
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_port}", httpd
+
+
+@pytest.fixture
+def base(app) -> Iterator[str]:
+    url, httpd = serve(app)
+    yield url
+    httpd.shutdown()
+
+
+@pytest.fixture
+def page(browser, base):
+    """A page that records every request leaving Tasker and every console error."""
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    page.foreign, page.errors = [], []
+    page.on("request", lambda r: None if r.url.startswith((base, "data:")) else page.foreign.append(r.url))
+    page.on("console", lambda m: page.errors.append(m.text) if _console_error(m) else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    assert page.foreign == [], f"requests left the host: {page.foreign}"
+    assert page.errors == [], f"console errors: {page.errors}"
+    page.close()
+
+
+def _console_error(message: Any) -> bool:
+    # Chromium logs each 4xx answer as a console error; the tests provoke some on purpose.
+    expected = message.text.startswith("Failed to load resource: the server responded with a status of 4")
+    return message.type == "error" and not expected
+
+
+def progress(page: Any) -> int:
+    return int(page.locator("#progress").get_attribute("value") or 0)
+
+
+def test_submit_process_data_and_watch_it_finish_without_a_reload(page, base, worker):
+    page.goto(f"{base}/dashboard/submit")
+    page.select_option("#task-type", "process_data")
+    page.fill("#f-e-p-duration_seconds", "2")
+    page.fill("#f-e-p-record_count", "50")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard/tasks/[0-9a-f-]{36}$"))
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+    seen = set()
+    deadline = time.monotonic() + 30
+    while page.locator("#status").inner_text() != "COMPLETED":
+        assert time.monotonic() < deadline, f"not COMPLETED in 30 s; progress seen: {seen}"
+        seen.add(progress(page))
+        page.wait_for_timeout(50)
+    assert progress(page) == 100
+    assert any(0 < value < 100 for value in seen), f"the bar never showed a step between: {seen}"
+    assert '"records_processed": 50' in page.locator("#outcome").inner_text()
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_cancel_a_running_task_from_its_page(page, base, worker):
+    body = {"name": "process_data", "parameters": {"duration_seconds": 60, "record_count": 600}}
+    task = requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json()
+    page.goto(f"{base}/dashboard/tasks/{task['id']}")
+    page.locator("#status:text-is('STARTED')").wait_for(timeout=20_000)
+    page.click("#cancel")
+    page.locator("#status:text-is('CANCELLED')").wait_for(timeout=20_000)
+    assert requests.get(f"{base}/api/v1/tasks/{task['id']}", timeout=10).json()["status"] == "CANCELLED"
+    assert page.locator("#retry").is_enabled()
+
+
+def test_a_bad_field_shows_the_apis_error_next_to_it(page, base):
+    page.goto(f"{base}/dashboard/submit")
+    page.select_option("#task-type", "sum_two_numbers")
+    page.fill("#f-e-p-b", "2")  # a is missing
+    page.fill("#f-priority", "12")
+    page.click("button[type=submit]")
+    page.locator("#e-priority").wait_for(state="visible")  # the request's options are checked first
+    assert "0 to 9" in page.locator("#e-priority").inner_text()
+    page.fill("#f-priority", "5")
+    page.click("button[type=submit]")
+    error = page.locator("#e-p-a")
+    error.wait_for(state="visible")
+    assert "Missing data for required field" in error.inner_text()
+    assert page.locator("#f-e-p-a").get_attribute("aria-invalid") == "true"
+    assert page.locator("#e-priority").is_hidden()
+    assert page.url.endswith("/dashboard/submit")
+
+
+def test_a_schedule_created_from_the_page_appears_with_its_next_fire_times(page, base):
+    name = f"nightly-{uuid.uuid4().hex[:6]}"
+    page.goto(f"{base}/dashboard/schedules")
+    page.fill("#s-cron", "61 * * * *")
+    page.locator("#se-cron").wait_for(state="visible")  # the server's preview names the field
+    page.fill("#s-cron", "30 2 * * *")
+    page.locator("#cron-preview li:nth-child(5)").wait_for()
+    assert page.locator("#cron-preview li").count() == 5
+    page.fill("#s-name", name)
+    page.select_option("#s-task", "sum_two_numbers")
+    page.fill("#s-parameters", '{"a": 1, "b": 2}')
+    page.click("#schedule-form button[type=submit]")
+    row = page.locator(f"#schedule-rows tr:has-text('{name}')")
+    row.wait_for()
+    assert "30 2 * * *" in row.inner_text()
+    row.get_by_role("button", name="Pause").click()
+    page.locator(f"#schedule-rows tr:has-text('{name}') >> text=paused").wait_for()
+
+
+def test_the_list_updates_live_and_queues_show(page, base, worker):
+    page.goto(f"{base}/?name=sum_two_numbers")
+    page.locator("#live:has-text('live')").wait_for()
+    task = requests.post(
+        f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": 4, "b": 5}}, timeout=10
+    ).json()
+    page.locator(f"tr[data-id='{task['id']}'] .badge:has-text('COMPLETED')").wait_for(timeout=20_000)
+    page.goto(f"{base}/dashboard/queues")
+    page.locator("#queue-rows tr").first.wait_for()
+    assert page.locator("#chart rect").count() > 0
+
+
+def test_screenshots(page, base, worker):
+    """The README's pictures, from the real pages (written only when SCREENSHOTS_DIR is set)."""
+    target = os.environ.get("SCREENSHOTS_DIR")
+    if not target:
+        pytest.skip("SCREENSHOTS_DIR is not set (make screenshots sets it)")
+    folder = Path(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    for a in range(3):
+        requests.post(
+            f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": a, "b": 1}}, timeout=10
+        )
+    body = {"name": "process_data", "parameters": {"duration_seconds": 20, "record_count": 1000}}
+    running = requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json()
+    page.goto(f"{base}/dashboard/tasks/{running['id']}")
+    deadline = time.monotonic() + 30
+    while progress(page) < 20:
+        assert time.monotonic() < deadline, "the task did not reach 20 % in 30 s"
+        page.wait_for_timeout(100)
+    page.screenshot(path=str(folder / "task.png"), full_page=True)
+    page.goto(f"{base}/")
+    page.locator(f"tr[data-id='{running['id']}']").wait_for()
+    page.screenshot(path=str(folder / "tasks.png"), full_page=True)
+    requests.post(f"{base}/api/v1/tasks/{running['id']}/cancel", timeout=10)
+
+
+@pytest.fixture
+def keyed(stack_env) -> Iterator[tuple[str, dict[str, str]]]:
+    app = build_app({**stack_env, "AUTH_MODE": "keys"})
+    keys = app.extensions["tasker"].keys
+    tag = uuid.uuid4().hex[:6]
+    made = {who: keys.create(f"{who}-{tag}")[1] for who in ("alice", "bob")}
+    url, httpd = serve(app)
+    yield url, made
+    httpd.shutdown()
+    app.extensions["tasker"].db.dispose()
+
+
+def test_keys_mode_signs_in_once_and_sees_only_the_keys_tasks(browser, keyed):
+    base, made = keyed
+    bobs = requests.post(
+        f"{base}/api/v1/tasks",
+        json={"name": "sum", "parameters": {"a": 1, "b": 1}, "countdown": 600},
+        headers={"X-API-Key": made["bob"]},
+        timeout=10,
+    ).json()
+    page = browser.new_page()
+    page.goto(f"{base}/")
+    page.wait_for_url(re.compile(r"/dashboard/login"))
+    page.fill("#l-key", "tsk_wrong")
+    page.click("button[type=submit]")
+    page.locator("#le-key").wait_for(state="visible")
+    page.fill("#l-key", made["alice"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.locator("#live:has-text('live')").wait_for()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "tasker_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert made["alice"] not in cookie["value"]  # the session keeps the key's digest, never the key
+    assert page.locator(f"tr[data-id='{bobs['id']}']").count() == 0
+    page.goto(f"{base}/dashboard/tasks/{bobs['id']}")
+    page.locator("#notice:has-text('not found')").wait_for()
+    # The cookie alone cannot change anything: a state-changing call needs the page's CSRF token.
+    session = requests.Session()
+    session.cookies.set("tasker_session", cookie["value"], domain="127.0.0.1")
+    listed = session.get(f"{base}/api/v1/tasks", timeout=10)
+    assert listed.status_code == 200 and all(t["owner"].startswith("alice-") for t in listed.json()["tasks"])
+    refused = session.post(f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    accepted = session.post(
+        f"{base}/api/v1/tasks",
+        json={"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600},
+        headers={"X-CSRF-Token": token},
+    )
+    assert accepted.status_code == 202 and accepted.json()["owner"].startswith("alice-")
+    page.close()
