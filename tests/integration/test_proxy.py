@@ -83,6 +83,13 @@ def test_behind_nginx_slow_clients_do_not_starve_health(stack_env, tmp_path):
             response = requests.get(f"http://127.0.0.1:{front}/health", timeout=2)
             assert response.status_code == 200
             assert response.headers["Server"] == "nginx"  # server_tokens off: no version
+        # An event stream passes through unbuffered: its first event arrives while it stays open.
+        front_url = f"http://127.0.0.1:{front}"
+        body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600}
+        task = requests.post(f"{front_url}/api/v1/tasks", json=body, timeout=5).json()
+        with requests.get(f"{front_url}/api/v1/tasks/{task['id']}/events", stream=True, timeout=10) as stream:
+            lines = stream.iter_lines(decode_unicode=True)
+            assert any(line.startswith("data: ") and '"SCHEDULED"' in line for line in lines)
     finally:
         if attack is not None:
             attack.close()
