@@ -114,7 +114,7 @@ def create_event_routes(
         operationId="events",
         responses=EVENT_STREAM_DOC,
     )
-    @bp.arguments(schemas.EventsQuery(), location="query", as_kwargs=True)
+    @bp.arguments(schemas.TaskFilters(), location="query", as_kwargs=True)
     def events(
         status: list[str] | None = None, name: str | None = None, owner: str | None = None
     ) -> Response:

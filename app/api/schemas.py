@@ -155,7 +155,9 @@ OWNER = [
 ]
 
 
-class TaskListQuery(QuerySchema):
+class TaskFilters(QuerySchema):
+    """What the task list and the task event stream filter by."""
+
     status = fields.List(
         StatusName(validate=validate.OneOf(STATUSES)),
         metadata={"description": "Repeatable; any case"},
@@ -166,6 +168,10 @@ class TaskListQuery(QuerySchema):
             validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
         ]
     )
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
+
+
+class TaskListQuery(TaskFilters):
     schedule_id = fields.UUID(metadata={"description": "Only the tasks this schedule made"})
     created_after = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "ISO 8601, inclusive; without a zone, UTC"}
@@ -173,25 +179,10 @@ class TaskListQuery(QuerySchema):
     created_before = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "ISO 8601, exclusive; without a zone, UTC"}
     )
-    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
     cursor = fields.String(
         validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
     )
-
-
-class EventsQuery(QuerySchema):
-    status = fields.List(
-        StatusName(validate=validate.OneOf(STATUSES)),
-        metadata={"description": "Repeatable; any case"},
-    )
-    name = fields.String(
-        validate=[
-            validate.Length(max=100),
-            validate.Regexp(STORABLE_PATTERN, error="Must not contain NUL characters."),
-        ]
-    )
-    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
 
 
 class ScheduleListQuery(QuerySchema):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
 
 from tests.conftest import REQUIRE_SERVICES
 
@@ -28,3 +32,23 @@ def browser() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` on a real socket (a browser or a stream needs one), threaded like the development
+    server; yields its base URL."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(app: Any) -> Iterator[str]:
+    with serving(app) as url:
+        yield url

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,24 +16,16 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from tests.conftest import build_app
+from tests.integration.conftest import serving
 
 pytestmark = pytest.mark.integration
 
 
-def serve(app) -> tuple[str, Any]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_port}", httpd
-
-
 @pytest.fixture
-def base(app) -> Iterator[str]:
-    url, httpd = serve(app)
-    yield url
-    httpd.shutdown()
+def base(server: str) -> str:
+    return server
 
 
 @pytest.fixture
@@ -127,6 +118,9 @@ def test_a_schedule_created_from_the_page_appears_with_its_next_fire_times(page,
     assert "30 2 * * *" in row.inner_text()
     row.get_by_role("button", name="Pause").click()
     page.locator(f"#schedule-rows tr:has-text('{name}') >> text=paused").wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete the schedule ...?"
+    page.locator(f"#schedule-rows tr:has-text('{name}')").get_by_role("button", name="Delete").click()
+    page.locator(f"#schedule-rows tr:has-text('{name}')").wait_for(state="detached")
 
 
 def test_the_list_updates_live_and_queues_show(page, base, worker):
@@ -172,9 +166,8 @@ def keyed(stack_env) -> Iterator[tuple[str, dict[str, str]]]:
     keys = app.extensions["tasker"].keys
     tag = uuid.uuid4().hex[:6]
     made = {who: keys.create(f"{who}-{tag}")[1] for who in ("alice", "bob")}
-    url, httpd = serve(app)
-    yield url, made
-    httpd.shutdown()
+    with serving(app) as url:
+        yield url, made
     app.extensions["tasker"].db.dispose()
 
 

@@ -3,22 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-
-import pytest
-from werkzeug.serving import make_server
-
-
-@pytest.fixture
-def server(app) -> Iterator[str]:
-    """The app on a real socket (the browser needs one)."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
 
 
 def test_docs_show_every_operation_and_try_it_out_submits_a_task(browser, server, client):

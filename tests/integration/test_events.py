@@ -7,28 +7,21 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from tests.conftest import build_app, child_env
+from tests.integration.conftest import serving
 from tests.support import answers, free_port, poll, start_gunicorn, stop_process
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def base(app) -> Iterator[str]:
-    """The app on a real socket, threaded like the development server."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
+def base(server: str) -> str:
+    return server
 
 
 class Stream:
@@ -159,10 +152,7 @@ def test_the_list_stream_shows_only_the_owners_tasks(stack_env, worker):
     app = build_app({**stack_env, "AUTH_MODE": "keys"})
     keys = app.extensions["tasker"].keys
     alice, bob = (keys.create(f"{who}-events")[1] for who in ("alice", "bob"))
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_port}"
-    try:
+    with serving(app) as base:
         with Stream(f"{base}/api/v1/events", Authorization=f"Bearer {alice}") as stream:
             for key, value in ((bob, 1), (alice, 2)):
                 response = requests.post(
@@ -174,9 +164,7 @@ def test_the_list_stream_shows_only_the_owners_tasks(stack_env, worker):
             event = stream.until("COMPLETED")[-1]["data"]
         assert (event["owner"], event["result"]) == ("alice-events", 2)
         assert requests.get(f"{base}/api/v1/events", timeout=10).status_code == 401
-    finally:
-        httpd.shutdown()
-        app.extensions["tasker"].db.dispose()
+    app.extensions["tasker"].db.dispose()
 
 
 def test_gunicorn_ends_open_streams_when_it_stops(stack_env, tmp_path):

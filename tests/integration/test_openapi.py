@@ -46,6 +46,7 @@ EXCLUDED = {
     "GET /api/v1/schedules": [positive_data_acceptance],
     "GET /health/ready": [not_a_server_error],
     "POST /api/v1/schedules": [positive_data_acceptance],
+    "GET /api/v1/schedules/preview": [positive_data_acceptance],
     "PATCH /api/v1/schedules/{schedule_id}": [positive_data_acceptance],
 }
 
