@@ -88,7 +88,9 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     # its announcement, Redis away); datagrams between the processes of one host are seldom lost.
     fallback = 5.0 if feed.client is not None else 1.0
     watch = Watch(feed, lambda ids: db.run_statement(lambda c: task_model.statuses(c, list(ids))), fallback)
-    streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), fallback)
+    # Streams read the tasks they follow every second: writers learn within a second that
+    # streams are open (ChangeFeed.wanted), and changes made before that come by this read.
+    streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), 1.0)
     celery = create_celery("app", config, REGISTRY.queues, TaskerCelery, TaskerTask)
     assert isinstance(celery, TaskerCelery)
     publisher = CeleryPublisher(celery, config["BROKER_KIND"])

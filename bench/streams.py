@@ -144,6 +144,10 @@ def main() -> None:
                 )
             finally:
                 streams.close()
+        (h50, h99), after = measure(base, args.seconds)
+        print(
+            f"streams closed again: /health p50 {h50:.1f} ms, p99 {h99:.1f} ms | submit {after}", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ full is answered 204, which tells EventSource to stop.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +33,7 @@ from app.api import schemas
 from app.api.helpers import parse_id, scope
 from app.api.waits import client_gone, client_socket
 from app.core.errors import ServiceBusy
-from app.core.resources import task_resource
-from app.core.streams import StreamHub, Subscription
+from app.core.streams import Change, StreamHub, Subscription
 from app.core.task_manager import TaskManager
 from app.models.task import TERMINAL
 
@@ -102,7 +100,7 @@ def create_event_routes(
             if row.status in TERMINAL and last_event_id is not None and last_event_id >= row.revision:
                 resources.close()
                 return Response(status=204)
-            subscription.offer(row)
+            subscription.offer(Change(row))
             return stream(subscription, resources)
         except BaseException:
             resources.close()
@@ -162,8 +160,7 @@ def _events(subscription: Subscription, client: Any, heartbeat: float) -> Iterat
             yield ": keep-alive\n\n"
 
 
-def _event(row: Any, single: bool) -> str:
+def _event(change: Change, single: bool) -> str:
     """A task's event; only a single task's stream has ids to resume from (its revisions)."""
-    data = json.dumps(task_resource(row), separators=(",", ":"))
-    event = f"event: task\ndata: {data}\n\n"
-    return f"id: {row.revision}\n{event}" if single else event
+    event = f"event: task\ndata: {change.data}\n\n"
+    return f"id: {change.revision}\n{event}" if single else event

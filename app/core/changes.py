@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,14 @@ from app.core.errors import DependencyUnavailable
 logger = logging.getLogger(__name__)
 
 CHANNEL = "tasker:task-changes"
+# Who needs an announcement. Outcomes and cancels: always (`?wait=` and every stream). A task's
+# other changes (claim, progress, retry) only while some API process has event streams open, and
+# a new task only while one has a list stream open: writers then skip the PUBLISH, and no API
+# process spends time on messages nobody reads (bench/streams.py).
+TASK_STREAMS, LIST_STREAMS = "task", "list"
+WANTED_KEY = "tasker:streams-open:"
+WANTED_TTL = 15  # seconds an API process's "streams open here" lasts unless renewed
+WANTED_CACHE_SECONDS = 1.0  # a writer reads those flags at most this often
 SUBSCRIBE_TIMEOUT = 2.0  # how long a process's first wait lets the listener subscribe
 RECONNECT_SECONDS = 1.0
 
@@ -42,12 +51,42 @@ class ChangeFeed:
 
     def __init__(self, client: redis.Redis | None = None):
         self.client = client
+        self._wanted: tuple[float, frozenset[str]] = (0.0, frozenset())
 
     @classmethod
     def from_url(cls, url: str | None, data_dir: str | None = None) -> ChangeFeed | LocalFeed:
         if url is None:
             return LocalFeed(Path(data_dir) / "changes") if data_dir else cls()
         return cls(redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2))
+
+    def wanted(self, kind: str) -> bool:
+        """Whether an API process has streams of `kind` open (TASK_STREAMS, LIST_STREAMS): read
+        from Redis at most once a second per process."""
+        if self.client is None:
+            return False
+        until, kinds = self._wanted
+        now = time.monotonic()
+        if now >= until:
+            try:
+                both = (TASK_STREAMS, LIST_STREAMS)
+                flags = self.client.mget([WANTED_KEY + kind for kind in both])
+                kinds = frozenset(kind for kind, flag in zip(both, flags, strict=True) if flag)
+            except redis.RedisError:
+                kinds = frozenset()  # Redis is away: the announcement could not be sent either
+            self._wanted = (now + WANTED_CACHE_SECONDS, kinds)
+        return kind in kinds
+
+    def want(self, *kinds: str) -> None:
+        """This process has streams of `kinds` open: writers announce what they need for a while."""
+        if self.client is None:
+            return
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for kind in kinds:
+                    pipe.set(WANTED_KEY + kind, "1", ex=WANTED_TTL)
+                pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("could not tell writers that event streams are open: %s", exc)
 
     def pipelined(self, message: str) -> tuple[str, str] | None:
         """(channel, message) for a caller that PUBLISHes it with a write of its own to the same
@@ -119,6 +158,12 @@ class LocalFeed:
         self.publish(message)
         return None
 
+    def wanted(self, kind: str) -> bool:
+        return True  # a datagram to the host's few processes costs next to nothing
+
+    def want(self, *kinds: str) -> None:
+        return None
+
     def listen(
         self, deliver: Callable[[dict[str, Any]], None], stop: threading.Event, subscribed: threading.Event
     ) -> None:
@@ -186,11 +231,15 @@ class Watch:
             self._ensure_threads()
         self._subscribed.wait(SUBSCRIBE_TIMEOUT)
 
-    def announce(self, task_id: uuid.UUID, status: str) -> None:
-        """Tell waiters here and, through the feed, in every other process; call after the commit."""
+    def announce(self, task_id: uuid.UUID, status: str, needed_by: str | None = None) -> None:
+        """Tell waiters here and, through the feed, in every other process; call after the commit.
+
+        `needed_by` (TASK_STREAMS, LIST_STREAMS): announce beyond this process only while streams
+        of that kind are open somewhere; None (outcomes, cancels): always."""
         message = {"id": str(task_id), "status": status}
         self._deliver(message)
-        self.feed.publish(json.dumps(message))
+        if needed_by is None or self.feed.wanted(needed_by):
+            self.feed.publish(json.dumps(message))
 
     def announcement(self, task_id: uuid.UUID, status: str) -> tuple[str, str] | None:
         """Tell waiters here, and return the (channel, message) for the caller to PUBLISH along with

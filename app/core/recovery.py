@@ -15,12 +15,12 @@ A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from app.core.changes import TASK_STREAMS
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable
 from app.core.ports import BrokerProbe, Publisher, Registry
@@ -60,7 +60,7 @@ class Recovery:
         publisher: Publisher,
         probe: BrokerProbe,
         thresholds: Thresholds,
-        announce: Callable[[uuid.UUID, str], None] = lambda task_id, status: None,
+        announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
     ):
         self.announce = announce  # tells event streams of each task requeued or failed
         self.db = db
@@ -118,6 +118,6 @@ class Recovery:
     def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
             return False  # it moved on since we looked
-        self.announce(row.id, TaskStatus.PENDING)
+        self.announce(row.id, TaskStatus.PENDING, TASK_STREAMS)
         self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
         return True

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.core.changes import LIST_STREAMS, TASK_STREAMS
 from app.core.cron import Cron, CronError
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, InvalidInput
@@ -35,7 +36,7 @@ class Scheduler:
         db: DatabaseManager,
         registry: Registry,
         publisher: Publisher,
-        announce: Callable[[uuid.UUID, str], None] = lambda task_id, status: None,
+        announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
     ):
         self.db = db
         self.registry = registry
@@ -95,7 +96,7 @@ class Scheduler:
         except BrokerUnavailable as exc:
             # The row stays PENDING; the recovery sweep publishes it once the broker is back.
             logger.warning("schedule %s made task %s but could not publish it: %s", row.id, task_id, exc)
-        self.announce(task_id, TaskStatus.PENDING)
+        self.announce(task_id, TaskStatus.PENDING, LIST_STREAMS)
         return 1
 
     def _release(self, row: Any) -> int:
@@ -106,5 +107,5 @@ class Scheduler:
         except BrokerUnavailable:
             self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))
             raise
-        self.announce(row.id, TaskStatus.PENDING)
+        self.announce(row.id, TaskStatus.PENDING, TASK_STREAMS)
         return 1

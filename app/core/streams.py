@@ -5,8 +5,10 @@ embedded stack) tells the hub which tasks changed. One dispatcher thread reads t
 query and offers each row to every open stream that wants it; a stream keeps, per task, only the
 newest row it has not sent yet, so a slow client is sent the latest state, never a backlog.
 Every `fallback_seconds` the dispatcher also reads the rows of the tasks that single-task streams
-follow, which catches a change whose announcement was lost. However many streams are open, the
-database sees one query per burst of changes and one per fallback interval.
+follow, which catches a change whose announcement was lost or skipped (writers announce progress
+and new tasks only while streams are open somewhere, and learn of it within a second; see
+ChangeFeed.wanted). However many streams are open, the database sees one query per burst of
+changes and one per fallback interval.
 
 Every row carries a revision that each write raises (migration 0009): a stream sends a task
 only when its revision is higher than the last one sent, and a client that reconnects with
@@ -15,16 +17,20 @@ only when its revision is higher than the last one sent, and a client that recon
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.core.changes import Watch
+from app.core.changes import LIST_STREAMS, TASK_STREAMS, WANTED_TTL, Watch
 from app.core.errors import DependencyUnavailable
+from app.core.resources import task_resource
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,23 @@ def close_all() -> None:
     elsewhere with their Last-Event-ID."""
     for hub in list(_HUBS):
         hub.close_streams()
+
+
+class Change:
+    """A changed row as the streams see it; its event data is rendered once, by the first stream
+    that sends it, for all of them (a list stream per dashboard: one task's change, many streams)."""
+
+    def __init__(self, row: Any):
+        self.row = row
+        self.id, self.revision, self.status = row.id, row.revision, row.status
+        self.owner, self.name = row.owner, row.name
+        self._data: str | None = None
+
+    @property
+    def data(self) -> str:
+        if self._data is None:  # two threads may both render it: the same text, no harm
+            self._data = json.dumps(task_resource(self.row), separators=(",", ":"))
+        return self._data
 
 
 class Subscription:
@@ -96,6 +119,9 @@ class StreamHub:
         self.fallback_seconds = fallback_seconds
         self._lock = threading.Lock()
         self._streams: set[Subscription] = set()
+        self._followed: Counter[uuid.UUID] = Counter()  # the tasks single-task streams follow
+        self._lists = 0  # open list streams
+        self._advertised = 0.0
         self._changed: set[uuid.UUID] = set()
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,14 +139,25 @@ class StreamHub:
         self.watch.listening()
         with self._lock:
             self._streams.add(subscription)
+            if subscription.task_id is None:
+                self._lists += 1
+            else:
+                self._followed[subscription.task_id] += 1
             if self._thread is None or not self._thread.is_alive():  # none yet, or not in this fork
                 self._thread = threading.Thread(target=self._dispatch, name="tasker-streams", daemon=True)
                 self._thread.start()
+        self._advertise(force=subscription.task_id is None)
         try:
             yield subscription
         finally:
             with self._lock:
                 self._streams.discard(subscription)
+                if subscription.task_id is None:
+                    self._lists -= 1
+                else:
+                    self._followed[subscription.task_id] -= 1
+                    if not self._followed[subscription.task_id]:
+                        del self._followed[subscription.task_id]
             subscription.close()
 
     def close_streams(self) -> None:
@@ -129,9 +166,20 @@ class StreamHub:
         for subscription in streams:
             subscription.close()
 
-    def _on_change(self, task_id: uuid.UUID, status: str) -> None:
-        if not self._streams:
+    def _advertise(self, force: bool = False) -> None:
+        """Tell writers (through the feed) which changes this process's streams need."""
+        now = time.monotonic()
+        if not force and now - self._advertised < WANTED_TTL / 3:
             return
+        self._advertised = now
+        if self._lists:
+            self.watch.feed.want(TASK_STREAMS, LIST_STREAMS)
+        elif self._followed:
+            self.watch.feed.want(TASK_STREAMS)
+
+    def _on_change(self, task_id: uuid.UUID, status: str) -> None:
+        if not self._lists and task_id not in self._followed:
+            return  # nobody here follows it: the dispatcher sleeps on
         with self._lock:
             self._changed.add(task_id)
         self._wakeup.set()
@@ -145,6 +193,7 @@ class StreamHub:
                 streams = list(self._streams)
             if not streams:
                 continue
+            self._advertise()
             followed = {s.task_id for s in streams if s.task_id is not None}
             if len(followed) < len(streams):
                 wanted = changed  # a list stream may want any task
@@ -163,5 +212,6 @@ class StreamHub:
                 logger.warning("event streams could not read changed tasks: %s", exc)
                 return
             for row in rows:
+                change = Change(row)
                 for subscription in streams:
-                    subscription.offer(row)
+                    subscription.offer(change)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from app.core import metrics
 from app.core.cache_manager import CacheManager
-from app.core.changes import Watch
+from app.core.changes import LIST_STREAMS, TASK_STREAMS, Watch
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
 from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Publisher, Registry, TaskType
@@ -109,7 +109,7 @@ class TaskManager:
             )
         if due_at is not None:
             metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
-            self.watch.announce(task_id, TaskStatus.SCHEDULED)
+            self.watch.announce(task_id, TaskStatus.SCHEDULED, LIST_STREAMS)
             return Submission(task_id, True)
         try:
             self.publisher.publish(task_type, task_id, clean, priority)
@@ -119,7 +119,7 @@ class TaskManager:
             self.quota.release(owner)
             raise
         metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
-        self.watch.announce(task_id, TaskStatus.PENDING)  # to event streams (the dashboard's list)
+        self.watch.announce(task_id, TaskStatus.PENDING, LIST_STREAMS)
         logger.debug("task %s (%s) submitted", task_id, task_type.name)
         return Submission(task_id, True)
 
@@ -236,7 +236,7 @@ class TaskManager:
             metrics.TASKS_FINISHED.labels(row.name, TaskStatus.CANCELLED.value).inc()
             return task_resource(row), True
         if self.db.run(lambda c: task_model.request_cancel(c, task_id, owner)):
-            self.watch.announce(task_id, TaskStatus.STARTED)
+            self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
             self._revoke(task_id)
             return task_resource(self._row(task_id, owner)), False
         row = self._row(task_id, owner)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import StatementError
 
 from app.core import metrics
 from app.core.cache_manager import CacheManager
-from app.core.changes import Watch
+from app.core.changes import TASK_STREAMS, Watch
 from app.core.database_manager import DatabaseManager
 from app.core.resources import task_output
 from app.models import task as task_model
@@ -37,7 +37,7 @@ class TaskCallbacks:
         unless the row is PENDING or RETRYING."""
         claimed = self.db.run_statement(lambda c: task_model.claim_row(c, task_id, worker))
         if claimed is not None:
-            self.watch.announce(task_id, TaskStatus.STARTED)
+            self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
         return claimed
 
     def record_success(self, task_id: uuid.UUID, result: Any) -> None:
@@ -75,7 +75,7 @@ class TaskCallbacks:
 
     def report_progress(self, task_id: uuid.UUID, percent: int, message: str | None) -> None:
         if self.db.run_statement(lambda c: task_model.report_progress(c, task_id, percent, message)):
-            self.watch.announce(task_id, TaskStatus.STARTED)
+            self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
 
     def cancel_requested(self, task_id: uuid.UUID) -> bool:
         return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
@@ -84,7 +84,7 @@ class TaskCallbacks:
         clean = self.redact(error.replace("\x00", ""))
         marked = self.db.run_statement(lambda c: task_model.mark_retrying(c, task_id, clean))
         if marked:
-            self.watch.announce(task_id, TaskStatus.RETRYING)
+            self.watch.announce(task_id, TaskStatus.RETRYING, TASK_STREAMS)
         return marked
 
     def _finish(self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None) -> None:

@@ -72,7 +72,7 @@ def submit(base: str, name: str, parameters: dict[str, Any], **options: Any) -> 
 
 
 def test_a_task_stream_shows_each_change_and_ends_after_the_terminal_one(base, worker):
-    task = submit(base, "process_data", {"duration_seconds": 1, "record_count": 20})
+    task = submit(base, "process_data", {"duration_seconds": 2, "record_count": 20})
     with Stream(f"{base}/api/v1/tasks/{task['id']}/events") as stream:
         assert stream.response.headers["Content-Type"].startswith("text/event-stream")
         events = stream.until("COMPLETED")

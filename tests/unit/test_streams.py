@@ -9,11 +9,15 @@ from contextlib import ExitStack
 from types import SimpleNamespace
 
 from app.core.changes import ChangeFeed, Watch
-from app.core.streams import StreamHub, Subscription, close_all
+from app.core.streams import Change, StreamHub, Subscription, close_all
 
 
 def row(task_id: uuid.UUID, revision: int, status: str = "STARTED", owner: str = "ann") -> SimpleNamespace:
     return SimpleNamespace(id=task_id, revision=revision, status=status, owner=owner, name="sum_two_numbers")
+
+
+def change(*args: object, **kwargs: object) -> Change:
+    return Change(row(*args, **kwargs))
 
 
 class Table:
@@ -47,6 +51,7 @@ def test_a_change_is_read_once_for_every_stream_that_wants_it():
         watch.announce(task, "STARTED")
         received = [s.next(5) for s in subscriptions]
     assert all(rows and rows[0].revision == 2 for rows in received)
+    assert len({id(rows[0]) for rows in received}) == 1  # one Change, rendered once for all
     assert table.reads == [[task]]  # one query for fifty streams
     watch.close()
 
@@ -55,20 +60,20 @@ def test_a_slow_stream_gets_the_newest_state_once_and_no_revision_twice():
     subscription = Subscription(lambda r: True)
     task = uuid.uuid4()
     for revision in (3, 4, 5):
-        subscription.offer(row(task, revision))
-    subscription.offer(row(task, 4))  # an older read arriving late
+        subscription.offer(change(task, revision))
+    subscription.offer(change(task, 4))  # an older read arriving late
     assert [r.revision for r in subscription.next(0)] == [5]
-    subscription.offer(row(task, 5))
+    subscription.offer(change(task, 5))
     assert subscription.next(0) == []
 
 
 def test_a_single_task_stream_skips_what_the_client_has():
     task = uuid.uuid4()
     subscription = Subscription(lambda r: r.id == task, task, after=7)
-    subscription.offer(row(task, 7))
-    subscription.offer(row(uuid.uuid4(), 9))
+    subscription.offer(change(task, 7))
+    subscription.offer(change(uuid.uuid4(), 9))
     assert subscription.next(0) == []
-    subscription.offer(row(task, 8, "COMPLETED"))
+    subscription.offer(change(task, 8, "COMPLETED"))
     assert [r.status for r in subscription.next(0)] == ["COMPLETED"]
 
 
