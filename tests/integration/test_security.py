@@ -128,7 +128,7 @@ def test_another_owners_ids_are_not_found_and_nothing_changes(keyed, db):
         strip = lambda body: {**body, "details": {}}  # noqa: E731 - the details name the id asked for
         assert strip(theirs.get_json()) == strip(none.get_json())
 
-    for suffix in ("", "?wait=1", "/status", "/result"):
+    for suffix in ("", "?wait=1", "/status", "/result", "/events"):
         same_as_unknown("get", f"/api/v1/tasks/{task['id']}{suffix}", f"/api/v1/tasks/{unknown_task}{suffix}")
     same_as_unknown(
         "get", f"/get-task-output?task_uuid={task['id']}", f"/get-task-output?task_uuid={unknown_task}"
