@@ -236,18 +236,16 @@ class Watch:
 
         `needed_by` (TASK_STREAMS, LIST_STREAMS): announce beyond this process only while streams
         of that kind are open somewhere; None (outcomes, cancels): always."""
-        message = {"id": str(task_id), "status": status}
-        self._deliver(message)
+        self._notify(task_id, status)
         if needed_by is None or self.feed.wanted(needed_by):
-            self.feed.publish(json.dumps(message))
+            self.feed.publish(json.dumps({"id": str(task_id), "status": status}))
 
     def announcement(self, task_id: uuid.UUID, status: str) -> tuple[str, str] | None:
         """Tell waiters here, and return the (channel, message) for the caller to PUBLISH along with
         a write of its own to the same Redis (one round trip instead of two); None without Redis
         (the announcement is then made here)."""
-        message = {"id": str(task_id), "status": status}
-        self._deliver(message)
-        return self.feed.pipelined(json.dumps(message))
+        self._notify(task_id, status)
+        return self.feed.pipelined(json.dumps({"id": str(task_id), "status": status}))
 
     @contextmanager
     def watching(self, task_id: uuid.UUID, statuses: Iterable[str]) -> Iterator[threading.Event]:
@@ -275,11 +273,15 @@ class Watch:
         self._stop.set()
 
     def _deliver(self, message: dict[str, Any]) -> None:
+        """An announcement heard from the feed (maybe another process's)."""
         try:
             task_id = uuid.UUID(str(message["id"]))
         except (KeyError, ValueError):
             return
-        status = str(message.get("status"))
+        self._notify(task_id, str(message.get("status")))
+
+    def _notify(self, task_id: uuid.UUID, status: str) -> None:
+        """Wake this process's waiters on the task, and tell its streams."""
         self._wake(task_id, status)
         for hook in self._hooks:
             hook(task_id, status)

@@ -49,6 +49,7 @@ def serving(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def server(app: Any) -> Iterator[str]:
+def base(app: Any) -> Iterator[str]:
+    """The base URL of the test's `app` on a real socket."""
     with serving(app) as url:
         yield url

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 
 
-def test_docs_show_every_operation_and_try_it_out_submits_a_task(browser, server, client):
+def test_docs_show_every_operation_and_try_it_out_submits_a_task(browser, base, client):
     page = browser.new_page()
     foreign: list[str] = []
-    page.on(
-        "request", lambda request: None if request.url.startswith(server) else foreign.append(request.url)
-    )
-    page.goto(f"{server}/docs")
+    page.on("request", lambda request: None if request.url.startswith(base) else foreign.append(request.url))
+    page.goto(f"{base}/docs")
     page.wait_for_selector(".opblock", timeout=20_000)
 
     document = client.get("/openapi.json").get_json()

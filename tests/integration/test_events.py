@@ -19,11 +19,6 @@ from tests.support import answers, free_port, poll, start_gunicorn, stop_process
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def base(server: str) -> str:
-    return server
-
-
 class Stream:
     """An open SSE response, read event by event."""
 
