@@ -24,11 +24,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def base(server: str) -> str:
-    return server
-
-
-@pytest.fixture
 def page(browser, base):
     """A page that records every request leaving Tasker and every console error."""
     page = browser.new_page(viewport={"width": 1100, "height": 760})
@@ -77,8 +72,12 @@ def test_cancel_a_running_task_from_its_page(page, base, worker):
     task = requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json()
     page.goto(f"{base}/dashboard/tasks/{task['id']}")
     page.locator("#status:text-is('STARTED')").wait_for(timeout=20_000)
-    page.click("#cancel")
+    before = [page.locator(part).bounding_box() for part in ("#status", "#progress", "#cancel")]
+    page.focus("#cancel")
+    page.keyboard.press("Enter")  # the buttons work from the keyboard
     page.locator("#status:text-is('CANCELLED')").wait_for(timeout=20_000)
+    after = [page.locator(part).bounding_box() for part in ("#status", "#progress", "#cancel")]
+    assert after == before, "the page moved when the status changed"
     assert requests.get(f"{base}/api/v1/tasks/{task['id']}", timeout=10).json()["status"] == "CANCELLED"
     assert page.locator("#retry").is_enabled()
 
@@ -133,6 +132,16 @@ def test_the_list_updates_live_and_queues_show(page, base, worker):
     page.goto(f"{base}/dashboard/queues")
     page.locator("#queue-rows tr").first.wait_for()
     assert page.locator("#chart rect").count() > 0
+
+
+def test_readable_on_a_phone(page, base):
+    """At a phone's width nothing but the tables scrolls sideways."""
+    page.set_viewport_size({"width": 375, "height": 740})
+    for path in ("/", "/dashboard/submit", "/dashboard/schedules", "/dashboard/queues"):
+        page.goto(f"{base}{path}")
+        page.locator("h1").wait_for()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{path} is {width} px wide on a 375 px screen"
 
 
 def test_screenshots(page, base, worker):
