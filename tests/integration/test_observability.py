@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, build_app, child_env
+from app.models.migrate import upgrade
+from config import load_config
+from tests.conftest import ROOT, build_app, child_env, new_database
 from tests.integration import test_query_chatgpt as chatgpt
 from tests.integration.test_weather import owm_body, serve
 from tests.support import (
@@ -112,12 +115,30 @@ def gunicorn(env: dict[str, str], log: Path, workers: int = 2) -> Iterator[Api]:
 
 
 @pytest.fixture
-def observed_env(stack, tmp_path) -> dict[str, str]:
-    """The stack with a broker of its own, JSON logs, a shared metrics directory, fast heartbeats."""
+def own_database(stack, tmp_path) -> Iterator[str]:
+    """A database of this test's own: a worker another test killed keeps its heartbeat row fresh
+    for three heartbeats, and would be counted in `tasker_workers_online` here."""
+    if not stack.embedded:
+        with new_database("observed") as url:
+            yield url
+        return
+    (own := tmp_path / "own").mkdir()
+    url = load_config("testing", {"TASKER_DATA_DIR": str(own)})["DATABASE_URL"]
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def observed_env(stack, own_database, tmp_path) -> dict[str, str]:
+    """The stack with a broker and a database of its own, JSON logs, a shared metrics directory,
+    fast heartbeats."""
     return child_env(
         {
             **stack.env,
             **stack.new_broker(),
+            "DATABASE_URL": own_database,
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
@@ -315,7 +336,7 @@ def prometheus_config(tmp_path: Path, target: str) -> Path:
 COMPLETED_SUMS = 'sum(tasker_tasks_finished_total{task_type="sum_two_numbers",status="COMPLETED"})'
 
 
-def test_a_real_prometheus_reads_the_tasks_back(stack, tmp_path):
+def test_a_real_prometheus_reads_the_tasks_back(stack, own_database, tmp_path):
     """`python run.py --worker` (API, worker and beat sharing one metrics directory) scraped by
     Debian's Prometheus with deploy/prometheus/'s config and rules."""
     if stack.embedded:
@@ -324,7 +345,9 @@ def test_a_real_prometheus_reads_the_tasks_back(stack, tmp_path):
     if binary is None:
         pytest.fail("the prometheus binary is missing (Debian package `prometheus`; .ci/run installs it)")
     api_port, prom_port = free_port(), free_port()
-    env = child_env({**stack.env, **stack.new_broker(), "WORKER_HEARTBEAT_SECONDS": "1"})
+    env = child_env(
+        {**stack.env, **stack.new_broker(), "DATABASE_URL": own_database, "WORKER_HEARTBEAT_SECONDS": "1"}
+    )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with (tmp_path / "run.log").open("w") as out:
         tasker = subprocess.Popen(
