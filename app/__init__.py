@@ -13,7 +13,7 @@ from app.api import register_api
 from app.cli import register_commands
 from app.core import redact
 from app.core.cache_manager import CacheManager
-from app.core.celery_app import CeleryPublisher, check_visibility_timeout, create_celery
+from app.core.celery_app import WEBHOOK_QUEUE, CeleryPublisher, check_visibility_timeout, create_celery
 from app.core.changes import ChangeFeed, Watch
 from app.core.database_manager import DatabaseManager
 from app.core.housekeeping import Housekeeping, Job
@@ -30,6 +30,7 @@ from app.core.scheduler import Scheduler
 from app.core.streams import StreamHub
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
+from app.core.webhooks import Deliveries
 from app.models import ops
 from app.models import task as task_model
 from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
@@ -57,6 +58,7 @@ class Tasker:
     presence: WorkerPresence
     snapshot: Snapshot
     streams: StreamHub
+    deliveries: Deliveries
 
 
 def create_app(config_name: str | None = None, config: Mapping[str, Any] | None = None) -> Flask:
@@ -73,7 +75,7 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     app.extensions["tasker"] = tasker
     app.extensions["celery"] = celery
     register_api(app, tasker)
-    register_commands(app, tasker.keys)
+    register_commands(app, tasker.keys, tasker.deliveries.secrets.current)
     return app
 
 
@@ -91,10 +93,12 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     # Streams read the tasks they follow every second: writers learn within a second that
     # streams are open (ChangeFeed.wanted), and changes made before that come by this read.
     streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), 1.0)
-    celery = create_celery("app", config, REGISTRY.queues, TaskerCelery, TaskerTask)
+    celery = create_celery("app", config, [*REGISTRY.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
     assert isinstance(celery, TaskerCelery)
     publisher = CeleryPublisher(celery, config["BROKER_KIND"])
-    scheduler = Scheduler(db, REGISTRY, publisher, watch.announce)
+    secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
+    deliveries = Deliveries.from_config(db, publisher.publish_delivery, config, secret_key)
+    scheduler = Scheduler(db, REGISTRY, publisher, watch.announce, deliveries)
     recovery = Recovery(
         db,
         REGISTRY,
@@ -102,9 +106,10 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         publisher,
         Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS),
         watch.announce,
+        deliveries,
     )
-    callbacks = TaskCallbacks(db, cache, watch, redactor.secret)
-    celery.bind(Services(callbacks, REGISTRY, config, scheduler, recovery))
+    callbacks = TaskCallbacks(db, cache, watch, redactor.secret, deliveries)
+    celery.bind(Services(callbacks, REGISTRY, config, scheduler, recovery, deliveries))
     housekeeping = Housekeeping(
         celery,
         [
@@ -134,15 +139,21 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
             watch,
             UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]),
             policy,
+            deliveries,
         ),
         schedules=ScheduleManager(
-            db, REGISTRY, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy
+            db,
+            REGISTRY,
+            config["QUOTA_SCHEDULES"],
+            config["SCHEDULE_MIN_INTERVAL_SECONDS"],
+            policy,
+            deliveries,
         ),
         monitor=Monitor(db, cache, publisher, REGISTRY, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
         housekeeping=housekeeping,
-        keys=KeyManager(db, config["SECRET_KEY"] or local_secret(config["DATA_DIR"])),
+        keys=KeyManager(db, secret_key),
         redactor=redactor,
         presence=presence,
         snapshot=Snapshot(
@@ -153,5 +164,6 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
             config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
         ),
         streams=streams,
+        deliveries=deliveries,
     )
     return tasker, celery

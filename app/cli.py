@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 
 import click
 from flask import Flask
@@ -25,7 +26,14 @@ def _named(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return value
 
 
-def register_commands(app: Flask, keys: KeyManager) -> None:
+def _show_webhook_secret(owner: str, secret: str | None) -> None:
+    if secret:
+        click.echo(f"webhook signing secret of {owner!r}: {secret}", err=True)
+
+
+def register_commands(
+    app: Flask, keys: KeyManager, webhook_secret: Callable[[str], str | None] = lambda owner: None
+) -> None:
     group = AppGroup("keys", help="Create, list and revoke API keys.")
 
     def ready() -> None:
@@ -58,6 +66,7 @@ def register_commands(app: Flask, keys: KeyManager) -> None:
         click.echo(key)
         role = "admin" if resource["admin"] else "owner"
         click.echo(f"id {resource['id']}, {role} {resource['owner']!r}: store it now.", err=True)
+        _show_webhook_secret(resource["owner"], webhook_secret(resource["owner"]))
 
     @group.command("list")
     @click.option("--all", "include_revoked", is_flag=True, help="Revoked keys too")

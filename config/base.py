@@ -115,6 +115,43 @@ def read_rate(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+DEFAULT_WEBHOOK_RETRY_DELAYS = "5,30,120,600,1800,7200,21600,43200,86400"
+
+
+def read_delays(env: Mapping[str, str], name: str, default: str) -> list[float]:
+    """Seconds between attempts, comma-separated: each from 0.1 s to a day."""
+    raw = env.get(name, "").strip() or default
+    try:
+        delays = [float(item) for item in raw.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds separated by commas, e.g. 5,30,120; got {raw!r}") from None
+    if not delays or any(not 0.1 <= delay <= 86400 for delay in delays):
+        raise ConfigError(f"{name} must list 1 or more delays, each from 0.1 to 86400 seconds; got {raw!r}")
+    return delays
+
+
+def read_webhook_secrets(env: Mapping[str, str]) -> list[str]:
+    """WEBHOOK_SECRET: one `whsec_` secret, or two (the new one first) while receivers move over."""
+    import base64
+    import binascii
+
+    secrets = [item for item in env.get("WEBHOOK_SECRET", "").replace(",", " ").split() if item]
+    for secret in secrets:
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ConfigError(
+                "WEBHOOK_SECRET must be whsec_ and 24 to 64 random bytes in base64 (two may be given, "
+                "separated by a space, while receivers move to the new one); make one with: python -c "
+                "\"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
+            )
+    if len(secrets) > 2:
+        raise ConfigError("WEBHOOK_SECRET holds at most two secrets (the new one first)")
+    return secrets
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]")
     if host == "localhost":
@@ -167,6 +204,23 @@ class BaseConfig:
             "METRICS_SCRAPE_TIMEOUT_SECONDS": read_float(env, "METRICS_SCRAPE_TIMEOUT_SECONDS", 2.0, 0.1, 30),
             "WORKER_HEARTBEAT_SECONDS": read_float(env, "WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 3600),
             "WORKER_METRICS_PORT": read_int(env, "WORKER_METRICS_PORT", 0, 0, 65535),
+        }
+
+    @classmethod
+    def webhooks(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """Completion webhooks (README: Webhooks)."""
+        return {
+            "WEBHOOK_SECRET": read_webhook_secrets(env),
+            "WEBHOOK_ALLOW_HTTP": read_bool(env, "WEBHOOK_ALLOW_HTTP", False),
+            "WEBHOOK_ALLOWED_HOSTS": [
+                host.lower().rstrip(".") for host in read_list(env, "WEBHOOK_ALLOWED_HOSTS")
+            ],
+            "WEBHOOK_RETRY_DELAYS": read_delays(env, "WEBHOOK_RETRY_DELAYS", DEFAULT_WEBHOOK_RETRY_DELAYS),
+            "WEBHOOK_CONNECT_TIMEOUT_SECONDS": read_float(
+                env, "WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0, 0.1, 30
+            ),
+            "WEBHOOK_TIMEOUT_SECONDS": read_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.5, 60),
+            "WEBHOOK_SECRET_OVERLAP_HOURS": read_float(env, "WEBHOOK_SECRET_OVERLAP_HOURS", 24.0, 0, 24 * 30),
         }
 
     @classmethod
@@ -272,4 +326,5 @@ class BaseConfig:
             "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
             **cls.security(env, data_dir),
             **cls.observability(env),
+            **cls.webhooks(env),
         }

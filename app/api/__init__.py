@@ -19,6 +19,7 @@ from app.api.schedules import create_schedule_routes
 from app.api.security import apply_limits, register_security
 from app.api.v1 import create_short_routes, create_v1_routes
 from app.api.waits import WaitSlots
+from app.api.webhooks import create_webhook_routes
 from app.web import create_dashboard
 
 
@@ -36,7 +37,8 @@ def register_api(app: Flask, tasker: Any) -> None:
         create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.tasks.policy),
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
-        create_key_routes(tasker.keys),
+        create_key_routes(tasker.keys, tasker.deliveries.secrets.current),
+        create_webhook_routes(tasker.deliveries),
         create_event_routes(
             tasker.tasks,
             tasker.streams,

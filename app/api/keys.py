@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -47,6 +48,13 @@ class KeyUpdate(StrictSchema):
 
 class CreatedKey(ApiKey):
     key = fields.String(required=True, metadata={"description": "The key: shown this once only"})
+    webhook_secret = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "whsec_...: the owner's webhook signing secret (rotate: /webhooks/secret/rotate)"
+        },
+    )
 
 
 class KeyList(Schema):
@@ -66,7 +74,7 @@ def require_admin() -> None:
         raise Forbidden("Managing API keys needs an admin key.")
 
 
-def create_key_routes(keys: KeyManager) -> Blueprint:
+def create_key_routes(keys: KeyManager, webhook_secret: Callable[[str], str | None]) -> Blueprint:
     bp = Blueprint("keys", __name__, url_prefix="/api/v1", description="API keys (admin keys only)")
 
     @bp.post("/keys")
@@ -78,7 +86,8 @@ def create_key_routes(keys: KeyManager) -> Blueprint:
         if data.get("rate_limit"):
             check_rate(data["rate_limit"])
         resource, key = keys.create(data["name"], data.get("owner"), data["admin"], data.get("rate_limit"))
-        return resource | {"key": key}, 201, location("keys", resource["id"])
+        created = resource | {"key": key, "webhook_secret": webhook_secret(resource["owner"])}
+        return created, 201, location("keys", resource["id"])
 
     @bp.get("/keys")
     @bp.doc(summary="Every key (never the keys themselves)")

@@ -86,6 +86,22 @@ class Priority(fields.Field):
         raise self.make_error("invalid")
 
 
+class WebhookRequest(StrictSchema):
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": "https URL of a public host; called with a signed POST when the task ends",
+            "example": "https://example.com/hooks/tasker",
+        },
+    )
+    events = fields.List(
+        fields.String(validate=validate.OneOf(["completed", "failed", "cancelled"])),
+        validate=validate.Length(min=1, max=3),
+        metadata={"description": "Which endings to deliver (default: all three)"},
+    )
+
+
 class TaskSubmitRequest(StrictSchema):
     name = fields.String(
         required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
@@ -104,6 +120,7 @@ class TaskSubmitRequest(StrictSchema):
             "description": f"Run at this time (ISO 8601 with a zone, up to {MAX_SCHEDULE_DAYS} days ahead)"
         }
     )
+    webhook = fields.Nested(WebhookRequest, metadata={"description": "Be told when the task ends"})
 
     @validates_schema
     def one_time_at_most(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -336,6 +353,9 @@ class ScheduleCreate(StrictSchema):
     )
     priority = Priority(load_default=PRIORITIES["normal"])
     enabled = fields.Boolean(load_default=True, metadata={"description": "false pauses the schedule"})
+    webhook = fields.Nested(
+        WebhookRequest, allow_none=True, metadata={"description": "Given to every task it makes (null: none)"}
+    )
 
     @validates_schema
     def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:

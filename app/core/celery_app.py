@@ -36,6 +36,10 @@ TRANSPORTS = {
     "redis": "app.core.redis_transport:Transport",
     "filesystem": "app.core.filesystem_transport:Transport",
 }
+# Webhook deliveries are sent by this task, from a queue of their own: a slow receiver never
+# holds a worker slot that user tasks wait for.
+DELIVER_TASK = "tasker.deliver_webhook"
+WEBHOOK_QUEUE = "webhooks"
 # What a broker call can raise when the broker is away: kombu's errors, sockets, and redis-py's
 # own (the direct publish, and kombu's Redis transport lets some through).
 BROKER_ERRORS = (KombuError, OSError, redis.RedisError)
@@ -203,6 +207,17 @@ class CeleryPublisher:
                 priority=broker_priority(self.broker_kind, priority),
                 soft_time_limit=task_type.soft_time_limit,
                 time_limit=task_type.time_limit,
+                retry_policy=PUBLISH_RETRY,
+                headers=_message_headers(),
+            )
+
+    def publish_delivery(self, delivery_id: uuid.UUID) -> None:
+        """A webhook delivery's attempt, on the `webhooks` queue (see app/core/webhooks.py)."""
+        with broker_errors():
+            self.celery.send_task(
+                DELIVER_TASK,
+                args=[str(delivery_id)],
+                queue=WEBHOOK_QUEUE,
                 retry_policy=PUBLISH_RETRY,
                 headers=_message_headers(),
             )

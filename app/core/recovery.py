@@ -15,6 +15,7 @@ A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +25,9 @@ from app.core.changes import TASK_STREAMS
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable
 from app.core.ports import BrokerProbe, Publisher, Registry
+from app.core.webhooks import Deliveries
 from app.models import task as task_model
+from app.models import webhook as webhook_model
 from app.models.task import TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -61,7 +64,9 @@ class Recovery:
         probe: BrokerProbe,
         thresholds: Thresholds,
         announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
+        deliveries: Deliveries | None = None,
     ):
+        self.deliveries = deliveries  # webhook deliveries whose message or worker was lost
         self.announce = announce  # tells event streams of each task requeued or failed
         self.db = db
         self.registry = registry
@@ -70,7 +75,7 @@ class Recovery:
         self.thresholds = thresholds
 
     def sweep(self) -> dict[str, int]:
-        counts = {"republished": 0, "requeued": 0, "failed": 0, "skipped": 0}
+        counts = {"republished": 0, "requeued": 0, "failed": 0, "deliveries": 0, "skipped": 0}
         with self.db.exclusive(LOCK_NAME) as held:
             if not held:
                 counts["skipped"] = 1  # another sweep is running
@@ -84,9 +89,19 @@ class Recovery:
                 for row in self.db.run(lambda c, s=status, b=before: task_model.untouched_since(c, s, b)):
                     counts["republished"] += self._publish_again(row, row.status)
             self._recover_started(now, counts)
-        if any(counts[key] for key in ("republished", "requeued", "failed")):
+            if self.deliveries is not None:
+                # A delivery is bounded by its timeout: SENDING for longer than that plus the
+                # orphan threshold means its worker stopped mid-delivery.
+                sending_after = self.deliveries.total_timeout + self.thresholds.orphan_after
+                counts["deliveries"] = self.deliveries.recover(
+                    now - timedelta(seconds=self.thresholds.pending_after),
+                    now - timedelta(seconds=sending_after),
+                )
+        if any(counts[key] for key in ("republished", "requeued", "failed", "deliveries")):
             logger.warning(
-                "recovery: %(republished)s republished, %(requeued)s requeued, %(failed)s failed", counts
+                "recovery: %(republished)s republished, %(requeued)s requeued, %(failed)s failed, "
+                "%(deliveries)s webhook deliveries queued again",
+                counts,
             )
         return counts
 
@@ -109,11 +124,23 @@ class Recovery:
                     f"The task was started {row.attempts} times and its worker stopped while running it "
                     "(killed, crashed or lost); giving up."
                 )
-                if self.db.run(lambda c, r=row, e=error: task_model.fail_abandoned(c, r.id, r.attempts, e)):
+                failed = self.db.run(lambda c, r=row, e=error: self._fail(c, r, e))
+                if failed is not None:
                     counts["failed"] += 1
                     self.announce(row.id, TaskStatus.FAILED)
+                    if self.deliveries is not None:
+                        self.deliveries.publish(failed)
                 continue
             counts["requeued"] += self._publish_again(row, TaskStatus.STARTED, row.attempts)
+
+    @staticmethod
+    def _fail(conn: Any, row: Any, error: str) -> uuid.UUID | bool | None:
+        """FAILED, with its webhook delivery in the same transaction: the delivery's id (True
+        without one), or None if the row moved on."""
+        failed = task_model.fail_abandoned(conn, row.id, row.attempts, error)
+        if failed is None:
+            return None
+        return webhook_model.record(conn, row.id, failed.owner, failed.webhook, TaskStatus.FAILED) or True
 
     def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):

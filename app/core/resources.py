@@ -50,6 +50,11 @@ class _Resource(Schema):
         return {}
 
 
+class Webhook(Schema):
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+
+
 class Task(_Resource):
     """The v1 task resource: made from a row here, and the API's response schema."""
 
@@ -73,6 +78,9 @@ class Task(_Resource):
     schedule_id = fields.UUID(allow_none=True, metadata={"description": "The schedule that made this task"})
     scheduled_for = Timestamp(allow_none=True, metadata={"description": "The schedule's fire time"})
     owner = fields.String(required=True, metadata={"description": "The owner of the key that made it"})
+    webhook = fields.Nested(
+        Webhook, allow_none=True, metadata={"description": "Where its ending is delivered (null: nowhere)"}
+    )
 
     def derived(self, row: Any) -> dict[str, Any]:
         return {"cancel_requested": row.cancel_requested_at is not None}
@@ -95,6 +103,9 @@ class Schedule(_Resource):
     created_at = Timestamp(required=True)
     updated_at = Timestamp(required=True)
     owner = fields.String(required=True, metadata={"description": "The owner of the key that made it"})
+    webhook = fields.Nested(
+        Webhook, allow_none=True, metadata={"description": "Given to every task it makes (null: none)"}
+    )
 
 
 _TASK, _SCHEDULE = Task(), Schedule()

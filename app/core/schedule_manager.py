@@ -16,6 +16,7 @@ from app.core.ports import Registry
 from app.core.quotas import QuotaExceeded
 from app.core.resources import decode_cursor, encode_cursor, schedule_resource
 from app.core.usage import UsagePolicy
+from app.core.webhooks import Deliveries
 from app.models import schedule as schedule_model
 from app.models import task as task_model
 from app.models.task import DEFAULT_OWNER
@@ -35,12 +36,14 @@ class ScheduleManager:
         max_schedules: int = 0,
         min_interval_seconds: int = 60,
         policy: UsagePolicy | None = None,
+        deliveries: Deliveries | None = None,
     ):
         self.policy = policy
         self.db = db
         self.registry = registry
         self.max_schedules = max_schedules
         self.min_interval_seconds = min_interval_seconds
+        self.deliveries = deliveries
 
     def create(self, data: dict[str, Any], owner: str = DEFAULT_OWNER) -> dict[str, Any]:
         """A new schedule from validated request fields; its first fire time is computed now."""
@@ -72,7 +75,7 @@ class ScheduleManager:
         """Change some fields; a new cron, time zone or a resume computes the next fire time anew."""
         row = self._row(schedule_id, owner)
         current = {key: getattr(row, key) for key in ("name", "task", "parameters", "cron", "timezone")}
-        current |= {"priority": row.priority, "enabled": row.enabled}
+        current |= {"priority": row.priority, "enabled": row.enabled, "webhook": row.webhook}
         if "task" in changes and "parameters" not in changes and changes["task"] != row.task:
             changes = changes | {"parameters": row.parameters}  # checked against the new type
         values = self._checked(current | changes)
@@ -114,7 +117,13 @@ class ScheduleManager:
         if self.policy is not None:
             self.policy.check(task_type.name, parameters)
         cron = self._cron(data["cron"], data["timezone"])
+        webhook = data.get("webhook")
+        if webhook is not None:
+            if self.deliveries is None:
+                raise InvalidInput("webhook is not available here.", {"webhook": ["Not available."]})
+            webhook = self.deliveries.check(webhook)
         return {
+            "webhook": webhook,
             "name": data["name"],
             "task": task_type.name,
             "parameters": parameters,

@@ -21,6 +21,7 @@ from app.core.cron import Cron, CronError
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, InvalidInput
 from app.core.ports import Publisher, Registry
+from app.core.webhooks import Deliveries
 from app.models import schedule as schedule_model
 from app.models import task as task_model
 from app.models.task import TaskStatus
@@ -37,7 +38,9 @@ class Scheduler:
         registry: Registry,
         publisher: Publisher,
         announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
+        deliveries: Deliveries | None = None,
     ):
+        self.deliveries = deliveries  # webhook retries are released here too
         self.db = db
         self.registry = registry
         self.publisher = publisher
@@ -54,7 +57,10 @@ class Scheduler:
             now = now or self.db.run(task_model.database_now)
             fired = sum(self._fire(row, now) for row in self.db.run(lambda c: schedule_model.due(c, now)))
             released = sum(self._release(row) for row in self.db.run(lambda c: task_model.due(c, now)))
-            return {"fired": fired, "released": released}
+            counts = {"fired": fired, "released": released}
+            if self.deliveries is not None:
+                counts["webhook_retries"] = self.deliveries.release_due(now)
+            return counts
 
     def _fire(self, row: Any, now: datetime) -> int:
         fire_time = row.next_run_at
@@ -81,6 +87,7 @@ class Scheduler:
                 owner=row.owner,
                 schedule_id=row.id,
                 scheduled_for=fire_time,
+                webhook=row.webhook,
             )
             return True
 

@@ -23,7 +23,9 @@ from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Publisher, Regis
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.usage import UsagePolicy
+from app.core.webhooks import Deliveries
 from app.models import task as task_model
+from app.models import webhook as webhook_model
 from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus
 
 IDEMPOTENCY_KEY_HOURS = 24
@@ -58,6 +60,7 @@ class TaskManager:
         watch: Watch,
         quota: UnfinishedTasks | None = None,
         policy: UsagePolicy | None = None,
+        deliveries: Deliveries | None = None,
     ):
         self.db = db
         self.cache = cache
@@ -66,6 +69,7 @@ class TaskManager:
         self.watch = watch
         self.quota = quota or UnfinishedTasks(db, 0)
         self.policy = policy
+        self.deliveries = deliveries
 
     def submit(
         self,
@@ -78,11 +82,12 @@ class TaskManager:
         run_at: datetime | None = None,
         countdown: float | None = None,
         owner: str = DEFAULT_OWNER,
+        webhook: dict[str, Any] | None = None,
     ) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id.
 
         With `run_at` or `countdown` the row is SCHEDULED instead, and the Scheduler publishes it
-        when its time comes.
+        when its time comes. With `webhook` ({"url", "events"}), its ending is delivered there.
         """
         task_type = self.registry.resolve(name, fields.name)
         clean = task_type.validate(parameters, fields.parameters)
@@ -90,11 +95,15 @@ class TaskManager:
             self.policy.check(task_type.name, clean, fields.parameters)
         task_id = uuid.uuid4()
         extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority, "owner": owner}
+        if webhook is not None:
+            if self.deliveries is None:
+                raise InvalidInput("webhook is not available here.", {"webhook": ["Not available."]})
+            extra["webhook"] = webhook = self.deliveries.check(webhook)
         due_at = self._due_at(run_at, countdown)
         if due_at is not None:
             extra |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
         if idempotency_key is not None:
-            shape = {"priority": priority, "run_at": run_at, "countdown": countdown}
+            shape = {"priority": priority, "run_at": run_at, "countdown": countdown, "webhook": webhook}
             extra |= {
                 "idempotency_key": idempotency_key,
                 "request_hash": _request_hash(task_type.name, clean, shape),
@@ -229,8 +238,11 @@ class TaskManager:
 
     def cancel(self, task_id: uuid.UUID, owner: str | None = None) -> tuple[dict[str, Any], bool]:
         """Cancel a task; returns its resource and True if it is CANCELLED already (False: requested)."""
-        if self.db.run(lambda c: task_model.cancel(c, task_id, owner)):
+        cancelled = self.db.run(lambda c: self._cancel(c, task_id, owner))
+        if cancelled is not None:
             self.watch.announce(task_id, TaskStatus.CANCELLED)
+            if self.deliveries is not None:
+                self.deliveries.publish(cancelled)
             self._revoke(task_id)
             row = self._row(task_id, owner)
             metrics.TASKS_FINISHED.labels(row.name, TaskStatus.CANCELLED.value).inc()
@@ -246,6 +258,15 @@ class TaskManager:
             {"status": row.status},
         )
 
+    @staticmethod
+    def _cancel(conn: Any, task_id: uuid.UUID, owner: str | None) -> uuid.UUID | bool | None:
+        """CANCELLED, and its delivery written in the same transaction: the delivery's id (True
+        without one), or None if the task could not be cancelled at once."""
+        row = task_model.cancel(conn, task_id, owner)
+        if row is None:
+            return None
+        return webhook_model.record(conn, task_id, row.owner, row.webhook, TaskStatus.CANCELLED) or True
+
     def retry(self, task_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:
         """A new task with the same name, parameters and owner as a FAILED or CANCELLED one."""
         row = self._row(task_id, owner)
@@ -255,7 +276,12 @@ class TaskManager:
                 {"status": row.status},
             )
         submission = self.submit(
-            row.name, row.parameters, retry_of=row.id, priority=row.priority, owner=row.owner
+            row.name,
+            row.parameters,
+            retry_of=row.id,
+            priority=row.priority,
+            owner=row.owner,
+            webhook=row.webhook,
         )
         return task_resource(self._row(submission.id))
 

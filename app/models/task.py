@@ -92,6 +92,8 @@ tasks = sa.Table(
     sa.Column("worker", sa.String(200)),
     # Raised by every write (see _touch): the id of the task's change events.
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    # {"url": ..., "events": [...]}: told when the task ends (app/core/webhooks.py); null: nobody.
+    sa.Column("webhook", JSONValue),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
@@ -201,7 +203,13 @@ _CLAIM = (
         worker=sa.bindparam("claim_worker", type_=tasks.c.worker.type),
     )
     .returning(
-        tasks.c.attempts, tasks.c.name, tasks.c.queue, tasks.c.created_at, tasks.c.run_at, tasks.c.started_at
+        tasks.c.attempts,
+        tasks.c.name,
+        tasks.c.queue,
+        tasks.c.created_at,
+        tasks.c.run_at,
+        tasks.c.started_at,
+        tasks.c.webhook.is_not(None).label("has_webhook"),
     )
 )
 
@@ -215,8 +223,8 @@ def finish(
 ) -> Row | None:
     """Record a terminal outcome unless one is already recorded.
 
-    Returns the row's progress, progress_message, owner and name if this call wrote the outcome,
-    else None.
+    Returns the row's progress, progress_message, owner, name and webhook if this call wrote the
+    outcome, else None.
     """
     values = {"finish_id": task_id, "finish_status": status, "finish_result": result, "finish_error": error}
     return conn.execute(_FINISH, values).first()
@@ -232,7 +240,7 @@ _FINISH = (
         completed_at=utcnow(),
         **_touched(),
     )
-    .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner, tasks.c.name)
+    .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner, tasks.c.name, tasks.c.webhook)
 )
 
 
@@ -282,14 +290,15 @@ def started_before(conn: Connection, before: datetime, limit: int = 1000) -> lis
     return list(conn.execute(query))
 
 
-def fail_abandoned(conn: Connection, task_id: uuid.UUID, attempts: int, error: str) -> bool:
-    """FAILED, if the row is still the STARTED attempt the sweep saw."""
+def fail_abandoned(conn: Connection, task_id: uuid.UUID, attempts: int, error: str) -> Row | None:
+    """FAILED, if the row is still the STARTED attempt the sweep saw: its owner and webhook, else None."""
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED, tasks.c.attempts == attempts)
         .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), **_touched())
+        .returning(tasks.c.owner, tasks.c.webhook)
     )
-    return conn.execute(query).rowcount == 1
+    return conn.execute(query).first()
 
 
 def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: int | None = None) -> bool:
@@ -304,14 +313,15 @@ def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: in
 CANCELLABLE = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.RETRYING)
 
 
-def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> bool:
-    """CANCELLED at once if the task has not started; True if this call did it."""
+def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Row | None:
+    """CANCELLED at once if the task has not started: its owner and webhook if this call did it."""
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status.in_([s.value for s in CANCELLABLE]))
         .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), **_touched())
+        .returning(tasks.c.owner, tasks.c.webhook)
     )
-    return conn.execute(query).rowcount == 1
+    return conn.execute(query).first()
 
 
 def request_cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> bool:

@@ -26,6 +26,7 @@ from app.core import logs, metrics
 from app.core.errors import DatabaseUnavailable
 from app.core.recovery import Recovery
 from app.core.scheduler import Scheduler
+from app.core.webhooks import Deliveries
 from app.tasks.callbacks import TaskCallbacks
 from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
 from app.tasks.registry import Registry
@@ -44,6 +45,7 @@ class Services:
     settings: Mapping[str, Any]
     scheduler: Scheduler
     recovery: Recovery
+    deliveries: Deliveries
 
 
 class TaskerCelery(Celery):
@@ -156,6 +158,7 @@ class TaskerTask(Task):
             raise Ignore()
         logs.bind(attempt=claimed.attempts)
         request.tasker_started = time.monotonic()
+        request.tasker_webhook = bool(claimed.has_webhook)  # the outcome writes a delivery with it
         if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
             waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
             metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))
@@ -213,10 +216,9 @@ class TaskerTask(Task):
         soft_limit = self.request.timelimit[1] if self.request.timelimit else None
         self._record(callbacks.record_failure, task_id, describe_failure(exc, soft_limit))
 
-    @staticmethod
-    def _record(handler: Any, task_id: str, value: Any) -> None:
+    def _record(self, handler: Any, task_id: str, value: Any) -> None:
         try:
-            handler(_task_uuid(task_id), value)
+            handler(_task_uuid(task_id), value, getattr(self.request, "tasker_webhook", None))
         except DatabaseUnavailable as exc:
             # The outcome is not written: run the task again once the database is back.
             logger.warning("task %s: database unavailable, requeueing: %s", task_id, exc.details)

@@ -7,11 +7,13 @@ import logging
 import math
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 
+from app.core.errors import DatabaseUnavailable
 from app.tasks import http, openai_client, weather_client
 from app.tasks.base import RunContext, TaskerTask
 from app.tasks.errors import TaskFailed, TransientError
@@ -156,3 +158,22 @@ def recovery_sweep(self: TaskerTask) -> dict[str, int]:
 def publish_due(self: TaskerTask) -> dict[str, int] | None:
     """A task for each schedule that is due, then the SCHEDULED tasks whose time has come."""
     return self.services.scheduler.run_due()
+
+
+@shared_task(
+    bind=True,
+    name="tasker.deliver_webhook",
+    tracked=False,
+    send_events=False,
+    soft_time_limit=100,  # a backstop: one attempt is bounded by WEBHOOK_TIMEOUT_SECONDS (at most 60)
+    time_limit=120,
+)
+def deliver_webhook(self: TaskerTask, delivery_id: str) -> str:
+    """One attempt at a webhook delivery (app/core/webhooks.py); the row says what became of it."""
+    try:
+        return str(self.services.deliveries.deliver(uuid.UUID(delivery_id)))
+    except DatabaseUnavailable as exc:
+        # Not claimed, or the outcome not written: the recovery sweep finds the row either way;
+        # trying again soon is quicker.
+        logger.warning("delivery %s: database unavailable; retrying in 5 s", delivery_id)
+        raise self.retry(exc=exc, countdown=5, max_retries=None) from None

@@ -73,7 +73,7 @@ def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, broker):
         )
     )
     broker.running_tasks.return_value = {"w1@host": {str(running)}}
-    assert recovery.sweep() == {"republished": 1, "requeued": 1, "failed": 1, "skipped": 0}
+    assert recovery.sweep() == {"republished": 1, "requeued": 1, "failed": 1, "deliveries": 0, "skipped": 0}
     statuses = [row_of(sqlite_db, t).status for t in (stranded, dead, running, spent)]
     assert statuses == ["PENDING", "PENDING", "STARTED", "FAILED"]
     assert {call.args[1] for call in broker.publish.call_args_list} == {stranded, dead}

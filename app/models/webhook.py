@@ -1,0 +1,221 @@
+"""Webhook deliveries, their attempts, and each owner's signing-secret generation.
+
+A delivery moves QUEUED (a message is on the `webhooks` queue, or about to be) -> SENDING (a
+worker claimed it) -> DELIVERED, or WAITING (a retry is due at `next_attempt_at`; beat queues it
+then), or FAILED (the receiver refused it, or the retry schedule ran out).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from app.models.task import metadata, utcnow
+from app.models.types import UTCDateTime
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    WAITING = "WAITING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),  # also the webhook-id the receiver deduplicates on
+    sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("owner", sa.String(100), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("delivered_at", UTCDateTime()),
+    sa.Column("last_error", sa.String(500)),
+    sa.Index("ix_webhook_deliveries_task_id", "task_id"),
+    sa.Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+)
+
+attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id", sa.Uuid, sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("attempted_at", UTCDateTime(), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("response", sa.Text),
+    sa.Column("error", sa.String(500)),
+    sa.Index("ix_webhook_attempts_delivery_id", "delivery_id"),
+)
+
+secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("owner", sa.String(100), primary_key=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("previous_until", UTCDateTime()),  # the previous generation signs too until then
+    sa.Column("rotated_at", UTCDateTime(), nullable=False),
+)
+
+EVENTS = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled"}
+
+
+def record(conn: Connection, task_id: uuid.UUID, owner: str, webhook: Any, status: str) -> uuid.UUID | None:
+    """In the transaction that made the task terminal: a QUEUED delivery if its webhook wants this
+    outcome; its id, or None."""
+    event = EVENTS.get(str(status))
+    if not webhook or event not in webhook.get("events", ()):
+        return None
+    delivery_id = uuid.uuid4()
+    values = {
+        "id": delivery_id,
+        "task_id": task_id,
+        "owner": owner,
+        "event": event,
+        "url": webhook["url"],
+        "status": DeliveryStatus.QUEUED,
+        "next_attempt_at": utcnow(),
+        "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    conn.execute(deliveries.insert().values(**values))
+    return delivery_id
+
+
+def claim(conn: Connection, delivery_id: uuid.UUID) -> Row | None:
+    """QUEUED -> SENDING, attempts + 1: the delivery, or None if it is not to be sent now."""
+    query = (
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SENDING, attempts=deliveries.c.attempts + 1, updated_at=utcnow())
+        .returning(*deliveries.c)
+    )
+    return conn.execute(query).first()
+
+
+def add_attempt(conn: Connection, delivery_id: uuid.UUID, **values: Any) -> None:
+    conn.execute(attempts.insert().values(delivery_id=delivery_id, **values))
+
+
+def wait_until(conn: Connection, delivery_id: uuid.UUID, at: datetime, error: str) -> bool:
+    """SENDING -> WAITING until `at` (a retry)."""
+    query = (
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.SENDING)
+        .values(status=DeliveryStatus.WAITING, next_attempt_at=at, last_error=error, updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def finish(conn: Connection, delivery_id: uuid.UUID, status: DeliveryStatus, error: str | None) -> bool:
+    """SENDING -> DELIVERED or FAILED."""
+    values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": utcnow()}
+    if status == DeliveryStatus.DELIVERED:
+        values["delivered_at"] = utcnow()
+    query = deliveries.update().where(
+        deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.SENDING
+    )
+    return conn.execute(query.values(**values)).rowcount == 1
+
+
+def queue_again(conn: Connection, delivery_id: uuid.UUID, from_statuses: tuple[str, ...]) -> bool:
+    """Back to QUEUED (and touched) if it is still in one of `from_statuses`."""
+    query = (
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(from_statuses))
+        .values(status=DeliveryStatus.QUEUED, next_attempt_at=utcnow(), updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def unqueue(conn: Connection, delivery_id: uuid.UUID) -> None:
+    """QUEUED -> WAITING (due now): its message could not be published."""
+    conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.WAITING, updated_at=utcnow())
+    )
+
+
+def due(conn: Connection, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """WAITING deliveries whose next attempt is due."""
+    query = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.status == DeliveryStatus.WAITING, deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def stuck(conn: Connection, status: str, before: datetime, limit: int = 1000) -> list[uuid.UUID]:
+    """Deliveries in `status` untouched since `before`: QUEUED whose message was lost, SENDING
+    whose worker stopped mid-delivery."""
+    query = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.status == status, deliveries.c.updated_at < before)
+        .order_by(deliveries.c.updated_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def for_task(conn: Connection, task_id: uuid.UUID) -> list[tuple[Row, list[Row]]]:
+    """The task's deliveries, oldest first, each with its attempts, oldest first."""
+    rows = list(
+        conn.execute(
+            sa.select(deliveries).where(deliveries.c.task_id == task_id).order_by(deliveries.c.created_at)
+        )
+    )
+    if not rows:
+        return []
+    tried = conn.execute(
+        sa.select(attempts)
+        .where(attempts.c.delivery_id.in_([row.id for row in rows]))
+        .order_by(attempts.c.id)
+    )
+    by_delivery: dict[uuid.UUID, list[Row]] = {row.id: [] for row in rows}
+    for attempt in tried:
+        by_delivery[attempt.delivery_id].append(attempt)
+    return [(row, by_delivery[row.id]) for row in rows]
+
+
+def get(conn: Connection, delivery_id: uuid.UUID) -> Row | None:
+    return conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+
+
+def generation(conn: Connection, owner: str) -> Row | None:
+    return conn.execute(sa.select(secrets).where(secrets.c.owner == owner)).first()
+
+
+def rotate(conn: Connection, owner: str, previous_until: datetime) -> int:
+    """The owner's next generation (the first rotation makes generation 2); the previous one signs
+    too until `previous_until`."""
+    current = generation(conn, owner)
+    number = (current.generation if current else 1) + 1
+    if current is None:
+        conn.execute(
+            secrets.insert().values(
+                owner=owner, generation=number, previous_until=previous_until, rotated_at=utcnow()
+            )
+        )
+    else:
+        conn.execute(
+            secrets.update()
+            .where(secrets.c.owner == owner)
+            .values(generation=number, previous_until=previous_until, rotated_at=utcnow())
+        )
+    return number
