@@ -26,7 +26,7 @@ from app import create_app
 from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
 from config import load_config
-from tests.support import kill_family, start_celery, worker_options
+from tests.support import WEBHOOK_SECRET, kill_family, start_celery, worker_options
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -140,11 +140,15 @@ SETTINGS = {
     "STREAM_HEARTBEAT_SECONDS", "PROXY_HOPS", "LOG_FORMAT",
     "ACCESS_LOG", "METRICS_ENABLED", "METRICS_TOKEN", "METRICS_SCRAPE_TIMEOUT_SECONDS",
     "WORKER_HEARTBEAT_SECONDS", "WORKER_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR",
+    "WEBHOOK_SECRET", "WEBHOOK_ALLOW_HTTP", "WEBHOOK_ALLOWED_HOSTS", "WEBHOOK_RETRY_DELAYS",
+    "WEBHOOK_CONNECT_TIMEOUT_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_SECRET_OVERLAP_HOURS",
 }  # fmt: skip
 
 
 # What no log line may hold: the upstream keys the tests configure, an API key, a bearer token.
-LOG_SECRETS = re.compile(r"sk-test-key|owm-test-key|tsk_[0-9A-Za-z]{20,}|Bearer [^\s\"']{8,}")
+LOG_SECRETS = re.compile(
+    r"sk-test-key|owm-test-key|tsk_[0-9A-Za-z]{20,}|Bearer [^\s\"']{8,}|whsec_[0-9A-Za-z+/]{20,}"
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -206,6 +210,13 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "RETRY_BACKOFF_SECONDS": "0.05",
         "LOG_LEVEL": "INFO",
         "STREAM_HEARTBEAT_SECONDS": "1",  # a stream test that waits in vain ends at its deadline
+        # Webhooks to the tests' receivers on 127.0.0.1 (opened by name: nothing else is), signed
+        # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s, 2 s per attempt.
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "WEBHOOK_RETRY_DELAYS": "1,2,4,8,10,10,10,10,10,10",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
     }
 
 

@@ -252,3 +252,81 @@ def nginx_config(workdir: Path, listen: int, upstream: int) -> Path:
         f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp_paths}\n{site}\n}}\n"
     )
     return config
+
+
+# A webhook signing secret for the tests (whsec_ and 32 bytes in base64); never a real one.
+WEBHOOK_SECRET = "whsec_" + "dGFza2VyLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzJieXQ="
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 receiving webhooks: it records every request and answers
+    from a script of (status, headers, body) steps, the last one repeated. It can be stopped and
+    started again on the same port (a receiver that is down), and can hold its answers until
+    released (a receiver slow enough for a worker to be killed mid-delivery)."""
+
+    def __init__(self, port: int | None = None):
+        import threading
+
+        self.port = port or free_port()
+        self.requests: list[dict[str, Any]] = []
+        self.steps: list[tuple[int, dict[str, str], str]] = [(200, {}, "ok")]
+        self.released = threading.Event()
+        self.released.set()
+        self._lock = threading.Lock()
+        self._server: Any = None
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self, *steps: tuple[int, dict[str, str], str]) -> None:
+        self.steps = list(steps)
+
+    def start(self) -> Receiver:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.requests.append(
+                        {
+                            "at": time.monotonic(),
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                        }
+                    )
+                    steps = receiver.steps
+                    status, headers, text = steps[min(len(receiver.requests) - 1, len(steps) - 1)]
+                receiver.released.wait(60)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                payload = text.encode()
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.released.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def got(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The first `count` requests, once that many have come."""
+        poll(lambda: len(self.requests) >= count, timeout=timeout, what=f"{count} webhook requests")
+        return self.requests[:count]

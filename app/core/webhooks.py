@@ -81,8 +81,8 @@ def refusal(address: str) -> str | None:
         (ip.is_link_local, "a link-local address (cloud metadata lives there)"),
         (ip.is_multicast, "a multicast address"),
         (ip.is_unspecified, "the unspecified address"),
-        (ip.is_private, "a private address"),
         (ip.is_reserved, "a reserved address"),
+        (ip.is_private, "a private address"),
     ):
         if test:
             return what
