@@ -1,0 +1,174 @@
+"""The webhook parts on their own: the connect-time guard, signing and rotation, the retry
+schedule, bounded answers, and the settings."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from app.core.webhooks import (
+    MAX_RESPONSE_BYTES,
+    Deliveries,
+    RefusedAddress,
+    SigningSecrets,
+    WebhookPolicy,
+    guarded_session,
+    refusal,
+    retry_after_seconds,
+    sign,
+)
+from app.models import task as task_model
+from app.models import webhook as webhook_model
+from config import ConfigError, load_config
+from tests.support import WEBHOOK_SECRET, Receiver
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+def test_a_connection_to_loopback_is_refused_at_connect(receiver):
+    """The canary for the urllib3 internals GuardedAdapter relies on (_new_conn): if an upgrade
+    stops calling it, this request goes through and the test fails."""
+    with pytest.raises(RefusedAddress, match="loopback"):
+        guarded_session(frozenset()).post(receiver.url(), data=b"{}", timeout=2)
+    assert receiver.requests == []  # refused before a byte was sent
+    answer = guarded_session(frozenset({"127.0.0.1"})).post(receiver.url(), data=b"{}", timeout=2)
+    assert answer.status_code == 200 and len(receiver.requests) == 1
+
+
+def test_no_proxy_from_the_environment_stands_between(monkeypatch, receiver):
+    monkeypatch.setenv("HTTP_PROXY", "http://10.9.9.9:3128")  # would be a private address anyway
+    answer = guarded_session(frozenset({"127.0.0.1"})).post(receiver.url(), data=b"{}", timeout=2)
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+        ("127.0.0.2", "loopback"),
+        ("::ffff:10.1.2.3", "private"),
+        ("fe80::1%eth0", "link-local"),
+        ("169.254.169.254", "link-local"),
+        ("198.18.0.1", "private"),  # benchmarking range
+        ("192.0.2.10", "private"),  # documentation
+    ],
+)
+def test_refusal_names_the_kind_of_address(address, reason):
+    found = refusal(address)
+    assert (found is None) if reason is None else (reason in found)
+
+
+def test_a_delivery_signature_verifies_as_standard_webhooks_say():
+    body = b'{"type":"task.completed"}'
+    timestamp = int(time.time())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(timestamp)}
+    headers["webhook-signature"] = sign([WEBHOOK_SECRET], "msg_1", timestamp, body)
+    assert Webhook(WEBHOOK_SECRET).verify(body, headers) == {"type": "task.completed"}
+    headers["webhook-timestamp"] = str(timestamp - 600)  # a replay from 10 minutes ago
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WEBHOOK_SECRET).verify(body, headers)
+
+
+def test_each_owner_has_a_secret_and_a_rotation_keeps_the_old_one_signing_for_a_while(sqlite_db):
+    secrets = SigningSecrets(sqlite_db, "keys", "k" * 32, [], overlap_hours=24)
+    alice, bob = secrets.current("alice"), secrets.current("bob")
+    assert alice.startswith("whsec_") and alice != bob and secrets.current("alice") == alice
+    rotated = secrets.rotate("alice")
+    assert rotated["secret"] != alice and secrets.signing("alice") == [rotated["secret"], alice]
+    body, timestamp = b"{}", int(time.time())
+    signature = sign(secrets.signing("alice"), "msg_2", timestamp, body)
+    headers = {"webhook-id": "msg_2", "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+    for secret in (alice, rotated["secret"]):  # a receiver on either secret accepts it
+        Webhook(secret).verify(body, headers)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    sqlite_db.run(lambda c: c.execute(webhook_model.secrets.update().values(previous_until=past)))
+    assert secrets.signing("alice") == [rotated["secret"]]  # the overlap is over
+    assert SigningSecrets(sqlite_db, "keys", "x" * 32, [], 24).current("bob") != bob  # from SECRET_KEY
+
+
+def test_open_mode_signs_with_the_deployments_secrets_and_rotates_by_setting():
+    secrets = SigningSecrets(None, "open", "k" * 32, [WEBHOOK_SECRET, "whsec_b2xk"], 24)
+    assert secrets.signing("default") == [WEBHOOK_SECRET, "whsec_b2xk"]
+    assert not SigningSecrets(None, "open", "k" * 32, [], 24).available()
+
+
+def test_the_retry_schedule_with_jitter_and_retry_after():
+    deliveries = Deliveries(None, lambda d: None, None, WebhookPolicy(), [5, 30, 120])
+    assert all(4.5 <= deliveries._delay(1, None) <= 5.5 for _ in range(50))
+    assert all(27 <= deliveries._delay(2, None) <= 33 for _ in range(50))
+    assert deliveries._delay(1, 60) == 60  # Retry-After longer than the schedule's wait
+    assert deliveries._delay(1, 10_000) == 120  # but never past the longest wait
+    assert retry_after_seconds("7") == 7
+    http_date = (datetime.now(UTC) + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert 85 <= retry_after_seconds(http_date) <= 90
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_an_answer_is_read_up_to_64_kb_and_1_kb_kept_within_the_time_limit(receiver):
+    policy = WebhookPolicy(allow_http=True, allowed_hosts=frozenset({"127.0.0.1"}))
+    deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=1.0)
+    receiver.answer((200, {}, "x" * (4 * MAX_RESPONSE_BYTES)))
+    attempt = deliveries.send(receiver.url(), "msg_3", b"{}", [WEBHOOK_SECRET])
+    assert attempt.delivered and attempt.response == "x" * 1024
+    receiver.released.clear()  # now it never answers
+    started = time.monotonic()
+    attempt = deliveries.send(receiver.url(), "msg_4", b"{}", [WEBHOOK_SECRET])
+    assert attempt.status_code is None and attempt.error.startswith("timed out")
+    assert attempt.retryable and time.monotonic() - started < 3
+
+
+def test_an_outcome_and_its_delivery_are_one_transaction(sqlite_db):
+    """A delivery exists exactly when the outcome does: a failure after the outcome's write rolls
+    both back."""
+    task_id = uuid.uuid4()
+    webhook = {"url": "https://example.com/hook", "events": ["completed"]}
+    sqlite_db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {}, "default", webhook=webhook))
+
+    def finish_then_fail(conn):
+        row = task_model.finish(conn, task_id, task_model.TaskStatus.COMPLETED, 3)
+        webhook_model.record(conn, task_id, row.owner, row.webhook, "COMPLETED")
+        raise RuntimeError("the process dies here")
+
+    with pytest.raises(RuntimeError):
+        sqlite_db.run(finish_then_fail)
+    assert sqlite_db.run(lambda c: task_model.get(c, task_id)).status == "PENDING"
+    assert sqlite_db.run(lambda c: webhook_model.for_task(c, task_id)) == []
+    sqlite_db.run(lambda c: webhook_model.record(c, task_id, "default", webhook, "COMPLETED"))
+    assert len(sqlite_db.run(lambda c: webhook_model.for_task(c, task_id))) == 1
+    assert sqlite_db.run(lambda c: webhook_model.record(c, task_id, "default", webhook, "FAILED")) is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("WEBHOOK_SECRET", "not-a-secret", "whsec_"),
+        ("WEBHOOK_SECRET", "whsec_c2hvcnQ=", "24 to 64"),
+        ("WEBHOOK_SECRET", f"{WEBHOOK_SECRET} {WEBHOOK_SECRET} {WEBHOOK_SECRET}", "at most two"),
+        ("WEBHOOK_RETRY_DELAYS", "5,soon", "seconds separated by commas"),
+        ("WEBHOOK_RETRY_DELAYS", "5,100000", "from 0.1 to 86400"),
+    ],
+)
+def test_bad_webhook_settings_are_refused_naming_them(setting, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("testing", {setting: value})
+
+
+def test_the_webhook_settings_defaults():
+    config = load_config("testing", {})
+    assert config["WEBHOOK_RETRY_DELAYS"] == [5, 30, 120, 600, 1800, 7200, 21600, 43200, 86400]
+    assert (config["WEBHOOK_ALLOW_HTTP"], config["WEBHOOK_ALLOWED_HOSTS"], config["WEBHOOK_SECRET"]) == (
+        False,
+        [],
+        [],
+    )
+    assert (config["WEBHOOK_CONNECT_TIMEOUT_SECONDS"], config["WEBHOOK_TIMEOUT_SECONDS"]) == (3.0, 10.0)
