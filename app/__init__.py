@@ -97,7 +97,12 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     assert isinstance(celery, TaskerCelery)
     publisher = CeleryPublisher(celery, config["BROKER_KIND"])
     secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
-    deliveries = Deliveries.from_config(db, publisher.publish_delivery, config, secret_key)
+    # One attempt's bound: connect and the whole exchange, then 5 s of grace before the soft
+    # limit stops it and 5 s more before the hard one.
+    attempt_limit = config["WEBHOOK_CONNECT_TIMEOUT_SECONDS"] + config["WEBHOOK_TIMEOUT_SECONDS"] + 10
+    deliveries = Deliveries.from_config(
+        db, lambda delivery: publisher.publish_delivery(delivery, attempt_limit), config, secret_key
+    )
     scheduler = Scheduler(db, REGISTRY, publisher, watch.announce, deliveries)
     recovery = Recovery(
         db,

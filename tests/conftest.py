@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from app import create_app
 from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
 from config import load_config
-from tests.support import WEBHOOK_SECRET, kill_family, start_celery, worker_options
+from tests.support import WEBHOOK_SECRET, Receiver, kill_family, start_celery, worker_options
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -211,11 +212,12 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "STREAM_HEARTBEAT_SECONDS": "1",  # a stream test that waits in vain ends at its deadline
         # Webhooks to the tests' receivers on 127.0.0.1 (opened by name: nothing else is), signed
-        # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s, 2 s per attempt.
+        # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s for 10 minutes (the
+        # session's receiver outage spans a stack's tests), 2 s per attempt.
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "WEBHOOK_RETRY_DELAYS": "1,2,4,8,10,10,10,10,10,10",
+        "WEBHOOK_RETRY_DELAYS": ",".join(["1", "2", "4", "8"] + ["10"] * 60),  # 10 more minutes
         "WEBHOOK_TIMEOUT_SECONDS": "2",
     }
 
@@ -305,8 +307,32 @@ def beat(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[sub
     kill_family(process)
 
 
+@dataclass
+class Outage:
+    """A webhook receiver that is down: its port is chosen, nothing listens there yet."""
+
+    receiver: Receiver
+    task_id: str
+    began: float
+
+
 @pytest.fixture(scope="session")
-def worker(start_worker: WorkerFactory, stack: Stack) -> Iterator[subprocess.Popen]:
+def receiver_outage(stack: Stack) -> Iterator[Outage]:
+    """A task whose webhook receiver is down from the start of a stack's tests until the last test
+    of test_webhooks.py brings it up: the session's worker asks for it, so the outage's minute
+    passes while the other tests run instead of in a wait of its own."""
+    app = build_app(stack.env)
+    receiver = Receiver()
+    body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "webhook": {"url": receiver.url("/down")}}
+    response = app.test_client().post("/api/v1/tasks", json=body)
+    assert response.status_code == 202, response.get_json()
+    app.extensions["tasker"].db.dispose()
+    yield Outage(receiver, response.get_json()["id"], time.monotonic())
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(start_worker: WorkerFactory, stack: Stack, receiver_outage: Outage) -> Iterator[subprocess.Popen]:
     process = start_worker(stack.env, name=f"worker-{stack.name}")
     yield process
     kill_family(process)

@@ -87,6 +87,11 @@ def json_schema(schema: Schema) -> dict[str, Any]:
 def option_fields(schema: Schema, exclude: Iterable[str]) -> dict[str, Any]:
     """The JSON Schema of `schema`'s fields but `exclude`, as they sit beside a task's name and parameters."""
     properties = {k: v for k, v in json_schema(schema)["properties"].items() if k not in exclude}
+    for name, field in schema.fields.items():
+        if name in properties and isinstance(field, fields.Nested):
+            # Inline: a $ref here would point at a component nothing registers.
+            inline = json_schema(field.schema) | {"description": field.metadata.get("description", "")}
+            properties[name] = {"oneOf": [inline, {"type": "null"}]} if field.allow_none else inline
     if "priority" in properties:
         properties["priority"] = PRIORITY_SCHEMA  # a custom field: apispec cannot say low|normal|high|0-9
     return properties

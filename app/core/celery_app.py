@@ -211,8 +211,10 @@ class CeleryPublisher:
                 headers=_message_headers(),
             )
 
-    def publish_delivery(self, delivery_id: uuid.UUID) -> None:
-        """A webhook delivery's attempt, on the `webhooks` queue (see app/core/webhooks.py)."""
+    def publish_delivery(self, delivery_id: uuid.UUID, time_limit: float | None = None) -> None:
+        """A webhook delivery's attempt, on the `webhooks` queue (see app/core/webhooks.py);
+        `time_limit`: the attempt's hard limit (the soft one comes 5 s before)."""
+        limits = {"time_limit": time_limit, "soft_time_limit": time_limit - 5} if time_limit else {}
         with broker_errors():
             self.celery.send_task(
                 DELIVER_TASK,
@@ -220,6 +222,7 @@ class CeleryPublisher:
                 queue=WEBHOOK_QUEUE,
                 retry_policy=PUBLISH_RETRY,
                 headers=_message_headers(),
+                **limits,
             )
 
     def revoke(self, task_id: uuid.UUID) -> None:

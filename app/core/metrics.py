@@ -70,6 +70,17 @@ TASK_WAIT_SECONDS = Histogram(
     ["task_type", "queue"],
     buckets=TASK_SECONDS,
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "tasker_webhook_attempts",
+    "Attempts to send a webhook delivery, by what became of the delivery: delivered, retry "
+    "(it waits for its next attempt) or failed (refused by the receiver, or out of attempts).",
+    ["outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "tasker_webhook_attempt_seconds",
+    "How long one attempt to send a webhook delivery took, connect to the answer read.",
+    buckets=HTTP_SECONDS,
+)
 HTTP_SECONDS_HISTOGRAM = Histogram(
     "tasker_http_request_duration_seconds",
     "HTTP requests by method, route template and status code.",
@@ -216,7 +227,7 @@ def housekeeping_metrics(runs: list[Any]) -> list[Metric]:
         "tasker_recovered",
         "Tasks the recovery sweep published again or failed, by reason: republished (a PENDING or "
         "RETRYING row whose message was lost), requeued (a STARTED row whose worker died), failed "
-        "(started too many times).",
+        "(started too many times), deliveries (webhook deliveries whose message or worker was lost).",
         labels=["reason"],
     )
     totals: dict[str, int] = {}
@@ -225,7 +236,7 @@ def housekeeping_metrics(runs: list[Any]) -> list[Metric]:
         interval.add_metric([run.job], run.interval_seconds)
         if run.job == "recovery-sweep":
             totals = ops.totals_of(run)
-    for reason in ("republished", "requeued", "failed"):
+    for reason in ("republished", "requeued", "failed", "deliveries"):
         recovered.add_metric([reason], totals.get(reason, 0))
     return [last, interval, recovered]
 

@@ -35,6 +35,7 @@ class Redactor:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Redactor:
         secrets = [str(config.get(name) or "") for name in SECRET_SETTINGS]
+        secrets += list(config.get("WEBHOOK_SECRET") or ())  # a list: the current and the previous
         hosts: list[str] = []
         for name in URL_SETTINGS:
             parts = urlsplit(str(config.get(name) or ""))

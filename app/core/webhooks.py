@@ -39,6 +39,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from app.core import metrics
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, InvalidInput, TaskNotFound
 from app.core.resources import task_resource
@@ -478,6 +479,11 @@ class Deliveries:
                 webhook_model.wait_until(conn, row.id, now + timedelta(seconds=wait), (error or "")[:500])
 
         self.db.run(write)
+        outcome = {DeliveryStatus.DELIVERED: "delivered", DeliveryStatus.WAITING: "retry"}.get(
+            status, "failed"
+        )
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        metrics.WEBHOOK_SECONDS.observe(attempt.duration_ms / 1000)
         log = logger.info if status == DeliveryStatus.DELIVERED else logger.warning
         log(
             "delivery %s to task %s: %s (attempt %s%s)",
