@@ -17,7 +17,7 @@ from app.models import schedule as schedule_model
 from app.models.task import database_now
 from tests.conftest import build_app
 from tests.faults.conftest import wait_seconds
-from tests.support import WEBHOOK_SECRET, Receiver, poll
+from tests.support import WEBHOOK_SECRET, Receiver, kill_family, poll
 
 SETTLED = {"DELIVERED", "FAILED"}
 
@@ -266,6 +266,41 @@ def test_a_schedule_gives_its_webhook_to_the_tasks_it_makes(client, receiver):
     cleared = client.patch(f"/api/v1/schedules/{schedule['id']}", json={"webhook": None})
     assert cleared.status_code == 200 and cleared.get_json()["webhook"] is None
     client.delete(f"/api/v1/schedules/{schedule['id']}")
+
+
+def test_with_api_keys_each_owner_signs_with_its_own_secret_and_rotates_it(stack, start_worker, receiver):
+    """Keys mode: the key's creation shows its owner's secret, the worker signs with it, and after
+    a rotation deliveries carry both signatures for the overlap."""
+    env = stack.env | stack.new_broker() | {"AUTH_MODE": "keys"}
+    app = build_app(env)
+    worker = start_worker(env, concurrency=1, name=f"keyed-{stack.name}")
+    try:
+        client = app.test_client()
+        _, admin = app.extensions["tasker"].keys.create(f"admin-{uuid.uuid4().hex[:8]}", admin=True)
+        made = client.post(
+            "/api/v1/keys", json={"name": f"hooks-{uuid.uuid4().hex[:8]}"}, headers={"X-API-Key": admin}
+        ).get_json()
+        key, first = {"X-API-Key": made["key"]}, made["webhook_secret"]
+        body = {"name": "sum", "parameters": {"a": 1, "b": 1}, "webhook": {"url": receiver.url("/keyed")}}
+        assert client.post("/api/v1/tasks", json=body, headers=key).status_code == 202
+        (request,) = receiver.got(1)
+        assert verified(request, first)["task"]["owner"] == made["owner"]
+        with pytest.raises(WebhookVerificationError):
+            verified(request)  # not the deployment's secret: the owner's
+        rotated = client.post("/api/v1/webhooks/secret/rotate", headers=key)
+        assert rotated.status_code == 200, rotated.get_json()
+        second = rotated.get_json()["secret"]
+        assert second != first and second.startswith("whsec_")
+        assert client.post("/api/v1/tasks", json=body, headers=key).status_code == 202
+        request = receiver.got(2)[1]
+        assert len(request["headers"]["webhook-signature"].split()) == 2
+        for secret in (first, second):  # receivers on either secret accept it during the overlap
+            verified(request, secret)
+        other = client.post("/api/v1/webhooks/secret/rotate?owner=someone-else", headers=key)
+        assert other.status_code == 400  # only admin keys name another owner
+    finally:
+        kill_family(worker)
+        app.extensions["tasker"].db.dispose()
 
 
 def test_a_receiver_down_for_a_minute_then_up_still_gets_it(client, worker, beat, receiver_outage):
