@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -277,7 +278,10 @@ class SigningSecrets:
                 "secret and the old one, separated by a space, then to the new one alone."
             )
         until = datetime.now(UTC) + self.overlap
-        generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
+        try:
+            generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
+        except sa.exc.IntegrityError:  # a concurrent first rotation made the row: rotate from it
+            generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
         return {"secret": self.derived(owner, generation), "previous_valid_until": until}
 
 
@@ -403,14 +407,9 @@ class Deliveries:
         if task is None:
             self.db.run(lambda c: webhook_model.finish(c, delivery_id, DeliveryStatus.FAILED, "task deleted"))
             return DeliveryStatus.FAILED
-        body = json.dumps(
-            {
-                "type": f"task.{row.event}",
-                "timestamp": task_resource(task)["completed_at"],
-                "task": task_resource(task),
-            },
-            separators=(",", ":"),
-        ).encode()
+        resource = task_resource(task)
+        event = {"type": f"task.{row.event}", "timestamp": resource["completed_at"], "task": resource}
+        body = json.dumps(event, separators=(",", ":")).encode()
         attempt = self.send(row.url, f"msg_{row.id.hex}", body, self.secrets.signing(row.owner))
         return self._settle(row, attempt)
 

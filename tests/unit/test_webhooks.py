@@ -39,6 +39,8 @@ def test_a_connection_to_loopback_is_refused_at_connect(receiver):
     stops calling it, this request goes through and the test fails."""
     with pytest.raises(RefusedAddress, match="loopback"):
         guarded_session(frozenset()).post(receiver.url(), data=b"{}", timeout=2)
+    with pytest.raises(RefusedAddress, match="loopback"):  # https too, before any TLS hello
+        guarded_session(frozenset()).post(f"https://127.0.0.1:{receiver.port}/", data=b"{}", timeout=2)
     assert receiver.requests == []  # refused before a byte was sent
     answer = guarded_session(frozenset({"127.0.0.1"})).post(receiver.url(), data=b"{}", timeout=2)
     assert answer.status_code == 200 and len(receiver.requests) == 1
@@ -94,6 +96,7 @@ def test_each_owner_has_a_secret_and_a_rotation_keeps_the_old_one_signing_for_a_
     sqlite_db.run(lambda c: c.execute(webhook_model.secrets.update().values(previous_until=past)))
     assert secrets.signing("alice") == [rotated["secret"]]  # the overlap is over
     assert SigningSecrets(sqlite_db, "keys", "x" * 32, [], 24).current("bob") != bob  # from SECRET_KEY
+    assert secrets.rotate("bob")["secret"] == secrets.current("bob") != bob  # a first rotation
 
 
 def test_open_mode_signs_with_the_deployments_secrets_and_rotates_by_setting():
