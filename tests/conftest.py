@@ -212,12 +212,12 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "STREAM_HEARTBEAT_SECONDS": "1",  # a stream test that waits in vain ends at its deadline
         # Webhooks to the tests' receivers on 127.0.0.1 (opened by name: nothing else is), signed
-        # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s for 10 minutes (the
+        # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s for 20 minutes (the
         # session's receiver outage spans a stack's tests), 2 s per attempt.
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "WEBHOOK_RETRY_DELAYS": ",".join(["1", "2", "4", "8"] + ["10"] * 60),  # 10 more minutes
+        "WEBHOOK_RETRY_DELAYS": ",".join(["1", "2", "4", "8"] + ["10"] * 120),  # 20 more minutes
         "WEBHOOK_TIMEOUT_SECONDS": "2",
     }
 

@@ -274,6 +274,11 @@ class Receiver:
         self.released.set()
         self._lock = threading.Lock()
         self._server: Any = None
+        # Until it starts, the port is held by a socket that does not listen: connections to it
+        # are refused, and no other server of the run can take it meanwhile.
+        self._hold = socket.socket()
+        self._hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._hold.bind(("127.0.0.1", self.port))
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -314,6 +319,7 @@ class Receiver:
                 pass
 
         ThreadingHTTPServer.allow_reuse_address = True
+        self._hold.close()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -321,6 +327,7 @@ class Receiver:
 
     def stop(self) -> None:
         self.released.set()
+        self._hold.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

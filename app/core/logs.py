@@ -40,6 +40,13 @@ def bind(**fields: Any) -> Any:
     return _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
 
 
+def start(**fields: Any) -> Any:
+    """Begin a new context holding only `fields` (those not None), whatever an earlier task left;
+    returns the token for unbind(). Celery calls no after_return for a retried, ignored or
+    rejected task, so a worker process cannot rely on the previous task to have unbound."""
+    return _context.set({k: v for k, v in fields.items() if v is not None})
+
+
 def unbind(token: Any) -> None:
     _context.reset(token)
 

@@ -59,7 +59,9 @@ class Scheduler:
             released = sum(self._release(row) for row in self.db.run(lambda c: task_model.due(c, now)))
             counts = {"fired": fired, "released": released}
             if self.deliveries is not None:
-                counts["webhook_retries"] = self.deliveries.release_due(now)
+                # Always by the database's clock: a `now` passed to move time for schedules
+                # must not send retries early.
+                counts["webhook_retries"] = self.deliveries.release_due(self.db.run(task_model.database_now))
             return counts
 
     def _fire(self, row: Any, now: datetime) -> int:

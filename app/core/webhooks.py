@@ -40,7 +40,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from app.core import metrics
+from app.core import logs, metrics
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, InvalidInput, TaskNotFound
 from app.core.resources import task_resource
@@ -403,9 +403,13 @@ class Deliveries:
         row = self.db.run_statement(lambda c: webhook_model.claim(c, delivery_id))
         if row is None:
             return "skipped"
+        with logs.bound(task_id=str(row.task_id)):
+            return self._attempt(row)
+
+    def _attempt(self, row: Any) -> str:
         task = self.db.run(lambda c: task_model.get(c, row.task_id))
         if task is None:
-            self.db.run(lambda c: webhook_model.finish(c, delivery_id, DeliveryStatus.FAILED, "task deleted"))
+            self.db.run(lambda c: webhook_model.finish(c, row.id, DeliveryStatus.FAILED, "task deleted"))
             return DeliveryStatus.FAILED
         resource = task_resource(task)
         event = {"type": f"task.{row.event}", "timestamp": resource["completed_at"], "task": resource}
@@ -445,7 +449,7 @@ class Deliveries:
         except TimeoutError as exc:
             attempt.error = str(exc)
         except requests.RequestException as exc:
-            attempt.error = f"could not connect: {type(exc).__name__}"
+            attempt.error = f"could not connect: {_why(exc)}"
         attempt.duration_ms = round((time.monotonic() - started) * 1000, 2)
         return attempt
 
@@ -564,6 +568,19 @@ class Deliveries:
         self.db.run(requeue)
         self._publish(delivery_id)  # BrokerUnavailable: a 503; the sweep sends it once the broker is back
         return next(d for d in self.for_task(task_id, owner) if d["id"] == str(delivery_id))
+
+
+def _why(exc: BaseException) -> str:
+    """The socket's own reason under requests' and urllib3's wrappers (`Connection refused`)."""
+    seen: Any = exc
+    for _ in range(8):
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        if seen is None:
+            break
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = nested or getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _read_bounded(answer: requests.Response, deadline: float) -> str:

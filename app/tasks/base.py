@@ -138,12 +138,15 @@ class TaskerTask(Task):
         return task_type.name if task_type else self.name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.request.called_directly or not self.tracked:
+        if self.request.called_directly:
             return self.run(*args, **kwargs)
         request = self.request
+        if not self.tracked:  # no row: its lines carry only the request id, if any
+            request.tasker_log = logs.start(request_id=getattr(request, "request_id", None))
+            return self.run(*args, **kwargs)
         # Every line of this run carries the task's fields, and the id of the request that
         # submitted it (from the message's headers); after_return unbinds them.
-        request.tasker_log = logs.bind(
+        request.tasker_log = logs.start(
             request_id=getattr(request, "request_id", None),
             task_id=request.id,
             task_type=self.name_for_metrics,

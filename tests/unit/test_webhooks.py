@@ -175,3 +175,44 @@ def test_the_webhook_settings_defaults():
         [],
     )
     assert (config["WEBHOOK_CONNECT_TIMEOUT_SECONDS"], config["WEBHOOK_TIMEOUT_SECONDS"]) == (3.0, 10.0)
+
+
+def test_beat_releases_a_due_retry_by_the_databases_clock_only(sqlite_db):
+    """A scheduler pass given a `now` of its own (tests move time for schedules that way) releases
+    webhook retries by the database's clock all the same."""
+    from app.core.scheduler import Scheduler
+    from app.tasks.registry import REGISTRY
+
+    published = []
+    deliveries = Deliveries(sqlite_db, published.append, None, WebhookPolicy(), [1])
+    task_id = uuid.uuid4()
+    webhook = {"url": "https://example.com/hook", "events": ["completed"]}
+    sqlite_db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {}, "default", webhook=webhook))
+    delivery = sqlite_db.run(lambda c: webhook_model.record(c, task_id, "default", webhook, "COMPLETED"))
+    sqlite_db.run(lambda c: webhook_model.claim(c, delivery))
+    now = sqlite_db.run(task_model.database_now)
+    sqlite_db.run(lambda c: webhook_model.wait_until(c, delivery, now + timedelta(hours=1), "HTTP 503"))
+    scheduler = Scheduler(sqlite_db, REGISTRY, None, deliveries=deliveries)
+    assert scheduler.run_due(now + timedelta(days=1))["webhook_retries"] == 0 and published == []
+    sqlite_db.run(lambda c: webhook_model.wait_until(c, delivery, now, "HTTP 503"))  # not SENDING: no-op
+    sqlite_db.run(
+        lambda c: c.execute(
+            webhook_model.deliveries.update().values(next_attempt_at=now - timedelta(seconds=1))
+        )
+    )
+    assert scheduler.run_due()["webhook_retries"] == 1 and published == [delivery]
+    assert sqlite_db.run(lambda c: webhook_model.get(c, delivery)).status == "QUEUED"
+
+
+def test_a_task_starts_its_log_context_afresh():
+    """Celery runs no after_return for a retried, ignored or rejected task: the next task in that
+    process must not inherit its request id (a grep for one request would find another's lines)."""
+    from app.core import logs
+
+    stale = logs.bind(request_id="an-earlier-request", task_type="query_chatgpt")
+    token = logs.start(task_id="this-task", request_id=None)
+    try:
+        assert logs.context() == {"task_id": "this-task"}
+    finally:
+        logs.unbind(token)
+        logs.unbind(stale)
