@@ -40,6 +40,13 @@ def submit(
     return response.get_json()
 
 
+def post_hooked(client: Any, url: str) -> Any:
+    """A sum task with a webhook to `url`: the response, whatever it is."""
+    return client.post(
+        "/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}, "webhook": {"url": url}}
+    )
+
+
 def deliveries(client: Any, task_id: str) -> list[dict[str, Any]]:
     response = client.get(f"/api/v1/tasks/{task_id}/deliveries")
     assert response.status_code == 200, response.get_json()
@@ -199,22 +206,13 @@ def test_every_address_and_trick_in_the_ssrf_table_is_a_400_naming_the_field(sta
     client = app.test_client()
     try:
         for url, rule in SSRF:
-            response = client.post(
-                "/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}, "webhook": {"url": url}}
-            )
+            response = post_hooked(client, url)
             body = response.get_json()
             assert response.status_code == 400, (url, body)
             (message,) = body["details"].get("webhook.url") or body["details"]["webhook"]["url"]
             assert rule in message, (url, message)
         strict = build_app(stack.env | {"WEBHOOK_ALLOWED_HOSTS": "", "WEBHOOK_ALLOW_HTTP": "false"})
-        response = strict.test_client().post(
-            "/api/v1/tasks",
-            json={
-                "name": "sum",
-                "parameters": {"a": 1, "b": 2},
-                "webhook": {"url": "http://example.com/hook"},
-            },
-        )
+        response = post_hooked(strict.test_client(), "http://example.com/hook")
         assert response.status_code == 400
         assert response.get_json()["details"]["webhook.url"] == ["Must be an https URL."]
         strict.extensions["tasker"].db.dispose()
@@ -235,14 +233,7 @@ def test_bad_webhook_fields_and_a_missing_secret_are_400s(stack, client):
         assert field in json.dumps(response.get_json()["details"]), (webhook, response.get_json())
     unsigned = build_app(stack.env | {"WEBHOOK_SECRET": ""})
     try:
-        response = unsigned.test_client().post(
-            "/api/v1/tasks",
-            json={
-                "name": "sum",
-                "parameters": {"a": 1, "b": 2},
-                "webhook": {"url": "https://example.com/hook"},
-            },
-        )
+        response = post_hooked(unsigned.test_client(), "https://example.com/hook")
         assert response.status_code == 400
         assert "WEBHOOK_SECRET" in response.get_json()["details"]["webhook"][0]
     finally:
