@@ -65,6 +65,8 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     """Build the app with `config` (tests and benchmarks pass one made by load_config), or the
     settings of `config_name` (default: $APP_ENV, else development) read from the environment."""
     app = Flask(__name__)
+    # `/api/v1/tasks/` answers as `/api/v1/tasks` does (no redirect: it would lose a POST's body).
+    app.url_map.strict_slashes = False
     app.config.update(config if config is not None else load_config(config_name))
     app.json.sort_keys = False
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"], app.config["LOG_FORMAT"])

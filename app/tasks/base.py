@@ -155,9 +155,7 @@ class TaskerTask(Task):
         task_id = _task_uuid(request.id)
         claimed = self._claim(task_id) if task_id is not None else None
         if claimed is None:
-            logger.info(
-                "task %s is running elsewhere, finished, cancelled or unknown; not running it", task_id
-            )
+            self._explain_unclaimed(request.id, task_id)
             raise Ignore()
         logs.bind(attempt=claimed.attempts)
         request.tasker_started = time.monotonic()
@@ -173,6 +171,21 @@ class TaskerTask(Task):
             return self.run(context, *args, **kwargs)
         finally:
             context.save_progress()  # where it stopped, whatever the throttle held back
+
+    def _explain_unclaimed(self, message_id: str, task_id: uuid.UUID | None) -> None:
+        """Why a message is not run: a duplicate (its row is running, finished or not due) at INFO;
+        a message no submit made (no row: an old producer, a bare send_task) refused at WARNING."""
+        status = self.services.callbacks.status_of(task_id) if task_id is not None else None
+        if status is not None:
+            logger.info("task %s is %s; this message does not run it again", task_id, status)
+            return
+        logger.warning(
+            "message %s for %s refused: no task row has that id, so nothing would record its outcome. "
+            "Submit through the API (POST /api/v1/tasks), or from Python with "
+            "app.extensions['tasker'].tasks.submit(name, parameters)",
+            message_id,
+            self.name,
+        )
 
     def observe_outcome(self, status: str, **fields: Any) -> None:
         """The run's time (claim to outcome) in tasker_task_run_seconds, and one line saying how it ended."""

@@ -85,6 +85,10 @@ class TaskCallbacks:
         if self.db.run_statement(lambda c: task_model.report_progress(c, task_id, percent, message)):
             self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
 
+    def status_of(self, task_id: uuid.UUID) -> str | None:
+        """The row's status, or None when there is no row (a message not sent through submit)."""
+        return self.db.run_statement(lambda c: task_model.statuses(c, [task_id])).get(task_id)
+
     def cancel_requested(self, task_id: uuid.UUID) -> bool:
         return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
 

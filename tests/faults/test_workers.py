@@ -129,7 +129,7 @@ def test_8_a_duplicate_message_for_a_running_task_does_not_start_it_again(stack_
     fault.app.extensions["celery"].send_task(
         "tasker.process_data", kwargs={"duration_seconds": 2, "record_count": 10}, task_id=task_id
     )
-    skipped = f"task {task_id} is running elsewhere, finished, cancelled or unknown; not running it"
+    skipped = f"task {task_id} is STARTED; this message does not run it again"
     poll(lambda: skipped in worker.log_path.read_text(), what="the duplicate to be skipped")
     row = fault.wait_terminal([task_id], timeout=30)[0]
     assert (row.status, row.attempts) == ("COMPLETED", 1)

@@ -322,3 +322,14 @@ def test_short_status_and_result_paths(client, worker):
     assert client.get(f"/tasks/{task_id}/result").get_json() == {
         "id": task_id, "status": "COMPLETED", "result": 5, "error": None,
     }  # fmt: skip
+
+
+def test_a_trailing_slash_answers_as_the_canonical_path(client):
+    """`/api/v1/tasks/` is `/api/v1/tasks`: the same handler, not a 404 nor a redirect that would
+    lose a POST's body."""
+    created = client.post("/api/v1/tasks/", json={"name": "sum", "parameters": {"a": 1, "b": 2}})
+    assert created.status_code == 202, created.get_json()
+    task_id = created.get_json()["id"]
+    assert client.get(f"/api/v1/tasks/{task_id}/").get_json()["id"] == task_id
+    assert client.get("/api/v1/tasks/?limit=1").status_code == 200
+    assert client.get("/health/").status_code == 200

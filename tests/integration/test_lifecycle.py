@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from app.core.celery_app import CeleryPublisher
 from app.core.recovery import Recovery, Thresholds
 from app.models import task as task_model
@@ -75,9 +77,23 @@ def test_a_redelivered_message_does_not_run_finished_work_again(client, app, wor
 
     celery = app.extensions["celery"]
     celery.send_task("tasker.sum_two_numbers", kwargs={"a": 100, "b": 100}, task_id=task_id, queue="default")
-    skipped = f"task {task_id} is running elsewhere, finished, cancelled or unknown; not running it"
+    skipped = f"task {task_id} is COMPLETED; this message does not run it again"
     poll(lambda: skipped in worker.log_path.read_text(), what="the worker to skip the duplicate")
     assert row_of(db, task_id) == finished
+
+
+def test_a_message_no_submit_made_is_refused_saying_why(app, worker, db):
+    """What an old producer or a bare send_task sends: no row, so nothing would record an outcome.
+    The worker does not run it, and says so at WARNING with what to do instead."""
+    stray = str(uuid.uuid4())
+    app.extensions["celery"].send_task(
+        "tasker.sum_two_numbers", kwargs={"a": 1, "b": 1}, task_id=stray, queue="default"
+    )
+    refused = f"message {stray} for tasker.sum_two_numbers refused: no task row has that id"
+    poll(lambda: refused in worker.log_path.read_text(), what="the worker to refuse the stray message")
+    line = next(line for line in worker.log_path.read_text().splitlines() if refused in line)
+    assert "WARNING" in line and "POST /api/v1/tasks" in line
+    assert row_of(db, stray) is None
 
 
 def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
