@@ -322,6 +322,8 @@ class BaseConfig:
             "BROKER_VISIBILITY_TIMEOUT_SECONDS": read_int(
                 env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 7200, 60, 7 * 86400
             ),
+            # Processes (prefork) per worker started without --concurrency; 0: one per CPU core.
+            "WORKER_CONCURRENCY": read_int(env, "WORKER_CONCURRENCY", 0, 0, 256),
             "CELERY_TASK_EVENTS": read_bool(env, "CELERY_TASK_EVENTS", True),
             "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
             **cls.security(env, data_dir),

@@ -83,6 +83,8 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "task_default_queue": "default",
         "task_create_missing_queues": False,
         "worker_prefetch_multiplier": 1,
+        # WORKER_CONCURRENCY, unless the command line says --concurrency; None: Celery's one per core.
+        "worker_concurrency": config["WORKER_CONCURRENCY"] or None,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # After a pool child dies, wait 2 s (not 10) for a last word from it before calling it
         # lost: outcomes are in the database already, and the slot is free again sooner.

@@ -60,9 +60,22 @@ def test_gunicorn_serves_the_api(stack_env, worker, tmp_path):
     assert server.returncode == 0, (tmp_path / "g.log").read_text()
 
 
+def worker_processes(pids: set[int]) -> int:
+    """How many of `pids` are a Celery worker's processes (its main process and its pool)."""
+
+    def arguments(pid: int) -> list[str]:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return []
+
+    return sum("celery" in arguments(pid) and "worker" in arguments(pid) for pid in pids)
+
+
 def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack, tmp_path):
     port = free_port()
-    env = child_env({**stack.env, **stack.new_broker()})  # its own broker: only its worker can help
+    # Its own broker: only its worker can help. WORKER_CONCURRENCY sizes its pool.
+    env = child_env({**stack.env, **stack.new_broker(), "WORKER_CONCURRENCY": "3"})
     log = tmp_path / "run.log"
     process = start([sys.executable, "run.py", "--worker", "--port", str(port)], env, log)
     try:
@@ -70,6 +83,9 @@ def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack, tmp_pat
         assert run_sum_over_http(f"http://127.0.0.1:{port}")["result"] == 15
         family = children_of(process.pid)
         assert family, "run.py --worker started no worker"
+        poll(
+            lambda: worker_processes(children_of(process.pid)) == 4, what="a worker and its 3 pool processes"
+        )
     finally:
         stop_process(process, signal.SIGINT)
     assert process.returncode == 0, log.read_text()

@@ -118,3 +118,15 @@ def test_the_supported_database_drivers_are_named():
     assert "postgresql://, postgres://, postgresql+psycopg2://, sqlite://, sqlite+pysqlite://" in str(
         refused.value
     )
+
+
+def test_worker_concurrency_sizes_a_worker_started_without_the_option():
+    from app.core.celery_app import celery_settings
+
+    assert (
+        celery_settings(load_config("testing", {}), ["default"])["worker_concurrency"] is None
+    )  # a core each
+    configured = load_config("testing", {"WORKER_CONCURRENCY": "6"})
+    assert celery_settings(configured, ["default"])["worker_concurrency"] == 6
+    with pytest.raises(ConfigError, match="WORKER_CONCURRENCY"):
+        load_config("testing", {"WORKER_CONCURRENCY": "many"})
