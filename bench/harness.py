@@ -282,10 +282,10 @@ class Tasker:
 
 
 @contextlib.contextmanager
-def tasker(s: Stack, worker_options: tuple[str, ...] = ()) -> Iterator[Tasker]:
+def tasker(s: Stack, worker_options: tuple[str, ...] = (), concurrency: int = 2) -> Iterator[Tasker]:
     port = s.gunicorn("run:app", "/health")
     gunicorn = s.started[-1]
-    worker = s.celery_worker("celery_worker.celery", concurrency=2, extra=worker_options)
+    worker = s.celery_worker("celery_worker.celery", concurrency=concurrency, extra=worker_options)
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _status(f"{base}/health/ready") == 200, 60, "a Tasker worker")
     engine = sa.create_engine(normalize_url(s.env["DATABASE_URL"]))
