@@ -109,19 +109,27 @@ def test_failed_and_cancelled_endings_and_the_events_a_webhook_asks_for(client, 
 
 
 def test_500_twice_then_200_is_three_attempts_with_growing_gaps_and_one_success(client, receiver):
-    receiver.answer((500, {}, "busy"), (429, {"Retry-After": "3"}, "slow down"), (200, {}, "thanks"))
+    receiver.answer((500, {}, "busy"), (500, {}, "still busy"), (200, {}, "thanks"))
     task = submit(client, receiver.url())
     delivery = settled(client, task["id"])
     first, second, third = receiver.got(3)
     assert len({r["headers"]["webhook-id"] for r in (first, second, third)}) == 1  # one id throughout
     assert all(verified(r)["task"]["id"] == task["id"] for r in (first, second, third))
     gaps = [second["at"] - first["at"], third["at"] - second["at"]]
-    assert 0.8 <= gaps[0] < gaps[1]  # 1 s (+-10 %), then Retry-After's 3 s over the schedule's 2 s
-    assert gaps[1] >= 2.9, gaps
+    assert 0.8 <= gaps[0] < gaps[1], gaps  # the schedule's 1 s, then 2 s (+-10 %, and beat's tick)
     assert delivery["status"] == "DELIVERED" and delivery["attempts"] == 3
-    assert [a["status_code"] for a in delivery["history"]] == [500, 429, 200]
-    assert [a["response"] for a in delivery["history"]] == ["busy", "slow down", "thanks"]
+    assert [a["status_code"] for a in delivery["history"]] == [500, 500, 200]
+    assert [a["response"] for a in delivery["history"]] == ["busy", "still busy", "thanks"]
     assert len(receiver.requests) == 3
+
+
+def test_a_429s_retry_after_is_waited_for(client, receiver):
+    receiver.answer((429, {"Retry-After": "3"}, "slow down"), (200, {}, "thanks"))
+    task = submit(client, receiver.url())
+    delivery = settled(client, task["id"])
+    first, second = receiver.got(2)
+    assert second["at"] - first["at"] >= 2.9  # its Retry-After, not the schedule's 1 s
+    assert [a["status_code"] for a in delivery["history"]] == [429, 200]
 
 
 def test_a_4xx_or_a_redirect_fails_at_once_and_a_resend_by_hand_works(client, receiver):
