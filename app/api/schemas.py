@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import Schedule, Task, Timestamp
 from app.models.task import TaskStatus
+from app.models.webhook import EVENTS as WEBHOOK_EVENTS
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 
 STATUSES = [status.value for status in TaskStatus]
@@ -96,7 +97,7 @@ class WebhookRequest(StrictSchema):
         },
     )
     events = fields.List(
-        fields.String(validate=validate.OneOf(["completed", "failed", "cancelled"])),
+        fields.String(validate=validate.OneOf(list(WEBHOOK_EVENTS.values()))),
         validate=validate.Length(min=1, max=3),
         metadata={"description": "Which endings to deliver (default: all three)"},
     )

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 MAX_URL_LENGTH = 2048
 MAX_RESPONSE_BYTES = 64 * 1024  # read at most this much of an answer
 KEPT_RESPONSE_BYTES = 1024  # and keep this much of it with the attempt
-EVENTS = ("completed", "failed", "cancelled")
+EVENTS = tuple(webhook_model.EVENTS.values())  # completed, failed, cancelled
 # Names that are never a receiver, whatever they resolve to.
 BLOCKED_NAMES = {"localhost", "localhost.localdomain", "metadata", "metadata.google.internal"}
 USER_AGENT = "Tasker-Webhooks/1"

@@ -70,6 +70,7 @@ secrets = sa.Table(
     sa.Column("rotated_at", UTCDateTime(), nullable=False),
 )
 
+# Each terminal status and the webhook event it is: the one list of event names.
 EVENTS = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled"}
 
 
