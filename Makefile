@@ -19,9 +19,10 @@ run: $(STAMP)
 worker: $(STAMP)
 	$(PYTHON) -m celery -A celery_worker.celery worker --loglevel=INFO
 
-## test: every test (unit and integration)
+## test: every test (unit, integration on three stacks, faults), in TEST_PROCESSES processes
+TEST_PROCESSES ?= 4
 test: $(STAMP)
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 ## bench: the embedded stack's submit-to-COMPLETED latency
 bench: $(STAMP)

@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,25 @@ PG_ADMIN_URL = normalize_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+RABBITMQ_SERVER = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
 CLAIM_KEY = "tasker-test:claimed-by"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the suite in parallel processes (pytest-xdist, --dist loadgroup): each
+    stack's tests stay together in one process, so its database, broker, worker and beat are set
+    up once; the fault suite is one more group (each of its tests starts servers of its own);
+    unit tests go wherever a process is free."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        stack = callspec.params.get("stack") if callspec else None
+        if "faults" in item.path.parts:
+            group = "faults"
+        elif stack is not None:
+            group = f"stack-{stack}"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def unavailable(what: str, exc: Exception) -> None:
@@ -49,6 +67,13 @@ def unavailable(what: str, exc: Exception) -> None:
 def database_url() -> Iterator[str]:
     """A database of our own, migrated; dropped at the end of the run."""
     with new_database("tasker_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def rabbit_database_url() -> Iterator[str]:
+    """The RabbitMQ stack's database: its rows, workers and sweeps apart from the Redis stack's."""
+    with new_database("tasker_rabbit") as url:
         yield url
 
 
@@ -94,12 +119,15 @@ class RedisDbs:
                 client.close()
         raise RuntimeError("no empty Redis db is free for the tests")
 
-    def release(self) -> None:
-        for number in self.claimed:
+    def release(self, url: str | None = None) -> None:
+        """Flush and give back the db `url` names (None: every db this run claimed)."""
+        numbers = [int(url.rsplit("/", 1)[1])] if url else list(self.claimed)
+        for number in numbers:
             client = redis.Redis.from_url(f"{REDIS_SERVER}/{number}")
             if client.get(CLAIM_KEY) == self.token.encode():
                 client.flushdb()
             client.close()
+            self.claimed.remove(number)
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +139,53 @@ def redis_dbs() -> Iterator[RedisDbs]:
     dbs = RedisDbs()
     yield dbs
     dbs.release()
+
+
+class RabbitVhosts:
+    """Virtual hosts of this run's own on the RabbitMQ server (rabbitmqctl add_vhost), each a
+    broker to itself; deleted at the end of the run, and no other vhost is touched."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"tasker-test-{os.getpid()}-{secrets.token_hex(3)}"
+        rabbitmqctl("add_vhost", name)
+        self.created.append(name)
+        user = make_url(RABBITMQ_SERVER.replace("amqp://", "postgresql://", 1)).username or "guest"
+        rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        return f"{RABBITMQ_SERVER}/{name}"
+
+    def release(self, url: str | None = None) -> None:
+        """Delete the vhost `url` names (None: every vhost this run made)."""
+        names = [url.rsplit("/", 1)[1]] if url else list(self.created)
+        for name in names:
+            rabbitmqctl("delete_vhost", name)
+            self.created.remove(name)
+
+
+def rabbitmqctl(*args: str, node: str | None = None) -> str:
+    command = ["rabbitmqctl", *(["-n", node] if node else []), "--quiet", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def rabbit_vhosts() -> Iterator[RabbitVhosts]:
+    from kombu import Connection
+    from kombu.exceptions import KombuError
+
+    try:
+        with Connection(RABBITMQ_SERVER, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        subprocess.run(["rabbitmqctl", "--quiet", "status"], capture_output=True, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError, KombuError) as exc:
+        unavailable("RabbitMQ (and rabbitmqctl)", exc)
+    vhosts = RabbitVhosts()
+    yield vhosts
+    vhosts.release()
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +262,20 @@ class Stack:
 
     name: str
     env: dict[str, str]
-    new_broker: Callable[[], dict[str, str]]  # env changes that give a broker of its own
+    make_broker: Callable[[], str]  # a broker of its own: its URL (embedded: a data directory)
+    drop_broker: Callable[[str], None] = lambda _: None
+    made: list[str] = field(default_factory=list)
+
+    def new_broker(self) -> dict[str, str]:
+        """Env changes that give a broker of the test's own (given back when the test ends)."""
+        self.made.append(self.make_broker())
+        if self.embedded:  # the filesystem broker lives in the data directory; the database stays
+            return {"TASKER_DATA_DIR": self.made[-1], "DATABASE_URL": self.config["DATABASE_URL"]}
+        return {"CELERY_BROKER_URL": self.made[-1]}
+
+    def drop_brokers(self) -> None:
+        while self.made:
+            self.drop_broker(self.made.pop())
 
     @property
     def config(self) -> dict[str, Any]:
@@ -223,12 +311,23 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session", params=["real", "embedded"])
+@pytest.fixture(scope="session", params=["real", "rabbit", "embedded"])
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, openai_server: HTTPServer
 ) -> Stack:
-    """real: PostgreSQL + Redis. embedded: SQLite + Celery's filesystem transport + in-process cache."""
+    """real: PostgreSQL + Redis. rabbit: PostgreSQL + RabbitMQ as the broker, Redis as the cache.
+    embedded: SQLite + Celery's filesystem transport + in-process cache."""
     base = openai_env(openai_server)
+    if request.param == "rabbit":
+        vhosts: RabbitVhosts = request.getfixturevalue("rabbit_vhosts")
+        env = {
+            **base,
+            "DATABASE_URL": request.getfixturevalue("rabbit_database_url"),
+            "CELERY_BROKER_URL": vhosts.create(),
+            "REDIS_URL": request.getfixturevalue("redis_dbs").claim(),
+            "TASKER_DATA_DIR": str(tmp_path_factory.mktemp("rabbit")),
+        }
+        return Stack("rabbit", env, vhosts.create, vhosts.release)
     if request.param == "real":
         dbs: RedisDbs = request.getfixturevalue("redis_dbs")
         env = {
@@ -237,18 +336,24 @@ def stack(
             "REDIS_URL": dbs.claim(),
             "TASKER_DATA_DIR": str(tmp_path_factory.mktemp("real")),
         }
-        return Stack("real", env, lambda: {"CELERY_BROKER_URL": dbs.claim()})
+        return Stack("real", env, dbs.claim, dbs.release)
     data_dir = tmp_path_factory.mktemp("embedded")
     env = {**base, "TASKER_DATA_DIR": str(data_dir)}
     database_url = load_config("testing", env)["DATABASE_URL"]
     engine = sa.create_engine(database_url)
     upgrade(engine)
     engine.dispose()
+    return Stack("embedded", env, lambda: str(tmp_path_factory.mktemp("broker")))
 
-    def new_broker() -> dict[str, str]:
-        return {"DATABASE_URL": database_url, "TASKER_DATA_DIR": str(tmp_path_factory.mktemp("broker"))}
 
-    return Stack("embedded", env, new_broker)
+@pytest.fixture(autouse=True)
+def brokers_given_back(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A broker a test made for itself (Redis db, RabbitMQ vhost) is given back when it ends, so
+    the few Redis dbs go round."""
+    yield
+    stack = request.node.funcargs.get("stack") if hasattr(request.node, "funcargs") else None
+    if isinstance(stack, Stack):
+        stack.drop_brokers()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import amqp.exceptions
 import redis
 from celery import Celery, Task
 from kombu import Queue
@@ -40,9 +41,14 @@ TRANSPORTS = {
 # holds a worker slot that user tasks wait for.
 DELIVER_TASK = "tasker.deliver_webhook"
 WEBHOOK_QUEUE = "webhooks"
-# What a broker call can raise when the broker is away: kombu's errors, sockets, and redis-py's
-# own (the direct publish, and kombu's Redis transport lets some through).
-BROKER_ERRORS = (KombuError, OSError, redis.RedisError)
+# How long a publish waits for RabbitMQ's confirm before it counts as failed (a 503).
+CONFIRM_TIMEOUT_SECONDS = 5.0
+# What a broker call can raise when the broker is away or refuses: kombu's errors, sockets,
+# redis-py's own (the direct publish, and kombu's Redis transport lets some through), and
+# py-amqp's (a channel or connection error, or a publish RabbitMQ nacked).
+BROKER_ERRORS = (
+    KombuError, OSError, redis.RedisError, amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked
+)  # fmt: skip
 
 
 def broker_priority(kind: str, priority: int) -> int | None:
@@ -124,6 +130,10 @@ def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
             "sep": ":",
             "queue_order_strategy": "priority",
         }
+    if config["BROKER_KIND"] == "amqp":
+        # Publisher confirms: a publish returns once RabbitMQ has the message (persistent, on a
+        # durable queue), and raises if it refuses it; so a 202 means the broker holds it.
+        return {"confirm_publish": True}
     return {}
 
 
@@ -210,6 +220,7 @@ class CeleryPublisher:
                 soft_time_limit=task_type.soft_time_limit,
                 time_limit=task_type.time_limit,
                 retry_policy=PUBLISH_RETRY,
+                confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
                 headers=_message_headers(),
             )
 
@@ -223,6 +234,7 @@ class CeleryPublisher:
                 args=[str(delivery_id)],
                 queue=WEBHOOK_QUEUE,
                 retry_policy=PUBLISH_RETRY,
+                confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
                 headers=_message_headers(),
                 **limits,
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -25,7 +26,15 @@ import sqlalchemy as sa
 from app.core.database_manager import normalize_url
 from app.models.migrate import upgrade
 from config import load_config
-from tests.conftest import build_app, child_env, new_database, openai_env, unavailable
+from tests.conftest import (
+    RabbitVhosts,
+    build_app,
+    child_env,
+    new_database,
+    openai_env,
+    rabbitmqctl,
+    unavailable,
+)
 from tests.support import (
     TERMINAL,
     alive,
@@ -163,6 +172,77 @@ def private_postgres() -> Iterator[PostgresServer]:
 
 
 @dataclass
+class RabbitNode:
+    """A RabbitMQ node of the test's own (its own node name, ports and data), which the test may
+    stop and start (`rabbitmqctl stop_app` / `start_app`) without touching the machine's broker."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def node(self) -> str:
+        return f"tasker-fault-{self.port}@localhost"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def start(self) -> None:
+        (self.directory / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (self.directory / "enabled_plugins").write_text("[].\n")
+        if os.geteuid() == 0:  # rabbitmq-server runs as the rabbitmq user, who must own its files
+            for path in [self.directory, *self.directory.iterdir()]:
+                shutil.chown(path, "rabbitmq", "rabbitmq")
+        env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.directory / "pid"),
+        }
+        with (self.directory / "server.log").open("a") as log:
+            self.process = subprocess.Popen(
+                ["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.await_listening()
+
+    def await_listening(self) -> None:
+        """Until the AMQP port accepts connections (the node opens it once fully booted)."""
+
+        def listening() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                log = (self.directory / "server.log").read_text(errors="replace")[-2000:]
+                raise AssertionError(f"rabbitmq-server exited with {self.process.returncode}:\n{log}")
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+        poll(listening, timeout=60, interval=0.2, what=f"RabbitMQ node {self.node} to listen")
+
+    def stop_app(self) -> None:
+        rabbitmqctl("stop_app", node=self.node)
+
+    def start_app(self) -> None:
+        rabbitmqctl("start_app", node=self.node)
+        self.await_listening()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            rabbitmqctl("stop", node=self.node)
+            self.process.wait(timeout=30)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            kill_family(self.process)  # the node did not stop when asked: the server and its VM
+
+
+@dataclass
 class Fault:
     """One stack to break: its env, the app (API) on it, and the processes the test started."""
 
@@ -170,6 +250,7 @@ class Fault:
     env: dict[str, str]
     tmp: Path
     redis: RedisServer | None = None
+    rabbit: RabbitNode | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
     _app: Any = None
 
@@ -292,9 +373,53 @@ def embedded(tmp_path: Path, openai_server: Any) -> Iterator[Fault]:
         fault.close()
 
 
-@pytest.fixture(params=["real", "embedded"])
+@pytest.fixture
+def rabbit(
+    fault_database: str, tmp_path: Path, openai_server: Any, rabbit_vhosts: RabbitVhosts
+) -> Iterator[Fault]:
+    """PostgreSQL (a database of the test's own), a vhost of its own on the machine's RabbitMQ as
+    the broker, and a private Redis as the cache."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = {
+        **real_env(server, fault_database, tmp_path, openai_server),
+        "CELERY_BROKER_URL": rabbit_vhosts.create(),
+    }
+    fault = Fault("rabbit", env, tmp_path, server)
+    try:
+        yield fault
+    finally:
+        fault.close()
+        server.stop()
+
+
+@pytest.fixture
+def private_rabbit(
+    fault_database: str, tmp_path: Path, openai_server: Any, rabbit_vhosts: RabbitVhosts
+) -> Iterator[Fault]:
+    """As `rabbit`, but the broker is a RabbitMQ node of the test's own, which it may stop."""
+    if shutil.which("rabbitmq-server") is None:
+        unavailable("rabbitmq-server", FileNotFoundError("rabbitmq-server"))
+    node = RabbitNode(Path(tempfile.mkdtemp(prefix="tasker-rabbit-")))
+    server = RedisServer(tmp_path)
+    server.start()
+    fault = None
+    try:
+        node.start()
+        env = {**real_env(server, fault_database, tmp_path, openai_server), "CELERY_BROKER_URL": node.url}
+        fault = Fault("rabbit", env, tmp_path, server, node)
+        yield fault
+    finally:
+        if fault is not None:
+            fault.close()
+        node.stop()
+        server.stop()
+        shutil.rmtree(node.directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["real", "rabbit", "embedded"])
 def stack_fault(request: pytest.FixtureRequest) -> Fault:
-    """Each stack in turn: the real one, and the embedded default."""
+    """Each stack in turn: PostgreSQL + Redis, PostgreSQL + RabbitMQ, and the embedded default."""
     return request.getfixturevalue(request.param)
 
 

@@ -55,8 +55,15 @@ def test_database_down_gives_503_naming_it(stack, tmp_path):
     assert client.get("/health").status_code == 200
 
 
+def down_broker_url(stack) -> str:
+    """The stack's kind of broker, where nothing listens."""
+    if stack.name == "rabbit":
+        return f"amqp://guest:guest@127.0.0.1:{closed_port()}//"
+    return f"redis://127.0.0.1:{closed_port()}/0"
+
+
 def test_broker_down_at_submit_gives_503_and_keeps_no_row(real_only, stack, db):
-    app = build_app({**stack.env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0"})
+    app = build_app({**stack.env, "CELERY_BROKER_URL": down_broker_url(stack)})
     client = app.test_client()
     before = count_rows(db)
     assert_unavailable(client.post("/run-task", json=SUM), "broker")
@@ -64,7 +71,33 @@ def test_broker_down_at_submit_gives_503_and_keeps_no_row(real_only, stack, db):
     ready = client.get("/health/ready").get_json()
     assert ready["code"] == "not_ready" and ready["details"]["broker"] != "ok"
     assert_unavailable(client.get("/api/v1/queues"), "broker")
-    assert client.get("/health/redis").status_code == 503
+    assert client.get("/health/redis").status_code == (503 if stack.name == "real" else 200)
+
+
+def test_a_message_rabbitmq_refuses_is_a_503_and_keeps_no_row(stack, db):
+    """Publisher confirms: the 202 waits for RabbitMQ's ack, so a message the broker refuses (here
+    a policy rejects every publish to the queue) is a 503 and no row, never an accepted task that
+    nothing will run. Without confirms the publish would return at once and the submit be a 202."""
+    if stack.name != "rabbit":
+        pytest.skip("publisher confirms are RabbitMQ's")
+    from tests.conftest import rabbitmqctl
+
+    env = {**stack.env, **stack.new_broker()}
+    vhost = env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
+    rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "refuse", "^default$",
+                '{"max-length": 0, "overflow": "reject-publish"}')  # fmt: skip
+    app = build_app(env)
+    client = app.test_client()
+    before = count_rows(db)
+    assert_unavailable(
+        client.post("/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}}), "broker"
+    )
+    assert count_rows(db) == before
+    rabbitmqctl("clear_policy", "-p", vhost, "refuse")
+    assert (
+        client.post("/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}}).status_code == 202
+    )
+    app.extensions["tasker"].db.dispose()
 
 
 def test_redis_cache_down_answers_come_from_the_database(real_only, stack, worker):
