@@ -34,10 +34,9 @@ from app.core.webhooks import Deliveries
 from app.models import ops
 from app.models import task as task_model
 from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
-from app.tasks.base import Services, TaskerCelery, TaskerTask
+from app.tasks.base import MAX_RETRY_DELAY_SECONDS, Services, TaskerCelery, TaskerTask
 from app.tasks.callbacks import TaskCallbacks
-from app.tasks.registry import REGISTRY
-from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS
+from app.tasks.registry import build_registry
 from config import load_config
 
 
@@ -71,7 +70,7 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     app.json.sort_keys = False
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"], app.config["LOG_FORMAT"])
     redact.install(redact.Redactor.from_config(app.config))
-    check_visibility_timeout(app.config, REGISTRY, MAX_RETRY_DELAY_SECONDS)
+    check_visibility_timeout(app.config, registry_of(app.config), MAX_RETRY_DELAY_SECONDS)
 
     tasker, celery = build_tasker(app.config)
     app.extensions["tasker"] = tasker
@@ -81,8 +80,14 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     return app
 
 
+def registry_of(config: Mapping[str, Any]) -> Any:
+    """The task types with the limits and retries the settings give."""
+    return build_registry(config["DEFAULT_TASK_TIMEOUT"], config["MAX_RETRY_ATTEMPTS"])
+
+
 def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     """Every collaborator, built once and handed to whatever uses it."""
+    registry = registry_of(config)
     db = DatabaseManager(config["DATABASE_URL"], config["DATABASE_POOL_SIZE"])
     redactor = redact.Redactor.from_config(config)
     policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"])
@@ -95,7 +100,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     # Streams read the tasks they follow every second: writers learn within a second that
     # streams are open (ChangeFeed.wanted), and changes made before that come by this read.
     streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), 1.0)
-    celery = create_celery("app", config, [*REGISTRY.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
+    celery = create_celery("app", config, [*registry.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
     assert isinstance(celery, TaskerCelery)
     publisher = CeleryPublisher(celery, config["BROKER_KIND"])
     secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
@@ -105,10 +110,10 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     deliveries = Deliveries.from_config(
         db, lambda delivery: publisher.publish_delivery(delivery, attempt_limit), config, secret_key
     )
-    scheduler = Scheduler(db, REGISTRY, publisher, watch.announce, deliveries)
+    scheduler = Scheduler(db, registry, publisher, watch.announce, deliveries)
     recovery = Recovery(
         db,
-        REGISTRY,
+        registry,
         publisher,
         publisher,
         Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS),
@@ -116,7 +121,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         deliveries,
     )
     callbacks = TaskCallbacks(db, cache, watch, redactor.secret, deliveries)
-    celery.bind(Services(callbacks, REGISTRY, config, scheduler, recovery, deliveries))
+    celery.bind(Services(callbacks, registry, config, scheduler, recovery, deliveries))
     housekeeping = Housekeeping(
         celery,
         [
@@ -141,22 +146,23 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         tasks=TaskManager(
             db,
             cache,
-            REGISTRY,
+            registry,
             publisher,
             watch,
             UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]),
             policy,
             deliveries,
+            config["MAX_RETRY_ATTEMPTS"],
         ),
         schedules=ScheduleManager(
             db,
-            REGISTRY,
+            registry,
             config["QUOTA_SCHEDULES"],
             config["SCHEDULE_MIN_INTERVAL_SECONDS"],
             policy,
             deliveries,
         ),
-        monitor=Monitor(db, cache, publisher, REGISTRY, config["WORKER_HEARTBEAT_SECONDS"]),
+        monitor=Monitor(db, cache, publisher, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
         housekeeping=housekeeping,
@@ -166,11 +172,12 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         snapshot=Snapshot(
             db,
             publisher,
-            REGISTRY.queues,
+            registry.queues,
             config["WORKER_HEARTBEAT_SECONDS"],
             config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
         ),
         streams=streams,
         deliveries=deliveries,
     )
+    celery.submitter = tasker.tasks  # .delay() and send_task() from Python submit through it
     return tasker, celery

@@ -20,6 +20,7 @@ class ConfigError(ValueError):
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_RETRIES = 10  # the most retries a task may be given (MAX_RETRY_ATTEMPTS, a retry_policy)
 
 
 def read_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -312,6 +313,11 @@ class BaseConfig:
                 env, "OPENWEATHER_READ_TIMEOUT_SECONDS", 10.0, 0.1, 50
             ),
             "RETRY_BACKOFF_SECONDS": read_float(env, "RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
+            # The hard time limit of the task types without one of their own (app/tasks/registry.py).
+            "DEFAULT_TASK_TIMEOUT": read_int(env, "DEFAULT_TASK_TIMEOUT", 45, 2, 86400),
+            # Retries of the task types that retry (upstream calls), and of a retry_policy without
+            # max_retries.
+            "MAX_RETRY_ATTEMPTS": read_int(env, "MAX_RETRY_ATTEMPTS", 3, 0, MAX_RETRIES),
             "CACHE_TTL_SECONDS": read_int(env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400),
             "MAX_CONTENT_LENGTH": read_int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
             "TASK_MAX_DELIVERIES": read_int(env, "TASK_MAX_DELIVERIES", 3, 1, 100),

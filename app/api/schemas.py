@@ -8,10 +8,12 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
-from app.core.resources import Schedule, Task, Timestamp
+from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
 from app.models.task import TaskStatus
 from app.models.webhook import EVENTS as WEBHOOK_EVENTS
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
+from app.tasks.registry import RETRY_ON
+from config.base import MAX_RETRIES
 
 STATUSES = [status.value for status in TaskStatus]
 MAX_PAGE = 200
@@ -103,6 +105,24 @@ class WebhookRequest(StrictSchema):
     )
 
 
+class RetryPolicyRequest(StrictSchema):
+    max_retries = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_RETRIES),
+        metadata={
+            "description": f"Retries after the first attempt, 0 to {MAX_RETRIES} (default MAX_RETRY_ATTEMPTS)"
+        },
+    )
+    on = fields.String(
+        load_default="any",
+        validate=validate.OneOf(RETRY_ON),
+        metadata={
+            "description": "any: every failure but a cancel; transient: upstream 429/5xx, timeouts, lost "
+            "connections only (default: any)"
+        },
+    )
+
+
 class TaskSubmitRequest(StrictSchema):
     name = fields.String(
         required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
@@ -122,6 +142,13 @@ class TaskSubmitRequest(StrictSchema):
         }
     )
     webhook = fields.Nested(WebhookRequest, metadata={"description": "Be told when the task ends"})
+    retry_policy = fields.Nested(
+        RetryPolicyRequest,
+        metadata={
+            "description": "Retry this task after a failure, with exponential backoff (default: its task "
+            "type's policy, in GET /api/v1/task-types)"
+        },
+    )
 
     @validates_schema
     def one_time_at_most(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -224,6 +251,9 @@ class TaskTypeInfo(Schema):
     soft_time_limit = fields.Integer(required=True)
     time_limit = fields.Integer(required=True)
     max_retries = fields.Integer(required=True)
+    retry_policy = fields.Nested(
+        RetryPolicy, required=True, metadata={"description": "What a task of this type retries by default"}
+    )
     parameters = fields.Dict(required=True, metadata={"description": "JSON Schema of the parameters"})
 
 

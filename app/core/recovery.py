@@ -119,7 +119,7 @@ class Recovery:
             if str(row.id) in running.get(row.worker, ()):
                 continue  # still running
             task_type = self.registry.resolve(row.name)
-            if row.attempts >= task_type.max_starts(self.thresholds.max_deliveries):
+            if row.attempts >= task_type.max_starts(self.thresholds.max_deliveries, row.retry_policy):
                 error = (
                     f"The task was started {row.attempts} times and its worker stopped while running it "
                     "(killed, crashed or lost); giving up."

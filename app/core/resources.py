@@ -55,6 +55,11 @@ class Webhook(Schema):
     events = fields.List(fields.String(), required=True)
 
 
+class RetryPolicy(Schema):
+    max_retries = fields.Integer(required=True)
+    on = fields.String(required=True, validate=validate.OneOf(["any", "transient"]))
+
+
 class Task(_Resource):
     """The v1 task resource: made from a row here, and the API's response schema."""
 
@@ -80,6 +85,11 @@ class Task(_Resource):
     owner = fields.String(required=True, metadata={"description": "The owner of the key that made it"})
     webhook = fields.Nested(
         Webhook, allow_none=True, metadata={"description": "Where its ending is delivered (null: nowhere)"}
+    )
+    retry_policy = fields.Nested(
+        RetryPolicy,
+        allow_none=True,
+        metadata={"description": "The retry policy given at submit (null: its task type's)"},
     )
 
     def derived(self, row: Any) -> dict[str, Any]:

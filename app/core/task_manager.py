@@ -61,7 +61,9 @@ class TaskManager:
         quota: UnfinishedTasks | None = None,
         policy: UsagePolicy | None = None,
         deliveries: Deliveries | None = None,
+        max_retry_attempts: int = 3,
     ):
+        self.max_retry_attempts = max_retry_attempts  # a retry_policy's max_retries when it names none
         self.db = db
         self.cache = cache
         self.registry = registry
@@ -83,11 +85,13 @@ class TaskManager:
         countdown: float | None = None,
         owner: str = DEFAULT_OWNER,
         webhook: dict[str, Any] | None = None,
+        retry_policy: dict[str, Any] | None = None,
     ) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id.
 
         With `run_at` or `countdown` the row is SCHEDULED instead, and the Scheduler publishes it
         when its time comes. With `webhook` ({"url", "events"}), its ending is delivered there.
+        `retry_policy` ({"max_retries", "on"}) replaces its task type's.
         """
         task_type = self.registry.resolve(name, fields.name)
         clean = task_type.validate(parameters, fields.parameters)
@@ -99,11 +103,16 @@ class TaskManager:
             if self.deliveries is None:
                 raise InvalidInput("webhook is not available here.", {"webhook": ["Not available."]})
             extra["webhook"] = webhook = self.deliveries.check(webhook)
+        if retry_policy is not None:
+            retry_policy = {"max_retries": self.max_retry_attempts, "on": "any"} | retry_policy
+            extra["retry_policy"] = retry_policy
         due_at = self._due_at(run_at, countdown)
         if due_at is not None:
             extra |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
         if idempotency_key is not None:
             shape = {"priority": priority, "run_at": run_at, "countdown": countdown, "webhook": webhook}
+            if retry_policy is not None:  # absent from the hash when not given: earlier keys still match
+                shape["retry_policy"] = retry_policy
             extra |= {
                 "idempotency_key": idempotency_key,
                 "request_hash": _request_hash(task_type.name, clean, shape),
@@ -282,6 +291,7 @@ class TaskManager:
             priority=row.priority,
             owner=row.owner,
             webhook=row.webhook,
+            retry_policy=row.retry_policy,
         )
         return task_resource(self._row(submission.id))
 

@@ -94,6 +94,8 @@ tasks = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     # {"url": ..., "events": [...]}: told when the task ends (app/core/webhooks.py); null: nobody.
     sa.Column("webhook", JSONValue),
+    # {"max_retries": n, "on": "any" | "transient"} given at submit; null: the task type's policy.
+    sa.Column("retry_policy", JSONValue),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
@@ -210,6 +212,7 @@ _CLAIM = (
         tasks.c.run_at,
         tasks.c.started_at,
         tasks.c.webhook.is_not(None).label("has_webhook"),
+        tasks.c.retry_policy,
     )
 )
 
@@ -280,6 +283,7 @@ def started_before(conn: Connection, before: datetime, limit: int = 1000) -> lis
         tasks.c.priority,
         tasks.c.attempts,
         tasks.c.worker,
+        tasks.c.retry_policy,
     )
     query = (
         sa.select(*columns)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import uuid
@@ -20,20 +21,37 @@ from typing import Any
 
 import requests
 from celery import Celery, Task
-from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from app.core import logs, metrics
 from app.core.errors import DatabaseUnavailable
 from app.core.recovery import Recovery
 from app.core.scheduler import Scheduler
 from app.core.webhooks import Deliveries
+from app.tasks import handles
 from app.tasks.callbacks import TaskCallbacks
 from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
-from app.tasks.registry import Registry
+from app.tasks.registry import Registry, retry_policy_of
 
 logger = logging.getLogger(__name__)
 CLAIM_RETRY_SECONDS = 5
 PROGRESS_INTERVAL = 0.25  # seconds between two progress writes of one task
+MAX_RETRY_DELAY_SECONDS = 60.0
+# What a retry policy of "any" does not retry: a cancel, and Celery's own control flow.
+NOT_RETRIED = (TaskCancelled, Retry, Ignore, Reject, DatabaseUnavailable)
+
+
+def retry_delay(retries: int, base: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, never sooner than the upstream's Retry-After."""
+    delay = min(MAX_RETRY_DELAY_SECONDS, base * 2**retries + random.uniform(0, base))
+    if retry_after is not None:
+        if retry_after > MAX_RETRY_DELAY_SECONDS:
+            raise TaskFailed(
+                f"Rate limited: the upstream asked to wait {retry_after:.0f} s, "
+                f"longer than the {MAX_RETRY_DELAY_SECONDS:.0f} s Tasker waits."
+            )
+        delay = max(delay, retry_after)
+    return delay
 
 
 @dataclass(frozen=True)
@@ -49,12 +67,24 @@ class Services:
 
 
 class TaskerCelery(Celery):
-    """Celery, holding the one Services object its tasks use."""
+    """Celery, holding the one Services object its tasks use, and the TaskManager that submits
+    what Python code sends (see app/tasks/handles.py)."""
 
     services: Services
+    submitter: Any = None
 
     def bind(self, services: Services) -> None:
         self.services = services
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """A Tasker task sent with no task id goes through the submit path (a row, then the
+        message) and a TaskHandle comes back; anything else is Celery's send_task."""
+        services = getattr(self, "services", None)
+        task_type = handles.task_type_for(services.registry, name) if services else None
+        if options.get("task_id") is not None or task_type is None or self.submitter is None:
+            return super().send_task(name, args, kwargs, **options)
+        function = self.tasks[task_type.celery_name].run
+        return handles.submit_call(self.submitter, task_type, function, args, kwargs, options)
 
 
 _sessions = threading.local()
@@ -86,8 +116,13 @@ class RunContext:
 
     @property
     def retries(self) -> int:
-        """How many times this run was retried after a transient error."""
+        """How many times this run was retried after a failure."""
         return self.task.request.retries
+
+    @property
+    def max_retries(self) -> int:
+        """How many retries its retry policy allows (its own, else its task type's)."""
+        return self.task.request.tasker_retry_policy["max_retries"]
 
     def report_progress(self, percent: int, message: str | None = None) -> None:
         """Record progress (0-100): at most every PROGRESS_INTERVAL seconds, and where the task ends."""
@@ -106,17 +141,9 @@ class RunContext:
         if self.task.services.callbacks.cancel_requested(self.task_id):
             raise TaskCancelled("Cancelled while running, at the client's request.")
 
-    def retry_in(self, exc: TransientError, countdown: float) -> Exception:
+    def retry_in(self, exc: Exception, countdown: float) -> Exception:
         """RETRYING with the reason, then Celery's Retry; raise what it returns."""
-        try:
-            retrying = self.task.services.callbacks.record_retry(self.task_id, describe_failure(exc))
-        except DatabaseUnavailable as db_exc:
-            retrying = False
-            logger.warning("task %s: could not record the retry: %s", self.task_id, db_exc.details)
-        if retrying:
-            metrics.TASK_RETRIES.labels(self.task.name_for_metrics).inc()
-        self.task.observe_outcome("RETRYING", countdown=countdown)
-        return self.task.retry(exc=exc, countdown=countdown, max_retries=None, throw=False)
+        return self.task.retry_in(self.task_id, exc, countdown)
 
 
 class TaskerTask(Task):
@@ -159,18 +186,43 @@ class TaskerTask(Task):
             raise Ignore()
         logs.bind(attempt=claimed.attempts)
         request.tasker_started = time.monotonic()
+        request.tasker_retry_policy = retry_policy_of(
+            claimed.retry_policy, self.services.registry.for_celery_task(self.name)
+        )
         request.tasker_webhook = bool(claimed.has_webhook)  # the outcome writes a delivery with it
         if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
             waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
             metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))
         logger.info("task %s started (attempt %s)", task_id, claimed.attempts)
-        if not self.pass_context:
-            return self.run(*args, **kwargs)
-        context = RunContext(self, task_id)
         try:
-            return self.run(context, *args, **kwargs)
-        finally:
-            context.save_progress()  # where it stopped, whatever the throttle held back
+            if not self.pass_context:
+                return self.run(*args, **kwargs)
+            context = RunContext(self, task_id)
+            try:
+                return self.run(context, *args, **kwargs)
+            finally:
+                context.save_progress()  # where it stopped, whatever the throttle held back
+        except NOT_RETRIED:
+            raise
+        except Exception as exc:
+            policy = request.tasker_retry_policy
+            if policy["on"] != "any" or request.retries >= policy["max_retries"]:
+                raise
+            countdown = retry_delay(request.retries, self.services.settings["RETRY_BACKOFF_SECONDS"])
+            raise self.retry_in(task_id, exc, countdown) from exc
+
+    def retry_in(self, task_id: uuid.UUID, exc: Exception, countdown: float) -> Exception:
+        """RETRYING with the reason, then Celery's Retry (raise what this returns) to run the task
+        again after `countdown` seconds."""
+        try:
+            retrying = self.services.callbacks.record_retry(task_id, describe_failure(exc))
+        except DatabaseUnavailable as db_exc:
+            retrying = False
+            logger.warning("task %s: could not record the retry: %s", task_id, db_exc.details)
+        if retrying:
+            metrics.TASK_RETRIES.labels(self.name_for_metrics).inc()
+        self.observe_outcome("RETRYING", countdown=countdown)
+        return self.retry(exc=exc, countdown=countdown, max_retries=None, throw=False)
 
     def _explain_unclaimed(self, message_id: str, task_id: uuid.UUID | None) -> None:
         """Why a message is not run: a duplicate (its row is running, finished or not due) at INFO;
@@ -181,8 +233,8 @@ class TaskerTask(Task):
             return
         logger.warning(
             "message %s for %s refused: no task row has that id, so nothing would record its outcome. "
-            "Submit through the API (POST /api/v1/tasks), or from Python with "
-            "app.extensions['tasker'].tasks.submit(name, parameters)",
+            "Submit through the API (POST /api/v1/tasks), or from Python with the task's .delay() "
+            "or send_task() without a task_id (README: From Python)",
             message_id,
             self.name,
         )
@@ -208,7 +260,10 @@ class TaskerTask(Task):
     def _claim(self, task_id: uuid.UUID) -> Any:
         task_type = self.services.registry.for_celery_task(self.name)
         deliveries = self.services.settings["TASK_MAX_DELIVERIES"]
-        max_starts = task_type.max_starts(deliveries) if task_type else deliveries
+
+        def max_starts(row: Any) -> int:  # its retries (its own policy, else its type's) and crashes
+            return retry_policy_of(row.retry_policy, task_type)["max_retries"] + deliveries
+
         try:
             return self.services.callbacks.claim_within(task_id, max_starts, self.request.hostname)
         except DatabaseUnavailable as exc:

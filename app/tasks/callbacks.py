@@ -59,13 +59,17 @@ class TaskCallbacks:
             logger.error("task %s: result could not be stored: %s", task_id, exc.orig)
             self._finish(task_id, TaskStatus.FAILED, None, "The task's result could not be stored.", webhook)
 
-    def claim_within(self, task_id: uuid.UUID, max_attempts: int, worker: str | None = None) -> Row | None:
-        """Claim the row (its attempts, name, queue and times); past `max_attempts` starts, mark it
-        FAILED instead of running it again. None when it is not to run."""
+    def claim_within(
+        self, task_id: uuid.UUID, max_attempts: int | Callable[[Row], int], worker: str | None = None
+    ) -> Row | None:
+        """Claim the row (its attempts, name, queue and times); past `max_attempts` starts (a number,
+        or one computed from the claimed row), mark it FAILED instead of running it again. None when
+        it is not to run."""
         claimed = self.claim(task_id, worker)
         if claimed is None:
             return None
-        if claimed.attempts > max_attempts:
+        limit = max_attempts(claimed) if callable(max_attempts) else max_attempts
+        if claimed.attempts > limit:
             self.record_failure(
                 task_id,
                 f"The task was started {claimed.attempts - 1} times without finishing "

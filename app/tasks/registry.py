@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,18 @@ class TaskType:
     queue: str = "default"
     soft_time_limit: int = 30
     time_limit: int = 45
-    max_retries: int = 0  # retries of transient errors (upstream 429/5xx, timeouts)
+    max_retries: int = 0  # retries after a failure `retry_on` covers
+    retry_on: str = "transient"  # "transient" (upstream 429/5xx, timeouts) or "any" failure
 
-    def max_starts(self, max_deliveries: int) -> int:
-        """How often a task may be started: its own retries, plus `max_deliveries` for crashes."""
-        return self.max_retries + max_deliveries
+    @property
+    def retry_policy(self) -> dict[str, Any]:
+        """The policy a task of this type gets when its submit names none."""
+        return {"max_retries": self.max_retries, "on": self.retry_on}
+
+    def max_starts(self, max_deliveries: int, policy: Mapping[str, Any] | None = None) -> int:
+        """How often a task may be started: its retries (its own `policy`, else the type's), plus
+        `max_deliveries` for crashes."""
+        return retry_policy_of(policy, self)["max_retries"] + max_deliveries
 
     def validate(self, parameters: Any, field: str = "parameters") -> dict[str, Any]:
         """The cleaned parameters, or InvalidInput naming each field (under `field`) and rule."""
@@ -69,52 +76,78 @@ class Registry:
         return found
 
 
-REGISTRY = Registry(
-    [
-        TaskType(
-            name="sum_two_numbers",
-            celery_name="tasker.sum_two_numbers",
-            schema=p.SumParameters(),
-            description="Add two numbers: a + b (an integer when both are integers).",
-            aliases=("sum",),
-        ),
-        TaskType(
-            name="find_longest_consecutive_letters",
-            celery_name="tasker.find_longest_consecutive_letters",
-            schema=p.LettersParameters(),
-            description="Length of the longest run of one repeated character (case-sensitive).",
-        ),
-        TaskType(
-            name="query_chatgpt",
-            celery_name="tasker.query_chatgpt",
-            schema=p.ChatGPTParameters(),
-            description="Send a prompt to OpenAI's chat completions API; the result is the reply text.",
-            aliases=("chatgpt",),
-            queue="external_api",
-            soft_time_limit=240,
-            time_limit=270,
-            max_retries=3,
-        ),
-        TaskType(
-            name="process_data",
-            celery_name="tasker.process_data",
-            schema=p.ProcessDataParameters(),
-            description=(
-                "A long job in steps: processes record_count records over duration_seconds, reporting "
-                "progress, stopping between steps when cancelled, failing on purpose at fail_at_percent."
+RETRY_ON = ("any", "transient")
+
+
+def retry_policy_of(row_policy: Mapping[str, Any] | None, task_type: TaskType | None) -> dict[str, Any]:
+    """The policy a task runs under: its own (given at submit), else its type's, else none."""
+    if row_policy:
+        return {"max_retries": int(row_policy["max_retries"]), "on": row_policy["on"]}
+    return task_type.retry_policy if task_type else {"max_retries": 0, "on": "transient"}
+
+
+def default_limits(timeout: int) -> dict[str, int]:
+    """Time limits from DEFAULT_TASK_TIMEOUT: the soft one (the task is told) at two thirds."""
+    return {"time_limit": timeout, "soft_time_limit": max(1, timeout * 2 // 3)}
+
+
+def build_registry(default_task_timeout: int = 45, max_retry_attempts: int = 3) -> Registry:
+    """The task types, with the limits and retries the settings give (DEFAULT_TASK_TIMEOUT for
+    the types without limits of their own, MAX_RETRY_ATTEMPTS for the types that retry)."""
+    defaults = default_limits(default_task_timeout)
+    return Registry(
+        [
+            TaskType(
+                name="sum_two_numbers",
+                celery_name="tasker.sum_two_numbers",
+                schema=p.SumParameters(),
+                description="Add two numbers: a + b (an integer when both are integers).",
+                aliases=("sum",),
+                **defaults,
             ),
-            soft_time_limit=3700,
-            time_limit=3760,
-        ),
-        TaskType(
-            name="weather",
-            celery_name="tasker.weather",
-            schema=p.WeatherParameters(),
-            description="Current weather in a city from OpenWeatherMap (units: metric, imperial or kelvin).",
-            queue="external_api",
-            soft_time_limit=60,
-            time_limit=90,
-            max_retries=3,
-        ),
-    ]
-)
+            TaskType(
+                name="find_longest_consecutive_letters",
+                celery_name="tasker.find_longest_consecutive_letters",
+                schema=p.LettersParameters(),
+                description="Length of the longest run of one repeated character (case-sensitive).",
+                **defaults,
+            ),
+            TaskType(
+                name="query_chatgpt",
+                celery_name="tasker.query_chatgpt",
+                schema=p.ChatGPTParameters(),
+                description="Send a prompt to OpenAI's chat completions API; the result is the reply text.",
+                aliases=("chatgpt",),
+                queue="external_api",
+                soft_time_limit=240,
+                time_limit=270,
+                max_retries=max_retry_attempts,
+            ),
+            TaskType(
+                name="process_data",
+                celery_name="tasker.process_data",
+                schema=p.ProcessDataParameters(),
+                description=(
+                    "A long job in steps: processes record_count records over duration_seconds, reporting "
+                    "progress, stopping between steps when cancelled, failing on purpose at fail_at_percent."
+                ),
+                soft_time_limit=3700,
+                time_limit=3760,
+            ),
+            TaskType(
+                name="weather",
+                celery_name="tasker.weather",
+                schema=p.WeatherParameters(),
+                description=(
+                    "Current weather in a city from OpenWeatherMap (units: metric, imperial or kelvin)."
+                ),
+                queue="external_api",
+                soft_time_limit=60,
+                time_limit=90,
+                max_retries=max_retry_attempts,
+            ),
+        ]
+    )
+
+
+REGISTRY = build_registry()  # the defaults: for code without the settings at hand

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -15,12 +14,10 @@ from celery import shared_task
 
 from app.core.errors import DatabaseUnavailable
 from app.tasks import http, openai_client, weather_client
-from app.tasks.base import RunContext, TaskerTask
+from app.tasks.base import RunContext, TaskerTask, retry_delay
 from app.tasks.errors import TaskFailed, TransientError
 
 logger = logging.getLogger(__name__)
-
-MAX_RETRY_DELAY_SECONDS = 60.0
 
 
 def add(a: int | float, b: int | float) -> int | float:
@@ -59,19 +56,6 @@ def process_records(
         "duration_seconds": duration_seconds,
         "elapsed_seconds": round(time.monotonic() - started, 3),
     }
-
-
-def retry_delay(retries: int, base: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, never sooner than the upstream's Retry-After."""
-    delay = min(MAX_RETRY_DELAY_SECONDS, base * 2**retries + random.uniform(0, base))
-    if retry_after is not None:
-        if retry_after > MAX_RETRY_DELAY_SECONDS:
-            raise TaskFailed(
-                f"Rate limited: the upstream asked to wait {retry_after:.0f} s, "
-                f"longer than the {MAX_RETRY_DELAY_SECONDS:.0f} s Tasker waits."
-            )
-        delay = max(delay, retry_after)
-    return delay
 
 
 @shared_task(name="tasker.sum_two_numbers")
@@ -134,9 +118,9 @@ def weather(ctx: RunContext, city: str, units: str = "metric") -> dict:
 
 
 def retry_later(ctx: RunContext, name: str, exc: TransientError) -> Exception:
-    """Celery's Retry after a backoff, or TaskFailed once the task type's retries are spent."""
+    """Celery's Retry after a backoff, or TaskFailed once its retry policy's retries are spent."""
     retries = ctx.retries
-    if retries >= ctx.task.services.registry.resolve(name).max_retries:
+    if retries >= ctx.max_retries:
         return TaskFailed(f"{exc} (gave up after {retries + 1} attempts)")
     # RETRYING is written before the retry message exists, so the retry always finds it.
     return ctx.retry_in(exc, retry_delay(retries, ctx.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after))

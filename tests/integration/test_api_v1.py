@@ -50,7 +50,7 @@ def test_submit_returns_202_with_location_and_the_resource(client, worker):
     assert set(task) == {
         "id", "name", "parameters", "status", "result", "error", "attempts", "progress", "progress_message",
         "priority", "queue", "created_at", "started_at", "completed_at", "retry_of", "cancel_requested",
-        "run_at", "schedule_id", "scheduled_for", "owner", "webhook",
+        "run_at", "schedule_id", "scheduled_for", "owner", "webhook", "retry_policy",
     }  # fmt: skip
     done = wait_done(client, task["id"])
     assert (done["status"], done["result"], done["attempts"]) == ("COMPLETED", 5, 1)

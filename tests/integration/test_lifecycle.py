@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from app.core.celery_app import CeleryPublisher
+from app.core.errors import InvalidInput
 from app.core.recovery import Recovery, Thresholds
 from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.callbacks import TaskCallbacks
+from app.tasks.errors import TaskFailed
+from app.tasks.task_functions import process_data, sum_two_numbers
 from tests.conftest import build_app
 from tests.support import insert_task, make_old, poll, row_of, wait_for_output
 
@@ -94,6 +99,30 @@ def test_a_message_no_submit_made_is_refused_saying_why(app, worker, db):
     line = next(line for line in worker.log_path.read_text().splitlines() if refused in line)
     assert "WARNING" in line and "POST /api/v1/tasks" in line
     assert row_of(db, stray) is None
+
+
+def test_python_callers_submit_with_delay_and_send_task_and_get_the_row_back(app, worker, db):
+    """.delay(), apply_async() and send_task() as Celery users write them go through the submit
+    path: the row exists before the message, and the handle's id is the row's."""
+    handle = sum_two_numbers.delay(a=1, b=2)
+    assert row_of(db, handle.id) is not None  # the row first
+    assert handle.get(timeout=20) == 3 and handle.successful() and handle.status == "COMPLETED"
+    celery = app.extensions["celery"]
+    assert celery.send_task("tasker.sum_two_numbers", kwargs={"a": 2, "b": 3}).get(timeout=20) == 5
+    assert (
+        sum_two_numbers.apply_async((4, 5), priority=9).get(timeout=20) == 9
+    )  # positional, named as the function's
+    # The reference system's name for it (its module path) is the same task.
+    assert celery.send_task("app.tasks.task_functions.sum_two_numbers", args=[1, 1]).get(timeout=20) == 2
+    failed = process_data.delay(duration_seconds=0.05, fail_at_percent=0)
+    with pytest.raises(TaskFailed, match="Failed on purpose"):
+        failed.get(timeout=20)
+    assert row_of(db, failed.id).status == "FAILED" and failed.failed()
+    with pytest.raises(InvalidInput) as bad:
+        sum_two_numbers.delay(a="one", b=2)
+    assert "a" in bad.value.details["parameters"]
+    with pytest.raises(TypeError, match="link"):
+        sum_two_numbers.apply_async(kwargs={"a": 1, "b": 2}, link=sum_two_numbers.s())
 
 
 def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):

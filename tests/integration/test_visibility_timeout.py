@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from app.core.celery_app import celery_settings, check_visibility_timeout
+from app.tasks.base import MAX_RETRY_DELAY_SECONDS
 from app.tasks.registry import REGISTRY
-from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS
 from config import ConfigError, load_config
 from tests.conftest import ROOT, child_env
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.tasks.base import MAX_RETRY_DELAY_SECONDS, retry_delay
 from app.tasks.errors import TaskFailed
-from app.tasks.task_functions import MAX_RETRY_DELAY_SECONDS, add, longest_run, process_records, retry_delay
+from app.tasks.task_functions import add, longest_run, process_records
 
 
 @pytest.mark.parametrize(
