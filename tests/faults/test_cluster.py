@@ -14,13 +14,40 @@ from datetime import timedelta
 from typing import Any
 
 import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from app.models import schedule as schedule_model
 from app.models import task as task_model
-from tests.conftest import child_env
+from tests.conftest import PG_ADMIN_URL, child_env
 from tests.faults.conftest import Fault
 from tests.integration.test_weather import owm_body, serve
 from tests.support import TERMINAL, children_of, free_port, kill_family, poll, start_celery, start_gunicorn
+
+
+class Connections(threading.Thread):
+    """The most PostgreSQL connections to the test's database seen at once (docs/scaling.md's budget)."""
+
+    def __init__(self, database_url: str):
+        super().__init__(daemon=True)
+        self.database = make_url(database_url).database
+        self.peak = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        admin = sa.create_engine(PG_ADMIN_URL, poolclass=sa.pool.NullPool)
+        query = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"
+        )
+        while not self.halt.wait(0.1):
+            with admin.connect() as conn:
+                self.peak = max(self.peak, conn.scalar(query, {"db": self.database}))
+        admin.dispose()
+
+    def stop(self) -> int:
+        self.halt.set()
+        self.join(timeout=10)
+        return self.peak
 
 
 class Client(threading.Thread):
@@ -110,6 +137,8 @@ def test_a_cluster_loses_nothing_and_runs_nothing_twice_when_a_worker_and_an_api
     clients = [
         Client(base, f"{name}-{i}") for base, name in ((first, "one"), (second, "two")) for i in range(2)
     ]
+    connections = Connections(fault.env["DATABASE_URL"])
+    connections.start()
     for client in clients:
         client.start()
     try:
@@ -131,6 +160,7 @@ def test_a_cluster_loses_nothing_and_runs_nothing_twice_when_a_worker_and_an_api
     finally:
         for client in clients:
             client.stop()
+        peak = connections.stop()
 
     accepted = [task_id for client in clients for task_id in client.accepted]
     assert len(accepted) == len(set(accepted)) >= 200
@@ -148,8 +178,13 @@ def test_a_cluster_loses_nothing_and_runs_nothing_twice_when_a_worker_and_an_api
     answers = sum((client.answers for client in clients), Counter())
     assert set(answers) <= {"202", "ConnectionError", "ChunkedEncodingError"}, answers
     kill_family(by_mistake)
+    # docs/scaling.md's bound: API processes x min(GUNICORN_THREADS + 1, 2 x DATABASE_POOL_SIZE),
+    # workers' processes + 1 each, 3 per beat; plus the API process gunicorn started in place of
+    # the killed one, and this test's own pool (its API client).
+    bound = 2 * 2 * min(8 + 1, 2 * 10) + (2 + 1) + (2 + 1) + (1 + 1) + 2 * 3
+    assert peak <= bound + 9 + 2 * 10, peak
     print(
         f"cluster: {len(accepted)} accepted, all COMPLETED once; {len(twice)} run twice (of "
         f"{len(killed_at)} on the killed worker); workers {dict(workers)}; answers {dict(answers)}; "
-        f"schedules fired {len(fired)}"
+        f"schedules fired {len(fired)}; PostgreSQL connections at most {peak} (the budget's bound: {bound})"
     )
