@@ -153,6 +153,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
             policy,
             deliveries,
             config["MAX_RETRY_ATTEMPTS"],
+            config["SUBMIT_BATCH_MAX"],
         ),
         schedules=ScheduleManager(
             db,

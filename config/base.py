@@ -292,6 +292,8 @@ class BaseConfig:
                 env, "DATABASE_URL", f"sqlite:///{data_dir / 'tasker.db'}", DATABASE_SCHEMES
             ),
             "DATABASE_POOL_SIZE": read_int(env, "DATABASE_POOL_SIZE", 10, 1, 200),
+            # Submits written together at most (one INSERT, one publish: app/core/batching.py); 1: off.
+            "SUBMIT_BATCH_MAX": read_int(env, "SUBMIT_BATCH_MAX", 64, 1, 1000),
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": broker_url,
             "BROKER_KIND": BROKER_KINDS[urlsplit(broker_url).scheme.lower()],

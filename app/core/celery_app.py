@@ -117,7 +117,9 @@ def transport_options(config: Mapping[str, Any]) -> dict[str, Any]:
             "data_folder_out": str(folders["queue"]),
             "control_folder": str(folders["control"]),
             "processed_folder": str(folders["processed"]),
-            "polling_interval": 0.1,  # the default of 1 s makes every round trip take a second
+            # Consumers are woken when a message arrives (filesystem_transport.py); this is only how
+            # long a lost wake could be missed.
+            "polling_interval": 1.0,
         }
     if config["BROKER_KIND"] == "redis":
         return {
@@ -187,29 +189,79 @@ class CeleryPublisher:
                 logger.warning("publishing through send_task, as these are set: %s", "; ".join(blockers))
 
     def publish(
-        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
+        self,
+        task_type: Any,
+        task_id: uuid.UUID,
+        parameters: dict[str, Any],
+        priority: int = DEFAULT_PRIORITY,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """`priority`: 0 (low) to 9 (high). The request id bound to the caller's log context goes
-        in the message's headers, so the worker's log lines for this task carry it too."""
+        """`priority`: 0 (low) to 9 (high). The request id bound to the caller's log context (or
+        given in `headers`) goes in the message's headers, so the worker's log lines for this
+        task carry it too."""
+        headers = message_headers() if headers is None else headers or None
         if self.direct is None:
-            self.send_task(task_type, task_id, parameters, priority)
+            self.send_task(task_type, task_id, parameters, priority, headers)
             return
         with broker_errors():
-            self.direct.publish(
-                task_type.celery_name,
-                str(task_id),
-                parameters,
-                task_type.queue,
-                broker_priority("redis", priority),
-                time_limit=task_type.time_limit,
-                soft_time_limit=task_type.soft_time_limit,
-                headers=_message_headers(),
-            )
+            self.direct.publish(*self._direct_message(task_type, task_id, parameters, priority, headers))
+
+    def publish_many(
+        self, messages: list[tuple[Any, uuid.UUID, dict[str, Any], int, dict[str, str] | None]]
+    ) -> list[Exception | None]:
+        """Publish several (task type, id, parameters, priority, headers): for each, None if the
+        broker has it, else the BrokerUnavailable. On Redis one round trip, all or none; elsewhere
+        one publish each (each confirmed on RabbitMQ), and after the first refusal the rest are
+        not tried."""
+        if self.direct is not None:
+            pushes = [self.direct.message(*self._direct_message(*message)) for message in messages]
+            try:
+                with broker_errors():
+                    self.direct.publish_many(pushes)
+            except BrokerUnavailable as exc:
+                return [exc] * len(messages)
+            return [None] * len(messages)
+        outcomes: list[Exception | None] = []
+        for message in messages:
+            if outcomes and outcomes[-1] is not None:
+                outcomes.append(outcomes[-1])
+                continue
+            try:
+                self.send_task(*message)
+                outcomes.append(None)
+            except BrokerUnavailable as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    @staticmethod
+    def _direct_message(
+        task_type: Any,
+        task_id: uuid.UUID,
+        parameters: dict[str, Any],
+        priority: int,
+        headers: dict[str, str] | None,
+    ) -> tuple[Any, ...]:
+        return (
+            task_type.celery_name,
+            str(task_id),
+            parameters,
+            task_type.queue,
+            broker_priority("redis", priority),
+            task_type.time_limit,
+            task_type.soft_time_limit,
+            headers,
+        )
 
     def send_task(
-        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
+        self,
+        task_type: Any,
+        task_id: uuid.UUID,
+        parameters: dict[str, Any],
+        priority: int = DEFAULT_PRIORITY,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Publish through Celery's own send_task (any broker)."""
+        headers = message_headers() if headers is None else headers or None
         with broker_errors():
             self.celery.send_task(
                 task_type.celery_name,
@@ -221,7 +273,7 @@ class CeleryPublisher:
                 time_limit=task_type.time_limit,
                 retry_policy=PUBLISH_RETRY,
                 confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
-                headers=_message_headers(),
+                headers=headers,
             )
 
     def publish_delivery(self, delivery_id: uuid.UUID, time_limit: float | None = None) -> None:
@@ -235,7 +287,7 @@ class CeleryPublisher:
                 queue=WEBHOOK_QUEUE,
                 retry_policy=PUBLISH_RETRY,
                 confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
-                headers=_message_headers(),
+                headers=message_headers(),
                 **limits,
             )
 
@@ -266,7 +318,8 @@ class CeleryPublisher:
             conn.default_channel  # noqa: B018 - opening the channel is the round trip
 
 
-def _message_headers() -> dict[str, str] | None:
+def message_headers() -> dict[str, str] | None:
+    """The headers a message carries: the request id of the caller's log context, if any."""
     request_id = logs.context().get("request_id")
     return {"request_id": request_id} if request_id else None
 

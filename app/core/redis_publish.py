@@ -78,6 +78,30 @@ class RedisQueueWriter:
 
         Raises redis.RedisError when Redis cannot be reached.
         """
+        self.client.lpush(
+            *self.message(name, task_id, kwargs, queue, priority, time_limit, soft_time_limit, headers)
+        )
+
+    def publish_many(self, messages: list[tuple[str, str]]) -> None:
+        """LPUSH several (key, message) pairs from message() in one round trip, all or none
+        (MULTI/EXEC). Raises redis.RedisError when Redis cannot be reached."""
+        pipe = self.client.pipeline(transaction=True)
+        for key, message in messages:
+            pipe.lpush(key, message)
+        pipe.execute()
+
+    def message(
+        self,
+        name: str,
+        task_id: str,
+        kwargs: dict[str, Any],
+        queue: str,
+        priority: int,
+        time_limit: int | None = None,
+        soft_time_limit: int | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """The list to LPUSH onto and the message, as publish() would push them."""
         body = dumps([[], kwargs, _EMBED]).encode()
         message = {
             "body": base64.b64encode(body).decode(),
@@ -94,7 +118,7 @@ class RedisQueueWriter:
                 "delivery_tag": str(uuid.uuid4()),
             },
         }
-        self.client.lpush(self.key(queue, priority), dumps(message))
+        return self.key(queue, priority), dumps(message)
 
     def _headers(
         self,

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.core import metrics
+from app.core.batching import Batcher, Item
 from app.core.cache_manager import CacheManager
+from app.core.celery_app import message_headers
 from app.core.changes import LIST_STREAMS, TASK_STREAMS, Watch
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
@@ -62,8 +64,11 @@ class TaskManager:
         policy: UsagePolicy | None = None,
         deliveries: Deliveries | None = None,
         max_retry_attempts: int = 3,
+        batch_max: int = 1,
     ):
         self.max_retry_attempts = max_retry_attempts  # a retry_policy's max_retries when it names none
+        # Group commit of plain submits (SUBMIT_BATCH_MAX rows at most); 1: each on its own.
+        self.batcher = Batcher(self._write_batch, batch_max) if batch_max > 1 else None
         self.db = db
         self.cache = cache
         self.registry = registry
@@ -122,6 +127,8 @@ class TaskManager:
                 return earlier
         else:
             self.quota.admit(owner)
+            if self.batcher is not None and due_at is None:
+                return self._submit_batched(task_id, task_type, clean, extra)
             self.db.run_statement(
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
@@ -140,6 +147,62 @@ class TaskManager:
         self.watch.announce(task_id, TaskStatus.PENDING, LIST_STREAMS)
         logger.debug("task %s (%s) submitted", task_id, task_type.name)
         return Submission(task_id, True)
+
+    def _submit_batched(
+        self, task_id: uuid.UUID, task_type: TaskType, clean: dict[str, Any], extra: dict[str, Any]
+    ) -> Submission:
+        """Written and published with the submits that arrive with it (app/core/batching.py);
+        answered once its own row is committed and its own message accepted."""
+        row = {"id": task_id, "name": task_type.name, "parameters": clean, "queue": task_type.queue} | extra
+        try:
+            assert self.batcher is not None
+            self.batcher.submit((row, task_type, message_headers() or {}))
+        except BaseException:
+            self.quota.release(extra["owner"])
+            raise
+        return Submission(task_id, True)
+
+    def _write_batch(self, items: Sequence[Item]) -> None:
+        """One multi-row INSERT, then one publish of every message; each item settled with its
+        own outcome: a row the database refuses fails only its own request, and a message the
+        broker does not accept removes its own row and fails its request with a 503."""
+        rows = [item.value[0] for item in items]
+        try:
+            self.db.run_statement(lambda c: task_model.insert_many(c, rows))
+            written = list(items)
+        except DatabaseUnavailable as exc:
+            for item in items:
+                item.settle(error=exc)
+            return
+        except sa.exc.DBAPIError:  # some row is refused: find which, one statement each
+            written = []
+            for item in items:
+                try:
+                    self.db.run_statement(lambda c, r=item.value[0]: task_model.insert_many(c, [r]))
+                    written.append(item)
+                except (DatabaseUnavailable, sa.exc.DBAPIError) as exc:
+                    item.settle(error=exc)
+        messages = [
+            (task_type, row["id"], row["parameters"], row["priority"], headers)
+            for row, task_type, headers in (item.value for item in written)
+        ]
+        outcomes = self.publisher.publish_many(messages) if messages else []
+        refused = [item for item, outcome in zip(written, outcomes, strict=True) if outcome is not None]
+        if refused:
+            # Not queued: take the rows back so nothing looks queued that never will run.
+            ids = [item.value[0]["id"] for item in refused]
+            try:
+                self.db.run_statement(lambda c: task_model.delete_unstarted(c, ids))
+            except DatabaseUnavailable as exc:
+                logger.warning("could not remove %d unpublished tasks: %s", len(ids), exc.details)
+        for item, outcome in zip(written, outcomes, strict=True):
+            if outcome is not None:
+                item.settle(error=outcome)
+                continue
+            row, task_type, _ = item.value
+            metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
+            self.watch.announce(row["id"], TaskStatus.PENDING, LIST_STREAMS)
+            item.settle()
 
     def _insert_once(
         self, task_id: uuid.UUID, task_type: TaskType, clean: dict[str, Any], extra: dict[str, Any]

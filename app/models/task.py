@@ -177,9 +177,25 @@ def get_output(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -
     return conn.execute(_owned(sa.select(*columns), task_id, owner)).first()
 
 
-def delete_unstarted(conn: Connection, task_id: uuid.UUID) -> None:
-    """Remove a row that was never published (its submit failed)."""
-    conn.execute(tasks.delete().where(tasks.c.id == task_id, tasks.c.status == TaskStatus.PENDING))
+def delete_unstarted(conn: Connection, task_id: uuid.UUID | list[uuid.UUID]) -> None:
+    """Remove rows that were never published (their submit failed)."""
+    ids = task_id if isinstance(task_id, list) else [task_id]
+    conn.execute(tasks.delete().where(tasks.c.id.in_(ids), tasks.c.status == TaskStatus.PENDING))
+
+
+# The columns a batched submit may set: every row of one multi-row INSERT names the same ones.
+BATCH_COLUMNS = ("id", "name", "parameters", "queue", "status", "retry_of", "priority", "owner", "webhook",
+                 "retry_policy")  # fmt: skip
+
+
+def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert PENDING rows with one statement (SQLAlchemy sends a multi-row INSERT); each row
+    gives its own values for BATCH_COLUMNS, None for those it does not set."""
+    values = [
+        {"status": TaskStatus.PENDING} | {c: row.get(c) for c in BATCH_COLUMNS if c != "status"}
+        for row in rows
+    ]
+    conn.execute(_INSERT, values)
 
 
 def claim(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> int | None:

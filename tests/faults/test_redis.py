@@ -43,7 +43,10 @@ class Submitter(threading.Thread):
 def assert_all_completed(fault: Fault, ids: list[str]) -> None:
     rows = fault.wait_terminal(ids, timeout=120)
     assert [row.status for row in rows] == ["COMPLETED"] * len(ids)
-    assert all(row.attempts == 1 for row in rows)  # sum tasks are instant: no fault hit a run
+    # Sum tasks are quick, but one running when the broker's connection dropped is cancelled by
+    # its worker (worker_cancel_long_running_tasks_on_connection_loss) and run a second time.
+    again = [(str(row.id), row.attempts) for row in rows if row.attempts != 1]
+    assert all(attempts == 2 for _, attempts in again) and len(again) <= 2, again
 
 
 def test_3_redis_restarted_while_clients_keep_submitting(real):

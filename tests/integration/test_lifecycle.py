@@ -29,10 +29,16 @@ class CheckingPublisher(CeleryPublisher):
         self.other_db = other_db
         self.seen: list[str] = []
 
-    def publish(self, task_type, task_id, parameters, priority=5):
+    def publish(self, task_type, task_id, parameters, priority=5, headers=None):
         row = row_of(self.other_db, task_id)
         self.seen.append(row.status if row else "missing")
-        super().publish(task_type, task_id, parameters, priority)
+        super().publish(task_type, task_id, parameters, priority, headers)
+
+    def publish_many(self, messages):  # the batched submit's publish (SUBMIT_BATCH_MAX)
+        for message in messages:
+            row = row_of(self.other_db, message[1])
+            self.seen.append(row.status if row else "missing")
+        return super().publish_many(messages)
 
 
 def test_the_row_is_committed_before_the_message_is_published(app, stack_env, worker):
@@ -41,6 +47,7 @@ def test_the_row_is_committed_before_the_message_is_published(app, stack_env, wo
     manager.publisher = CheckingPublisher(
         app.extensions["celery"], app.config["BROKER_KIND"], other.extensions["tasker"].db
     )
+    assert manager.batcher is not None  # submits are batched by default: that path is checked here
     task_id = manager.submit("sum", {"a": 1, "b": 2}).id
     assert manager.publisher.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3

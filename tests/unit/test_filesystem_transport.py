@@ -66,3 +66,63 @@ def test_a_consumer_racing_a_producer_gets_every_message_intact(tmp_path):
                 break
     thread.join()
     assert sorted(received) == list(range(count))
+
+
+def test_a_waiting_consumer_is_woken_by_a_publish_not_by_its_poll(tmp_path):
+    """With a poll of an hour, only the wake can bring the message in time."""
+    from kombu import Exchange, Queue
+
+    from tests.support import poll
+
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 3600,
+               "control_folder": str(tmp_path / "control")}  # fmt: skip
+    queue = Queue("q", Exchange("q"), "q")
+    received = []
+    consumer_conn = Connection(
+        "filesystem://", transport=filesystem_transport.Transport, transport_options=options
+    )
+    consumer = consumer_conn.Consumer(
+        queue, callbacks=[lambda body, message: (received.append(body), message.ack())]
+    )
+    consumer.consume()
+    waiting = threading.Thread(target=lambda: consumer_conn.drain_events(timeout=60), daemon=True)
+    waiting.start()
+    poll(lambda: list((tmp_path / "wake").glob("*.sock")), timeout=10, what="the consumer's wake socket")
+    with Connection(
+        "filesystem://", transport=filesystem_transport.Transport, transport_options=options
+    ) as producer:
+        producer.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key="q", declare=[queue])
+    poll(lambda: received, timeout=10, what="the consumer to be woken")
+    assert received == [{"n": 1}]
+    waiting.join(timeout=10)
+    consumer_conn.close()
+    assert not list((tmp_path / "wake").glob("*.sock"))  # its socket goes with it
+
+
+def test_a_socket_nobody_holds_is_cleared_by_the_next_publish(tmp_path):
+    import socket
+
+    wake = tmp_path / "wake"
+    wake.mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(wake / "123-dead.sock"))
+    stale.close()  # its process is gone; the file stays
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    filesystem_transport.wake_all(str(wake), sender)
+    sender.close()
+    assert not (wake / "123-dead.sock").exists()
+
+
+def test_the_replaced_kombu_loop_is_still_the_one_that_sleeps():
+    """filesystem_transport.Transport.drain_events is kombu 5.7.0's with its sleep replaced by a
+    wait on the wake socket: a kombu whose loop changed must be looked at again."""
+    import inspect
+
+    import kombu
+    from kombu.transport.virtual import base
+
+    source = inspect.getsource(base.Transport.drain_events)
+    assert kombu.__version__ == "5.7.0"
+    assert "get(self._deliver, timeout=timeout)" in source and "sleep(polling_interval)" in source
