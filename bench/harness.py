@@ -185,8 +185,9 @@ def wrk(
     method: str = "GET",
     body: str | None = None,
     headers: dict[str, str] | None = None,
+    connections: int = CONNECTIONS,
 ) -> Load:
-    """wrk at CONNECTIONS connections for `seconds`; non-2xx answers and socket errors count as errors."""
+    """wrk at `connections` (CONNECTIONS) for `seconds`; non-2xx answers and socket errors count as errors."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
@@ -200,7 +201,7 @@ def wrk(
         command = [
             "wrk",
             "-t2",
-            f"-c{CONNECTIONS}",
+            f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
             "--latency",
             "-s",
@@ -218,6 +219,58 @@ def wrk(
         p99_ms=_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
     )
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Every process: its parent, its name and the CPU seconds it has used (user + system)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                head, tail = (entry / "stat").read_text().rsplit(")", 1)
+            except OSError:
+                continue
+            fields = tail.split()
+            found[int(entry.name)] = (
+                int(fields[1]),
+                head.split("(", 1)[1],
+                (int(fields[11]) + int(fields[12])) / ticks,
+            )
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used between start() and stop() by the processes under each of `trees` (pid by
+    label) and by every process whose name is one of `names` (label by process name). A process
+    that ends in between is not counted: keep them alive (gunicorn's max_requests off)."""
+
+    def __init__(self, trees: dict[str, int], names: dict[str, str]):
+        self.trees, self.names = trees, names
+        self._before: dict[int, float] = {}
+
+    def _labelled(self) -> dict[int, tuple[str, float]]:
+        table = _processes()
+        found: dict[int, tuple[str, float]] = {}
+        for label, root in self.trees.items():
+            family, frontier = {root}, {root}
+            while frontier:
+                frontier = {pid for pid, (parent, _, _) in table.items() if parent in frontier} - family
+                family |= frontier
+            found |= {pid: (label, table[pid][2]) for pid in family if pid in table}
+        for pid, (_, comm, cpu) in table.items():
+            if comm in self.names:
+                found[pid] = (self.names[comm], cpu)
+        return found
+
+    def start(self) -> None:
+        self._before = {pid: cpu for pid, (_, cpu) in self._labelled().items()}
+
+    def stop(self) -> dict[str, float]:
+        used = dict.fromkeys([*self.trees, *self.names.values()], 0.0)
+        for pid, (label, cpu) in self._labelled().items():
+            used[label] += cpu - self._before.get(pid, 0.0)
+        return used
 
 
 def _status(url: str) -> int:

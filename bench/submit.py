@@ -1,28 +1,30 @@
-"""POST /run-task at 16 connections: Tasker against a plain Flask endpoint, same gunicorn settings.
+"""POST /run-task at 16 and 64 connections: Tasker against a plain Flask endpoint, same gunicorn
+settings, with group commit (SUBMIT_BATCH_MAX, default) and without it (SUBMIT_BATCH_MAX=1).
 
-Starts Tasker under gunicorn (gunicorn.conf.py, 4 processes) on a throwaway PostgreSQL
+Starts Tasker under gunicorn (gunicorn.conf.py, 4 processes) twice, on a throwaway PostgreSQL
 database and a private redis-server, and bench/plain_app.py the same way; runs wrk on each
-for SECONDS (after a 2 s warm-up) and prints one line: requests/s, p50, p99, errors, and the
-ratio Tasker/limit. No worker runs: the messages wait in the private Redis.
+for SECONDS (after a 2 s warm-up) and prints one line per connection count: requests/s, p50,
+p99, errors, and the ratios Tasker/limit. No worker runs: the messages wait in the private Redis.
 
 With --keys, Tasker runs as it would on a network: AUTH_MODE=keys, rate limits on (in Redis),
 the unfinished-tasks quota on, and every request carries an API key whose own rate limit is
 high enough never to refuse one; the figure is then the cost of checking them.
 
-Usage: python bench/submit.py [--seconds 10] [--keys]
+Usage: python bench/submit.py [--seconds 10] [--keys] [--connections 16,64]
 """
 
 import argparse
 import subprocess
 import sys
 
-from harness import BODY, ROOT, stack, wrk
+from harness import BODY, ROOT, CpuMeter, stack, wrk
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--keys", action="store_true", help="API keys, rate limits and quotas on")
+    parser.add_argument("--connections", default="16,64", help="comma-separated wrk connection counts")
     args = parser.parse_args()
     seconds = args.seconds
     with stack() as s:
@@ -40,17 +42,35 @@ def main() -> None:
                 cwd=ROOT, env=s.env, check=True, capture_output=True, text=True,
             )  # fmt: skip
             headers["Authorization"] = f"Bearer {made.stdout.strip()}"
-        tasker = s.gunicorn("run:app", "/health")
-        plain = s.gunicorn("bench.plain_app:app", "/get-task-output?task_uuid=x")
-        results = {}
-        for name, port in (("Tasker", tasker), ("plain Flask", plain)):
-            url = f"http://127.0.0.1:{port}/run-task"
-            wrk(url, min(2, seconds), "POST", BODY, headers)  # warm-up: pools, imports, caches
-            results[name] = wrk(url, seconds, "POST", BODY, headers)
-    ratio = results["Tasker"].requests_per_second / results["plain Flask"].requests_per_second
-    mode = "keys+limits" if args.keys else "open"
-    tasker, plain = results["Tasker"], results["plain Flask"]
-    print(f"submit ({mode}): Tasker {tasker} | plain Flask {plain} | ratio {ratio:.2f}")
+        servers = {}
+        for name, app, ready, env in (
+            ("batched", "run:app", "/health", None),
+            ("unbatched", "run:app", "/health", {"SUBMIT_BATCH_MAX": "1"}),
+            ("plain Flask", "bench.plain_app:app", "/get-task-output?task_uuid=x", None),
+        ):
+            # No restart after max_requests during the run: the CPU meter counts live processes.
+            port = s.gunicorn(app, ready, {"GUNICORN_CMD_ARGS": "--max-requests 0", **(env or {})})
+            servers[name] = (port, s.started[-1].pid)
+        mode = "keys+limits" if args.keys else "open"
+        for connections in (int(c) for c in args.connections.split(",")):
+            results, cpu = {}, {}
+            for name, (port, pid) in servers.items():
+                url = f"http://127.0.0.1:{port}/run-task"
+                wrk(url, min(2, seconds), "POST", BODY, headers, connections)  # warm-up: pools, caches
+                meter = CpuMeter({"API": pid}, {"postgres": "PostgreSQL", "redis-server": "Redis"})
+                meter.start()
+                results[name] = wrk(url, seconds, "POST", BODY, headers, connections)
+                used = meter.stop()
+                done = results[name].requests_per_second * max(1, round(seconds))
+                cpu[name] = ", ".join(f"{label} {used[label] / done * 1e6:.0f}" for label in used)
+            limit = results["plain Flask"].requests_per_second
+            print(
+                f"submit ({mode}, {connections} connections): batched {results['batched']} | unbatched "
+                f"{results['unbatched']} | plain Flask {results['plain Flask']} | ratio batched "
+                f"{results['batched'].requests_per_second / limit:.2f}, unbatched "
+                f"{results['unbatched'].requests_per_second / limit:.2f}"
+            )
+            print("  CPU per request (us): " + " | ".join(f"{name}: {text}" for name, text in cpu.items()))
 
 
 if __name__ == "__main__":
