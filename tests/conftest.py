@@ -273,8 +273,9 @@ class Stack:
             return {"TASKER_DATA_DIR": self.made[-1], "DATABASE_URL": self.config["DATABASE_URL"]}
         return {"CELERY_BROKER_URL": self.made[-1]}
 
-    def drop_brokers(self) -> None:
-        while self.made:
+    def drop_brokers(self, since: int = 0) -> None:
+        """Give back the brokers made after the first `since`."""
+        while len(self.made) > since:
             self.drop_broker(self.made.pop())
 
     @property
@@ -349,11 +350,12 @@ def stack(
 @pytest.fixture(autouse=True)
 def brokers_given_back(request: pytest.FixtureRequest) -> Iterator[None]:
     """A broker a test made for itself (Redis db, RabbitMQ vhost) is given back when it ends, so
-    the few Redis dbs go round."""
+    the few Redis dbs go round. Those a module's fixture made (set up before this one) stay."""
+    stack = request.getfixturevalue("stack") if "stack" in request.fixturenames else None
+    mark = len(stack.made) if isinstance(stack, Stack) else 0
     yield
-    stack = request.node.funcargs.get("stack") if hasattr(request.node, "funcargs") else None
     if isinstance(stack, Stack):
-        stack.drop_brokers()
+        stack.drop_brokers(since=mark)
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,11 @@ HTTP_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 TASKS_SUBMITTED = Counter(
     "tasker_tasks_submitted", "Tasks accepted by the API (a new row and its message).", ["task_type"]
 )
+SUBMIT_BATCH_SIZE = Histogram(
+    "tasker_submit_batch_size",
+    "Submits written together by one INSERT and one publish (group commit, SUBMIT_BATCH_MAX).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1000),
+)
 TASKS_FINISHED = Counter(
     "tasker_tasks_finished",
     "Tasks that reached a terminal status (COMPLETED, FAILED, CANCELLED), counted once per task.",

@@ -62,25 +62,10 @@ class RedisQueueWriter:
         step = max((s for s in self.steps if s <= priority), default=self.steps[0])
         return f"{queue}{self.sep}{step}" if step else queue
 
-    def publish(
-        self,
-        name: str,
-        task_id: str,
-        kwargs: dict[str, Any],
-        queue: str,
-        priority: int,
-        time_limit: int | None = None,
-        soft_time_limit: int | None = None,
-        headers: dict[str, Any] | None = None,
-    ) -> None:
-        """LPUSH what kombu's Redis transport stores for `send_task(name, kwargs=kwargs, ...)`;
-        `headers` are added to Celery's, as send_task's `headers=` adds them.
-
-        Raises redis.RedisError when Redis cannot be reached.
-        """
-        self.client.lpush(
-            *self.message(name, task_id, kwargs, queue, priority, time_limit, soft_time_limit, headers)
-        )
+    def publish(self, *args: Any, **kwargs: Any) -> None:
+        """LPUSH message(*args, **kwargs): what kombu's Redis transport stores for the same
+        send_task. Raises redis.RedisError when Redis cannot be reached."""
+        self.client.lpush(*self.message(*args, **kwargs))
 
     def publish_many(self, messages: list[tuple[str, str]]) -> None:
         """LPUSH several (key, message) pairs from message() in one round trip, all or none
@@ -101,7 +86,9 @@ class RedisQueueWriter:
         soft_time_limit: int | None = None,
         headers: dict[str, Any] | None = None,
     ) -> tuple[str, str]:
-        """The list to LPUSH onto and the message, as publish() would push them."""
+        """The list to LPUSH onto, and what kombu's Redis transport stores for
+        `send_task(name, kwargs=kwargs, ...)`; `headers` are added to Celery's, as send_task's
+        `headers=` adds them."""
         body = dumps([[], kwargs, _EMBED]).encode()
         message = {
             "body": base64.b64encode(body).decode(),

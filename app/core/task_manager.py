@@ -167,6 +167,7 @@ class TaskManager:
         own outcome: a row the database refuses fails only its own request, and a message the
         broker does not accept removes its own row and fails its request with a 503."""
         rows = [item.value[0] for item in items]
+        metrics.SUBMIT_BATCH_SIZE.observe(len(rows))
         try:
             self.db.run_statement(lambda c: task_model.insert_many(c, rows))
             written = list(items)

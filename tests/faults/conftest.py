@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,17 +351,29 @@ def fault_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def real(fault_database: str, tmp_path: Path, openai_server: Any) -> Iterator[Fault]:
-    """PostgreSQL (a database of the test's own) and a private Redis as broker and cache."""
+@contextmanager
+def redis_backed(
+    kind: str, database: str, tmp_path: Path, openai_server: Any, broker_url: str = "", node: Any = None
+) -> Iterator[Fault]:
+    """A stack on PostgreSQL and a private Redis: the cache, and the broker unless `broker_url`."""
     server = RedisServer(tmp_path)
     server.start()
-    fault = Fault("real", real_env(server, fault_database, tmp_path, openai_server), tmp_path, server)
+    env = real_env(server, database, tmp_path, openai_server)
+    fault = Fault(
+        kind, env | ({"CELERY_BROKER_URL": broker_url} if broker_url else {}), tmp_path, server, node
+    )
     try:
         yield fault
     finally:
         fault.close()
         server.stop()
+
+
+@pytest.fixture
+def real(fault_database: str, tmp_path: Path, openai_server: Any) -> Iterator[Fault]:
+    """PostgreSQL (a database of the test's own) and a private Redis as broker and cache."""
+    with redis_backed("real", fault_database, tmp_path, openai_server) as fault:
+        yield fault
 
 
 @pytest.fixture
@@ -379,41 +392,23 @@ def rabbit(
 ) -> Iterator[Fault]:
     """PostgreSQL (a database of the test's own), a vhost of its own on the machine's RabbitMQ as
     the broker, and a private Redis as the cache."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = {
-        **real_env(server, fault_database, tmp_path, openai_server),
-        "CELERY_BROKER_URL": rabbit_vhosts.create(),
-    }
-    fault = Fault("rabbit", env, tmp_path, server)
-    try:
+    broker = rabbit_vhosts.create()
+    with redis_backed("rabbit", fault_database, tmp_path, openai_server, broker) as fault:
         yield fault
-    finally:
-        fault.close()
-        server.stop()
 
 
 @pytest.fixture
-def private_rabbit(
-    fault_database: str, tmp_path: Path, openai_server: Any, rabbit_vhosts: RabbitVhosts
-) -> Iterator[Fault]:
+def private_rabbit(fault_database: str, tmp_path: Path, openai_server: Any) -> Iterator[Fault]:
     """As `rabbit`, but the broker is a RabbitMQ node of the test's own, which it may stop."""
     if shutil.which("rabbitmq-server") is None:
         unavailable("rabbitmq-server", FileNotFoundError("rabbitmq-server"))
     node = RabbitNode(Path(tempfile.mkdtemp(prefix="tasker-rabbit-")))
-    server = RedisServer(tmp_path)
-    server.start()
-    fault = None
     try:
         node.start()
-        env = {**real_env(server, fault_database, tmp_path, openai_server), "CELERY_BROKER_URL": node.url}
-        fault = Fault("rabbit", env, tmp_path, server, node)
-        yield fault
+        with redis_backed("rabbit", fault_database, tmp_path, openai_server, node.url, node) as fault:
+            yield fault
     finally:
-        if fault is not None:
-            fault.close()
         node.stop()
-        server.stop()
         shutil.rmtree(node.directory, ignore_errors=True)
 
 
