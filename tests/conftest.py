@@ -119,6 +119,15 @@ class RedisDbs:
                 client.close()
         raise RuntimeError("no empty Redis db is free for the tests")
 
+    def empty(self, url: str) -> None:
+        """Delete every key of the claimed db `url` but the claim, which keeps it this run's
+        (a FLUSHDB would let another test process claim it meanwhile)."""
+        client = redis.Redis.from_url(url)
+        keys = [key for key in client.keys("*") if key != CLAIM_KEY.encode()]
+        if keys:
+            client.delete(*keys)
+        client.close()
+
     def release(self, url: str | None = None) -> None:
         """Flush and give back the db `url` names (None: every db this run claimed)."""
         numbers = [int(url.rsplit("/", 1)[1])] if url else list(self.claimed)

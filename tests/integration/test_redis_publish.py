@@ -25,11 +25,11 @@ def broker_url(redis_dbs) -> str:
 
 
 @pytest.fixture
-def broker(broker_url: str) -> Iterator[redis_py.Redis]:
+def broker(broker_url: str, redis_dbs) -> Iterator[redis_py.Redis]:
     client = redis_py.Redis.from_url(broker_url)
-    client.flushdb()
+    redis_dbs.empty(broker_url)
     yield client
-    client.flushdb()
+    redis_dbs.empty(broker_url)
     client.close()
 
 
