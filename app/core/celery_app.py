@@ -199,12 +199,18 @@ class CeleryPublisher:
         """`priority`: 0 (low) to 9 (high). The request id bound to the caller's log context (or
         given in `headers`) goes in the message's headers, so the worker's log lines for this
         task carry it too."""
-        headers = message_headers() if headers is None else headers or None
-        if self.direct is None:
-            self.send_task(task_type, task_id, parameters, priority, headers)
-            return
+        message = (
+            task_type,
+            task_id,
+            parameters,
+            priority,
+            message_headers() if headers is None else headers,
+        )
         with broker_errors():
-            self.direct.publish(*self._direct_message(task_type, task_id, parameters, priority, headers))
+            if self.direct is None:
+                self._send(*message)
+            else:
+                self.direct.publish(*self._direct_message(*message))
 
     def publish_many(
         self, messages: list[tuple[Any, uuid.UUID, dict[str, Any], int, dict[str, str] | None]]
@@ -227,7 +233,8 @@ class CeleryPublisher:
                 outcomes.append(outcomes[-1])
                 continue
             try:
-                self.send_task(*message)
+                with broker_errors():
+                    self._send(*message)
                 outcomes.append(None)
             except BrokerUnavailable as exc:
                 outcomes.append(exc)
@@ -253,28 +260,32 @@ class CeleryPublisher:
         )
 
     def send_task(
+        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = DEFAULT_PRIORITY
+    ) -> None:
+        """Publish through Celery's own send_task, as publish() does where it cannot LPUSH itself."""
+        with broker_errors():
+            self._send(task_type, task_id, parameters, priority, message_headers())
+
+    def _send(
         self,
         task_type: Any,
         task_id: uuid.UUID,
         parameters: dict[str, Any],
-        priority: int = DEFAULT_PRIORITY,
-        headers: dict[str, str] | None = None,
+        priority: int,
+        headers: dict[str, str] | None,
     ) -> None:
-        """Publish through Celery's own send_task (any broker)."""
-        headers = message_headers() if headers is None else headers or None
-        with broker_errors():
-            self.celery.send_task(
-                task_type.celery_name,
-                kwargs=parameters,
-                task_id=str(task_id),
-                queue=task_type.queue,
-                priority=broker_priority(self.broker_kind, priority),
-                soft_time_limit=task_type.soft_time_limit,
-                time_limit=task_type.time_limit,
-                retry_policy=PUBLISH_RETRY,
-                confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
-                headers=headers,
-            )
+        self.celery.send_task(
+            task_type.celery_name,
+            kwargs=parameters,
+            task_id=str(task_id),
+            queue=task_type.queue,
+            priority=broker_priority(self.broker_kind, priority),
+            soft_time_limit=task_type.soft_time_limit,
+            time_limit=task_type.time_limit,
+            retry_policy=PUBLISH_RETRY,
+            confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
+            headers=headers,
+        )
 
     def publish_delivery(self, delivery_id: uuid.UUID, time_limit: float | None = None) -> None:
         """A webhook delivery's attempt, on the `webhooks` queue (see app/core/webhooks.py);

@@ -128,7 +128,7 @@ class TaskManager:
         else:
             self.quota.admit(owner)
             if self.batcher is not None and due_at is None:
-                return self._submit_batched(task_id, task_type, clean, extra)
+                return self._submit_batched(self.batcher, task_id, task_type, clean, extra)
             self.db.run_statement(
                 lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
             )
@@ -149,14 +149,19 @@ class TaskManager:
         return Submission(task_id, True)
 
     def _submit_batched(
-        self, task_id: uuid.UUID, task_type: TaskType, clean: dict[str, Any], extra: dict[str, Any]
+        self,
+        batcher: Batcher,
+        task_id: uuid.UUID,
+        task_type: TaskType,
+        clean: dict[str, Any],
+        extra: dict[str, Any],
     ) -> Submission:
         """Written and published with the submits that arrive with it (app/core/batching.py);
-        answered once its own row is committed and its own message accepted."""
+        answered once its own row is committed and its own message accepted. The request id for
+        the message is this request's, taken here: another request's thread may publish it."""
         row = {"id": task_id, "name": task_type.name, "parameters": clean, "queue": task_type.queue} | extra
         try:
-            assert self.batcher is not None
-            self.batcher.submit((row, task_type, message_headers() or {}))
+            batcher.submit((row, task_type, message_headers()))
         except BaseException:
             self.quota.release(extra["owner"])
             raise
