@@ -6,7 +6,7 @@ the publish in `ensure()`, builds the message through several layers and reprs t
 arguments with `saferepr`: a third of an API process's CPU per submit, for a message whose
 shape is fixed by Celery's protocol 2 and kombu's Redis transport.
 
-`RedisQueueWriter` writes that same message directly. `tests/unit/test_redis_publish.py`
+`RedisQueueWriter` writes that same message directly. `tests/integration/test_redis_publish.py`
 publishes each task type both ways on a real Redis and compares the two messages field by field,
 so an upgrade of Celery or kombu that changes the format fails there rather than in a
 worker. Only the options Tasker uses are covered (keyword arguments, a queue, a priority,
@@ -68,11 +68,18 @@ class RedisQueueWriter:
         self.client.lpush(*self.message(*args, **kwargs))
 
     def publish_many(self, messages: list[tuple[str, str]]) -> None:
-        """LPUSH several (key, message) pairs from message() in one round trip, all or none
-        (MULTI/EXEC). Raises redis.RedisError when Redis cannot be reached."""
-        pipe = self.client.pipeline(transaction=True)
+        """LPUSH several (key, message) pairs from message() in one round trip, all or none: one
+        LPUSH of all of a list's messages (in their order), and MULTI/EXEC when they go to more
+        than one list. Raises redis.RedisError when Redis cannot be reached."""
+        by_key: dict[str, list[str]] = {}
         for key, message in messages:
-            pipe.lpush(key, message)
+            by_key.setdefault(key, []).append(message)
+        if len(by_key) == 1:
+            self.client.lpush(key, *by_key[key])
+            return
+        pipe = self.client.pipeline(transaction=True)
+        for key, values in by_key.items():
+            pipe.lpush(key, *values)
         pipe.execute()
 
     def message(

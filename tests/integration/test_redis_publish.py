@@ -14,6 +14,7 @@ from celery import Celery, Task
 from app.core import logs
 from app.core.celery_app import CeleryPublisher, create_celery
 from app.core.errors import BrokerUnavailable
+from app.core.ports import MAX_PRIORITY
 from app.tasks.registry import REGISTRY
 from config import load_config
 from tests.support import free_port
@@ -93,6 +94,21 @@ def test_priorities_land_on_the_lists_a_worker_reads_first(broker, broker_url, t
     assert keys == {9: "default", 5: "default:4", 0: "default:9"}
 
 
+@pytest.mark.parametrize("priorities", [[5, 5, 5], [9, 5, 9, 0, 5]], ids=["one list", "three lists"])
+def test_a_batch_lands_on_its_lists_in_order(broker, broker_url, tmp_path, priorities):
+    """publish_many: one LPUSH per list (MULTI/EXEC when there are several); a worker reads each
+    list's messages in the order they were given, exactly once each."""
+    publisher = publisher_for(broker_url, tmp_path)
+    task_type = REGISTRY.resolve("sum_two_numbers")
+    messages = [(task_type, uuid.uuid4(), {"a": n, "b": 2}, p, None) for n, p in enumerate(priorities)]
+    assert publisher.publish_many(messages) == [None] * len(messages)
+    for priority in set(priorities):
+        key = publisher.direct.key("default", MAX_PRIORITY - priority)
+        read = [json.loads(raw)["headers"]["id"] for raw in reversed(broker.lrange(key, 0, -1))]
+        assert read == [str(m[1]) for m in messages if m[3] == priority]  # RPOP order: oldest first
+    assert sum(broker.llen(key) for key in broker.keys("default*")) == len(messages)
+
+
 def test_a_long_argument_repr_is_cut_like_celery_cuts_it(broker, broker_url, tmp_path):
     publisher = publisher_for(broker_url, tmp_path)
     prompt = "x" * 5000
@@ -112,3 +128,4 @@ def test_redis_down_is_a_broker_error(tmp_path):
 def test_other_brokers_keep_send_task(tmp_path):
     assert publisher_for("rediss://127.0.0.1:1/0?ssl_cert_reqs=required", tmp_path).direct is None
     assert publisher_for(f"filesystem://{tmp_path}", tmp_path).direct is None
+
