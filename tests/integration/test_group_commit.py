@@ -147,3 +147,47 @@ def test_a_broker_that_is_gone_fails_the_whole_batch_and_keeps_no_row(stack, tmp
         answers = submit_concurrently(app, 16)
         assert answers.pop("accepted") == [] and answers == Counter({503: 16})
         assert row_ids(app.extensions["tasker"].db) == []
+
+
+def batch_of(app, count: int) -> list[tuple]:
+    """`count` sum messages as the batch writer hands them to publish_many."""
+    task_type = app.extensions["tasker"].tasks.registry.resolve("sum")
+    return [(task_type, uuid.uuid4(), {"a": 1, "b": n}, 5, None) for n in range(count)]
+
+
+def test_rabbitmq_confirms_a_batch_with_one_wait_and_each_message_on_its_own(stack, tmp_path):
+    """The batch is published, then its confirms are awaited once; RabbitMQ's acks and nacks
+    (here: a queue that takes 10 and refuses the rest) reach exactly their own messages. Also
+    the canary of amqp_publish.py: were py-amqp's numbering or ack events to change, the acks
+    would not be matched and every message would time out."""
+    if stack.name != "rabbit":
+        pytest.skip("publisher confirms are RabbitMQ's")
+    with fresh_app(stack, tmp_path) as app:
+        publisher = app.extensions["tasker"].tasks.publisher
+        vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
+        rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "ten", "^default$",
+                    '{"max-length": 10, "overflow": "reject-publish"}')  # fmt: skip
+        messages = batch_of(app, 30)
+        outcomes = publisher.publish_many(messages)
+        assert publisher.batches.waits == 1
+        assert outcomes[:10] == [None] * 10
+        assert all("nack" in outcome.details["reason"] for outcome in outcomes[10:])
+        assert messages_in(app) == [str(m[1]) for m in messages[:10]]
+
+
+def test_rabbitmq_closing_the_connection_between_batches_loses_no_message(stack, tmp_path):
+    """RabbitMQ closes the batch publisher's connection (as on a restart or a failover): the next
+    batch reconnects and is confirmed in full."""
+    if stack.name != "rabbit":
+        pytest.skip("a RabbitMQ connection closed by the broker")
+    with fresh_app(stack, tmp_path) as app:
+        publisher = app.extensions["tasker"].tasks.publisher
+        vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
+        first, second = batch_of(app, 5), batch_of(app, 5)
+        assert publisher.publish_many(first) == [None] * 5
+        connections = rabbitmqctl("list_connections", "-p", vhost, "name").split()
+        assert connections  # the batch publisher's
+        rabbitmqctl("close_all_connections", "--vhost", vhost, "closed by the test")
+        assert publisher.publish_many(second) == [None] * 5
+        assert rabbitmqctl("list_connections", "-p", vhost, "name").split() != connections  # a new one
+        assert sorted(messages_in(app)) == sorted(str(m[1]) for m in first + second)

@@ -34,8 +34,8 @@ def broker(broker_url: str, redis_dbs) -> Iterator[redis_py.Redis]:
     client.close()
 
 
-def publisher_for(url: str, tmp_path: Any) -> CeleryPublisher:
-    config = load_config("testing", {"CELERY_BROKER_URL": url, "TASKER_DATA_DIR": str(tmp_path)})
+def publisher_for(url: str, tmp_path: Any, **settings: str) -> CeleryPublisher:
+    config = load_config("testing", {"CELERY_BROKER_URL": url, "TASKER_DATA_DIR": str(tmp_path), **settings})
     celery = create_celery("tasker", config, REGISTRY.queues, Celery, Task)
     return CeleryPublisher(celery, config["BROKER_KIND"])
 
@@ -129,3 +129,10 @@ def test_other_brokers_keep_send_task(tmp_path):
     assert publisher_for("rediss://127.0.0.1:1/0?ssl_cert_reqs=required", tmp_path).direct is None
     assert publisher_for(f"filesystem://{tmp_path}", tmp_path).direct is None
 
+
+def test_rabbitmq_batches_confirm_once_unless_sent_events_share_the_channel(tmp_path):
+    """A sent event is published on the batch's channel and would shift the confirms' numbering
+    (amqp_publish.py): with them on, each message is confirmed on its own, as before."""
+    url = "amqp://guest:guest@127.0.0.1:1/x"  # nothing is published: no connection is opened
+    assert publisher_for(url, tmp_path).batches is not None
+    assert publisher_for(url, tmp_path, CELERY_TASK_SENT_EVENT="true").batches is None
