@@ -83,6 +83,22 @@ def redis_server(workdir: Path) -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def rabbit_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of the benchmark's own on the machine's RabbitMQ (guest, 127.0.0.1:5672),
+    deleted at the end: its broker URL."""
+    name = f"tasker-bench-{secrets.token_hex(4)}"
+    subprocess.run(["rabbitmqctl", "--quiet", "add_vhost", name], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            ["rabbitmqctl", "--quiet", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        subprocess.run(["rabbitmqctl", "--quiet", "delete_vhost", name], capture_output=True)
+
+
+@contextlib.contextmanager
 def database() -> Iterator[str]:
     """A migrated throwaway database on TEST_POSTGRES_URL's server, dropped at the end."""
     name = f"tasker_bench_{secrets.token_hex(4)}"

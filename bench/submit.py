@@ -10,14 +10,27 @@ With --keys, Tasker runs as it would on a network: AUTH_MODE=keys, rate limits o
 the unfinished-tasks quota on, and every request carries an API key whose own rate limit is
 high enough never to refuse one; the figure is then the cost of checking them.
 
-Usage: python bench/submit.py [--seconds 10] [--keys] [--connections 16,64]
+With --ceiling a fourth server runs bench/ceiling_app.py: Tasker whose batches are settled
+without being written, the rate no way of persisting could beat.
+
+With --broker rabbitmq the messages go to a vhost of the benchmark's own on the machine's
+RabbitMQ (publisher confirms on, as always on RabbitMQ) instead of the private Redis.
+
+Usage: python bench/submit.py [--seconds 10] [--keys] [--connections 16,64] [--broker rabbitmq] [--ceiling]
 """
 
 import argparse
+import contextlib
 import subprocess
 import sys
 
-from harness import BODY, ROOT, CpuMeter, stack, wrk
+from harness import BODY, ROOT, CpuMeter, rabbit_vhost, stack, wrk
+
+# The servers whose CPU is counted besides the API's, by process name.
+BROKERS = {
+    "redis": {"postgres": "PostgreSQL", "redis-server": "Redis"},
+    "rabbitmq": {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ", "redis-server": "Redis"},
+}
 
 
 def main() -> None:
@@ -25,9 +38,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--keys", action="store_true", help="API keys, rate limits and quotas on")
     parser.add_argument("--connections", default="16,64", help="comma-separated wrk connection counts")
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
+    parser.add_argument("--ceiling", action="store_true", help="also Tasker with no write (ceiling_app.py)")
     args = parser.parse_args()
     seconds = args.seconds
-    with stack() as s:
+    with stack() as s, contextlib.ExitStack() as cleanup:
+        if args.broker == "rabbitmq":
+            s.env["CELERY_BROKER_URL"] = cleanup.enter_context(rabbit_vhost())
         headers: dict[str, str] = {}
         if args.keys:
             s.env.update(
@@ -43,21 +60,24 @@ def main() -> None:
             )  # fmt: skip
             headers["Authorization"] = f"Bearer {made.stdout.strip()}"
         servers = {}
-        for name, app, ready, env in (
+        apps = [
             ("batched", "run:app", "/health", None),
             ("unbatched", "run:app", "/health", {"SUBMIT_BATCH_MAX": "1"}),
             ("plain Flask", "bench.plain_app:app", "/get-task-output?task_uuid=x", None),
-        ):
+        ]
+        if args.ceiling:
+            apps.append(("no write", "bench.ceiling_app:app", "/health", None))
+        for name, app, ready, env in apps:
             # No restart after max_requests during the run: the CPU meter counts live processes.
             port = s.gunicorn(app, ready, {"GUNICORN_CMD_ARGS": "--max-requests 0", **(env or {})})
             servers[name] = (port, s.started[-1].pid)
-        mode = "keys+limits" if args.keys else "open"
+        mode = ("keys+limits" if args.keys else "open") + ("" if args.broker == "redis" else ", RabbitMQ")
         for connections in (int(c) for c in args.connections.split(",")):
             results, cpu = {}, {}
             for name, (port, pid) in servers.items():
                 url = f"http://127.0.0.1:{port}/run-task"
                 wrk(url, min(2, seconds), "POST", BODY, headers, connections)  # warm-up: pools, caches
-                meter = CpuMeter({"API": pid}, {"postgres": "PostgreSQL", "redis-server": "Redis"})
+                meter = CpuMeter({"API": pid}, BROKERS[args.broker])
                 meter.start()
                 results[name] = wrk(url, seconds, "POST", BODY, headers, connections)
                 used = meter.stop()
@@ -70,6 +90,9 @@ def main() -> None:
                 f"{results['batched'].requests_per_second / limit:.2f}, unbatched "
                 f"{results['unbatched'].requests_per_second / limit:.2f}"
             )
+            if args.ceiling:
+                ceiling = results["no write"]
+                print(f"  no write (ceiling): {ceiling} | ratio {ceiling.requests_per_second / limit:.2f}")
             print("  CPU per request (us): " + " | ".join(f"{name}: {text}" for name, text in cpu.items()))
 
 
