@@ -5,7 +5,10 @@ throwaway PostgreSQL database, a private redis-server), runs wrk at 16 connectio
 endpoint for SECONDS while py-spy samples every gunicorn process, and prints the functions
 that hold the most samples: inclusive (the function or anything it calls) and self.
 
+With --app bench.ceiling_app:app the submit is profiled without its write (see submit.py --ceiling).
+
 Usage: python bench/profile.py [--endpoint submit|read|read-cached] [--seconds 10] [--top 30] [--gil]
+                               [--app run:app]
 Needs py-spy (pip install py-spy) and ptrace rights (root, or CAP_SYS_PTRACE).
 """
 
@@ -76,12 +79,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--gil", action="store_true", help="only threads holding the GIL")
+    parser.add_argument("--app", default="run:app", help="the WSGI app gunicorn serves")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed (pip install py-spy)")
     with stack() as s:
-        port = s.gunicorn("run:app", "/health")
+        port = s.gunicorn(args.app, "/health")
         base = f"http://127.0.0.1:{port}"
         if args.endpoint == "submit":
             url, method, body = f"{base}/run-task", "POST", BODY
