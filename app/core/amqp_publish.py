@@ -67,23 +67,21 @@ class ConfirmedBatches:
         self._conn: Any = None
         self._closer: weakref.finalize | None = None  # closes the connection when this object goes
         self._producer: Producer | None = None
-        self._sent = 0  # publishes on the channel since confirm_select: the number of the last one
-        self._waiting: dict[int, int] = {}  # a publish's number -> its message's index in the batch
-        self._outcomes: list[Any] = []
+        self._confirms = _Confirms()
 
     def publish(self, send: Callable[[Producer, Any], None], messages: Sequence[Any]) -> list[Any]:
         with self._lock:
-            self._outcomes = [_UNSENT] * len(messages)
+            outcomes: list[Any] = [_UNSENT] * len(messages)
             deadline = time.monotonic() + self.timeout
             error: BaseException | None = None
             for attempt in range(self.attempts):
-                unsent = [i for i, outcome in enumerate(self._outcomes) if outcome is _UNSENT]
+                unsent = [i for i, outcome in enumerate(outcomes) if outcome is _UNSENT]
                 if not unsent or time.monotonic() >= deadline:
                     break
                 if attempt:
                     time.sleep(min(0.2 * attempt, max(0.0, deadline - time.monotonic())))  # backoff
                 try:
-                    self._send_and_wait(send, messages, unsent, deadline)
+                    self._send_and_wait(send, messages, unsent, outcomes, deadline)
                     error = None
                 except _FAILURES as exc:
                     error = exc
@@ -95,7 +93,6 @@ class ConfirmedBatches:
             if error is None:  # the time ran out between attempts
                 error = _ConfirmTimeout(f"RabbitMQ did not confirm within {self.timeout:g} s")
             failed = BrokerUnavailable(str(error) or type(error).__name__)
-            outcomes, self._outcomes = self._outcomes, []
             return [failed if outcome is _UNSENT else outcome for outcome in outcomes]
 
     def _send_and_wait(
@@ -103,16 +100,19 @@ class ConfirmedBatches:
         send: Callable[[Producer, Any], None],
         messages: Sequence[Any],
         indexes: list[int],
+        outcomes: list[Any],
         deadline: float,
     ) -> None:
         producer = self._channel_producer()
+        confirms = self._confirms
+        confirms.outcomes = outcomes
         try:
             for i in indexes:
                 send(producer, messages[i])
-                self._sent += 1
-                self._waiting[self._sent] = i
+                confirms.sent += 1
+                confirms.waiting[confirms.sent] = i
             self.waits += 1
-            while self._waiting:
+            while confirms.waiting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise _ConfirmTimeout(f"RabbitMQ did not confirm within {self.timeout:g} s")
@@ -121,33 +121,24 @@ class ConfirmedBatches:
                 except TimeoutError:
                     continue  # the deadline decides
         finally:
-            self._waiting.clear()  # whatever was not confirmed stays _UNSENT
+            confirms.waiting.clear()  # whatever was not confirmed stays _UNSENT
 
     def _channel_producer(self) -> Producer:
         """This process's producer on a channel in confirm mode (a forked child opens its own)."""
         if self._producer is None or self._pid != os.getpid():
             conn = self.celery.connection_for_write(transport_options={"confirm_publish": False})
-            self._pid, self._conn, self._sent = os.getpid(), conn, 0
+            # One try: publish() makes the attempts (kombu's own would wait 2 s before a second).
+            conn.ensure_connection(max_retries=0)
+            self._pid, self._conn, self._confirms = os.getpid(), conn, _Confirms()
+            # The channel's callbacks hold the _Confirms, not this object, so that it can be
+            # collected (and its connection closed) when its app goes.
             self._closer = weakref.finalize(self, _close, conn, self._pid)
             channel = conn.channel()
             channel.confirm_select()
-            channel.events["basic_ack"].add(self._on_ack)
-            channel.events["basic_nack"].add(self._on_nack)
+            channel.events["basic_ack"].add(self._confirms.ack)
+            channel.events["basic_nack"].add(self._confirms.nack)
             self._producer = Producer(channel)
         return self._producer
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple, None)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple, BrokerUnavailable("RabbitMQ refused the message (nack)"))
-
-    def _settle(self, delivery_tag: int, multiple: bool, outcome: Any) -> None:
-        numbers = [n for n in self._waiting if n <= delivery_tag] if multiple else [delivery_tag]
-        for number in numbers:
-            index = self._waiting.pop(number, None)
-            if index is not None:
-                self._outcomes[index] = outcome
 
     def _reset(self) -> None:
         self._conn, self._producer = None, None
@@ -164,6 +155,28 @@ def _close(conn: Any, pid: int) -> None:
         conn.collect()
     except _FAILURES:
         pass  # it is closed already
+
+
+class _Confirms:
+    """One channel's publishes since confirm_select, and those awaiting RabbitMQ's word."""
+
+    def __init__(self) -> None:
+        self.sent = 0  # the number RabbitMQ gave the last publish (it counts from 1)
+        self.waiting: dict[int, int] = {}  # a publish's number -> its message's index in the batch
+        self.outcomes: list[Any] = []  # the batch's outcomes, by index
+
+    def ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, None)
+
+    def nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, BrokerUnavailable("RabbitMQ refused the message (nack)"))
+
+    def _settle(self, delivery_tag: int, multiple: bool, outcome: Any) -> None:
+        numbers = [n for n in self.waiting if n <= delivery_tag] if multiple else [delivery_tag]
+        for number in numbers:
+            index = self.waiting.pop(number, None)
+            if index is not None:
+                self.outcomes[index] = outcome
 
 
 class _ConfirmTimeout(Exception):

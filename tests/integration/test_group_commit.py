@@ -3,6 +3,7 @@ one publish, and each still gets exactly one row and one message, with its own o
 
 from __future__ import annotations
 
+import gc
 import shutil
 import threading
 import uuid
@@ -17,7 +18,7 @@ from app.core.batching import Item
 from app.models import task as task_model
 from app.models.migrate import upgrade
 from tests.conftest import build_app, new_database, rabbitmqctl
-from tests.support import closed_port
+from tests.support import closed_port, poll
 
 SUM = {"name": "sum", "parameters": {"a": 1, "b": 2}}
 
@@ -149,6 +150,12 @@ def test_a_broker_that_is_gone_fails_the_whole_batch_and_keeps_no_row(stack, tmp
         assert row_ids(app.extensions["tasker"].db) == []
 
 
+def connections_to(vhost: str) -> list[str]:
+    """The names of the connections open to `vhost` (list_connections has no vhost filter)."""
+    lines = rabbitmqctl("list_connections", "vhost", "name").splitlines()
+    return [line.split("\t", 1)[1] for line in lines if line.split("\t", 1)[0] == vhost]
+
+
 def batch_of(app, count: int) -> list[tuple]:
     """`count` sum messages as the batch writer hands them to publish_many."""
     task_type = app.extensions["tasker"].tasks.registry.resolve("sum")
@@ -185,9 +192,26 @@ def test_rabbitmq_closing_the_connection_between_batches_loses_no_message(stack,
         vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         first, second = batch_of(app, 5), batch_of(app, 5)
         assert publisher.publish_many(first) == [None] * 5
-        connections = rabbitmqctl("list_connections", "-p", vhost, "name").split()
-        assert connections  # the batch publisher's
+        connections = connections_to(vhost)
+        assert len(connections) == 1  # the batch publisher's
         rabbitmqctl("close_all_connections", "--vhost", vhost, "closed by the test")
         assert publisher.publish_many(second) == [None] * 5
-        assert rabbitmqctl("list_connections", "-p", vhost, "name").split() != connections  # a new one
+        assert connections_to(vhost) not in ([], connections)  # a new one
         assert sorted(messages_in(app)) == sorted(str(m[1]) for m in first + second)
+
+
+def test_rabbitmq_a_batch_publishers_connection_closes_when_its_app_goes(stack, tmp_path):
+    """Each app's batch publisher has a connection of its own; it is closed once the app is
+    gone, not kept until the process ends (a test process builds hundreds of apps)."""
+    if stack.name != "rabbit":
+        pytest.skip("the batch publisher's own RabbitMQ connection")
+    env = stack.env | stack.new_broker()
+    vhost = env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
+    for _ in range(2):
+        app = build_app(env)
+        assert app.extensions["tasker"].tasks.publisher.publish_many(batch_of(app, 1)) == [None]
+        app.extensions["tasker"].db.dispose()
+        del app
+        gc.collect()
+    # The last app may live on as Celery's default app; the one before it is gone.
+    poll(lambda: len(connections_to(vhost)) <= 1, 10, what="the connections of gone apps to close")
