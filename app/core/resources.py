@@ -17,12 +17,13 @@ from app.models.task import TaskStatus
 
 
 class Timestamp(fields.DateTime):
-    """A point in time as ISO 8601 in UTC with a Z; one already written so is kept as it is."""
+    """A point in time as ISO 8601 in UTC with a Z, always to the microsecond (one width, so the
+    strings sort as the times do); one already written so is kept as it is."""
 
     def _serialize(self, value: datetime | str | None, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         if value is None or isinstance(value, str):
             return value
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def task_output(

@@ -599,7 +599,12 @@ def _read_bounded(answer: requests.Response, deadline: float) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """As the task resource shows times (resources.Timestamp): UTC, to the microsecond, with a Z."""
+    return (
+        None
+        if value is None
+        else value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
 
 
 def delivery_resource(row: Any, tried: list[Any]) -> dict[str, Any]:

@@ -25,10 +25,15 @@ def row(**values):
 
 def test_times_are_utc_with_a_z_whatever_zone_the_row_has():
     paris = timezone(timedelta(hours=1))
-    resource = task_resource(row(started_at=datetime(2026, 12, 1, 14, 0, 1, tzinfo=paris)))
+    completed = datetime(2026, 12, 1, 13, 0, 1, 1000, tzinfo=UTC)
+    resource = task_resource(
+        row(started_at=datetime(2026, 12, 1, 14, 0, 1, tzinfo=paris), completed_at=completed)
+    )
     assert resource["created_at"] == "2026-12-01T13:00:00.123000Z"
-    assert resource["started_at"] == "2026-12-01T13:00:01Z"
-    assert resource["completed_at"] is None
+    # A whole second keeps its microseconds: every time has one width, so the strings sort as
+    # the times do (with "13:00:01Z", ".001000Z" after it would sort before it).
+    assert resource["started_at"] == "2026-12-01T13:00:01.000000Z"
+    assert resource["created_at"] < resource["started_at"] < resource["completed_at"]
 
 
 def test_ids_are_strings_and_cancellation_is_a_flag():
