@@ -9,6 +9,7 @@ from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, DependencyUnavailable
 from app.core.ports import BrokerProbe, Registry
+from app.core.resources import utc_iso
 from app.models import ops
 from app.models import task as task_model
 from app.models.task import TERMINAL, TaskStatus
@@ -61,7 +62,7 @@ class Monitor:
                 continue
             age = max(0.0, (now - run.last_run_at).total_seconds())
             report[job] = {
-                "last_run": run.last_run_at.isoformat(),
+                "last_run": utc_iso(run.last_run_at),
                 "age_seconds": round(age, 3),
                 "interval_seconds": interval,
                 "late": age > 3 * interval,
@@ -107,8 +108,8 @@ class Monitor:
             )
         return {
             "window_seconds": window_seconds,
-            "since": since.isoformat(),
-            "until": now.isoformat(),
+            "since": utc_iso(since),
+            "until": utc_iso(now),
             "task_types": task_types,
         }
 

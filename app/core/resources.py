@@ -16,14 +16,19 @@ from app.core.errors import InvalidInput
 from app.models.task import TaskStatus
 
 
+def utc_iso(value: datetime) -> str:
+    """How Tasker writes a point in time: ISO 8601 in UTC with a Z, always to the microsecond (one
+    width, so the strings sort as the times do)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class Timestamp(fields.DateTime):
-    """A point in time as ISO 8601 in UTC with a Z, always to the microsecond (one width, so the
-    strings sort as the times do); one already written so is kept as it is."""
+    """A point in time as utc_iso() writes it; one already written so is kept as it is."""
 
     def _serialize(self, value: datetime | str | None, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         if value is None or isinstance(value, str):
             return value
-        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return utc_iso(value)
 
 
 def task_output(

@@ -43,7 +43,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from app.core import logs, metrics
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, Conflict, InvalidInput, TaskNotFound
-from app.core.resources import task_resource
+from app.core.resources import task_resource, utc_iso
 from app.models import task as task_model
 from app.models import webhook as webhook_model
 from app.models.webhook import DeliveryStatus
@@ -599,12 +599,7 @@ def _read_bounded(answer: requests.Response, deadline: float) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    """As the task resource shows times (resources.Timestamp): UTC, to the microsecond, with a Z."""
-    return (
-        None
-        if value is None
-        else value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
+    return None if value is None else utc_iso(value)
 
 
 def delivery_resource(row: Any, tried: list[Any]) -> dict[str, Any]:

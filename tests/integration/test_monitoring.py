@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -13,6 +14,9 @@ from app.models.task import tasks
 from tests.conftest import build_app
 from tests.integration.test_dependencies import down_database_url
 from tests.support import closed_port, insert_task, poll
+
+# How Tasker writes a time in its answers (app/core/resources.py: utc_iso).
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @pytest.fixture
@@ -113,6 +117,8 @@ def test_stats_from_the_records(app, client, db):
 
     answer = client.get("/api/v1/stats?window=3h")
     assert answer.status_code == 200 and answer.get_json()["window_seconds"] == 10800
+    since, until = answer.get_json()["since"], answer.get_json()["until"]
+    assert TIME.fullmatch(since) and TIME.fullmatch(until) and since < until  # written as task times are
     bad = client.get("/api/v1/stats?window=2x")
     assert bad.status_code == 400 and "Must be one of: 1m, 5m" in bad.get_json()["details"]["window"][0]
     refused = client.get(f"/api/v1/stats?owner={owner}")  # open mode: the caller is no admin
@@ -130,6 +136,7 @@ def test_beats_housekeeping_passes_show_in_readiness_and_metrics(client, beat, w
 
     checks = poll(reported, what="beat's passes in /health/ready")
     assert checks["recovery-sweep"]["interval_seconds"] == 30 and checks["recovery-sweep"]["late"] is False
+    assert TIME.fullmatch(checks["recovery-sweep"]["last_run"])
     page = client.get("/metrics").get_data(as_text=True)
     assert 'tasker_housekeeping_last_run_timestamp_seconds{housekeeping="recovery-sweep"}' in page
     assert 'tasker_housekeeping_interval_seconds{housekeeping="publish-due"} 1.0' in page
