@@ -95,7 +95,7 @@ def test_64_concurrent_submits_make_one_row_and_one_message_each(stack, tmp_path
 
 def test_a_row_the_database_refuses_fails_only_its_own_request(stack, tmp_path):
     """A constraint failure in the middle of a batch (a duplicate id, planted): that request gets
-    the error, the other rows of the batch are written and published."""
+    the error, the other rows of the batch are written and published, each under its own tenant."""
     app = build_app(stack.env | stack.new_broker())
     tasks = app.extensions["tasker"].tasks
     task_type = tasks.registry.resolve("sum")
@@ -104,15 +104,26 @@ def test_a_row_the_database_refuses_fails_only_its_own_request(stack, tmp_path):
         lambda c: task_model.insert(c, existing, "sum_two_numbers", {"a": 0, "b": 0}, "default")
     )
     ids = [uuid.uuid4(), existing, uuid.uuid4()]
+    owners = ["acme", "globex", "initech"]
     items = [
         Item(({"id": i, "name": "sum_two_numbers", "parameters": {"a": 1, "b": n}, "queue": "default",
-               "priority": 5, "owner": "default"}, task_type, {}))
-        for n, i in enumerate(ids)
+               "priority": 5, "owner": owner}, task_type, {}))
+        for n, (i, owner) in enumerate(zip(ids, owners, strict=True))
     ]  # fmt: skip
     tasks._write_batch(items)
     assert items[0].error is None and items[2].error is None
     assert isinstance(items[1].error, sa.exc.IntegrityError)
     assert sorted(messages_in(app)) == sorted([str(ids[0]), str(ids[2])])
+    written = app.extensions["tasker"].db.run(
+        lambda c: dict(
+            c.execute(
+                sa.select(task_model.tasks.c.id, task_model.tasks.c.owner).where(
+                    task_model.tasks.c.id.in_(ids)
+                )
+            ).all()
+        )
+    )
+    assert written == {ids[0]: "acme", existing: "default", ids[2]: "initech"}  # none took another's
     app.extensions["tasker"].db.dispose()
 
 
