@@ -48,19 +48,23 @@ def test_compose_has_no_default_passwords_and_keeps_upstream_keys_on_the_worker(
 
 def test_compose_waits_for_healthy_services_and_the_migration():
     services = compose()["services"]
-    for name in ("postgres", "redis", "web"):
+    for name in ("postgres", "redis", "worker", "flower"):
         assert "healthcheck" in services[name]
+    assert "healthcheck" not in services["web"]  # the image's HEALTHCHECK: GET /health
     for name in ("web", "worker", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "noeviction" in services["redis"]["command"]
 
 
 def test_dockerfile_runs_gunicorn_as_a_non_root_user():
+    """What tests/containers runs for real; here, that the file still says it."""
     text = (ROOT / "Dockerfile").read_text()
     cmd = re.search(r"^CMD (.+)$", text, re.MULTILINE)
     assert cmd and json.loads(cmd.group(1)) == GUNICORN
-    assert re.search(r"^USER tasker$", text, re.MULTILINE)
+    assert re.search(r"^USER 10001$", text, re.MULTILINE)  # numeric: a runtime can check it is not root
     assert "pip install -r requirements.txt" in text
+    assert re.search(r"^HEALTHCHECK .+deploy/healthcheck.py", text, re.MULTILINE)
+    assert "TASKER_DATA_DIR=/var/lib/tasker" in text
 
 
 def test_requirements_are_pinned():
