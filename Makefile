@@ -1,28 +1,43 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
+CONTAINER_TOOLS := $(VENV)/.installed-containers
 
-.PHONY: run test lint format install worker bench screenshots clean
+.PHONY: run test test-containers lint format install worker bench screenshots clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# make run needs the runtime requirements only; the tests add the development ones.
+$(RUNTIME): requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(STAMP): $(RUNTIME) requirements-dev.txt
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $@
+
+$(CONTAINER_TOOLS): $(STAMP) tests/containers/requirements.txt
+	$(PYTHON) -m pip install --quiet -r tests/containers/requirements.txt
+	touch $@
 
 install: $(STAMP)
 
 ## run: migrate, then the API on :5000 with a Celery worker and beat; Ctrl-C stops them all
-run: $(STAMP)
+run: $(RUNTIME)
 	$(PYTHON) run.py --worker
 
 ## worker: a Celery worker alone
-worker: $(STAMP)
+worker: $(RUNTIME)
 	$(PYTHON) -m celery -A celery_worker.celery worker --loglevel=INFO
 
 ## test: every test (unit, integration on three stacks, faults), in TEST_PROCESSES processes
 TEST_PROCESSES ?= 4
 test: $(STAMP)
-	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup --ignore=tests/containers $(PYTEST_ARGS)
+
+## test-containers: the Dockerfile's image and docker-compose.yml run for real (podman, as root)
+test-containers: $(CONTAINER_TOOLS)
+	$(PYTHON) -m pytest tests/containers $(PYTEST_ARGS)
 
 ## bench: the embedded stack's submit-to-COMPLETED latency
 bench: $(STAMP)
