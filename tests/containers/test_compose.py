@@ -31,7 +31,9 @@ SERVICES = {"postgres", "redis", "migrate", "web", "proxy", "worker", "beat", "f
 ONE_SHOT = {"migrate"}
 # The README's blocks, in order: copy .env; up; ps; a key and a task; down and up; the task again;
 # down -v; the RabbitMQ override.
-COPY_ENV, UP, PS, FIRST_TASK, DOWN_UP, RESULT, REMOVE, RABBITMQ = section_blocks(ROOT / "README.md")
+BLOCKS = section_blocks(ROOT / "README.md")
+assert len(BLOCKS) == 8, f"README's Docker compose section has {len(BLOCKS)} bash blocks; these tests run 8"
+COPY_ENV, UP, PS, FIRST_TASK, DOWN_UP, RESULT, REMOVE, RABBITMQ = BLOCKS
 
 
 @dataclass
