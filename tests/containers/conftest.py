@@ -22,6 +22,8 @@ from werkzeug import Request, Response
 
 from tests.containers import images
 from tests.containers.engine import podman_service
+from tests.integration.test_query_chatgpt import reply
+from tests.integration.test_weather import owm_body
 from tests.support import ROOT, free_port
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -87,21 +89,10 @@ class Upstreams:
 
 
 def chat_reply(request: Request) -> Response:
-    prompt = request.get_json()["messages"][-1]["content"]
-    body = {
-        "id": "chatcmpl-1",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": f"re: {prompt}"}}],
-    }
-    return Response(json.dumps(body), content_type="application/json")
-
-
-WEATHER = {
-    "name": "London",
-    "sys": {"country": "GB"},
-    "main": {"temp": 11.3, "feels_like": 10.1, "humidity": 81, "pressure": 1012},
-    "weather": [{"description": "light rain"}],
-    "wind": {"speed": 4.6},
-}
+    return Response(
+        json.dumps(reply(f"re: {request.get_json()['messages'][-1]['content']}")),
+        content_type="application/json",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +102,7 @@ def upstreams() -> Iterator[Upstreams]:
     server.start()
     found = Upstreams(server)
     server.expect_request("/v1/chat/completions", method="POST").respond_with_handler(chat_reply)
-    server.expect_request("/owm/weather", method="GET").respond_with_json(WEATHER)
+    server.expect_request("/owm/weather", method="GET").respond_with_json(owm_body())
     server.expect_request("/hook", method="POST").respond_with_handler(found.receive)
     yield found
     server.clear()

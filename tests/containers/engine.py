@@ -154,7 +154,7 @@ class HealthTicker:
         return checks
 
     def loop(self) -> None:
-        while not self.stop.wait(0.5):  # a tick: checks fall due at their own intervals
+        while not self.stop.wait(1.0):  # a tick (two podman calls): checks fall due at their own intervals
             now = time.monotonic()
             running = self.running()
             for key, interval in running.items():

@@ -45,6 +45,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     key: str = ""
     tasks: dict[str, dict] = field(default_factory=dict)
+    session: requests.Session = field(default_factory=requests.Session)
 
     def save_logs(self, when: str) -> None:
         """The containers' output, kept with the run's logs (every *.log there is searched for secrets)."""
@@ -61,9 +62,9 @@ class Stack:
         return output
 
     def api(self) -> requests.Session:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {self.key}"
-        return session
+        """One session per stack (its connections reused), carrying the current key."""
+        self.session.headers["Authorization"] = f"Bearer {self.key}"
+        return self.session
 
 
 def wait_until_up(compose: Compose, services: set[str], timeout: float = 180) -> list[dict]:
@@ -117,6 +118,7 @@ def running(engine, project: Path, upstreams: Upstreams, logs: Path, name: str, 
             stack.save_logs("end")
             compose.run("down", "-v", "--timeout", "5", check=False)
             shell.close()
+            stack.session.close()
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +165,7 @@ def first_task_runs(stack: Stack) -> None:
     started = time.monotonic()
     task = submit(probe, "sum_two_numbers", {"a": 0, "b": 0})
     assert finished(probe, task["id"], timeout=120)["status"] == "COMPLETED"
+    probe.session.close()
     FIGURES["first task after up, submit to COMPLETED"] = f"{time.monotonic() - started:.1f} s"
 
 
