@@ -6,14 +6,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from celery.signals import beat_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import beat_init, celeryd_init, worker_process_shutdown, worker_ready, worker_shutdown
 from flask import Flask
 
 from app.api import register_api
 from app.cli import register_commands
 from app.core import redact
 from app.core.cache_manager import CacheManager
-from app.core.celery_app import WEBHOOK_QUEUE, CeleryPublisher, check_visibility_timeout, create_celery
+from app.core.celery_app import (
+    WEBHOOK_QUEUE,
+    CeleryPublisher,
+    check_visibility_timeout,
+    create_celery,
+    size_webhook_worker,
+)
 from app.core.changes import ChangeFeed, Watch
 from app.core.database_manager import DatabaseManager
 from app.core.housekeeping import Housekeeping, Job
@@ -140,6 +146,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     worker_ready.connect(presence.on_worker_ready)
     worker_shutdown.connect(presence.on_worker_shutdown)
     worker_process_shutdown.connect(WorkerPresence.on_process_exit)
+    celeryd_init.connect(size_webhook_worker)  # a module's function: connected once
     tasker = Tasker(
         db=db,
         cache=cache,

@@ -1,4 +1,5 @@
-"""`python run.py`: the API on :5000, with a Celery worker and beat beside it, stopped together."""
+"""`python run.py`: the API on :5000, with the Celery workers (tasks, webhook deliveries) and beat
+beside it, stopped together."""
 
 from __future__ import annotations
 
@@ -23,7 +24,19 @@ from config.base import check_exposure
 logger = logging.getLogger("tasker.run")
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_worker.celery"]
 COMMANDS = {
-    "worker": [*CELERY, "worker", "--loglevel=INFO"],
+    # The tasks' worker (prefork), every queue but `webhooks`; deliveries wait on the network, so
+    # they have a threaded worker of their own (WEBHOOK_WORKER_THREADS): a slow receiver never
+    # holds a process the tasks need.
+    "worker": [*CELERY, "worker", "--exclude-queues=webhooks", "--loglevel=INFO"],
+    "webhooks": [
+        *CELERY,
+        "worker",
+        "-Q",
+        "webhooks",
+        "--pool=threads",
+        "--hostname=webhooks@%h",
+        "--loglevel=INFO",
+    ],
     "beat": [*CELERY, "beat", "--loglevel=INFO"],
 }
 
@@ -102,7 +115,12 @@ def serve(app: Flask, argv: list[str]) -> int:
             children.start(name, [*CELERY, *quiet, *command[len(CELERY) :]])
     host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
     banner = [f"Tasker on http://{host}:{args.port}", *describe_backends(config)]
-    banner.append(f"worker and beat: {'running' if with_worker else 'not started (run them yourself)'}")
+    workers = "running" if with_worker else "not started (run them yourself)"
+    banner.append(
+        f"workers and beat: {workers} (tasks; webhook deliveries on threads)"
+        if with_worker
+        else f"workers and beat: {workers}"
+    )
     if config["AUTH_MODE"] == "open":
         banner.append(f"auth:     open (no API keys), listening on {args.host} only")
     else:

@@ -153,6 +153,15 @@ class Stack:
         self.started.append(process)
         return process
 
+    def beat(self, app: str) -> subprocess.Popen:
+        log = self.workdir / "beat.log"
+        command = [sys.executable, "-m", "celery", "-A", app, "beat", "--loglevel=WARNING",
+                   "--schedule", str(self.workdir / "beat-schedule")]  # fmt: skip
+        with log.open("w") as out:
+            process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.started.append(process)
+        return process
+
 
 @contextlib.contextmanager
 def stack(log_level: str = "WARNING") -> Iterator[Stack]:

@@ -222,6 +222,8 @@ class BaseConfig:
             ),
             "WEBHOOK_TIMEOUT_SECONDS": read_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.5, 60),
             "WEBHOOK_SECRET_OVERLAP_HOURS": read_float(env, "WEBHOOK_SECRET_OVERLAP_HOURS", 24.0, 0, 24 * 30),
+            # Threads of a worker that consumes the `webhooks` queue alone (-Q webhooks --pool threads).
+            "WEBHOOK_WORKER_THREADS": read_int(env, "WEBHOOK_WORKER_THREADS", 8, 1, 256),
         }
 
     @classmethod

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -337,3 +338,44 @@ class Receiver:
         """The first `count` requests, once that many have come."""
         poll(lambda: len(self.requests) >= count, timeout=timeout, what=f"{count} webhook requests")
         return self.requests[:count]
+
+
+class StallingReceiver:
+    """A webhook receiver that stalls, on 127.0.0.1: `tarpit` answers `Content-Length: 100000`
+    and then one byte every `byte_every` seconds; `silent` reads the request and never answers.
+    `connections` counts what it accepted."""
+
+    def __init__(self, kind: str, byte_every: float = 2.0):
+        self.kind = kind
+        self.byte_every = byte_every
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                if self.kind == "tarpit":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                    while not self.stopped.wait(self.byte_every):
+                        conn.sendall(b"x")
+                else:
+                    self.stopped.wait(600)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.sock.close()

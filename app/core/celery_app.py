@@ -69,6 +69,25 @@ def broker_errors() -> Iterator[None]:
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
 
+WEBHOOK_THREADS_SETTING = "tasker_webhook_worker_threads"
+
+
+def size_webhook_worker(sender: Any = None, conf: Any = None, options: Any = None, **kwargs: Any) -> None:
+    """Celery's celeryd_init: a worker that consumes the `webhooks` queue alone, started without
+    --concurrency, runs WEBHOOK_WORKER_THREADS. Deliveries wait on the network, so that worker
+    runs a threads pool (`-Q webhooks --pool threads`, as `make run` and compose start it), and
+    a slow receiver holds one thread of it, never a process of the tasks' pool."""
+    options = options or {}
+    queues = options.get("queues") or []
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    if conf is None or options.get("concurrency") or [q.strip() for q in queues] != [WEBHOOK_QUEUE]:
+        return
+    threads = conf.get(WEBHOOK_THREADS_SETTING)
+    if threads:
+        conf.worker_concurrency = threads
+
+
 def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[str, Any]:
     """Celery's settings; RELIABILITY.md says why each reliability value is what it is."""
     return {
@@ -91,6 +110,7 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "worker_prefetch_multiplier": 1,
         # WORKER_CONCURRENCY, unless the command line says --concurrency; None: Celery's one per core.
         "worker_concurrency": config["WORKER_CONCURRENCY"] or None,
+        WEBHOOK_THREADS_SETTING: config["WEBHOOK_WORKER_THREADS"],  # see size_webhook_worker
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # After a pool child dies, wait 2 s (not 10) for a last word from it before calling it
         # lost: outcomes are in the database already, and the slot is free again sooner.

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -25,6 +26,7 @@ import json
 import logging
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -156,6 +158,64 @@ class WebhookPolicy:
                 raise RefusedAddress(f"{host} is {reason}; only public addresses are called.")
 
 
+# --- one deadline per attempt ----------------------------------------------------------------
+
+
+class AttemptClock:
+    """One wall-clock limit for a whole attempt: name lookup, connect, TLS, headers and body.
+
+    requests' and urllib3's timeouts bound each socket operation, so a receiver that sends a
+    byte every few seconds never trips them. A timer thread shuts down the socket of every
+    connection the attempt uses once the limit passes; a read blocked on it returns at once and
+    the attempt ends as timed out. The connections register themselves (`_GuardedConnection`)
+    through a thread-local, so one clock per attempt also holds in a threaded worker.
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = threading.Event()
+        self._connections: list[HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> AttemptClock:
+        AttemptClock._current.clock = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        AttemptClock._current.clock = None
+
+    @classmethod
+    def current(cls) -> AttemptClock | None:
+        return getattr(cls._current, "clock", None)
+
+    def watch(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+        if self.expired.is_set():
+            _shut(connection)
+
+    def _expire(self) -> None:
+        self.expired.set()
+        with self._lock:
+            for connection in self._connections:
+                _shut(connection)
+
+
+def _shut(connection: HTTPConnection) -> None:
+    """Both directions of the connection's socket shut (the plain socket's call: an SSL socket's
+    own would drop its TLS state under a thread still reading it)."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 # --- connect-time check ---------------------------------------------------------------------
 
 
@@ -170,8 +230,19 @@ class _GuardedConnection(HTTPConnection):
 
     allowed_hosts: frozenset[str] = frozenset()
 
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Every request, on a new or a reused connection, is under its attempt's clock."""
+        clock = AttemptClock.current()
+        if clock is not None:
+            clock.watch(self)
+        super().request(*args, **kwargs)
+
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
+        clock = AttemptClock.current()
+        if clock is not None and clock.expired.is_set():
+            sock.close()
+            raise TimeoutError("the attempt's time limit passed while connecting")
         if self.host.lower().rstrip(".") in self.allowed_hosts:
             return sock
         peer = sock.getpeername()[0]
@@ -339,7 +410,7 @@ class Deliveries:
         self.delays = delays
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
-        self._session: requests.Session | None = None
+        self._sessions = threading.local()  # one per thread: a threaded worker sends in parallel
 
     @classmethod
     def from_config(
@@ -394,9 +465,15 @@ class Deliveries:
 
     @property
     def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = guarded_session(self.policy.allowed_hosts)
-        return self._session
+        session = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = guarded_session(self.policy.allowed_hosts)
+        return session
+
+    @property
+    def cap(self) -> int:
+        """Attempts before a delivery is FAILED: the first and one per retry delay."""
+        return len(self.delays) + 1
 
     def deliver(self, delivery_id: uuid.UUID) -> str:
         """One attempt at a QUEUED delivery; what became of it (or `skipped` if it was not QUEUED)."""
@@ -426,32 +503,43 @@ class Deliveries:
             "webhook-signature": sign(secrets, message_id, timestamp, body),
         }
         started = time.monotonic()
-        deadline = started + self.total_timeout
         attempt = Attempt()
-        try:
-            with self.session.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=(self.connect_timeout, self.total_timeout),
-                allow_redirects=False,
-                stream=True,
-            ) as answer:
-                attempt.status_code = answer.status_code
-                attempt.retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
-                attempt.response = _read_bounded(answer, deadline)
-                if 300 <= answer.status_code < 400:
-                    attempt.error = "redirects are not followed: point the webhook at the final URL"
-        except RefusedAddress as exc:
-            attempt.error = f"refused: {exc}"
-        except requests.Timeout:
-            attempt.error = f"timed out (connect {self.connect_timeout:g} s, total {self.total_timeout:g} s)"
-        except TimeoutError as exc:
-            attempt.error = str(exc)
-        except requests.RequestException as exc:
-            attempt.error = f"could not connect: {_why(exc)}"
+        with AttemptClock(self.total_timeout) as clock:
+            try:
+                with self.session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=(min(self.connect_timeout, self.total_timeout), self.total_timeout),
+                    allow_redirects=False,
+                    stream=True,
+                ) as answer:
+                    attempt.status_code = answer.status_code
+                    attempt.retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
+                    attempt.response = _read_bounded(answer)
+                    if 300 <= answer.status_code < 400:
+                        attempt.error = "redirects are not followed: point the webhook at the final URL"
+                if clock.expired.is_set():  # a body that ends with its connection, cut by the clock
+                    raise TimeoutError
+            except RefusedAddress as exc:
+                attempt.error = f"refused: {exc}"
+            except Exception as exc:  # noqa: BLE001 - whatever ended it (Celery's time limit too) is recorded
+                attempt.status_code = None
+                attempt.error = self._why_ended(exc, clock)
         attempt.duration_ms = round((time.monotonic() - started) * 1000, 2)
         return attempt
+
+    def _why_ended(self, exc: Exception, clock: AttemptClock) -> str:
+        if clock.expired.is_set() or isinstance(exc, requests.Timeout | TimeoutError):
+            return (
+                f"timed out: the attempt took longer than {self.total_timeout:g} s "
+                f"(connect {min(self.connect_timeout, self.total_timeout):g} s, the whole answer "
+                f"{self.total_timeout:g} s)"
+            )
+        if isinstance(exc, requests.RequestException):
+            return f"could not connect: {_why(exc)}"
+        # Celery's soft time limit (SoftTimeLimitExceeded), or a bug: the attempt still counts.
+        return f"ended by {type(exc).__name__}: {str(exc)[:200] or 'no detail'}"
 
     def _settle(self, row: Any, attempt: Attempt) -> str:
         """Record the attempt and the delivery's next state in one transaction."""
@@ -526,17 +614,31 @@ class Deliveries:
         return released
 
     def recover(self, queued_before: datetime, sending_before: datetime) -> int:
-        """Publish again QUEUED deliveries untouched since `queued_before` (their message was lost)
-        and SENDING ones since `sending_before` (their worker stopped mid-delivery)."""
+        """Publish again QUEUED deliveries untouched since `queued_before` (their message was lost),
+        and SENDING ones since `sending_before` (their worker stopped mid-delivery): that lost
+        attempt is recorded and counts, so at the cap the delivery is FAILED instead."""
         count = 0
-        for status, before in (
-            (DeliveryStatus.QUEUED, queued_before),
-            (DeliveryStatus.SENDING, sending_before),
+        for delivery_id in self.db.run(
+            lambda c: webhook_model.stuck(c, DeliveryStatus.QUEUED, queued_before)
         ):
-            for delivery_id in self.db.run(lambda c, s=status, b=before: webhook_model.stuck(c, s, b)):
-                if self.db.run(lambda c, d=delivery_id, s=status: webhook_model.queue_again(c, d, (s,))):
-                    self._publish(delivery_id)
-                    count += 1
+            if self.db.run(
+                lambda c, d=delivery_id: webhook_model.queue_again(c, d, (DeliveryStatus.QUEUED,))
+            ):
+                self._publish(delivery_id)
+                count += 1
+        for delivery_id in self.db.run(
+            lambda c: webhook_model.stuck(c, DeliveryStatus.SENDING, sending_before)
+        ):
+            status = self.db.run(
+                lambda c, d=delivery_id: webhook_model.abandon(c, d, sending_before, self.cap)
+            )
+            if status is None:
+                continue
+            metrics.WEBHOOK_ATTEMPTS.labels("failed" if status == DeliveryStatus.FAILED else "retry").inc()
+            logger.warning("delivery %s: its attempt was lost; %s", delivery_id, status)
+            if status == DeliveryStatus.QUEUED:
+                self._publish(delivery_id)
+            count += 1
         return count
 
     # -- the API
@@ -583,8 +685,9 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _read_bounded(answer: requests.Response, deadline: float) -> str:
-    """At most MAX_RESPONSE_BYTES of the body, by `deadline`; the first KEPT_RESPONSE_BYTES as text."""
+def _read_bounded(answer: requests.Response) -> str:
+    """At most MAX_RESPONSE_BYTES of the body (the attempt's clock bounds the time); the first
+    KEPT_RESPONSE_BYTES as text."""
     kept = bytearray()
     read = 0
     for chunk in answer.iter_content(8192):
@@ -593,8 +696,6 @@ def _read_bounded(answer: requests.Response, deadline: float) -> str:
             kept += chunk[: KEPT_RESPONSE_BYTES - len(kept)]
         if read >= MAX_RESPONSE_BYTES:
             break
-        if time.monotonic() > deadline:
-            raise TimeoutError("the response took longer than the delivery's time limit")
     return kept.decode("utf-8", "replace")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from app.models.task import metadata, utcnow
+from app.models.task import database_now, metadata, utcnow
 from app.models.types import UTCDateTime
 
 
@@ -140,6 +140,40 @@ def queue_again(conn: Connection, delivery_id: uuid.UUID, from_statuses: tuple[s
         .values(status=DeliveryStatus.QUEUED, next_attempt_at=utcnow(), updated_at=utcnow())
     )
     return conn.execute(query).rowcount == 1
+
+
+LOST = "lost: the attempt did not finish (its worker stopped, or passed its hard time limit)"
+
+
+def abandon(conn: Connection, delivery_id: uuid.UUID, before: datetime, cap: int) -> str | None:
+    """A SENDING delivery untouched since `before` lost its attempt: the attempt is recorded as
+    failed, then the delivery is QUEUED again, or FAILED once `cap` attempts were made. The new
+    status, or None if it was not in that state."""
+    row = conn.execute(
+        sa.select(deliveries.c.attempts, deliveries.c.updated_at).where(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == DeliveryStatus.SENDING,
+            deliveries.c.updated_at < before,
+        )
+    ).first()
+    if row is None:
+        return None
+    status = DeliveryStatus.FAILED if row.attempts >= cap else DeliveryStatus.QUEUED
+    error = LOST if status == DeliveryStatus.QUEUED else f"{LOST}; gave up after {row.attempts} attempts"
+    moved = conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id == delivery_id,
+            deliveries.c.status == DeliveryStatus.SENDING,
+            deliveries.c.updated_at == row.updated_at,  # nobody settled or claimed it meanwhile
+        )
+        .values(status=status, last_error=error, next_attempt_at=utcnow(), updated_at=utcnow())
+    ).rowcount
+    if not moved:
+        return None
+    took = (database_now(conn) - row.updated_at).total_seconds() * 1000
+    add_attempt(conn, delivery_id, attempted_at=row.updated_at, duration_ms=round(took, 2), error=LOST)
+    return status
 
 
 def unqueue(conn: Connection, delivery_id: uuid.UUID) -> None:

@@ -27,7 +27,18 @@ from tests.containers.readme import Block, Shell, normalised, section_blocks
 from tests.support import ROOT, poll
 
 API = "http://127.0.0.1:5000"
-SERVICES = {"postgres", "redis", "migrate", "web", "proxy", "worker", "beat", "flower", "prometheus"}
+SERVICES = {
+    "postgres",
+    "redis",
+    "migrate",
+    "web",
+    "proxy",
+    "worker",
+    "webhooks",
+    "beat",
+    "flower",
+    "prometheus",
+}
 ONE_SHOT = {"migrate"}
 # The README's blocks, in order: copy .env; up; ps; a key and a task; down and up; the task again;
 # down -v; the RabbitMQ override.
@@ -140,7 +151,7 @@ def test_up_starts_every_service_as_a_non_root_user_on_a_read_only_root(stack):
     FIGURES["docker compose up -d --build, every service up, in"] = f"{time.monotonic() - started:.0f} s"
     stack.run_block(PS)
     first_task_runs(stack)
-    for service in ("web", "worker", "beat", "flower"):
+    for service in ("web", "worker", "webhooks", "beat", "flower"):
         assert stack.compose.run("exec", service, "id", "-u").stdout.strip() == "10001"
     # Even its own data directory: the root filesystem is read-only; /tmp is a tmpfs.
     written = stack.compose.run("exec", "web", "touch", "/var/lib/tasker/probe", check=False)

@@ -269,8 +269,10 @@ class Fault:
     def db(self) -> Any:
         return self.app.extensions["tasker"].db
 
-    def start_worker(self, name: str, concurrency: int = 2, queues: str = "default") -> subprocess.Popen:
-        options = worker_options(f"{name}@%h", concurrency, queues)
+    def start_worker(
+        self, name: str, concurrency: int = 2, queues: str = "default", *extra: str
+    ) -> subprocess.Popen:
+        options = [*worker_options(f"{name}@%h", concurrency, queues), *extra]
         return self._started(start_celery("worker", child_env(self.env), self.tmp / f"{name}.log", *options))
 
     def start_beat(self) -> subprocess.Popen:

@@ -96,16 +96,19 @@ def test_run_py_with_no_settings_runs_everything_and_keeps_it_across_restarts(pr
     assert f"Tasker on http://localhost:{port}" in banner
     assert f"database: SQLite {project / 'instance' / 'tasker.db'}" in banner
     assert f"broker:   filesystem {project / 'instance' / 'broker'}" in banner
-    assert "cache:    in-process" in banner and "worker and beat: running" in banner
+    assert (
+        "cache:    in-process" in banner
+        and "workers and beat: running (tasks; webhook deliveries on threads)" in banner
+    )
     ids = [tasker.submit(name, parameters) for name, parameters, _ in TASKS]
     for task_id, (_, _, expected) in zip(ids, TASKS, strict=True):
         assert tasker.finished(task_id) == expected
-    assert len(children_of(tasker.process.pid)) >= 3  # the worker, its pool and beat
+    assert len(children_of(tasker.process.pid)) >= 3  # the two workers, the pool and beat
     tasker.stop(signal.SIGINT)
 
     # Without a worker a task waits in the broker's folder, and the earlier results are still there.
     tasker = Tasker(project, port, "--no-worker")
-    assert "worker and beat: not started" in tasker.log.read_text()
+    assert "workers and beat: not started" in tasker.log.read_text()
     for task_id, (_, _, expected) in zip(ids, TASKS, strict=True):
         assert tasker.output(task_id) == expected
     queued = tasker.submit("sum", {"a": 1, "b": 2})

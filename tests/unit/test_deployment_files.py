@@ -7,6 +7,7 @@ import re
 
 import yaml
 
+from app.launcher import COMMANDS
 from tests.conftest import ROOT
 
 GUNICORN = ["gunicorn", "-c", "gunicorn.conf.py", "run:app"]
@@ -21,6 +22,10 @@ def test_compose_services_run_the_tested_commands():
     assert services["web"]["command"] == GUNICORN
     celery = ["celery", "-A", "celery_worker.celery", "--quiet"]  # tests/support.py start_celery
     assert services["worker"]["command"][:6] == [*celery, "worker", "--loglevel=INFO"]
+    # The tasks' worker and the deliveries' threaded one, with the queues and pool make run gives them.
+    for service, launched in (("worker", "worker"), ("webhooks", "webhooks")):
+        options = [o for o in COMMANDS[launched][6:] if not o.startswith(("--hostname", "--loglevel"))]
+        assert services[service]["command"][6:] == options, service
     assert services["migrate"]["command"] == ["python", "init_db.py"]
     assert services["beat"]["command"][:6] == [*celery, "beat", "--loglevel=INFO"]
     # Flower and Prometheus as the observability tests run them.
@@ -43,15 +48,16 @@ def test_compose_has_no_default_passwords_and_keeps_upstream_keys_on_the_worker(
     for upstream in ("OPENAI_API_KEY", "OPENWEATHER_API_KEY"):
         assert upstream in services["worker"]["environment"]
         assert upstream not in services["web"]["environment"]
+        assert upstream not in services["webhooks"]["environment"]
     assert "--requirepass" in services["redis"]["command"]
 
 
 def test_compose_waits_for_healthy_services_and_the_migration():
     services = compose()["services"]
-    for name in ("postgres", "redis", "worker", "flower"):
+    for name in ("postgres", "redis", "worker", "webhooks", "flower"):
         assert "healthcheck" in services[name]
     assert "healthcheck" not in services["web"]  # the image's HEALTHCHECK: GET /health
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "webhooks", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "noeviction" in services["redis"]["command"]
 

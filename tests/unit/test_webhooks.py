@@ -3,6 +3,7 @@ schedule, bounded answers, and the settings."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from app.core.webhooks import (
 from app.models import task as task_model
 from app.models import webhook as webhook_model
 from config import ConfigError, load_config
-from tests.support import WEBHOOK_SECRET, Receiver
+from tests.support import WEBHOOK_SECRET, Receiver, StallingReceiver
 
 
 @pytest.fixture
@@ -130,6 +131,73 @@ def test_an_answer_is_read_up_to_64_kb_and_1_kb_kept_within_the_time_limit(recei
     assert attempt.retryable and time.monotonic() - started < 3
 
 
+@pytest.mark.parametrize("kind", ["tarpit", "silent"])
+def test_one_clock_bounds_the_whole_attempt_however_slowly_the_receiver_answers(kind):
+    """A tarpit (a byte every 0.2 s of a promised 100000) never trips a per-read timeout; the
+    attempt's clock ends it all the same, as a retryable time-out, not as an answer."""
+    stalling = StallingReceiver(kind, byte_every=0.2)
+    policy = WebhookPolicy(allow_http=True, allowed_hosts=frozenset({"127.0.0.1"}))
+    deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=1.0)
+    try:
+        started = time.monotonic()
+        attempt = deliveries.send(f"http://127.0.0.1:{stalling.port}/", "msg_5", b"{}", [WEBHOOK_SECRET])
+        took = time.monotonic() - started
+    finally:
+        stalling.stop()
+    assert attempt.status_code is None and attempt.error.startswith(
+        "timed out: the attempt took longer than 1 s"
+    )
+    assert attempt.retryable and not attempt.delivered
+    assert 0.9 < took < 1.9, took
+
+
+def test_an_attempt_ended_by_celerys_soft_time_limit_is_a_failed_attempt():
+    """Celery's soft limit raises SoftTimeLimitExceeded wherever the process is; the attempt is
+    still an attempt with its reason, not an exception that leaves the delivery SENDING."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def soft_limit(signum, frame):
+        raise SoftTimeLimitExceeded("SoftTimeLimitExceeded(True,)")
+
+    stalling = StallingReceiver("silent")
+    policy = WebhookPolicy(allow_http=True, allowed_hosts=frozenset({"127.0.0.1"}))
+    deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=30.0)
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        attempt = deliveries.send(f"http://127.0.0.1:{stalling.port}/", "msg_6", b"{}", [WEBHOOK_SECRET])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        stalling.stop()
+    assert attempt.error.startswith("ended by SoftTimeLimitExceeded") and attempt.retryable
+
+
+@pytest.mark.parametrize(("attempts", "status"), [(1, "QUEUED"), (2, "FAILED")])
+def test_a_lost_attempt_is_recorded_and_counts_against_the_cap(sqlite_db, attempts, status):
+    """The recovery sweep finds a delivery SENDING for too long (its worker was killed, or passed
+    its hard limit): the attempt is on record, and at the cap the delivery is FAILED, not sent
+    once more."""
+    published = []
+    deliveries = Deliveries(sqlite_db, published.append, None, WebhookPolicy(), [1])  # a cap of 2
+    task_id = uuid.uuid4()
+    webhook = {"url": "https://example.com/hook", "events": ["completed"]}
+    sqlite_db.run(lambda c: task_model.insert(c, task_id, "sum_two_numbers", {}, "default", webhook=webhook))
+    delivery = sqlite_db.run(lambda c: webhook_model.record(c, task_id, "default", webhook, "COMPLETED"))
+    for _ in range(attempts):
+        sqlite_db.run(lambda c: webhook_model.queue_again(c, delivery, ("QUEUED", "SENDING")))
+        sqlite_db.run(lambda c: webhook_model.claim(c, delivery))
+    now = sqlite_db.run(task_model.database_now)
+    assert deliveries.recover(now - timedelta(hours=1), now - timedelta(hours=1)) == 0  # not stuck yet
+    assert deliveries.recover(now + timedelta(seconds=1), now + timedelta(seconds=1)) == 1
+    row, tried = sqlite_db.run(lambda c: webhook_model.for_task(c, task_id))[0]
+    assert row.status == status and row.attempts == attempts
+    assert [a.error for a in tried] == [webhook_model.LOST]
+    assert published == ([delivery] if status == "QUEUED" else [])
+    if status == "FAILED":
+        assert row.last_error.endswith(f"gave up after {attempts} attempts")
+
+
 def test_an_outcome_and_its_delivery_are_one_transaction(sqlite_db):
     """A delivery exists exactly when the outcome does: a failure after the outcome's write rolls
     both back."""
@@ -216,3 +284,24 @@ def test_a_task_starts_its_log_context_afresh():
     finally:
         logs.unbind(token)
         logs.unbind(stale)
+
+
+@pytest.mark.parametrize(
+    ("options", "threads"),
+    [
+        ({"queues": ["webhooks"], "concurrency": None}, 12),  # the deliveries' worker: the setting
+        ({"queues": "webhooks", "concurrency": None}, 12),
+        ({"queues": ["webhooks"], "concurrency": 3}, None),  # --concurrency wins
+        ({"queues": ["default", "webhooks"], "concurrency": None}, None),  # a tasks' worker: untouched
+        ({"queues": None, "concurrency": None}, None),
+    ],
+)
+def test_a_worker_of_the_webhooks_queue_alone_runs_webhook_worker_threads(options, threads):
+    from celery import Celery
+
+    from app.core.celery_app import WEBHOOK_THREADS_SETTING, size_webhook_worker
+
+    conf = Celery(set_as_current=False).conf
+    conf.update({WEBHOOK_THREADS_SETTING: 12, "worker_concurrency": None})
+    size_webhook_worker(sender="w@h", conf=conf, options=options)
+    assert conf.worker_concurrency == threads
