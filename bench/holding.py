@@ -10,8 +10,10 @@ printed per case is p50, p99 and max of those probes and how many took over 5 s 
   (WAIT_MAX_CONCURRENT=1000, as before the bound existed), then with the default bound of 4.
 - slowloris: SLOW connections each send a request head one header line every 4 s, first straight
   at gunicorn, then at nginx running deploy/nginx/tasker.conf in front of it.
+- flood (with --flood N): N request heads from one address that never finish, held at N for
+  SECONDS, at nginx; nine /health probes through it meanwhile.
 
-Usage: python bench/holding.py [--seconds 10] [--waiters 64] [--slow 64]
+Usage: python bench/holding.py [--seconds 10] [--waiters 64] [--slow 64] [--flood 2100]
 """
 
 import argparse
@@ -105,6 +107,56 @@ def slowloris(port: int, count: int, seconds: float, url: str) -> str:
             sock.close()
 
 
+def flood(port: int, count: int, seconds: float, url: str) -> str:
+    """`count` request heads from one address that are never finished, kept at `count` (a head
+    nginx cuts off at its timeout is opened again), for `seconds`; nine /health probes meanwhile."""
+    stop = threading.Event()
+    opened = [0]
+
+    def hold() -> None:
+        sockets: list[socket.socket] = []
+        while not stop.is_set():
+            alive = []
+            for sock in sockets:
+                try:
+                    if sock.recv(1, socket.MSG_DONTWAIT) == b"":
+                        sock.close()
+                        continue
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    sock.close()
+                    continue
+                alive.append(sock)
+            sockets = alive
+            while len(sockets) < count and not stop.is_set():
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+                except OSError:
+                    break
+                sockets.append(sock)
+                opened[0] += 1
+            stop.wait(0.02)
+        for sock in sockets:
+            sock.close()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    answered, errors = 0, []
+    try:
+        for _ in range(9):
+            stop.wait(seconds / 9)
+            try:
+                answered += requests.get(url, timeout=5, headers={"Connection": "close"}).status_code == 200
+            except requests.RequestException as exc:
+                errors.append(type(exc).__name__)
+    finally:
+        stop.set()
+        holder.join()
+    return f"{answered} of 9 /health probes answered ({opened[0]} heads opened; failures: {errors or 'none'})"
+
+
 def nginx(workdir: Path, listen: int, upstream: int) -> subprocess.Popen:
     config = nginx_config(workdir, listen, upstream)
     process = subprocess.Popen(
@@ -126,6 +178,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--waiters", type=int, default=64)
     parser.add_argument("--slow", type=int, default=64)
+    parser.add_argument("--flood", type=int, default=0, help="unfinished request heads from one address")
     args = parser.parse_args()
     with stack() as s:
         for label, bound in (("no bound", "1000"), ("bound 4", "4")):
@@ -144,6 +197,9 @@ def main() -> None:
         try:
             behind = slowloris(front, args.slow, args.seconds, f"http://127.0.0.1:{front}/health")
             print(f"slowloris ({args.slow} connections) behind nginx: {behind}", flush=True)
+            if args.flood:
+                flooded = flood(front, args.flood, args.seconds, f"http://127.0.0.1:{front}/health")
+                print(f"{args.flood} unfinished heads from one address at nginx: {flooded}", flush=True)
         finally:
             proxy.terminate()
             proxy.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -247,10 +248,15 @@ def nginx_config(workdir: Path, listen: int, upstream: int) -> Path:
         f"    {kind}_temp_path {temp}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    # The connection figures of the shipped main configuration (deploy/nginx/nginx.conf).
+    main = (root / "deploy/nginx/nginx.conf").read_text()
+    connections = re.search(r"worker_connections (\d+);", main).group(1)
+    files = re.search(r"worker_rlimit_nofile (\d+);", main).group(1)
     config = workdir / "nginx.conf"
     config.write_text(
-        f"worker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/nginx-error.log warn;\n"
-        f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp_paths}\n{site}\n}}\n"
+        f"worker_processes 1;\nworker_rlimit_nofile {files};\npid {workdir}/nginx.pid;\n"
+        f"error_log {workdir}/nginx-error.log warn;\nevents {{ worker_connections {connections}; }}\n"
+        f"http {{\n    access_log off;\n{temp_paths}\n{site}\n}}\n"
     )
     return config
 

@@ -97,6 +97,43 @@ def test_behind_nginx_slow_clients_do_not_starve_health(stack_env, tmp_path):
         stop_process(server)
 
 
+def test_behind_nginx_a_flood_of_unfinished_heads_from_one_address_starves_nothing(stack_env, tmp_path):
+    """3,000 request heads from one address that never finish (more than nginx's stock 1,024 or
+    2,048 connections; limit_conn cannot count them): every health probe through the proxy still
+    answers, because deploy/nginx/nginx.conf sizes the connections past what one address can open."""
+    if not Path(NGINX).exists():
+        message = "nginx is not installed (apt-get install nginx)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    api, front = free_port(), free_port()
+    server = gunicorn(stack_env, api, tmp_path / "g.log", WEB_CONCURRENCY="1", GUNICORN_THREADS="4")
+    proxy = subprocess.Popen(
+        [NGINX, "-c", str(nginx_config(tmp_path, front, api)), "-p", str(tmp_path), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    heads: list[socket.socket] = []
+    try:
+        poll(lambda: answers(f"http://127.0.0.1:{front}/health"), what="nginx and gunicorn to answer")
+        for _ in range(3000):
+            sock = socket.create_connection(("127.0.0.1", front), timeout=5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+            heads.append(sock)
+        for _ in range(9):
+            response = requests.get(
+                f"http://127.0.0.1:{front}/health", timeout=5, headers={"Connection": "close"}
+            )
+            assert response.status_code == 200
+        errors = (tmp_path / "nginx-error.log").read_text()
+        assert "worker_connections are not enough" not in errors
+    finally:
+        for sock in heads:
+            sock.close()
+        stop_process(proxy, timeout=10)
+        stop_process(server)
+
+
 @contextmanager
 def waiting_server(stack_env, tmp_path, threads: int, bound: int):
     """gunicorn (one process, `threads` threads, `bound` waits) and a task that stays SCHEDULED:

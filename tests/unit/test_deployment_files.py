@@ -38,6 +38,7 @@ def test_compose_services_run_the_tested_commands():
     # The API is reached through nginx only, with the config tests/integration/test_proxy.py runs.
     assert "ports" not in services["web"] and services["proxy"]["ports"] == ["5000:8080"]
     assert "./deploy/nginx/tasker.conf:/etc/tasker/tasker.conf:ro" in services["proxy"]["volumes"]
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
 
 
 def test_compose_has_no_default_passwords_and_keeps_upstream_keys_on_the_worker():
