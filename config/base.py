@@ -270,6 +270,11 @@ class BaseConfig:
             "WAIT_MAX_CONCURRENT": read_int(env, "WAIT_MAX_CONCURRENT", 4, 0, 1000),
             "STREAM_MAX_CONCURRENT": read_int(env, "STREAM_MAX_CONCURRENT", 100, 0, 10_000),
             "STREAM_HEARTBEAT_SECONDS": read_float(env, "STREAM_HEARTBEAT_SECONDS", 15.0, 1, 300),
+            # Keys mode: open streams one owner may hold in one API process (admins included).
+            "STREAM_MAX_PER_OWNER": read_int(env, "STREAM_MAX_PER_OWNER", 10, 1, 10_000),
+            # What may wait for a stream whose client reads too slowly before it is closed.
+            "STREAM_BACKLOG_KB": read_int(env, "STREAM_BACKLOG_KB", 1024, 64, 1024 * 1024),
+            "STREAM_SEND_TIMEOUT_SECONDS": read_float(env, "STREAM_SEND_TIMEOUT_SECONDS", 30.0, 1, 600),
             "PROXY_HOPS": read_int(env, "PROXY_HOPS", 0, 0, 5),
         }
 

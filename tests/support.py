@@ -385,3 +385,21 @@ class StallingReceiver:
     def stop(self) -> None:
         self.stopped.set()
         self.sock.close()
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, in MB (/proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def unread_stream(port: int, path: str, headers: str = "") -> socket.socket:
+    """An event stream on 127.0.0.1:`port` whose client never reads: a 4 KB receive buffer, and
+    the request sent; the caller reads (or not) and closes."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n".encode())
+    return sock

@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.api.catalog import create_catalog_routes
 from app.api.docs import add_links, init_docs
 from app.api.errors import register_error_handlers
-from app.api.events import StreamSlots, create_event_routes
+from app.api.events import StreamLimits, StreamSlots, create_event_routes
 from app.api.health import create_health_routes
 from app.api.keys import create_key_routes
 from app.api.observe import register_observability
@@ -42,8 +42,15 @@ def register_api(app: Flask, tasker: Any) -> None:
         create_event_routes(
             tasker.tasks,
             tasker.streams,
-            StreamSlots(app.config["STREAM_MAX_CONCURRENT"]),
-            app.config["STREAM_HEARTBEAT_SECONDS"],
+            StreamSlots(
+                app.config["STREAM_MAX_CONCURRENT"],
+                None if open_mode else app.config["STREAM_MAX_PER_OWNER"],
+            ),
+            StreamLimits(
+                app.config["STREAM_HEARTBEAT_SECONDS"],
+                app.config["STREAM_BACKLOG_KB"] * 1024,
+                app.config["STREAM_SEND_TIMEOUT_SECONDS"],
+            ),
         ),
     ]
     apply_limits(limiter, app.config, limited)

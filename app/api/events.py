@@ -22,23 +22,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Response
+from flask import Response, g
 from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.helpers import parse_id, scope
 from app.api.waits import client_gone, client_socket
 from app.core.errors import ServiceBusy
+from app.core.quotas import QuotaExceeded
 from app.core.streams import Change, StreamHub, Subscription
 from app.core.task_manager import TaskManager
 from app.models.task import TERMINAL
 
 CHECK_SECONDS = 1.0  # how often an idle stream looks whether its client is still there
 RETRY_MILLISECONDS = 2000  # how long EventSource waits before it reconnects
+# The last event of a stream whose client read too slowly (STREAM_BACKLOG_KB waited for it).
+BEHIND_EVENT = (
+    'event: closed\ndata: {"reason":"behind","message":"This stream fell too far behind its reader and '
+    "was closed; reconnect (a task's stream resumes from Last-Event-ID, the list from now).\"}\n\n"
+)
 EVENT_STREAM_DOC = {
     "200": {
         "description": "text/event-stream: `event: task` with the v1 task resource as data; "
@@ -49,30 +57,64 @@ EVENT_STREAM_DOC = {
 
 
 class StreamSlots:
-    """At most `limit` open streams in this process."""
+    """At most `limit` open streams in this process, and (keys mode) `per_owner` of one owner's."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, per_owner: int | None = None):
         self.limit = limit
+        self.per_owner = per_owner
         self._slots = threading.BoundedSemaphore(limit) if limit else None
+        self._lock = threading.Lock()
+        self._owners: Counter[str] = Counter()
 
-    def take(self) -> Callable[[], None]:
-        """A slot (its release), or ServiceBusy."""
-        if self._slots is None or not self._slots.acquire(blocking=False):
-            raise ServiceBusy(
-                f"Too many open event streams on this server ({self.limit}); try again shortly.",
-                {"streams": self.limit},
-                retry_after=1,
-            )
-        return self._slots.release
+    def take(self, owner: str) -> Callable[[], None]:
+        """A slot (its release); 503 ServiceBusy when the process is full, 429 QuotaExceeded when
+        the owner holds its share already."""
+        with self._lock:
+            if self.per_owner is not None and self._owners[owner] >= self.per_owner:
+                raise QuotaExceeded(
+                    "streams",
+                    self.per_owner,
+                    f"This owner has {self.per_owner} event streams open on this server, the most one owner "
+                    "may (STREAM_MAX_PER_OWNER); close one first.",
+                )
+            if self._slots is None or not self._slots.acquire(blocking=False):
+                raise ServiceBusy(
+                    f"Too many open event streams on this server ({self.limit}); try again shortly.",
+                    {"streams": self.limit},
+                    retry_after=1,
+                )
+            self._owners[owner] += 1
+
+        def release() -> None:
+            with self._lock:
+                self._owners[owner] -= 1
+                if not self._owners[owner]:
+                    del self._owners[owner]
+            self._slots.release()
+
+        return release
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    heartbeat: float = 15.0  # STREAM_HEARTBEAT_SECONDS
+    backlog_bytes: int = 1024 * 1024  # STREAM_BACKLOG_KB: what may wait for a slow reader
+    send_timeout: float = (
+        30.0  # STREAM_SEND_TIMEOUT_SECONDS: a send that makes no progress for this long ends it
+    )
 
 
 def create_event_routes(
-    task_manager: TaskManager, hub: StreamHub, slots: StreamSlots, heartbeat: float
+    task_manager: TaskManager, hub: StreamHub, slots: StreamSlots, limits: StreamLimits
 ) -> Blueprint:
     bp = Blueprint("events", __name__, url_prefix="/api/v1", description="Live task changes (SSE)")
 
     def stream(subscription: Subscription, resources: ExitStack) -> Response:
-        events = _events(subscription, client_socket(), heartbeat)
+        client = client_socket()
+        if client is not None:
+            # A client that stops reading: the send blocks at most this long, then the stream ends.
+            client.settimeout(limits.send_timeout)
+        events = _events(subscription, client, limits.heartbeat)
         response = Response(events, mimetype="text/event-stream")
         response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         response.call_on_close(resources.close)
@@ -92,9 +134,11 @@ def create_event_routes(
         task = parse_id(task_id)
         owner = scope()
         resources = ExitStack()
-        resources.callback(slots.take())
+        resources.callback(slots.take(g.principal.owner))
         try:
-            subscription = Subscription(lambda row: row.id == task, task, last_event_id or 0)
+            subscription = Subscription(
+                lambda row: row.id == task, task, last_event_id or 0, limits.backlog_bytes
+            )
             resources.enter_context(hub.subscribe(subscription))
             row = task_manager.row(task, owner)  # after subscribing: no change is missed
             if row.status in TERMINAL and last_event_id is not None and last_event_id >= row.revision:
@@ -127,9 +171,11 @@ def create_event_routes(
             )
 
         resources = ExitStack()
-        resources.callback(slots.take())
+        resources.callback(slots.take(g.principal.owner))
         try:
-            subscription = resources.enter_context(hub.subscribe(Subscription(match)))
+            subscription = resources.enter_context(
+                hub.subscribe(Subscription(match, backlog_bytes=limits.backlog_bytes))
+            )
             return stream(subscription, resources)
         except BaseException:
             resources.close()
@@ -144,7 +190,9 @@ def _events(subscription: Subscription, client: Any, heartbeat: float) -> Iterat
     quiet_since = time.monotonic()
     while True:
         rows = subscription.next(CHECK_SECONDS)
-        if rows is None:  # closed: the server is shutting down
+        if rows is None:  # closed: the server is shutting down, or the client fell too far behind
+            if subscription.behind:
+                yield BEHIND_EVENT
             return
         for row in rows:
             yield _event(row, single)

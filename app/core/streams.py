@@ -64,16 +64,31 @@ class Change:
         return self._data
 
 
+def _size(row: Any) -> int:
+    """A change's size as its event will be (a Change renders its data once, for every stream)."""
+    data = getattr(row, "data", None)
+    return len(data) if isinstance(data, str) else 0
+
+
 class Subscription:
     """What one stream is sent: the rows it matches, newest per task, in the order they came."""
 
-    def __init__(self, match: Callable[[Any], bool], task_id: uuid.UUID | None = None, after: int = 0):
+    def __init__(
+        self,
+        match: Callable[[Any], bool],
+        task_id: uuid.UUID | None = None,
+        after: int = 0,
+        backlog_bytes: int = 1024 * 1024,
+    ):
         self.match = match
         self.task_id = task_id
+        self.backlog_bytes = backlog_bytes
         self._sent: dict[uuid.UUID, int] = {task_id: after} if task_id is not None else {}
         self._pending: dict[uuid.UUID, Any] = {}
+        self._pending_bytes = 0
         self._ready = threading.Condition()
         self.closed = False
+        self.behind = False  # closed because its reader fell more than backlog_bytes behind
 
     def offer(self, row: Any) -> None:
         if not self.match(row):
@@ -84,8 +99,17 @@ class Subscription:
             self._sent[row.id] = row.revision
             if len(self._sent) > SEEN_LIMIT:
                 self._sent = dict(list(self._sent.items())[SEEN_LIMIT // 2 :])
-            self._pending.pop(row.id, None)  # moved to the end: the order of the latest changes
+            if self.closed:
+                return
+            replaced = self._pending.pop(row.id, None)  # moved to the end: the order of the latest changes
+            self._pending_bytes += _size(row) - (_size(replaced) if replaced is not None else 0)
             self._pending[row.id] = row
+            if self._pending_bytes > self.backlog_bytes:
+                # Its reader is not keeping up (or not reading): close the stream, with a last
+                # event saying why, rather than hold changes for it without end.
+                self._pending.clear()
+                self._pending_bytes = 0
+                self.behind = self.closed = True
             self._ready.notify()
 
     def next(self, timeout: float) -> list[Any] | None:
@@ -97,6 +121,7 @@ class Subscription:
                 return None
             rows = list(self._pending.values())
             self._pending.clear()
+            self._pending_bytes = 0
             return rows
 
     def close(self) -> None:

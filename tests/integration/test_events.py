@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import requests
 
 from tests.conftest import build_app, child_env
 from tests.integration.conftest import serving
-from tests.support import answers, free_port, poll, start_gunicorn, stop_process
+from tests.support import answers, free_port, poll, rss_mb, start_gunicorn, stop_process, unread_stream
 
 pytestmark = pytest.mark.integration
 
@@ -186,4 +187,77 @@ def test_gunicorn_ends_open_streams_when_it_stops(stack_env, tmp_path):
             stream.response.close()
         assert server.wait(timeout=20) == 0  # well before the graceful timeout (30 s)
     finally:
+        stop_process(server)
+
+
+def test_one_owner_cannot_take_every_stream_of_a_process(stack_env):
+    """STREAM_MAX_PER_OWNER: alice's third stream is a 429 naming the quota, while bob still gets
+    one; a stream closed gives its slot back."""
+    app = build_app({**stack_env, "AUTH_MODE": "keys", "STREAM_MAX_PER_OWNER": "2"})
+    keys = app.extensions["tasker"].keys
+    alice, bob = ({"Authorization": f"Bearer {keys.create(f'{who}-streams')[1]}"} for who in ("alice", "bob"))
+    with serving(app) as base:
+        url = f"{base}/api/v1/events"
+        held = [Stream(url, **alice) for _ in range(2)]
+        refused = requests.get(url, headers=alice, timeout=10)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["code"] == "quota_exceeded" and refused.json()["details"]["quota"] == "streams"
+        with Stream(url, **bob) as other:
+            assert other.response.status_code == 200
+        held.pop().response.close()
+
+        def reopened() -> bool:
+            answer = requests.get(url, headers=alice, timeout=10, stream=True)
+            answer.close()
+            return answer.status_code == 200
+
+        poll(reopened, what="alice's closed stream to give its slot back")
+        for stream in held:
+            stream.response.close()
+    app.extensions["tasker"].db.dispose()
+
+
+def test_a_stream_client_that_never_reads_costs_the_api_process_a_bounded_amount(stack_env, tmp_path):
+    """A list stream nobody reads while 300 tasks of 60 KB change: the API process holds at most
+    STREAM_BACKLOG_KB for it, then closes it (the send times out); its memory stays flat."""
+    port = free_port()
+    settings = {
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "STREAM_BACKLOG_KB": "256",
+        "STREAM_SEND_TIMEOUT_SECONDS": "2",
+    }
+    server = start_gunicorn(child_env({**stack_env, **settings}), tmp_path / "gunicorn.log")
+    base = f"http://127.0.0.1:{port}"
+    stream = None
+    try:
+        poll(lambda: answers(f"{base}/health"), what="gunicorn to answer")
+        child = poll(
+            lambda: [
+                int(p) for p in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            ],
+            what="the gunicorn worker",
+        )[0]
+        stream = unread_stream(port, "/api/v1/events")
+        body = {
+            "name": "find_longest_consecutive_letters",
+            "parameters": {"string": "ab" * 30_000},
+            "countdown": 600,
+        }
+        session = requests.Session()
+        assert session.post(f"{base}/api/v1/tasks", json=body, timeout=30).status_code == 202
+        before = rss_mb(child)
+        for _ in range(300):
+            assert session.post(f"{base}/api/v1/tasks", json=body, timeout=30).status_code == 202
+        stream.settimeout(5)
+        received, closes = b"", time.monotonic() + 60  # heartbeats flow while it stays open
+        while (chunk := stream.recv(65536)) and time.monotonic() < closes:
+            received += chunk
+        assert not chunk, "the stream was still open a minute later"
+        grown = rss_mb(child) - before
+        assert grown < 12, f"the API process grew {grown:.0f} MB for a stream nobody read"
+        assert b"HTTP/1.1 200" in received[:20]
+    finally:
+        if stream is not None:
+            stream.close()
         stop_process(server)

@@ -97,3 +97,19 @@ def test_close_all_ends_every_open_stream():
         close_all()
         assert subscription.next(5) is None
     watch.close()
+
+
+def test_a_stream_whose_reader_falls_too_far_behind_is_closed_saying_why():
+    """A reader that never reads: what waits for it stays under its backlog (the newest state of
+    each task counts once), then the stream is closed, marked as behind, holding nothing."""
+    subscription = Subscription(lambda r: True, backlog_bytes=10_000)
+    first = uuid.uuid4()
+    for revision in range(1, 50):  # one task changing: only its newest state waits
+        subscription.offer(SimpleNamespace(**vars(row(first, revision)), data="x" * 3000))
+    assert not subscription.closed and len(subscription.next(0)) == 1
+    for _ in range(3):
+        subscription.offer(SimpleNamespace(**vars(row(uuid.uuid4(), 1)), data="x" * 3000))
+    assert not subscription.closed
+    subscription.offer(SimpleNamespace(**vars(row(uuid.uuid4(), 1)), data="x" * 3000))
+    assert subscription.closed and subscription.behind
+    assert subscription.next(0) is None and subscription._pending == {}
