@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -249,11 +250,15 @@ class BaseConfig:
             "TRUSTED_HOSTS": read_list(env, "TRUSTED_HOSTS") or (LOOPBACK_NAMES if mode == "open" else None),
             "CORS_ORIGINS": read_list(env, "CORS_ORIGINS"),
             # The dashboard's session cookie (keys mode): HttpOnly and SameSite=Strict always;
-            # Secure (sent over HTTPS only) when the dashboard is served over HTTPS.
+            # Secure (sent over HTTPS only, and to http://localhost) by default in production.
             "SESSION_COOKIE_NAME": "tasker_session",
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Strict",
-            "SESSION_COOKIE_SECURE": read_bool(env, "SESSION_COOKIE_SECURE", False),
+            "SESSION_COOKIE_SECURE": read_bool(env, "SESSION_COOKIE_SECURE", cls.NAME == "production"),
+            # A sign-in lasts this long at most, whatever the browser keeps (checked on the server).
+            "PERMANENT_SESSION_LIFETIME": timedelta(
+                hours=read_float(env, "SESSION_LIFETIME_HOURS", 12.0, 0.1, 720)
+            ),
             "RATE_LIMIT_ENABLED": read_bool(env, "RATE_LIMIT_ENABLED", cls.RATE_LIMITS_BY_DEFAULT),
             "RATE_LIMIT_SUBMIT": read_rate(env, "RATE_LIMIT_SUBMIT", "20/second;600/minute"),
             "RATE_LIMIT_READ": read_rate(env, "RATE_LIMIT_READ", "100/second;3000/minute"),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Request, Response, g, request, session
+from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -154,8 +154,9 @@ class Gate:
         digest = session.get("key") if session else None
         if not digest:
             return None
-        found = self.keys.authenticate_digest(digest)
-        if found is None:  # revoked since the login
+        lifetime = current_app.permanent_session_lifetime
+        found = self.keys.authenticate_digest(digest) if self.keys.session_valid(session, lifetime) else None
+        if found is None:  # the key revoked, the session signed out or past its lifetime
             session.clear()
             return None
         if req.method in STATE_CHANGING:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import string
@@ -22,7 +23,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,46 @@ class KeyManager:
         # Keys refused lately (a client retrying with a revoked or mistyped key): no lookup each time.
         self._refused: dict[str, float] = {}
         self._touched: dict[uuid.UUID, float] = {}
+        self._sessions: dict[str, tuple[float, bool]] = {}  # session id -> (until, valid)
         self._lock = threading.Lock()
+
+    # -- dashboard sessions (a signed cookie holding a key's digest, a session id and its start)
+
+    def start_session(self, session: Any, key: str) -> None:
+        session.clear()
+        session.permanent = True  # the cookie expires with the session's lifetime
+        session["key"] = self.digest(key)
+        session["sid"] = secrets.token_urlsafe(24)
+        session["issued"] = int(time.time())
+        session["csrf"] = secrets.token_urlsafe(32)
+
+    def end_session(self, session: Any, lifetime: timedelta) -> None:
+        """Sign-out: the session id is refused from now on, wherever the cookie is replayed."""
+        sid = session.get("sid")
+        if sid:
+            expires = datetime.fromtimestamp(int(session.get("issued", 0)), UTC) + lifetime
+            self.db.run(lambda c: key_model.revoke_session(c, sid, expires))
+            with self._lock:
+                self._sessions[sid] = (math.inf, False)
+        session.clear()
+
+    def session_valid(self, session: Any, lifetime: timedelta) -> bool:
+        """Not past its lifetime, and not signed out (a sign-out elsewhere counts within
+        `cache_seconds`)."""
+        sid, issued = session.get("sid"), session.get("issued")
+        if not sid or not isinstance(issued, int) or time.time() - issued > lifetime.total_seconds():
+            return False
+        now = time.monotonic()
+        with self._lock:
+            cached = self._sessions.get(sid)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        valid = not self.db.run(lambda c: key_model.session_revoked(c, sid))
+        with self._lock:
+            self._sessions[sid] = (math.inf if not valid else now + self.cache_seconds, valid)
+            if len(self._sessions) > 10_000:
+                self._sessions.clear()
+        return valid
 
     def digest(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()

@@ -62,3 +62,24 @@ def touch(conn: Connection, used: dict[uuid.UUID, datetime]) -> None:
     """Record when each key was last used (one statement per key, at most once a minute each)."""
     for key_id, when in used.items():
         conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=when))
+
+
+# Dashboard sessions ended by a sign-out, until their cookies would have expired anyway.
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+
+def revoke_session(conn: Connection, session_id: str, expires_at: datetime) -> None:
+    """End a dashboard session for good (and forget those past their expiry)."""
+    conn.execute(revoked_sessions.delete().where(revoked_sessions.c.expires_at < utcnow()))
+    if not conn.execute(sa.select(revoked_sessions.c.id).where(revoked_sessions.c.id == session_id)).first():
+        conn.execute(revoked_sessions.insert().values(id=session_id, expires_at=expires_at))
+
+
+def session_revoked(conn: Connection, session_id: str) -> bool:
+    query = sa.select(revoked_sessions.c.id).where(revoked_sessions.c.id == session_id)
+    return conn.execute(query).first() is not None

@@ -13,10 +13,21 @@ CSRF token on every state-changing call.
 
 from __future__ import annotations
 
-import secrets
+import re
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from app.api.errors import error_response
 from app.api.security import OPEN
@@ -29,6 +40,19 @@ PAGES = {
     "schedules": "Schedules",
     "queues": "Queues and workers",
 }
+
+
+# Where a sign-in may send the browser: a page of this dashboard, as the sign-in redirect names it
+# (request.path). Nothing else: `/\\evil`, a tab or newline, `//host` or a scheme would let a link to
+# the sign-in page send the person off-site once they typed their key.
+SAFE_NEXT = re.compile(r"/(dashboard/[A-Za-z0-9/_.-]*)?")
+
+
+def safe_next(value: Any) -> str:
+    """`value` if it is a path of this dashboard, else "/"."""
+    if isinstance(value, str) and SAFE_NEXT.fullmatch(value) and "//" not in value and ".." not in value:
+        return value
+    return "/"
 
 
 def create_dashboard(keys: KeyManager, open_mode: bool) -> Blueprint:
@@ -101,12 +125,11 @@ def _add_sign_in(bp: Blueprint, keys: KeyManager, open_mode: bool) -> None:
         if found is None:
             message = "That API key is not valid (unknown, revoked or mistyped)."
             return error_response(401, message, "unauthorized", {"key": ["Not a valid API key."]})
-        session.clear()
-        session["key"] = keys.digest(key.strip())
-        session["csrf"] = secrets.token_urlsafe(32)
-        return jsonify({"owner": found.owner, "admin": found.admin})
+        keys.start_session(session, key.strip())
+        return jsonify({"owner": found.owner, "admin": found.admin, "next": safe_next(body.get("next"))})
 
     @bp.post("/dashboard/logout")
     def sign_out() -> Response:
-        session.clear()
+        """Ends the session on the server too: a copy of the cookie is refused from now on."""
+        keys.end_session(session, current_app.permanent_session_lifetime)
         return Response(status=204)

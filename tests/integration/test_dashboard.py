@@ -219,3 +219,16 @@ def test_keys_mode_signs_in_once_and_sees_only_the_keys_tasks(browser, keyed):
     )
     assert accepted.status_code == 202 and accepted.json()["owner"].startswith("alice-")
     page.close()
+
+
+@pytest.mark.parametrize("target", ["/%5Cevil.example", "/%09/evil.example", "/%0A/evil.example"])
+def test_sign_in_never_sends_the_browser_off_site(browser, keyed, target):
+    """A link to the sign-in page with `next` of `/\\evil`, `/` + tab or `/` + newline: after the
+    key, the browser stays on this site (the server picks where to go)."""
+    base, made = keyed
+    page = browser.new_page()
+    page.goto(f"{base}/dashboard/login?next={target}")
+    page.fill("#l-key", made["alice"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.close()

@@ -28,6 +28,7 @@ def keyed(stack_env):
     tag = uuid.uuid4().hex[:8]  # owners of this test only: the database is shared by the session
     made = {who: keys.create(f"{who}-{tag}", admin=(who == "admin"))[1] for who in ("alice", "bob", "admin")}
     app.test_keys = made
+    app.test_env = stack_env
     app.test_owners = {who: f"{who}-{tag}" for who in made}
     yield app
     app.extensions["tasker"].db.dispose()
@@ -337,3 +338,54 @@ def test_owner_filters_are_names_not_arbitrary_text(keyed):
     for path in ("/api/v1/tasks", "/api/v1/schedules"):
         response = client.get(f"{path}?owner=a%00b", headers=auth(keyed, "admin"))
         assert response.status_code == 400 and "owner" in response.get_json()["details"], path
+
+
+def test_a_signed_out_dashboard_session_is_refused_wherever_it_is_replayed(keyed):
+    """Sign-out ends the session on the server: the cookie, copied before, no longer works."""
+    client = keyed.test_client()
+    signed_in = client.post(
+        "/dashboard/login", json={"key": keyed.test_keys["alice"], "next": "/dashboard/queues"}
+    )
+    assert signed_in.status_code == 200 and signed_in.get_json()["next"] == "/dashboard/queues"
+    cookie = client.get_cookie("tasker_session")
+    assert client.get("/api/v1/tasks").status_code == 200
+    csrf = client.get("/").get_data(as_text=True).split('name="csrf-token" content="')[1].split('"')[0]
+    assert client.post("/dashboard/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    thief = keyed.test_client()
+    thief.set_cookie("tasker_session", cookie.value)
+    assert thief.get("/api/v1/tasks").status_code == 401
+    other_process = build_app({**keyed.test_env, "AUTH_MODE": "keys"}).test_client()  # not this one's cache
+    other_process.set_cookie("tasker_session", cookie.value)
+    assert other_process.get("/api/v1/tasks").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "//evil.example",
+        "https://evil.example/",
+        "/dashboard/../\\evil",
+        "/dashboard//evil.example",
+    ],
+)
+def test_sign_in_sends_the_browser_to_this_dashboard_only(keyed, target):
+    answer = keyed.test_client().post(
+        "/dashboard/login", json={"key": keyed.test_keys["bob"], "next": target}
+    )
+    assert answer.status_code == 200 and answer.get_json()["next"] == "/"
+
+
+def test_a_dashboard_session_lasts_its_lifetime_at_most(keyed):
+    lifetime = keyed.permanent_session_lifetime
+    keys = keyed.extensions["tasker"].keys
+    from flask.sessions import SecureCookieSession
+
+    session = SecureCookieSession()
+    keys.start_session(session, keyed.test_keys["bob"])
+    assert keys.session_valid(session, lifetime)
+    session["issued"] -= int(lifetime.total_seconds()) + 1  # as if signed in a lifetime ago
+    assert not keys.session_valid(session, lifetime)
+    assert not keys.session_valid({"key": session["key"]}, lifetime)  # a cookie of before sign-out existed

@@ -580,10 +580,10 @@
     const form = $("#login-form");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const result = await api("POST", "/dashboard/login", { key: form.key.value });
+      const next = new URLSearchParams(window.location.search).get("next") || "/";
+      const result = await api("POST", "/dashboard/login", { key: form.key.value, next: next });
       if (result.status === 200) {
-        const next = new URLSearchParams(window.location.search).get("next") || "/";
-        window.location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+        window.location.assign(result.data.next); // the server's: a page of this dashboard, or "/"
         return;
       }
       showErrors(result.data.details || {}, "le-");
