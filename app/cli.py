@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from limits import parse_many
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.errors import TaskerError
-from app.core.keys import KeyManager
+from app.core.keys import NAME_RULE, RATE_LIMIT_RULE, KeyManager, name_error, rate_limit_error
 from app.models.migrate import prepare_database
-
-NAMED = re.compile(r"^[A-Za-z0-9._@-]{1,100}$")  # as the API accepts a key's name or owner
 
 
 def _named(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not NAMED.match(value):
-        raise click.BadParameter("use 1 to 100 letters, digits and . _ @ - only")
+    """The API's rule for a key's name and owner (app/core/keys.py)."""
+    if value is not None and name_error(value):
+        raise click.BadParameter(f"use {NAME_RULE}")
+    return value
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The API's rule for a rate limit (app/core/keys.py)."""
+    if value and rate_limit_error(value):
+        raise click.BadParameter(RATE_LIMIT_RULE)
     return value
 
 
@@ -50,15 +54,12 @@ def register_commands(
     @click.option("--name", required=True, callback=_named, help="What the key is for, e.g. billing-service")
     @click.option("--owner", default=None, callback=_named, help="Whose tasks it reaches (default: the name)")
     @click.option("--admin", is_flag=True, help="Sees every owner's tasks and manages keys")
-    @click.option("--rate-limit", default=None, help="Replaces the deployment's limits, e.g. 100/second")
+    @click.option(
+        "--rate-limit", default=None, callback=_rate, help="Replaces the deployment's limits, e.g. 100/second"
+    )
     def create(name: str, owner: str | None, admin: bool, rate_limit: str | None) -> None:
         """Make a key; it is printed once and cannot be shown again."""
         ready()
-        if rate_limit:
-            try:
-                parse_many(rate_limit)
-            except ValueError:
-                raise click.BadParameter("must look like 100/second or 20/second;600/minute") from None
         try:
             resource, key = keys.create(name, owner, admin, rate_limit)
         except TaskerError as exc:

@@ -34,7 +34,7 @@ from flask_smorest import Blueprint
 from app.api import schemas
 from app.api.helpers import parse_id, scope
 from app.api.waits import client_gone, client_socket
-from app.core.errors import ServiceBusy
+from app.core.errors import InvalidInput, ServiceBusy
 from app.core.quotas import QuotaExceeded
 from app.core.streams import Change, StreamHub, Subscription
 from app.core.task_manager import TaskManager
@@ -141,6 +141,11 @@ def create_event_routes(
             )
             resources.enter_context(hub.subscribe(subscription))
             row = task_manager.row(task, owner)  # after subscribing: no change is missed
+            if last_event_id is not None and last_event_id > row.revision:
+                rule = f"At most the task's latest event id ({row.revision})."
+                raise InvalidInput(
+                    f"Last-Event-ID is beyond this task's events: {rule}", {"Last-Event-ID": [rule]}
+                )
             if row.status in TERMINAL and last_event_id is not None and last_event_id >= row.revision:
                 resources.close()
                 return Response(status=204)

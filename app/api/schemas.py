@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.core.keys import name_error
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
 from app.models.task import TaskStatus
@@ -194,10 +195,13 @@ class StatusName(fields.String):
 
 
 # An owner is named as keys.py accepts it for a key's name or owner.
-OWNER = [
-    validate.Length(min=1, max=100),
-    validate.Regexp(r"^[A-Za-z0-9._@-]+$", error="Letters, digits and . _ @ - only."),
-]
+def _owner(value: str) -> None:
+    error = name_error(value)
+    if error:
+        raise ValidationError(error)
+
+
+OWNER = [_owner]
 
 
 class TaskFilters(QuerySchema):

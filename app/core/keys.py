@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import math
 import os
+import re
 import secrets
 import string
 import threading
@@ -34,6 +35,33 @@ from app.core.errors import DatabaseUnavailable, NotFound
 from app.core.private import private_dir
 from app.core.resources import Timestamp
 from app.models import api_key as key_model
+
+# A key's name and owner, and a key's rate limit: one rule each, for the API and the CLI alike.
+# fullmatch: `$` would also match before a final newline (`alice\n`).
+NAME = re.compile(r"[A-Za-z0-9._@-]{1,100}")
+NAME_RULE = "1 to 100 letters, digits and . _ @ - only"
+_RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
+RATE_LIMIT = re.compile(rf"{_RATE}(;{_RATE}){{0,9}}")
+RATE_LIMIT_RULE = "must look like 100/second or 20/second;600/minute"
+
+
+def name_error(value: str) -> str | None:
+    """Why `value` is not a key name or owner, or None."""
+    return None if NAME.fullmatch(value) else f"Use {NAME_RULE}."
+
+
+def rate_limit_error(value: str) -> str | None:
+    """Why `value` is not a rate limit, or None (the limiter parses it as well)."""
+    from limits import parse_many
+
+    if len(value) > 200 or not RATE_LIMIT.fullmatch(value):
+        return f"Not a rate limit: {RATE_LIMIT_RULE}."
+    try:
+        parse_many(value)
+    except ValueError:
+        return f"Not a rate limit: {RATE_LIMIT_RULE}."
+    return None
+
 
 KEY_PREFIX = "tsk_"
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase

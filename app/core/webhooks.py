@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError
 
 from app.core import logs, metrics
 from app.core.database_manager import DatabaseManager
@@ -59,6 +60,9 @@ EVENTS = tuple(webhook_model.EVENTS.values())  # completed, failed, cancelled
 # Names that are never a receiver, whatever they resolve to.
 BLOCKED_NAMES = {"localhost", "localhost.localdomain", "metadata", "metadata.google.internal"}
 USER_AGENT = "Tasker-Webhooks/1"
+# The one answer for a delivery's host that is, resolves or rebinds to an internal address: the
+# same whatever is listening there.
+NOT_PUBLIC = "is not a public address (or resolves to one that is not); only public addresses are called."
 
 
 class RefusedAddress(Exception):
@@ -95,6 +99,13 @@ def refusal(address: str) -> str | None:
     return None
 
 
+def is_allowed(entries: frozenset[str], host: str, port: int | None) -> bool:
+    """WEBHOOK_ALLOWED_HOSTS names `host` on `port`: as `host:port` (`[v6]:port`), or as `host`
+    alone, which opens every port of it."""
+    name = host.lower().rstrip(".").strip("[]")
+    return name in entries or f"{name}:{port}" in entries or f"[{name}]:{port}" in entries
+
+
 @dataclass(frozen=True)
 class WebhookPolicy:
     allow_http: bool = False
@@ -107,8 +118,8 @@ class WebhookPolicy:
     def from_config(cls, config: Mapping[str, Any]) -> WebhookPolicy:
         return cls(config["WEBHOOK_ALLOW_HTTP"], frozenset(config["WEBHOOK_ALLOWED_HOSTS"]))
 
-    def allowed(self, host: str) -> bool:
-        return host.lower().rstrip(".") in self.allowed_hosts
+    def allowed(self, host: str, port: int) -> bool:
+        return is_allowed(self.allowed_hosts, host, port)
 
     def check_url(self, url: str, field: str = "webhook.url") -> None:
         """InvalidInput naming `field` and the rule unless Tasker may call `url`."""
@@ -141,8 +152,9 @@ class WebhookPolicy:
         host = (parts.hostname or "").rstrip(".")
         if not host:
             raise RefusedAddress("Must name a host.")
-        if not self.allowed(host):
-            self._check_host(host, port or (443 if parts.scheme == "https" else 80))
+        port = port or (443 if parts.scheme == "https" else 80)
+        if not self.allowed(host, port):
+            self._check_host(host, port)
 
     def _check_host(self, host: str, port: int) -> None:
         name = host.lower()
@@ -220,12 +232,17 @@ def _shut(connection: HTTPConnection) -> None:
 
 
 class _GuardedConnection(HTTPConnection):
-    """Refuses the connection when the address it reached is not a public one.
+    """Connects only to a public address, and only to one it checked.
 
-    urllib3 2.8's `HTTPConnection._new_conn` makes the socket (DNS lookup and connect); checking
-    the peer right after it, before a byte (or a TLS hello) is sent, is the only point where the
-    address actually used is known. Scoped to Tasker's webhook sessions (GuardedAdapter); the
-    canary test is tests/unit/test_webhooks.py::test_a_connection_to_loopback_is_refused_at_connect.
+    The host is resolved here, every address checked, and the socket connected to the checked
+    address itself (urllib3 2.8's `HTTPConnection._new_conn` connects to `_dns_host`, set for the
+    call and put back after; TLS and the Host header keep the name). A name that resolves, or
+    rebinds, to an internal address is refused before any packet goes there, with one wording
+    whether the port behind it is open or closed, so deliveries cannot map internal ports. The
+    peer is checked again after the connect. Scoped to Tasker's webhook sessions
+    (GuardedAdapter); the canary tests are tests/unit/test_webhooks.py::
+    test_a_connection_to_loopback_is_refused_at_connect and
+    test_an_internal_port_open_or_closed_gets_one_answer.
     """
 
     allowed_hosts: frozenset[str] = frozenset()
@@ -238,18 +255,35 @@ class _GuardedConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        if is_allowed(self.allowed_hosts, self.host, self.port):
+            return self._checked_clock(super()._new_conn())
+        name = self._dns_host
+        self._dns_host = self._public_address(name)
+        try:
+            sock = super()._new_conn()
+        finally:
+            self._dns_host = name
+        if refusal(sock.getpeername()[0]):
+            sock.close()
+            raise RefusedAddress(f"{self.host} {NOT_PUBLIC}")
+        return self._checked_clock(sock)
+
+    def _public_address(self, name: str) -> str:
+        try:
+            found = socket.getaddrinfo(name, self.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        addresses = [info[4][0] for info in found]
+        if not addresses or any(refusal(address) for address in addresses):
+            raise RefusedAddress(f"{self.host} {NOT_PUBLIC}")
+        return addresses[0]
+
+    @staticmethod
+    def _checked_clock(sock: socket.socket) -> socket.socket:
         clock = AttemptClock.current()
         if clock is not None and clock.expired.is_set():
             sock.close()
             raise TimeoutError("the attempt's time limit passed while connecting")
-        if self.host.lower().rstrip(".") in self.allowed_hosts:
-            return sock
-        peer = sock.getpeername()[0]
-        reason = refusal(peer)
-        if reason:
-            sock.close()
-            raise RefusedAddress(f"{self.host} connected to {reason}; only public addresses are called.")
         return sock
 
 

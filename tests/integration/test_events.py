@@ -125,6 +125,10 @@ def test_stream_errors_are_json(base):
         f"{base}/api/v1/tasks/{task['id']}/events", headers={"Last-Event-ID": "abc"}, timeout=10
     )
     assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["details"]
+    beyond = requests.get(
+        f"{base}/api/v1/tasks/{task['id']}/events", headers={"Last-Event-ID": "999999"}, timeout=10
+    )  # a stream that would wait for an event id the task may never reach
+    assert beyond.status_code == 400 and "Last-Event-ID" in beyond.json()["details"]
     status = requests.get(f"{base}/api/v1/events?status=DONE", timeout=10)
     assert status.status_code == 400 and "status" in status.json()["details"]
 

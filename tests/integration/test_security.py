@@ -389,3 +389,28 @@ def test_a_dashboard_session_lasts_its_lifetime_at_most(keyed):
     session["issued"] -= int(lifetime.total_seconds()) + 1  # as if signed in a lifetime ago
     assert not keys.session_valid(session, lifetime)
     assert not keys.session_valid({"key": session["key"]}, lifetime)  # a cookie of before sign-out existed
+
+
+@pytest.mark.parametrize("name", ["alice\n", "alice\r", "al ice", "ali\tce", "", "x" * 101])
+def test_a_name_or_owner_is_the_whole_string_without_control_characters(keyed, name):
+    """One rule (app/core/keys.py) for the API and the CLI: `$` no longer lets a final newline in."""
+    admin = auth(keyed, "admin")
+    for body in ({"name": name}, {"name": "ok-name", "owner": name}):
+        answer = keyed.test_client().post("/api/v1/keys", json=body, headers=admin)
+        assert answer.status_code == 400, (body, answer.get_json())
+    runner = keyed.test_cli_runner()
+    result = runner.invoke(args=["keys", "create", "--name", name or "''"])
+    assert result.exit_code != 0 and "letters, digits" in result.output
+
+
+@pytest.mark.parametrize(
+    "limit", ["100 per second", "100/second\n", "0/second", "100/fortnight", "1/second;" * 11]
+)
+def test_the_cli_refuses_the_rate_limits_the_api_refuses(keyed, limit):
+    admin = auth(keyed, "admin")
+    body = {"name": f"limited-{uuid.uuid4().hex[:6]}", "rate_limit": limit}
+    assert keyed.test_client().post("/api/v1/keys", json=body, headers=admin).status_code == 400
+    result = keyed.test_cli_runner().invoke(
+        args=["keys", "create", "--name", body["name"], "--rate-limit", limit]
+    )
+    assert result.exit_code != 0 and "100/second" in result.output

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from app.core.errors import InvalidInput
 from app.core.webhooks import (
     MAX_RESPONSE_BYTES,
+    NOT_PUBLIC,
     Deliveries,
     RefusedAddress,
     SigningSecrets,
@@ -25,7 +27,7 @@ from app.core.webhooks import (
 from app.models import task as task_model
 from app.models import webhook as webhook_model
 from config import ConfigError, load_config
-from tests.support import WEBHOOK_SECRET, Receiver, StallingReceiver
+from tests.support import WEBHOOK_SECRET, Receiver, StallingReceiver, closed_port
 
 
 @pytest.fixture
@@ -38,13 +40,32 @@ def receiver():
 def test_a_connection_to_loopback_is_refused_at_connect(receiver):
     """The canary for the urllib3 internals GuardedAdapter relies on (_new_conn): if an upgrade
     stops calling it, this request goes through and the test fails."""
-    with pytest.raises(RefusedAddress, match="loopback"):
+    with pytest.raises(RefusedAddress, match="not a public address"):
         guarded_session(frozenset()).post(receiver.url(), data=b"{}", timeout=2)
-    with pytest.raises(RefusedAddress, match="loopback"):  # https too, before any TLS hello
+    with pytest.raises(RefusedAddress, match="not a public address"):  # https too, before any TLS hello
         guarded_session(frozenset()).post(f"https://127.0.0.1:{receiver.port}/", data=b"{}", timeout=2)
     assert receiver.requests == []  # refused before a byte was sent
     answer = guarded_session(frozenset({"127.0.0.1"})).post(receiver.url(), data=b"{}", timeout=2)
     assert answer.status_code == 200 and len(receiver.requests) == 1
+
+
+def test_an_internal_port_open_or_closed_gets_one_answer(receiver):
+    """A name that resolves (or rebinds) to an internal address: refused before any connect, in
+    the same words whether something listens there or not, so deliveries cannot map ports. The
+    canary for urllib3 connecting to `_dns_host` (which the guard points at the checked address)."""
+    import inspect
+
+    import urllib3.connection
+
+    assert "self._dns_host" in inspect.getsource(urllib3.connection.HTTPConnection._new_conn)
+    policy = WebhookPolicy(allow_http=True)
+    deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=2.0)
+    errors = {
+        deliveries.send(f"http://localhost:{port}/hook", "msg_7", b"{}", [WEBHOOK_SECRET]).error
+        for port in (receiver.port, closed_port())
+    }
+    assert errors == {"refused: localhost " + NOT_PUBLIC}, errors
+    assert receiver.requests == []
 
 
 def test_no_proxy_from_the_environment_stands_between(monkeypatch, receiver):
@@ -305,3 +326,16 @@ def test_a_worker_of_the_webhooks_queue_alone_runs_webhook_worker_threads(option
     conf.update({WEBHOOK_THREADS_SETTING: 12, "worker_concurrency": None})
     size_webhook_worker(sender="w@h", conf=conf, options=options)
     assert conf.worker_concurrency == threads
+
+
+def test_an_allowed_host_may_be_opened_on_one_port_only(receiver):
+    """WEBHOOK_ALLOWED_HOSTS=127.0.0.1:<port> opens that port, not every port of the host."""
+    entries = frozenset({f"127.0.0.1:{receiver.port}"})
+    policy = WebhookPolicy(allow_http=True, allowed_hosts=entries)
+    policy.check_url(receiver.url())
+    with pytest.raises(InvalidInput, match="not allowed"):
+        policy.check_url(f"http://127.0.0.1:{closed_port()}/hook")
+    assert guarded_session(entries).post(receiver.url(), data=b"{}", timeout=2).status_code == 200
+    with pytest.raises(RefusedAddress):
+        guarded_session(entries).post(f"http://127.0.0.1:{closed_port()}/", data=b"{}", timeout=2)
+    assert len(receiver.requests) == 1
