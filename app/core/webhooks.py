@@ -384,9 +384,17 @@ class SigningSecrets:
             )
         until = datetime.now(UTC) + self.overlap
         try:
-            generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
-        except sa.exc.IntegrityError:  # a concurrent first rotation made the row: rotate from it
-            generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
+            try:
+                generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
+            except sa.exc.IntegrityError:  # a concurrent first rotation made the row: rotate from it
+                generation = self.db.run(lambda c: webhook_model.rotate(c, owner, until))
+        except webhook_model.Overlapping as exc:
+            when = utc_iso(exc.until)
+            raise Conflict(
+                f"The secret was rotated already; the one before it signs until {when}. Rotate again "
+                "after that, so every secret a receiver may still hold keeps working for the whole overlap.",
+                {"previous_valid_until": when},
+            ) from None
         return {"secret": self.derived(owner, generation), "previous_valid_until": until}
 
 

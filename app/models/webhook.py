@@ -236,10 +236,24 @@ def generation(conn: Connection, owner: str) -> Row | None:
     return conn.execute(sa.select(secrets).where(secrets.c.owner == owner)).first()
 
 
+class Overlapping(Exception):
+    """A rotation while the previous one's overlap runs: it would stop the secret before it from
+    signing early (receivers not yet moved over would refuse deliveries)."""
+
+    def __init__(self, until: datetime):
+        self.until = until
+
+
 def rotate(conn: Connection, owner: str, previous_until: datetime) -> int:
     """The owner's next generation (the first rotation makes generation 2); the previous one signs
-    too until `previous_until`."""
+    too until `previous_until`. Overlapping while the last rotation's overlap still runs."""
     current = generation(conn, owner)
+    if (
+        current is not None
+        and current.previous_until is not None
+        and current.previous_until > database_now(conn)
+    ):
+        raise Overlapping(current.previous_until)
     number = (current.generation if current else 1) + 1
     if current is None:
         conn.execute(

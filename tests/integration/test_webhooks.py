@@ -300,6 +300,8 @@ def test_with_api_keys_each_owner_signs_with_its_own_secret_and_rotates_it(stack
         assert len(request["headers"]["webhook-signature"].split()) == 2
         for secret in (first, second):  # receivers on either secret accept it during the overlap
             verified(request, secret)
+        again = client.post("/api/v1/webhooks/secret/rotate", headers=key)  # would drop `first` early
+        assert again.status_code == 409 and "previous_valid_until" in again.get_json()["details"]
         other = client.post("/api/v1/webhooks/secret/rotate?owner=someone-else", headers=key)
         assert other.status_code == 400  # only admin keys name another owner
     finally:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.core.errors import InvalidInput
+from app.core.errors import Conflict, InvalidInput
 from app.core.webhooks import (
     MAX_RESPONSE_BYTES,
     NOT_PUBLIC,
@@ -114,6 +114,9 @@ def test_each_owner_has_a_secret_and_a_rotation_keeps_the_old_one_signing_for_a_
     headers = {"webhook-id": "msg_2", "webhook-timestamp": str(timestamp), "webhook-signature": signature}
     for secret in (alice, rotated["secret"]):  # a receiver on either secret accepts it
         Webhook(secret).verify(body, headers)
+    with pytest.raises(Conflict, match="rotated already"):  # a second would drop alice's first now
+        secrets.rotate("alice")
+    assert secrets.signing("alice") == [rotated["secret"], alice]
     past = datetime.now(UTC) - timedelta(seconds=1)
     sqlite_db.run(lambda c: c.execute(webhook_model.secrets.update().values(previous_until=past)))
     assert secrets.signing("alice") == [rotated["secret"]]  # the overlap is over
