@@ -120,6 +120,17 @@ def read_rate(env: Mapping[str, str], name: str, default: str) -> str:
 DEFAULT_WEBHOOK_RETRY_DELAYS = "5,30,120,600,1800,7200,21600,43200,86400"
 
 
+def read_networks(env: Mapping[str, str], name: str, default: str) -> list[ipaddress._BaseNetwork]:
+    """Addresses or networks (CIDR), comma-separated."""
+    raw = env.get(name, "").strip() or default
+    try:
+        return [ipaddress.ip_network(item.strip(), strict=False) for item in raw.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be addresses or networks, e.g. 127.0.0.1,10.0.0.0/8; got {raw!r}"
+        ) from None
+
+
 def read_delays(env: Mapping[str, str], name: str, default: str) -> list[float]:
     """Seconds between attempts, comma-separated: each from 0.1 s to a day."""
     raw = env.get(name, "").strip() or default
@@ -281,6 +292,9 @@ class BaseConfig:
             "STREAM_BACKLOG_KB": read_int(env, "STREAM_BACKLOG_KB", 1024, 64, 1024 * 1024),
             "STREAM_SEND_TIMEOUT_SECONDS": read_float(env, "STREAM_SEND_TIMEOUT_SECONDS", 30.0, 1, 600),
             "PROXY_HOPS": read_int(env, "PROXY_HOPS", 0, 0, 5),
+            # The proxies whose X-Forwarded-For is believed (addresses or networks): a request from
+            # anywhere else is taken at its own address, whatever it claims.
+            "TRUSTED_PROXIES": read_networks(env, "TRUSTED_PROXIES", "127.0.0.0/8,::1"),
         }
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from flask import Flask, g
@@ -23,10 +24,32 @@ from app.api.webhooks import create_webhook_routes
 from app.web import create_dashboard
 
 
+class TrustedProxies:
+    """werkzeug's ProxyFix for requests from TRUSTED_PROXIES only: a client that reaches gunicorn
+    directly cannot pick its own address (and with it another's rate limit) by sending
+    X-Forwarded-For."""
+
+    def __init__(self, app: Any, hops: int, trusted: list[Any]):
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=1)
+        self.trusted = trusted
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            peer = ipaddress.ip_address(environ.get("REMOTE_ADDR", "").split("%", 1)[0])
+        except ValueError:
+            return self.app(environ, start_response)
+        if any(peer in network for network in self.trusted):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+
 def register_api(app: Flask, tasker: Any) -> None:
     """Register the routes over `tasker`'s managers (app.extensions["tasker"])."""
     if app.config["PROXY_HOPS"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=1)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, app.config["PROXY_HOPS"], app.config["TRUSTED_PROXIES"]
+        )
     api = init_docs(app)
     register_observability(app, tasker.snapshot)
     limiter = register_security(app, tasker.keys)

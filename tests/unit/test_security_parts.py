@@ -120,3 +120,24 @@ def test_readiness_is_computed_at_most_once_a_second():
     assert len(calls) == 1 and all(answer == answers[0] for answer in answers)
     recent.seconds = 0  # stale at once: the next caller computes it again
     assert recent.get()[3] == {"n": 2}
+
+
+def test_x_forwarded_for_is_believed_from_trusted_proxies_only():
+    """PROXY_HOPS=1: nginx on loopback names the client; a client reaching gunicorn itself cannot
+    name itself someone else (and take their rate limit)."""
+    import ipaddress
+
+    from app.api import TrustedProxies
+
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["REMOTE_ADDR"])
+        return []
+
+    wrapped = TrustedProxies(app, 1, [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")])
+    for peer in ("127.0.0.1", "::1", "203.0.113.9", "not-an-address"):
+        wrapped(
+            {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": "198.51.100.7", "wsgi.url_scheme": "http"}, None
+        )
+    assert seen == ["198.51.100.7", "198.51.100.7", "203.0.113.9", "not-an-address"]
