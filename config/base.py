@@ -273,6 +273,8 @@ class BaseConfig:
             "RATE_LIMIT_ENABLED": read_bool(env, "RATE_LIMIT_ENABLED", cls.RATE_LIMITS_BY_DEFAULT),
             "RATE_LIMIT_SUBMIT": read_rate(env, "RATE_LIMIT_SUBMIT", "20/second;600/minute"),
             "RATE_LIMIT_READ": read_rate(env, "RATE_LIMIT_READ", "100/second;3000/minute"),
+            # Refused API keys per client address; past it a key is not even looked up (429).
+            "RATE_LIMIT_INVALID_KEYS": read_rate(env, "RATE_LIMIT_INVALID_KEYS", "20/minute"),
             # Quotas share a deployment between owners; open mode has one owner, so none by default.
             "QUOTA_UNFINISHED_TASKS": read_int(
                 env, "QUOTA_UNFINISHED_TASKS", 10_000 if keys else 0, 0, 10**9

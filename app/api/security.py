@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import math
 import secrets
@@ -23,8 +24,9 @@ from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Forbidden, Unauthorized, UnsupportedMediaType
+from werkzeug.exceptions import Forbidden, TooManyRequests, Unauthorized, UnsupportedMediaType
 
 from app.core.keys import KeyManager, Principal, local_secret
 from app.models.task import DEFAULT_OWNER
@@ -79,6 +81,13 @@ class InvalidKey(Unauthorized):
     description = "The API key is not valid (unknown, revoked or mistyped)."
 
 
+class TooManyKeysRefused(TooManyRequests):
+    description = (
+        "Too many refused API keys from this address: keys are not checked for a while "
+        "(RATE_LIMIT_INVALID_KEYS)."
+    )
+
+
 def principal() -> Principal:
     """The caller of this request (set before any route runs)."""
     return g.principal
@@ -109,7 +118,8 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
         in_memory_fallback_enabled=True,
         enabled=config["RATE_LIMIT_ENABLED"],
     )
-    gate = Gate(keys, config["AUTH_MODE"], set(config["CORS_ORIGINS"]), limiter)
+    refused = parse_many(config["RATE_LIMIT_INVALID_KEYS"]) if config["RATE_LIMIT_ENABLED"] else []
+    gate = Gate(keys, config["AUTH_MODE"], set(config["CORS_ORIGINS"]), limiter, refused)
     app.before_request(gate.authenticate)  # before the limiter's hook: it limits per key
     app.after_request(gate.headers)
     limiter.init_app(app)
@@ -119,8 +129,16 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
 class Gate:
     """The request hooks: who is calling (before), and the headers every answer carries (after)."""
 
-    def __init__(self, keys: KeyManager, mode: str, allowed_origins: set[str], limiter: Limiter):
+    def __init__(
+        self,
+        keys: KeyManager,
+        mode: str,
+        allowed_origins: set[str],
+        limiter: Limiter,
+        refused_limit: list[Any] | None = None,
+    ):
         self.keys = keys
+        self.refused_limit = refused_limit or []  # RATE_LIMIT_INVALID_KEYS
         self.open = mode == "open"
         self.allowed_origins = allowed_origins
         self.limiter = limiter
@@ -136,17 +154,37 @@ class Gate:
         if req.method in STATE_CHANGING:
             _refuse_cross_site(req, self.allowed_origins)
         key = presented_key(req)
+        if key:
+            self._refuse_guessing()
         found = self.keys.authenticate(key) if key else self._from_session(req)
         if found is not None:
             g.principal = found
         elif req.endpoint is None or blueprint in PUBLIC_BLUEPRINTS:
             return
         elif key:
+            self._count_refused()
             raise InvalidKey(www_authenticate=_bearer(error="invalid_token"))
         elif self.open and blueprint != "keys":
             g.principal = OPEN
         else:
             raise MissingKey(www_authenticate=_bearer())
+
+    def _refuse_guessing(self) -> None:
+        """429 before any lookup once this address had RATE_LIMIT_INVALID_KEYS refused keys."""
+        address = get_remote_address()
+        for limit in self.refused_limit:
+            try:
+                allowed = self.limiter.limiter.test(limit, "refused-keys", address)
+            except Exception:  # noqa: BLE001 - the limiter's storage away: keys are still checked
+                return
+            if not allowed:
+                raise TooManyKeysRefused(retry_after=limit.get_expiry())
+
+    def _count_refused(self) -> None:
+        address = get_remote_address()
+        for limit in self.refused_limit:
+            with contextlib.suppress(Exception):
+                self.limiter.limiter.hit(limit, "refused-keys", address)
 
     def _from_session(self, req: Request) -> Principal | None:
         """The dashboard's caller: the key its session cookie stands for. A state-changing request
