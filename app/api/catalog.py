@@ -31,7 +31,7 @@ def create_catalog_routes(
     )
     @bp.response(200, schemas.QueueReport)
     def queues() -> dict[str, Any]:
-        return monitor.queue_stats()
+        return monitor.queue_stats(scope())  # the caller's tasks; an admin's: everyone's
 
     @bp.get("/stats")
     @bp.doc(

@@ -8,13 +8,15 @@
 - One access line per request (logger `tasker.access`, at INFO, so LOG_LEVEL=INFO shows it: the
   production default): method, route template, status and duration, in the deployment's log
   format; ACCESS_LOG=false turns it off.
-- /metrics: Prometheus text format, open like /health unless METRICS_TOKEN is set, then only to
-  `Authorization: Bearer <METRICS_TOKEN>`.
+- /metrics: Prometheus text format, open like /health in open mode; with API keys and no
+  METRICS_TOKEN, to loopback and private addresses only, never through a proxy; with METRICS_TOKEN,
+  only to `Authorization: Bearer <METRICS_TOKEN>`.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -24,7 +26,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import Forbidden, Unauthorized
 
 from app.core import logs, metrics
 
@@ -75,14 +77,20 @@ def register_observability(app: Flask, snapshot: metrics.Snapshot) -> None:
     app.after_request(finish)
     app.teardown_request(unbind)
     if record_metrics:
-        app.register_blueprint(metrics_blueprint(snapshot, config["METRICS_TOKEN"]))
+        keys_mode = config["AUTH_MODE"] == "keys"
+        app.register_blueprint(metrics_blueprint(snapshot, config["METRICS_TOKEN"], keys_mode))
 
 
-def metrics_blueprint(snapshot: metrics.Snapshot, token: str | None) -> Blueprint:
+def metrics_blueprint(snapshot: metrics.Snapshot, token: str | None, keys_mode: bool = False) -> Blueprint:
     bp = Blueprint("metrics", __name__)
 
     @bp.get("/metrics")
     def scrape() -> Any:
+        if token is None and keys_mode and not _from_inside():
+            raise Forbidden(
+                "/metrics with API keys and no METRICS_TOKEN answers Prometheus on a private network "
+                "only, never through the proxy; set METRICS_TOKEN to scrape from elsewhere."
+            )
         if token is not None:
             scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
@@ -93,3 +101,14 @@ def metrics_blueprint(snapshot: metrics.Snapshot, token: str | None) -> Blueprin
         return Response(metrics.render(snapshot), content_type=CONTENT_TYPE_LATEST)
 
     return bp
+
+
+def _from_inside() -> bool:
+    """A request straight from a loopback or private address, not forwarded by a proxy."""
+    if request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded"):
+        return False
+    try:
+        peer = ipaddress.ip_address((request.remote_addr or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    return peer.is_loopback or peer.is_private

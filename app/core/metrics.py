@@ -37,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from app.core.errors import DependencyUnavailable
+from app.core.monitor import QUEUE_TOTALS_SECONDS, Memo
 from app.models import ops
 from app.models.task import TaskStatus, database_now
 
@@ -150,6 +151,7 @@ class Snapshot:
         self.queues = sorted(set(queues))
         self.heartbeat_seconds = heartbeat_seconds
         self.timeout = timeout
+        self._counts = Memo(QUEUE_TOTALS_SECONDS)  # a scrape loop costs one count per few seconds
 
     def collect(self) -> Iterator[Metric]:
         jobs: dict[str, Callable[[], list[Metric]]] = {
@@ -194,7 +196,7 @@ class Snapshot:
             oldest = {queue: ops.oldest_pending(conn, queue) for queue in self.queues}
             return (
                 now,
-                ops.counts_by_status(conn),
+                self._counts.get(None, lambda: ops.counts_by_status(conn)),
                 oldest,
                 ops.workers_seen_since(conn, since),
                 ops.housekeeping_runs(conn),

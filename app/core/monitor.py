@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +17,35 @@ from app.models import ops
 from app.models import task as task_model
 from app.models.task import TERMINAL, TaskStatus
 
+QUEUE_TOTALS_SECONDS = 5.0  # how old the totals of /api/v1/queues and /metrics may be
+
+
+class Memo:
+    """Answers kept for `seconds`, per key, computed once however many callers ask at once: a
+    count over the whole tasks table costs tens of milliseconds at half a million rows, so
+    scrapes and dashboards in a loop cost one count per few seconds, not one each."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._kept: dict[Any, tuple[float, Any]] = {}
+        self._locks: dict[Any, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] > time.monotonic():
+                return kept[1]
+            value = compute()
+            with self._lock:
+                if len(self._kept) > 10_000:
+                    self._kept.clear()
+                    self._locks = {key: lock}
+                self._kept[key] = (time.monotonic() + self.seconds, value)
+            return value
+
 
 class Monitor:
     def __init__(
@@ -25,6 +57,7 @@ class Monitor:
         heartbeat_seconds: float = 30.0,
     ):
         self.heartbeat_seconds = heartbeat_seconds  # a worker unseen for three of them is offline
+        self.totals = Memo(QUEUE_TOTALS_SECONDS)  # per owner (None: everyone's)
         self.db = db
         self.cache = cache
         self.broker = broker
@@ -122,19 +155,25 @@ class Monitor:
             checks["broker"] = _probe(self.broker.ping)
         return checks
 
-    def queue_stats(self) -> dict[str, Any]:
+    def queue_stats(self, owner: str | None = None) -> dict[str, Any]:
         """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals
-        by status, and how many workers are online."""
+        by status, and how many workers are online. With `owner`, that owner's rows only (the
+        broker's depths and the workers are the deployment's); the totals are at most
+        QUEUE_TOTALS_SECONDS old."""
         queues = sorted({task_type.queue for task_type in self.registry})
         depths = self.broker.queue_depths(queues)
         now = self.db.run(task_model.database_now)
-        counts = self.db.run(task_model.counts_by_queue)
-        oldest = self.db.run(lambda c: {queue: ops.oldest_pending(c, queue) for queue in queues})
+        counts = self.db.run(lambda c: task_model.counts_by_queue(c, owner))
+        oldest = self.db.run(lambda c: {queue: ops.oldest_pending(c, queue, owner) for queue in queues})
         since = now - timedelta(seconds=3 * self.heartbeat_seconds)
         online = self.db.run(lambda c: ops.workers_seen_since(c, since))
         totals = {status.value: 0 for status in TaskStatus}
-        for _, status, count in counts:
+        for _, status, count in counts:  # the unfinished, live
             totals[status] += count
+        finished = self.totals.get(  # the finished, the costly count, at most a few seconds old
+            owner, lambda: self.db.run(lambda c: ops.counts_by_status(c, owner, TERMINAL))
+        )
+        totals.update(finished)
 
         def count(queue: str, status: str) -> int:
             return sum(n for q, s, n in counts if q == queue and s == status)

@@ -13,7 +13,7 @@ many hosts away beat runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -92,12 +92,21 @@ def housekeeping_runs(conn: Connection) -> list[Row]:
     return list(conn.execute(sa.select(housekeeping).order_by(housekeeping.c.job)))
 
 
-def counts_by_status(conn: Connection) -> dict[str, int]:
+def counts_by_status(
+    conn: Connection, owner: str | None = None, statuses: Iterable[str] | None = None
+) -> dict[str, int]:
+    """Rows per status (one owner's when `owner` is given, of `statuses` when given): a count over
+    the whole table for the finished ones, which callers keep for a few seconds
+    (app/core/monitor.py's Memo)."""
     query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
+    if statuses is not None:
+        query = query.where(tasks.c.status.in_(list(statuses)))
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
     return {status: count for status, count in conn.execute(query)}
 
 
-def oldest_pending(conn: Connection, queue: str) -> datetime | None:
+def oldest_pending(conn: Connection, queue: str, owner: str | None = None) -> datetime | None:
     """The creation time of `queue`'s oldest PENDING row (an index walk, not a scan of every row)."""
     query = (
         sa.select(tasks.c.created_at)
@@ -105,6 +114,8 @@ def oldest_pending(conn: Connection, queue: str) -> datetime | None:
         .order_by(tasks.c.created_at)
         .limit(1)
     )
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
     return conn.execute(query).scalar()
 
 

@@ -413,9 +413,16 @@ def list_page(
     return list(conn.execute(query.order_by(*order).limit(limit)))
 
 
-def counts_by_queue(conn: Connection) -> list[Row]:
-    """(queue, status, count) for every queue and status present."""
-    query = sa.select(tasks.c.queue, tasks.c.status, sa.func.count()).group_by(tasks.c.queue, tasks.c.status)
+def counts_by_queue(conn: Connection, owner: str | None = None) -> list[Row]:
+    """(queue, status, count) of the unfinished rows (the status index finds them without
+    reading the finished ones), one owner's when `owner` is given."""
+    query = (
+        sa.select(tasks.c.queue, tasks.c.status, sa.func.count())
+        .where(tasks.c.status.not_in(list(TERMINAL)))
+        .group_by(tasks.c.queue, tasks.c.status)
+    )
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
     return list(conn.execute(query))
 
 

@@ -141,3 +141,27 @@ def test_beats_housekeeping_passes_show_in_readiness_and_metrics(client, beat, w
     assert 'tasker_housekeeping_last_run_timestamp_seconds{housekeeping="recovery-sweep"}' in page
     assert 'tasker_housekeeping_interval_seconds{housekeeping="publish-due"} 1.0' in page
     assert 'tasker_recovered_total{reason="requeued"}' in page
+
+
+def test_the_queue_report_counts_the_callers_tasks_only(stack_env):
+    """Keys mode: an owner's /api/v1/queues counts its own rows; an admin's counts everyone's."""
+    import uuid
+
+    from tests.conftest import build_app
+
+    app = build_app({**stack_env, "AUTH_MODE": "keys"})
+    keys = app.extensions["tasker"].keys
+    tag = uuid.uuid4().hex[:6]
+    alice, bob, admin = (
+        {"X-API-Key": keys.create(f"{who}-{tag}", admin=(who == "admin"))[1]}
+        for who in ("alice", "bob", "admin")
+    )
+    client = app.test_client()
+    for n in range(3):
+        body = {"name": "sum", "parameters": {"a": n, "b": 1}, "countdown": 600}
+        assert client.post("/api/v1/tasks", json=body, headers=alice).status_code == 202
+    mine = client.get("/api/v1/queues", headers=alice).get_json()["totals"]
+    theirs = client.get("/api/v1/queues", headers=bob).get_json()["totals"]
+    everyone = client.get("/api/v1/queues", headers=admin).get_json()["totals"]
+    assert mine["SCHEDULED"] == 3 and sum(theirs.values()) == 0 and everyone["SCHEDULED"] >= 3
+    app.extensions["tasker"].db.dispose()

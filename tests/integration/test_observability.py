@@ -395,7 +395,7 @@ def test_a_real_prometheus_reads_the_tasks_back(stack, own_database, tmp_path):
         up = requests.get(query, params={"query": "tasker_workers_online"}, timeout=5).json()["data"][
             "result"
         ]
-        assert up and float(up[0]["value"][1]) == 1
+        assert up and float(up[0]["value"][1]) == 2  # run.py's workers: the tasks' and the deliveries
     finally:
         if prometheus is not None:
             stop_process(prometheus)

@@ -442,3 +442,21 @@ def test_refused_keys_are_limited_per_address_before_any_lookup(stack_env):
     )
     assert other.status_code == 401
     app.extensions["tasker"].db.dispose()
+
+
+def test_metrics_with_keys_and_no_token_answer_the_private_network_only(stack_env):
+    """Keys mode without METRICS_TOKEN: Prometheus inside (a private address, not through the
+    proxy) scrapes; anyone through the proxy, or from a public address, is refused."""
+    client = build_app({**stack_env, "AUTH_MODE": "keys"}).test_client()
+
+    def scrape(peer: str, **headers: str) -> int:
+        return client.get("/metrics", headers=headers, environ_base={"REMOTE_ADDR": peer}).status_code
+
+    assert scrape("10.89.0.7") == 200 and scrape("127.0.0.1") == 200
+    assert scrape("9.9.9.9") == 403
+    assert scrape("127.0.0.1", **{"X-Forwarded-For": "9.9.9.9"}) == 403  # came through the proxy
+    token = build_app({**stack_env, "AUTH_MODE": "keys", "METRICS_TOKEN": "m" * 32}).test_client()
+    outside = {"REMOTE_ADDR": "9.9.9.9"}
+    assert token.get("/metrics", environ_base=outside).status_code == 401
+    authorized = token.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32}, environ_base=outside)
+    assert authorized.status_code == 200
