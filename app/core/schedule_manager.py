@@ -49,14 +49,18 @@ class ScheduleManager:
         """A new schedule from validated request fields; its first fire time is computed now."""
         values = self._checked(data)
         values["next_run_at"] = self._next_run(values) if values["enabled"] else None
-        if self.max_schedules and self.db.run(lambda c: schedule_model.count(c, owner)) >= self.max_schedules:
-            raise QuotaExceeded(
-                "schedules",
-                self.max_schedules,
-                f"Quota exceeded: at most {self.max_schedules} schedules per owner; delete one first.",
-            )
         schedule_id = uuid.uuid4()
-        self._write(values["name"], lambda c: schedule_model.insert(c, schedule_id, owner=owner, **values))
+
+        def insert(conn: Any) -> None:
+            if self.max_schedules:  # counted in the inserting transaction, under the owner's lock: exact
+                schedule_model.lock_owner(conn, owner)
+                if schedule_model.count(conn, owner) >= self.max_schedules:
+                    most = self.max_schedules
+                    rule = f"Quota exceeded: at most {most} schedules per owner; delete one first."
+                    raise QuotaExceeded("schedules", most, rule)
+            schedule_model.insert(conn, schedule_id, owner=owner, **values)
+
+        self._write(values["name"], insert)
         return self.get(schedule_id)
 
     def get(self, schedule_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:

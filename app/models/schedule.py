@@ -71,6 +71,16 @@ def count(conn: Connection, owner: str) -> int:
     return conn.execute(sa.select(sa.func.count()).where(schedules.c.owner == owner)).scalar_one()
 
 
+def lock_owner(conn: Connection, owner: str) -> None:
+    """Until this transaction ends, no other transaction that takes the same lock runs for
+    `owner`: the count before an insert stays true (PostgreSQL: a transaction advisory lock on
+    the owner; SQLite writes one at a time already)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"schedules:{owner}"}
+        )
+
+
 def update(conn: Connection, schedule_id: uuid.UUID, owner: str | None = None, **values: Any) -> bool:
     query = _owned(schedules.update(), schedule_id, owner)
     return conn.execute(query.values(updated_at=utcnow(), **values)).rowcount == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import timedelta
 
@@ -460,3 +461,48 @@ def test_metrics_with_keys_and_no_token_answer_the_private_network_only(stack_en
     assert token.get("/metrics", environ_base=outside).status_code == 401
     authorized = token.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32}, environ_base=outside)
     assert authorized.status_code == 200
+
+
+def test_quotas_hold_under_concurrent_clients_on_several_processes(stack_env):
+    """32 clients at once over four API processes (four apps, four quota caches) on one database:
+    schedules stop at exactly their quota (counted in the inserting transaction); unfinished
+    tasks at most the submits in flight past theirs (the bound README states)."""
+    if not stack_env.get("DATABASE_URL", "").startswith("postgresql"):
+        pytest.skip("SQLite writes one transaction at a time: nothing races there")
+    env = {**stack_env, "AUTH_MODE": "keys", "QUOTA_UNFINISHED_TASKS": "100", "QUOTA_SCHEDULES": "20"}
+    apps = [build_app(env) for _ in range(4)]
+    key = {"X-API-Key": apps[0].extensions["tasker"].keys.create(f"race-{uuid.uuid4().hex[:8]}")[1]}
+    clients, start = 32, threading.Barrier(32)
+    made = {"tasks": 0, "schedules": 0}
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        http = apps[n % 4].test_client()
+        start.wait(10)
+        for m in range(2):
+            body = {
+                "name": f"race-{n}-{m}",
+                "task": "sum",
+                "parameters": {"a": 1, "b": 2},
+                "cron": "0 3 * * *",
+            }
+            created = http.post("/api/v1/schedules", json=body, headers=key).status_code == 201
+            with lock:
+                made["schedules"] += created
+        for _ in range(6):
+            body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 3600}
+            created = http.post("/api/v1/tasks", json=body, headers=key).status_code == 202
+            with lock:
+                made["tasks"] += created
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert made["schedules"] == 20, made
+        assert 100 <= made["tasks"] <= 100 + clients, made
+    finally:
+        for app in apps:
+            app.extensions["tasker"].db.dispose()
