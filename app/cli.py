@@ -87,11 +87,14 @@ def register_commands(
         """Revoke a key by its id; it stops working within 5 s everywhere."""
         ready()
         try:
-            keys.revoke(uuid.UUID(key_id))
+            revoked = keys.revoke(uuid.UUID(key_id))
         except ValueError:
             raise click.BadParameter(f"{key_id!r} is not a key id (a UUID)") from None
         except TaskerError as exc:
             raise click.ClickException(exc.message) from None
         click.echo(f"revoked {key_id}")
+        if revoked["schedules_paused"]:
+            paused = revoked["schedules_paused"]
+            click.echo(f"the owner's last key: {paused} schedules paused (an admin resumes them)", err=True)
 
     app.cli.add_command(group)

@@ -13,7 +13,7 @@ from app.api.helpers import location, parse_id
 from app.api.schemas import OWNER as NAME
 from app.api.schemas import StrictSchema
 from app.api.security import principal
-from app.core.keys import ApiKey, KeyManager, rate_limit_error
+from app.core.keys import ApiKey, KeyManager, RevokedKey, rate_limit_error
 
 
 def _rate(value: str | None) -> None:
@@ -94,8 +94,11 @@ def create_key_routes(keys: KeyManager, webhook_secret: Callable[[str], str | No
         return keys.set_rate_limit(parse_id(key_id, "key"), data["rate_limit"])
 
     @bp.delete("/keys/<id:key_id>")
-    @bp.doc(summary="Revoke a key; it stops working within 5 s", operationId="revokeKey")
-    @bp.response(200, ApiKey)
+    @bp.doc(
+        summary="Revoke a key; it stops working within 5 s (an owner's last: its schedules pause)",
+        operationId="revokeKey",
+    )
+    @bp.response(200, RevokedKey)
     def revoke(key_id: str) -> dict[str, Any]:
         require_admin()
         return keys.revoke(parse_id(key_id, "key"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import os
 import re
@@ -35,6 +36,7 @@ from app.core.errors import DatabaseUnavailable, NotFound
 from app.core.private import private_dir
 from app.core.resources import Timestamp
 from app.models import api_key as key_model
+from app.models import schedule as schedule_model
 
 # A key's name and owner, and a key's rate limit: one rule each, for the API and the CLI alike.
 # fullmatch: `$` would also match before a final newline (`alice\n`).
@@ -62,6 +64,8 @@ def rate_limit_error(value: str) -> str | None:
         return f"Not a rate limit: {RATE_LIMIT_RULE}."
     return None
 
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "tsk_"
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -125,6 +129,15 @@ class ApiKey(Schema):
     created_at = Timestamp(required=True)
     last_used_at = Timestamp(allow_none=True, metadata={"description": "To the minute"})
     revoked_at = Timestamp(allow_none=True)
+
+
+class RevokedKey(ApiKey):
+    """A revoked key, and what its revocation paused."""
+
+    schedules_paused = fields.Integer(
+        required=True,
+        metadata={"description": "The owner's schedules paused because this was its last key"},
+    )
 
 
 _KEY = ApiKey()
@@ -225,10 +238,22 @@ class KeyManager:
         return self.get(key_id)
 
     def revoke(self, key_id: uuid.UUID) -> dict[str, Any]:
-        if not self.db.run(lambda c: key_model.revoke(c, key_id)):
+        """Revoke a key; revoking an owner's last key also pauses the owner's schedules (nobody
+        could see or stop what they start), in the same transaction."""
+
+        def revoke(conn: Any) -> int | None:
+            if not key_model.revoke(conn, key_id):
+                return None
+            owner = key_model.get(conn, key_id).owner
+            return schedule_model.pause_owner(conn, owner) if not key_model.active_for(conn, owner) else 0
+
+        paused = self.db.run(revoke)
+        if paused is None:
             raise KeyNotFound("API key not found (or revoked already)", {"id": str(key_id)})
         self._forget(key_id)
-        return self.get(key_id)
+        if paused:
+            logger.warning("key %s was its owner's last: %s of the owner's schedules paused", key_id, paused)
+        return self.get(key_id) | {"schedules_paused": paused}
 
     def authenticate(self, key: str) -> Principal | None:
         """The caller a key stands for; None for a malformed, unknown or revoked key."""

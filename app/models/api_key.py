@@ -58,6 +58,12 @@ def revoke(conn: Connection, key_id: uuid.UUID) -> bool:
     return conn.execute(query.values(revoked_at=utcnow())).rowcount == 1
 
 
+def active_for(conn: Connection, owner: str) -> int:
+    """How many unrevoked keys `owner` has."""
+    query = sa.select(sa.func.count()).where(api_keys.c.owner == owner, api_keys.c.revoked_at.is_(None))
+    return conn.execute(query).scalar_one()
+
+
 def touch(conn: Connection, used: dict[uuid.UUID, datetime]) -> None:
     """Record when each key was last used (one statement per key, at most once a minute each)."""
     for key_id, when in used.items():

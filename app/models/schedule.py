@@ -81,6 +81,17 @@ def lock_owner(conn: Connection, owner: str) -> None:
         )
 
 
+def pause_owner(conn: Connection, owner: str) -> int:
+    """Stop every enabled schedule of `owner` (its last key was revoked); how many. Each is
+    resumed as any paused one: PATCH enabled=true (an admin, or the owner with a new key)."""
+    query = (
+        schedules.update()
+        .where(schedules.c.owner == owner, schedules.c.enabled.is_(True))
+        .values(enabled=False, next_run_at=None, updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount
+
+
 def update(conn: Connection, schedule_id: uuid.UUID, owner: str | None = None, **values: Any) -> bool:
     query = _owned(schedules.update(), schedule_id, owner)
     return conn.execute(query.values(updated_at=utcnow(), **values)).rowcount == 1

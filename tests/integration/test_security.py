@@ -506,3 +506,20 @@ def test_quotas_hold_under_concurrent_clients_on_several_processes(stack_env):
     finally:
         for app in apps:
             app.extensions["tasker"].db.dispose()
+
+
+def test_revoking_an_owners_last_key_pauses_its_schedules_until_an_admin_resumes_them(keyed):
+    client, admin = keyed.test_client(), auth(keyed, "admin")
+    keys = keyed.extensions["tasker"].keys
+    owner = f"leaver-{uuid.uuid4().hex[:6]}"
+    first, second = (keys.create(f"{owner}-{n}", owner=owner) for n in (1, 2))
+    body = {"name": "nightly", "task": "sum", "parameters": {"a": 1, "b": 2}, "cron": "0 3 * * *"}
+    schedule = client.post("/api/v1/schedules", json=body, headers={"X-API-Key": first[1]}).get_json()
+    once = client.delete(f"/api/v1/keys/{first[0]['id']}", headers=admin).get_json()
+    assert once["schedules_paused"] == 0  # another key of the owner's is still there
+    last = client.delete(f"/api/v1/keys/{second[0]['id']}", headers=admin).get_json()
+    assert last["schedules_paused"] == 1 and last["revoked_at"]
+    paused = client.get(f"/api/v1/schedules/{schedule['id']}", headers=admin).get_json()
+    assert paused["enabled"] is False and paused["next_run_at"] is None
+    resumed = client.patch(f"/api/v1/schedules/{schedule['id']}", json={"enabled": True}, headers=admin)
+    assert resumed.status_code == 200 and resumed.get_json()["next_run_at"]
