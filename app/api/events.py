@@ -109,17 +109,6 @@ def create_event_routes(
 ) -> Blueprint:
     bp = Blueprint("events", __name__, url_prefix="/api/v1", description="Live task changes (SSE)")
 
-    def stream(subscription: Subscription, resources: ExitStack) -> Response:
-        client = client_socket()
-        if client is not None:
-            # A client that stops reading: the send blocks at most this long, then the stream ends.
-            client.settimeout(limits.send_timeout)
-        events = _events(subscription, client, limits.heartbeat)
-        response = Response(events, mimetype="text/event-stream")
-        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
-        response.call_on_close(resources.close)
-        return response
-
     @bp.get("/tasks/<id:task_id>/events")
     @bp.doc(
         summary="A task's status and progress changes, live (Server-Sent Events)",
@@ -141,16 +130,12 @@ def create_event_routes(
             )
             resources.enter_context(hub.subscribe(subscription))
             row = task_manager.row(task, owner)  # after subscribing: no change is missed
-            if last_event_id is not None and last_event_id > row.revision:
-                rule = f"At most the task's latest event id ({row.revision})."
-                raise InvalidInput(
-                    f"Last-Event-ID is beyond this task's events: {rule}", {"Last-Event-ID": [rule]}
-                )
+            _check_last_event_id(last_event_id, row.revision)
             if row.status in TERMINAL and last_event_id is not None and last_event_id >= row.revision:
                 resources.close()
                 return Response(status=204)
             subscription.offer(Change(row))
-            return stream(subscription, resources)
+            return _stream(subscription, resources, limits)
         except BaseException:
             resources.close()
             raise
@@ -165,28 +150,50 @@ def create_event_routes(
     def events(
         status: list[str] | None = None, name: str | None = None, owner: str | None = None
     ) -> Response:
-        visible = scope(owner)
-        statuses = frozenset(status or ())
-
-        def match(row: Any) -> bool:
-            return (
-                (visible is None or row.owner == visible)
-                and (not statuses or row.status in statuses)
-                and (not name or row.name == name)
-            )
-
+        match = _list_match(scope(owner), frozenset(status or ()), name)
         resources = ExitStack()
         resources.callback(slots.take(g.principal.owner))
         try:
             subscription = resources.enter_context(
                 hub.subscribe(Subscription(match, backlog_bytes=limits.backlog_bytes))
             )
-            return stream(subscription, resources)
+            return _stream(subscription, resources, limits)
         except BaseException:
             resources.close()
             raise
 
     return bp
+
+
+def _list_match(visible: str | None, statuses: frozenset[str], name: str | None) -> Callable[[Any], bool]:
+    """What the list stream sends: the caller's tasks (an admin's: `visible`'s, or all), filtered."""
+
+    def match(row: Any) -> bool:
+        return (
+            (visible is None or row.owner == visible)
+            and (not statuses or row.status in statuses)
+            and (not name or row.name == name)
+        )
+
+    return match
+
+
+def _stream(subscription: Subscription, resources: ExitStack, limits: StreamLimits) -> Response:
+    client = client_socket()
+    if client is not None:
+        # A client that stops reading: the send blocks at most this long, then the stream ends.
+        client.settimeout(limits.send_timeout)
+    response = Response(_events(subscription, client, limits.heartbeat), mimetype="text/event-stream")
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    response.call_on_close(resources.close)
+    return response
+
+
+def _check_last_event_id(last_event_id: int | None, revision: int) -> None:
+    """A Last-Event-ID past the task's latest event would wait for an event that may never come."""
+    if last_event_id is not None and last_event_id > revision:
+        rule = f"At most the task's latest event id ({revision})."
+        raise InvalidInput(f"Last-Event-ID is beyond this task's events: {rule}", {"Last-Event-ID": [rule]})
 
 
 def _events(subscription: Subscription, client: Any, heartbeat: float) -> Iterator[str]:

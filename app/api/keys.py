@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.exceptions import Forbidden
 
 from app.api.helpers import location, parse_id
@@ -22,7 +22,14 @@ def _rate(value: str | None) -> None:
         raise ValidationError(error)
 
 
-RATE = [_rate]
+_PATTERN = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
+RATE = [
+    validate.Length(max=200),
+    validate.Regexp(
+        rf"^{_PATTERN}(;{_PATTERN})*$", error="Must look like 100/second or 20/second;600/minute."
+    ),
+    _rate,
+]
 
 
 class KeyCreate(StrictSchema):

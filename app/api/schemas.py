@@ -201,7 +201,12 @@ def _owner(value: str) -> None:
         raise ValidationError(error)
 
 
-OWNER = [_owner]
+# The documented pattern (JSON Schema's `$` is the end of the string), and the whole-string check.
+OWNER = [
+    validate.Length(min=1, max=100),
+    validate.Regexp(r"^[A-Za-z0-9._@-]+$", error="Letters, digits and . _ @ - only."),
+    _owner,
+]
 
 
 class TaskFilters(QuerySchema):

@@ -84,7 +84,8 @@ def test_run_py_with_worker_serves_and_stops_everything_on_ctrl_c(stack, tmp_pat
         family = children_of(process.pid)
         assert family, "run.py --worker started no worker"
         poll(
-            lambda: worker_processes(children_of(process.pid)) == 4, what="a worker and its 3 pool processes"
+            lambda: worker_processes(children_of(process.pid)) == 5,
+            what="the tasks' worker and its 3 pool processes, and the deliveries' threaded worker",
         )
     finally:
         stop_process(process, signal.SIGINT)
