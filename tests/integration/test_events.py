@@ -221,6 +221,7 @@ def test_one_owner_cannot_take_every_stream_of_a_process(stack_env):
     app.extensions["tasker"].db.dispose()
 
 
+@pytest.mark.parametrize("stack", ["real"], indirect=True)  # the API process's memory: one stack shows it
 def test_a_stream_client_that_never_reads_costs_the_api_process_a_bounded_amount(stack_env, tmp_path):
     """A list stream nobody reads while 300 tasks of 60 KB change: the API process holds at most
     STREAM_BACKLOG_KB for it, then closes it (the send times out); its memory stays flat."""

@@ -392,10 +392,13 @@ def test_a_real_prometheus_reads_the_tasks_back(stack, own_database, tmp_path):
         rules = requests.get(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=5).json()["data"]["groups"]
         names = {rule["name"] for group in rules for rule in group["rules"]}
         assert {"TaskerNoWorkerOnline", "TaskerHousekeepingLate"} <= names
-        up = requests.get(query, params={"query": "tasker_workers_online"}, timeout=5).json()["data"][
-            "result"
-        ]
-        assert up and float(up[0]["value"][1]) == 2  # run.py's workers: the tasks' and the deliveries
+
+        def both_online() -> bool:  # run.py's workers: the tasks' and the deliveries' (its first
+            # heartbeat may reach a scrape after the other's)
+            up = requests.get(query, params={"query": "tasker_workers_online"}, timeout=5).json()["data"]
+            return bool(up["result"]) and float(up["result"][0]["value"][1]) == 2
+
+        poll(both_online, timeout=45, interval=1.0, what="Prometheus to see both of run.py's workers online")
     finally:
         if prometheus is not None:
             stop_process(prometheus)
