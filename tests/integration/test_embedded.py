@@ -137,6 +137,7 @@ def _worker_pid(parent: int) -> int | None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"worker" in cmdline and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(parent):
+        tasks_worker = b"worker" in cmdline and b"--exclude-queues=webhooks" in cmdline  # not the deliveries'
+        if tasks_worker and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(parent):
             return pid
     return None
