@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,76 +63,71 @@ class Slowloris:
             sock.close()
 
 
-def test_behind_nginx_slow_clients_do_not_starve_health(stack_env, tmp_path):
+@contextmanager
+def behind_nginx(stack_env, tmp_path, processes: str) -> Iterator[int]:
+    """gunicorn (`processes` x 4 threads) behind nginx with deploy/nginx/: yields nginx's port once
+    both answer; both are stopped after."""
     if not Path(NGINX).exists():
         message = "nginx is not installed (apt-get install nginx)"
         if REQUIRE_SERVICES:
             pytest.fail(message)
         pytest.skip(message)
     api, front = free_port(), free_port()
-    server = gunicorn(stack_env, api, tmp_path / "g.log", WEB_CONCURRENCY="2", GUNICORN_THREADS="4")
+    server = gunicorn(stack_env, api, tmp_path / "g.log", WEB_CONCURRENCY=processes, GUNICORN_THREADS="4")
     proxy = subprocess.Popen(
         [NGINX, "-c", str(nginx_config(tmp_path, front, api)), "-p", str(tmp_path), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    attack = None
     try:
         poll(lambda: answers(f"http://127.0.0.1:{front}/health"), what="nginx and gunicorn to answer")
-        attack = Slowloris(front, 64)  # twice gunicorn's 8 threads, eight times over
-        for _ in range(20):
-            response = requests.get(f"http://127.0.0.1:{front}/health", timeout=2)
-            assert response.status_code == 200
-            assert response.headers["Server"] == "nginx"  # server_tokens off: no version
-        # An event stream passes through unbuffered: its first event arrives while it stays open.
-        front_url = f"http://127.0.0.1:{front}"
-        body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600}
-        task = requests.post(f"{front_url}/api/v1/tasks", json=body, timeout=5).json()
-        with requests.get(f"{front_url}/api/v1/tasks/{task['id']}/events", stream=True, timeout=10) as stream:
-            lines = stream.iter_lines(decode_unicode=True)
-            assert any(line.startswith("data: ") and '"SCHEDULED"' in line for line in lines)
+        yield front
     finally:
-        if attack is not None:
-            attack.close()
         stop_process(proxy, timeout=10)
         stop_process(server)
+
+
+def test_behind_nginx_slow_clients_do_not_starve_health(stack_env, tmp_path):
+    with behind_nginx(stack_env, tmp_path, "2") as front:
+        attack = Slowloris(front, 64)  # twice gunicorn's 8 threads, eight times over
+        try:
+            for _ in range(20):
+                response = requests.get(f"http://127.0.0.1:{front}/health", timeout=2)
+                assert response.status_code == 200
+                assert response.headers["Server"] == "nginx"  # server_tokens off: no version
+            # An event stream passes through unbuffered: its first event arrives while it stays open.
+            front_url = f"http://127.0.0.1:{front}"
+            body = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 600}
+            task = requests.post(f"{front_url}/api/v1/tasks", json=body, timeout=5).json()
+            events = f"{front_url}/api/v1/tasks/{task['id']}/events"
+            with requests.get(events, stream=True, timeout=10) as stream:
+                lines = stream.iter_lines(decode_unicode=True)
+                assert any(line.startswith("data: ") and '"SCHEDULED"' in line for line in lines)
+        finally:
+            attack.close()
 
 
 def test_behind_nginx_a_flood_of_unfinished_heads_from_one_address_starves_nothing(stack_env, tmp_path):
     """3,000 request heads from one address that never finish (more than nginx's stock 1,024 or
     2,048 connections; limit_conn cannot count them): every health probe through the proxy still
     answers, because deploy/nginx/nginx.conf sizes the connections past what one address can open."""
-    if not Path(NGINX).exists():
-        message = "nginx is not installed (apt-get install nginx)"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
-    api, front = free_port(), free_port()
-    server = gunicorn(stack_env, api, tmp_path / "g.log", WEB_CONCURRENCY="1", GUNICORN_THREADS="4")
-    proxy = subprocess.Popen(
-        [NGINX, "-c", str(nginx_config(tmp_path, front, api)), "-p", str(tmp_path), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
     heads: list[socket.socket] = []
-    try:
-        poll(lambda: answers(f"http://127.0.0.1:{front}/health"), what="nginx and gunicorn to answer")
-        for _ in range(3000):
-            sock = socket.create_connection(("127.0.0.1", front), timeout=5)
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
-            heads.append(sock)
-        for _ in range(9):
-            response = requests.get(
-                f"http://127.0.0.1:{front}/health", timeout=5, headers={"Connection": "close"}
-            )
-            assert response.status_code == 200
-        errors = (tmp_path / "nginx-error.log").read_text()
-        assert "worker_connections are not enough" not in errors
-    finally:
-        for sock in heads:
-            sock.close()
-        stop_process(proxy, timeout=10)
-        stop_process(server)
+    with behind_nginx(stack_env, tmp_path, "1") as front:
+        try:
+            for _ in range(3000):
+                sock = socket.create_connection(("127.0.0.1", front), timeout=5)
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+                heads.append(sock)
+            for _ in range(9):
+                response = requests.get(
+                    f"http://127.0.0.1:{front}/health", timeout=5, headers={"Connection": "close"}
+                )
+                assert response.status_code == 200
+            errors = (tmp_path / "nginx-error.log").read_text()
+            assert "worker_connections are not enough" not in errors
+        finally:
+            for sock in heads:
+                sock.close()
 
 
 @contextmanager
