@@ -154,9 +154,7 @@ class Gate:
         if req.method in STATE_CHANGING:
             _refuse_cross_site(req, self.allowed_origins)
         key = presented_key(req)
-        if key:
-            self._refuse_guessing()
-        found = self.keys.authenticate(key) if key else self._from_session(req)
+        found = self.keys.authenticate(key, self._refuse_guessing) if key else self._from_session(req)
         if found is not None:
             g.principal = found
         elif req.endpoint is None or blueprint in PUBLIC_BLUEPRINTS:
@@ -170,7 +168,8 @@ class Gate:
             raise MissingKey(www_authenticate=_bearer())
 
     def _refuse_guessing(self) -> None:
-        """429 before any lookup once this address had RATE_LIMIT_INVALID_KEYS refused keys."""
+        """429 instead of a lookup once this address had RATE_LIMIT_INVALID_KEYS refused keys (asked
+        only when a key must be looked up: a key this process knows costs nothing here)."""
         address = get_remote_address()
         for limit in self.refused_limit:
             try:

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -255,15 +256,18 @@ class KeyManager:
             logger.warning("key %s was its owner's last: %s of the owner's schedules paused", key_id, paused)
         return self.get(key_id) | {"schedules_paused": paused}
 
-    def authenticate(self, key: str) -> Principal | None:
+    def authenticate(self, key: str, before_lookup: Callable[[], None] | None = None) -> Principal | None:
         """The caller a key stands for; None for a malformed, unknown or revoked key."""
         if not well_formed(key):
             return None
-        return self.authenticate_digest(self.digest(key))
+        return self.authenticate_digest(self.digest(key), before_lookup)
 
-    def authenticate_digest(self, digest: str) -> Principal | None:
+    def authenticate_digest(
+        self, digest: str, before_lookup: Callable[[], None] | None = None
+    ) -> Principal | None:
         """The caller of a key known by its digest (a dashboard session keeps the digest, never
-        the key); None if no key has it or it is revoked."""
+        the key); None if no key has it or it is revoked. `before_lookup` runs only when the
+        database must be asked (a key this process has not seen lately), and may refuse."""
         now = time.monotonic()
         with self._lock:
             cached = self._verified.get(digest)
@@ -272,6 +276,8 @@ class KeyManager:
         else:
             if self._refused.get(digest, 0.0) > now:
                 return None
+            if before_lookup is not None:
+                before_lookup()
             row = self.db.run(lambda c: key_model.by_hash(c, digest))
             if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
                 with self._lock:

@@ -14,6 +14,7 @@ import pytest
 
 from app.core.keys import KEY_PREFIX, new_key, well_formed
 from app.core.retention import Retention
+from app.models import api_key as key_model
 from app.models.task import TaskStatus
 from tests.conftest import ROOT, build_app, child_env
 from tests.support import insert_task, make_old, row_of
@@ -417,7 +418,7 @@ def test_the_cli_refuses_the_rate_limits_the_api_refuses(keyed, limit):
     assert result.exit_code != 0 and "100/second" in result.output
 
 
-def test_refused_keys_are_limited_per_address_before_any_lookup(stack_env):
+def test_refused_keys_are_limited_per_address_before_any_lookup(stack_env, monkeypatch):
     """Guessing keys from one address: after RATE_LIMIT_INVALID_KEYS refusals, a presented key is
     a 429 with Retry-After, not looked up; another address is not affected."""
     env = {
@@ -427,14 +428,16 @@ def test_refused_keys_are_limited_per_address_before_any_lookup(stack_env):
         "RATE_LIMIT_INVALID_KEYS": "5/minute",
     }
     app = build_app(env)
-    keys = app.extensions["tasker"].keys
     client = app.test_client()
     guesser = {"REMOTE_ADDR": f"198.51.100.{uuid.uuid4().int % 250 + 1}"}
     for _ in range(5):
         guess = {"X-API-Key": new_key()}  # well formed: each one would be a lookup
         assert client.get("/api/v1/tasks", headers=guess, environ_base=guesser).status_code == 401
     lookups = []
-    keys.authenticate_digest = lambda digest: lookups.append(digest)  # counts what would be looked up
+    looked_up = key_model.by_hash
+    monkeypatch.setattr(
+        key_model, "by_hash", lambda conn, digest: lookups.append(digest) or looked_up(conn, digest)
+    )
     refused = client.get("/api/v1/tasks", headers={"X-API-Key": new_key()}, environ_base=guesser)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert refused.get_json()["code"] == "too_many_requests" and lookups == []
