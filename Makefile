@@ -48,9 +48,12 @@ screenshots: $(STAMP)
 	SCREENSHOTS_DIR=docs/screenshots $(PYTHON) -m pytest -o addopts="" -q \
 		tests/integration/test_dashboard.py -k "screenshots and embedded"
 
+## lint: ruff, the layers (import-linter) and the house rules of tools/house_rules.py
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PYTHON) tools/house_rules.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

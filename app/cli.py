@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -35,20 +36,22 @@ def _show_webhook_secret(owner: str, secret: str | None) -> None:
         click.echo(f"webhook signing secret of {owner!r}: {secret}", err=True)
 
 
+def _ready(keys: KeyManager) -> None:
+    """The schema is brought up to date first (as run.py does), so a fresh database works."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        prepare_database(keys.db.engine)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"cannot prepare the database: {getattr(exc, 'orig', None) or exc}"
+        ) from None
+
+
 def register_commands(
     app: Flask, keys: KeyManager, webhook_secret: Callable[[str], str | None] = lambda owner: None
 ) -> None:
     group = AppGroup("keys", help="Create, list and revoke API keys.")
-
-    def ready() -> None:
-        """The schema is brought up to date first (as run.py does), so a fresh database works."""
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        try:
-            prepare_database(keys.db.engine)
-        except SQLAlchemyError as exc:
-            raise click.ClickException(
-                f"cannot prepare the database: {getattr(exc, 'orig', None) or exc}"
-            ) from None
+    ready = functools.partial(_ready, keys)
 
     @group.command("create")
     @click.option("--name", required=True, callback=_named, help="What the key is for, e.g. billing-service")

@@ -299,6 +299,29 @@ class BaseConfig:
             "TRUSTED_PROXIES": read_networks(env, "TRUSTED_PROXIES", "127.0.0.0/8,::1"),
         }
 
+    @staticmethod
+    def upstreams(env: Mapping[str, str]) -> dict[str, Any]:
+        """The external APIs the built-in task types call."""
+        return {
+            "OPENAI_API_KEY": env.get("OPENAI_API_KEY", "").strip(),
+            "OPENAI_BASE_URL": read_url(
+                env, "OPENAI_BASE_URL", "https://api.openai.com/v1", ("http", "https")
+            ).rstrip("/"),
+            "OPENAI_MODEL": env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
+            "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60),
+            "OPENAI_READ_TIMEOUT_SECONDS": read_float(env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100),
+            "OPENWEATHER_API_KEY": env.get("OPENWEATHER_API_KEY", "").strip(),
+            "OPENWEATHER_BASE_URL": read_url(
+                env, "OPENWEATHER_BASE_URL", "https://api.openweathermap.org/data/2.5", ("http", "https")
+            ).rstrip("/"),
+            "OPENWEATHER_CONNECT_TIMEOUT_SECONDS": read_float(
+                env, "OPENWEATHER_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60
+            ),
+            "OPENWEATHER_READ_TIMEOUT_SECONDS": read_float(
+                env, "OPENWEATHER_READ_TIMEOUT_SECONDS", 10.0, 0.1, 50
+            ),
+        }
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
         """Return the Flask config mapping for this environment.
@@ -325,23 +348,6 @@ class BaseConfig:
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": broker_url,
             "BROKER_KIND": BROKER_KINDS[urlsplit(broker_url).scheme.lower()],
-            "OPENAI_API_KEY": env.get("OPENAI_API_KEY", "").strip(),
-            "OPENAI_BASE_URL": read_url(
-                env, "OPENAI_BASE_URL", "https://api.openai.com/v1", ("http", "https")
-            ).rstrip("/"),
-            "OPENAI_MODEL": env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
-            "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60),
-            "OPENAI_READ_TIMEOUT_SECONDS": read_float(env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100),
-            "OPENWEATHER_API_KEY": env.get("OPENWEATHER_API_KEY", "").strip(),
-            "OPENWEATHER_BASE_URL": read_url(
-                env, "OPENWEATHER_BASE_URL", "https://api.openweathermap.org/data/2.5", ("http", "https")
-            ).rstrip("/"),
-            "OPENWEATHER_CONNECT_TIMEOUT_SECONDS": read_float(
-                env, "OPENWEATHER_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60
-            ),
-            "OPENWEATHER_READ_TIMEOUT_SECONDS": read_float(
-                env, "OPENWEATHER_READ_TIMEOUT_SECONDS", 10.0, 0.1, 50
-            ),
             "RETRY_BACKOFF_SECONDS": read_float(env, "RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
             # The hard time limit of the task types without one of their own (app/tasks/registry.py).
             "DEFAULT_TASK_TIMEOUT": read_int(env, "DEFAULT_TASK_TIMEOUT", 45, 2, 86400),
@@ -362,6 +368,7 @@ class BaseConfig:
             "WORKER_CONCURRENCY": read_int(env, "WORKER_CONCURRENCY", 0, 0, 256),
             "CELERY_TASK_EVENTS": read_bool(env, "CELERY_TASK_EVENTS", True),
             "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
+            **cls.upstreams(env),
             **cls.security(env, data_dir),
             **cls.observability(env),
             **cls.webhooks(env),

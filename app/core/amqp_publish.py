@@ -12,7 +12,7 @@ Celery 5.7 nor kombu 5.7 offers that (celery/celery#9887 asks for it).
 mode with `confirm_select()`, counts its publishes and hears the acks and nacks through the
 channel's `events` (the hook kombu's Producer uses for basic.return). Only public methods of
 py-amqp and kombu are called; what is relied on is the numbering, which is RabbitMQ's, and the
-ack events' arguments, which `tests/integration/test_amqp_publish.py` checks against a real
+ack events' arguments, which `tests/integration/test_group_commit.py` checks against a real
 RabbitMQ (a canary for an upgrade of amqp or kombu, both pinned in requirements.txt).
 
 The messages themselves are Celery's: `send(producer, message)` is expected to call

@@ -3,7 +3,7 @@
 Selected for Tasker's Celery app only, through Celery's `broker_transport` setting
 (app/core/celery_app.py); kombu's own `redis://` transport is left as it is for the rest of
 the process. The two changes are apart: `SurvivingChannel` is the bug fix, `Channel` adds the
-client caching on top of it. tests/unit/test_redis_transport.py reproduces both crashes on
+client caching on top of it. tests/integration/test_redis_transport.py reproduces both crashes on
 stock kombu (the canary: it fails once kombu fixes them, and this module can go).
 
 The bug (kombu 5.7.0; reported upstream in the same shape as celery/celery#10205, worker stops

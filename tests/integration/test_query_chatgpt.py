@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,6 @@ from tests.conftest import build_app
 from tests.support import kill_family, poll, row_of, wait_for_output
 
 PATH = "/v1/chat/completions"
-_pause = threading.Event()
 
 
 def reply(text: str) -> dict[str, Any]:
@@ -39,7 +37,7 @@ class Script:
             {"at": time.monotonic(), "json": request.get_json(), "headers": dict(request.headers)}
         )
         if delay:
-            _pause.wait(delay)
+            time.sleep(delay)  # a slow upstream: the delay is the point
         return Response(json.dumps(body), status=status, headers=headers, content_type="application/json")
 
 
