@@ -21,7 +21,6 @@ from app.api.security import apply_limits, register_security
 from app.api.v1 import create_short_routes, create_v1_routes
 from app.api.waits import WaitSlots
 from app.api.webhooks import create_webhook_routes
-from app.web import create_dashboard
 
 
 class TrustedProxies:
@@ -86,6 +85,5 @@ def register_api(app: Flask, tasker: Any) -> None:
     for blueprint in (health, *limited):
         api.register_blueprint(blueprint)
     add_links(api)
-    app.register_blueprint(create_dashboard(tasker.keys, open_mode))
     register_error_handlers(app, tasker.redactor)
     app.extensions["limiter"] = limiter

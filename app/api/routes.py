@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from app.api import schemas
 from app.api.docs import submit_body
 from app.api.helpers import json_object, owner, scope
-from app.core.task_manager import FieldNames, TaskManager
+from app.core.task_manager import FieldNames, SubmitRequest, TaskManager
 
 run_task_schema = schemas.RunTaskRequest()
 FIELDS = FieldNames(name="task_name", parameters="task_parameters")
@@ -30,7 +30,7 @@ def create_routes(task_manager: TaskManager) -> Blueprint:
     def run_task() -> dict[str, Any]:
         data = run_task_schema.load(json_object())
         submission = task_manager.submit(
-            data["task_name"], data["task_parameters"], fields=FIELDS, owner=owner()
+            SubmitRequest(data["task_name"], data["task_parameters"], fields=FIELDS, owner=owner())
         )
         return {"task_uuid": submission.id}
 

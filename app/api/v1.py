@@ -10,7 +10,7 @@ from app.api import schemas
 from app.api.docs import option_fields, submit_body
 from app.api.helpers import json_object, location, owner, parse_id, scope, utc
 from app.api.waits import WaitSlots
-from app.core.task_manager import TaskManager
+from app.core.task_manager import SubmitRequest, TaskManager
 
 submit_schema = schemas.TaskSubmitRequest()
 
@@ -20,7 +20,12 @@ def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
 
     options = option_fields(submit_schema, ("name", "parameters"))
     submit_doc = submit_body(task_manager.registry, "name", "parameters", options, policy=task_manager.policy)
+    _add_submit_and_read(bp, task_manager, waits, submit_doc)
+    _add_list_and_actions(bp, task_manager)
+    return bp
 
+
+def _add_submit_and_read(bp: Blueprint, task_manager: TaskManager, waits: WaitSlots, submit_doc: Any) -> None:
     @bp.post("/tasks")
     @bp.doc(summary="Submit a task", operationId="submitTask", requestBody=submit_doc)
     @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
@@ -31,11 +36,10 @@ def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
     def submit(idempotency_key: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
         data = submit_schema.load(json_object())
         name, parameters = data.pop("name"), data.pop("parameters")
-        submission = task_manager.submit(
-            name, parameters, idempotency_key=idempotency_key, owner=owner(), **data
-        )
+        request = SubmitRequest(name, parameters, idempotency_key=idempotency_key, owner=owner(), **data)
+        submission = task_manager.submit(request)
         status = 202 if submission.created else 200
-        return task_manager.get(submission.id), status, location("tasks", submission.id)
+        return submission.resource(), status, location("tasks", submission.id)
 
     @bp.get("/tasks/<id:task_id>")
     @bp.doc(
@@ -54,6 +58,8 @@ def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
                 return resource, 200, {"Tasker-Wait": busy, "Retry-After": "1"}
             return task_manager.get(parse_id(task_id), wait, owner=scope(), until=waits.until_or_gone)
 
+
+def _add_list_and_actions(bp: Blueprint, task_manager: TaskManager) -> None:
     @bp.get("/tasks")
     @bp.doc(summary="Tasks, newest first, with filters and cursor pagination")
     @bp.arguments(schemas.TaskListQuery(), location="query", as_kwargs=True)
@@ -84,8 +90,6 @@ def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
     def retry(task_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         resource = task_manager.retry(parse_id(task_id), owner=scope())
         return resource, 201, location("tasks", resource["id"])
-
-    return bp
 
 
 def create_short_routes(task_manager: TaskManager) -> Blueprint:

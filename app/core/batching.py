@@ -38,10 +38,6 @@ class Item:
         self.result, self.error = result, error
         self._done.set()
 
-    @property
-    def settled(self) -> bool:
-        return self._done.is_set() and not self._lead
-
 
 class Batcher:
     def __init__(self, write: Callable[[Sequence[Item]], None], max_items: int):
@@ -50,8 +46,6 @@ class Batcher:
         self._lock = threading.Lock()
         self._waiting: deque[Item] = deque()
         self._writing = False
-        self.batches = 0  # batches written, and the items in them (for the benchmarks)
-        self.items = 0
 
     def submit(self, value: Any) -> Any:
         """Write `value` with whatever else is waiting; its result, or raise its error."""
@@ -87,8 +81,6 @@ class Batcher:
                 if not item._done.is_set():
                     item.settle(error=RuntimeError("the batch writer left this item unsettled"))
             with self._lock:
-                self.batches += 1
-                self.items += len(batch)
                 if self._waiting:
                     successor = self._waiting[0]
                     successor._lead = True

@@ -5,7 +5,7 @@ Started from Celery's `worker_ready` signal in the worker's main process:
 - every WORKER_HEARTBEAT_SECONDS the worker's row in `workers` is refreshed (the database's
   clock); `tasker_workers_online` counts rows at most three heartbeats old, so a scrape never
   has to ping workers and wait for their replies. The row goes at `worker_shutdown`.
-- with WORKER_METRICS_PORT set, the main process serves what it and its pool processes record
+- with WORKER_METRICS_PORT set, the main process (or beat) serves what it and its pool processes record
   (they share PROMETHEUS_MULTIPROC_DIR, which celery_worker.py requires and empties). That is
   for a worker on a host of its own; on one host, the API's /metrics already adds up every
   process that shares its directory.
@@ -49,9 +49,17 @@ class WorkerPresence:
             target=self._beat, args=(queues, started), name="tasker-heartbeat", daemon=True
         )
         self._thread.start()
+        self._serve_metrics("worker")
+
+    def on_beat_init(self, sender: Any = None, **kwargs: Any) -> None:
+        """Celery's beat_init: beat serves what it records too (tasks the recovery sweep fails)."""
+        if sender is not None and sender.app is self.celery:
+            self._serve_metrics("beat")
+
+    def _serve_metrics(self, process: str) -> None:
         if self.metrics_port:
             start_http_server(self.metrics_port, registry=metrics.recorded())
-            logger.info("worker metrics on :%s/metrics", self.metrics_port)
+            logger.info("%s metrics on :%s/metrics", process, self.metrics_port)
 
     def on_worker_shutdown(self, sender: Any = None, **kwargs: Any) -> None:
         if self._thread is None:

@@ -15,19 +15,16 @@ A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from app.core.changes import TASK_STREAMS
-from app.core.database_manager import DatabaseManager
+from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable
 from app.core.ports import BrokerProbe, Publisher, Registry
-from app.core.webhooks import Deliveries
 from app.models import task as task_model
-from app.models import webhook as webhook_model
 from app.models.task import TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -58,17 +55,16 @@ class Recovery:
 
     def __init__(
         self,
-        db: DatabaseManager,
+        endings: Endings,
         registry: Registry,
         publisher: Publisher,
         probe: BrokerProbe,
         thresholds: Thresholds,
-        announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
-        deliveries: Deliveries | None = None,
     ):
-        self.deliveries = deliveries  # webhook deliveries whose message or worker was lost
-        self.announce = announce  # tells event streams of each task requeued or failed
-        self.db = db
+        self.endings = endings  # a task given up on ends the one way every task ends
+        self.db = endings.db
+        self.announce = endings.watch.announce  # tells event streams of each task requeued
+        self.deliveries = endings.deliveries  # webhook deliveries whose message or worker was lost
         self.registry = registry
         self.publisher = publisher
         self.probe = probe
@@ -124,23 +120,10 @@ class Recovery:
                     f"The task was started {row.attempts} times and its worker stopped while running it "
                     "(killed, crashed or lost); giving up."
                 )
-                failed = self.db.run(lambda c, r=row, e=error: self._fail(c, r, e))
-                if failed is not None:
+                if self.endings.give_up(row.id, row.attempts, error) is not None:
                     counts["failed"] += 1
-                    self.announce(row.id, TaskStatus.FAILED)
-                    if self.deliveries is not None:
-                        self.deliveries.publish(failed)
                 continue
             counts["requeued"] += self._publish_again(row, TaskStatus.STARTED, row.attempts)
-
-    @staticmethod
-    def _fail(conn: Any, row: Any, error: str) -> uuid.UUID | bool | None:
-        """FAILED, with its webhook delivery in the same transaction: the delivery's id (True
-        without one), or None if the row moved on."""
-        failed = task_model.fail_abandoned(conn, row.id, row.attempts, error)
-        if failed is None:
-            return None
-        return webhook_model.record(conn, row.id, failed.owner, failed.webhook, TaskStatus.FAILED) or True
 
     def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):

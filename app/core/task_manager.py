@@ -16,18 +16,15 @@ import sqlalchemy as sa
 
 from app.core import metrics
 from app.core.batching import Batcher, Item
-from app.core.cache_manager import CacheManager
 from app.core.celery_app import message_headers
-from app.core.changes import LIST_STREAMS, TASK_STREAMS, Watch
-from app.core.database_manager import DatabaseManager
+from app.core.changes import LIST_STREAMS, TASK_STREAMS
+from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
 from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Publisher, Registry, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.usage import UsagePolicy
-from app.core.webhooks import Deliveries
 from app.models import task as task_model
-from app.models import webhook as webhook_model
 from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus
 
 IDEMPOTENCY_KEY_HOURS = 24
@@ -44,9 +41,48 @@ class FieldNames:
 
 
 @dataclass(frozen=True)
+class SubmitRequest:
+    """One submit, as any caller makes it (the APIs, Python's .delay(), a retry)."""
+
+    name: Any
+    parameters: Any
+    owner: str = DEFAULT_OWNER
+    priority: int = DEFAULT_PRIORITY
+    idempotency_key: str | None = None
+    run_at: datetime | None = None  # SCHEDULED until then
+    countdown: float | None = None  # or in this many seconds
+    webhook: dict[str, Any] | None = None  # {"url", "events"}: where its ending is delivered
+    retry_policy: dict[str, Any] | None = None  # {"max_retries", "on"}: replaces its type's
+    retry_of: uuid.UUID | None = None
+    fields: FieldNames = FieldNames()  # what the calling API names the type and its parameters
+
+
+@dataclass(frozen=True)
 class Submission:
     id: uuid.UUID
     created: bool  # False when an Idempotency-Key matched an earlier submission
+    row: Any  # the row as written (no read-back), or the earlier one as found
+
+    @classmethod
+    def of(cls, values: dict[str, Any], created_at: Any) -> Submission:
+        return cls(values["id"], True, task_model.new_row(values | {"created_at": created_at}))
+
+    def resource(self) -> dict[str, Any]:
+        """The v1 task resource."""
+        return task_resource(self.row)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A row about to be written, with what its message needs: what a submit hands the batch writer."""
+
+    task_type: TaskType
+    values: dict[str, Any]  # the row's columns
+    headers: dict[str, Any] | None = None  # the message's, taken on the request's own thread
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.values["id"]
 
 
 class TaskManager:
@@ -55,173 +91,165 @@ class TaskManager:
 
     def __init__(
         self,
-        db: DatabaseManager,
-        cache: CacheManager,
+        endings: Endings,
         registry: Registry,
         publisher: Publisher,
-        watch: Watch,
         quota: UnfinishedTasks | None = None,
         policy: UsagePolicy | None = None,
-        deliveries: Deliveries | None = None,
         max_retry_attempts: int = 3,
         batch_max: int = 1,
     ):
         self.max_retry_attempts = max_retry_attempts  # a retry_policy's max_retries when it names none
         # Group commit of plain submits (SUBMIT_BATCH_MAX rows at most); 1: each on its own.
         self.batcher = Batcher(self._write_batch, batch_max) if batch_max > 1 else None
-        self.db = db
-        self.cache = cache
+        self.endings = endings  # cancels end a task the one way every task ends
+        self.db = endings.db
+        self.cache = endings.cache
+        self.watch = endings.watch
+        self.deliveries = endings.deliveries
         self.registry = registry
         self.publisher = publisher
-        self.watch = watch
-        self.quota = quota or UnfinishedTasks(db, 0)
+        self.quota = quota or UnfinishedTasks(self.db, 0)
         self.policy = policy
-        self.deliveries = deliveries
 
-    def submit(
-        self,
-        name: Any,
-        parameters: Any,
-        idempotency_key: str | None = None,
-        retry_of: uuid.UUID | None = None,
-        fields: FieldNames = FieldNames(),
-        priority: int = DEFAULT_PRIORITY,
-        run_at: datetime | None = None,
-        countdown: float | None = None,
-        owner: str = DEFAULT_OWNER,
-        webhook: dict[str, Any] | None = None,
-        retry_policy: dict[str, Any] | None = None,
-    ) -> Submission:
+    def submit(self, request: SubmitRequest) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id.
 
         With `run_at` or `countdown` the row is SCHEDULED instead, and the Scheduler publishes it
         when its time comes. With `webhook` ({"url", "events"}), its ending is delivered there.
         `retry_policy` ({"max_retries", "on"}) replaces its task type's.
         """
-        task_type = self.registry.resolve(name, fields.name)
-        clean = task_type.validate(parameters, fields.parameters)
+        task_type = self.registry.resolve(request.name, request.fields.name)
+        clean = task_type.validate(request.parameters, request.fields.parameters)
         if self.policy is not None:
-            self.policy.check(task_type.name, clean, fields.parameters)
-        task_id = uuid.uuid4()
-        extra: dict[str, Any] = {"retry_of": retry_of, "priority": priority, "owner": owner}
-        if webhook is not None:
-            if self.deliveries is None:
-                raise InvalidInput("webhook is not available here.", {"webhook": ["Not available."]})
-            extra["webhook"] = webhook = self.deliveries.check(webhook)
-        if retry_policy is not None:
-            retry_policy = {"max_retries": self.max_retry_attempts, "on": "any"} | retry_policy
-            extra["retry_policy"] = retry_policy
-        due_at = self._due_at(run_at, countdown)
+            self.policy.check(task_type.name, clean, request.fields.parameters)
+        values = {"id": uuid.uuid4(), "name": task_type.name, "parameters": clean, "queue": task_type.queue}
+        values |= {"status": TaskStatus.PENDING} | self._columns(request)
+        due_at = self._due_at(request.run_at, request.countdown)
         if due_at is not None:
-            extra |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
-        if idempotency_key is not None:
-            shape = {"priority": priority, "run_at": run_at, "countdown": countdown, "webhook": webhook}
-            if retry_policy is not None:  # absent from the hash when not given: earlier keys still match
-                shape["retry_policy"] = retry_policy
-            extra |= {
-                "idempotency_key": idempotency_key,
-                "request_hash": _request_hash(task_type.name, clean, shape),
+            values |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
+        if request.idempotency_key is not None:
+            values |= {
+                "idempotency_key": request.idempotency_key,
+                "request_hash": _request_hash(task_type.name, clean, request, values),
             }
-            earlier = self._insert_once(task_id, task_type, clean, extra)
-            if earlier is not None:
-                return earlier
+            submission = self._insert_once(NewTask(task_type, values))
+            if not submission.created:
+                return submission
         else:
-            self.quota.admit(owner)
+            self.quota.admit(request.owner)
             if self.batcher is not None and due_at is None:
-                return self._submit_batched(self.batcher, task_id, task_type, clean, extra)
-            self.db.run_statement(
-                lambda c: task_model.insert(c, task_id, task_type.name, clean, task_type.queue, **extra)
-            )
+                return self._submit_batched(self.batcher, NewTask(task_type, values, message_headers()))
+            created_at = self.db.run_statement(lambda c: task_model.insert_values(c, values))
+            submission = Submission.of(values, created_at)
         if due_at is not None:
             metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
-            self.watch.announce(task_id, TaskStatus.SCHEDULED, LIST_STREAMS)
-            return Submission(task_id, True)
+            self.watch.announce(submission.id, TaskStatus.SCHEDULED, LIST_STREAMS)
+            return submission
+        self._publish(NewTask(task_type, values), request.owner)
+        return submission
+
+    def _columns(self, request: SubmitRequest) -> dict[str, Any]:
+        """The row's columns that the request sets, its webhook checked and retry policy filled in."""
+        extra: dict[str, Any] = {
+            "retry_of": request.retry_of,
+            "priority": request.priority,
+            "owner": request.owner,
+        }
+        if request.webhook is not None:
+            if self.deliveries is None:
+                raise InvalidInput("webhook is not available here.", {"webhook": ["Not available."]})
+            extra["webhook"] = self.deliveries.check(request.webhook)
+        if request.retry_policy is not None:
+            extra["retry_policy"] = {
+                "max_retries": self.max_retry_attempts,
+                "on": "any",
+            } | request.retry_policy
+        return extra
+
+    def _publish(self, new: NewTask, owner: str) -> None:
+        """The row is committed: its message now; without one, the row goes again."""
         try:
-            self.publisher.publish(task_type, task_id, clean, priority)
+            self.publisher.publish(new.task_type, new.id, new.values["parameters"], new.values["priority"])
         except BrokerUnavailable:
             # Not queued: take the row back so nothing looks queued that never will run.
-            self._forget(task_id)
+            self._forget(new.id)
             self.quota.release(owner)
             raise
-        metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
-        self.watch.announce(task_id, TaskStatus.PENDING, LIST_STREAMS)
-        logger.debug("task %s (%s) submitted", task_id, task_type.name)
-        return Submission(task_id, True)
+        metrics.TASKS_SUBMITTED.labels(new.task_type.name).inc()
+        self.watch.announce(new.id, TaskStatus.PENDING, LIST_STREAMS)
+        logger.debug("task %s (%s) submitted", new.id, new.task_type.name)
 
-    def _submit_batched(
-        self,
-        batcher: Batcher,
-        task_id: uuid.UUID,
-        task_type: TaskType,
-        clean: dict[str, Any],
-        extra: dict[str, Any],
-    ) -> Submission:
+    def _submit_batched(self, batcher: Batcher, new: NewTask) -> Submission:
         """Written and published with the submits that arrive with it (app/core/batching.py);
         answered once its own row is committed and its own message accepted. The request id for
-        the message is this request's, taken here: another request's thread may publish it."""
-        row = {"id": task_id, "name": task_type.name, "parameters": clean, "queue": task_type.queue} | extra
+        the message is this request's, taken with `new`: another request's thread may publish it."""
         try:
-            batcher.submit((row, task_type, message_headers()))
+            created_at = batcher.submit(new)
         except BaseException:
-            self.quota.release(extra["owner"])
+            self.quota.release(new.values["owner"])
             raise
-        return Submission(task_id, True)
+        return Submission.of(new.values, created_at)
 
     def _write_batch(self, items: Sequence[Item]) -> None:
         """One multi-row INSERT, then one publish of every message; each item settled with its
-        own outcome: a row the database refuses fails only its own request, and a message the
-        broker does not accept removes its own row and fails its request with a 503."""
-        rows = [item.value[0] for item in items]
-        metrics.SUBMIT_BATCH_SIZE.observe(len(rows))
+        own outcome (its row's created_at): a row the database refuses fails only its own request,
+        and a message the broker does not accept removes its own row and fails its request with a 503."""
+        metrics.SUBMIT_BATCH_SIZE.observe(len(items))
         try:
-            self.db.run_statement(lambda c: task_model.insert_many(c, rows))
+            created = self.db.run_statement(
+                lambda c: task_model.insert_many(c, [i.value.values for i in items])
+            )
             written = list(items)
         except DatabaseUnavailable as exc:
             for item in items:
                 item.settle(error=exc)
             return
         except sa.exc.DBAPIError:  # some row is refused: find which, one statement each
-            written = []
+            created, written = {}, []
             for item in items:
                 try:
-                    self.db.run_statement(lambda c, r=item.value[0]: task_model.insert_many(c, [r]))
+                    created |= self.db.run_statement(
+                        lambda c, r=item.value.values: task_model.insert_many(c, [r])
+                    )
                     written.append(item)
                 except (DatabaseUnavailable, sa.exc.DBAPIError) as exc:
                     item.settle(error=exc)
+        self._publish_batch(written, created)
+
+    def _publish_batch(self, written: list[Item], created: dict[uuid.UUID, Any]) -> None:
+        news: list[NewTask] = [item.value for item in written]
         messages = [
-            (task_type, row["id"], row["parameters"], row["priority"], headers)
-            for row, task_type, headers in (item.value for item in written)
+            (t.task_type, t.id, t.values["parameters"], t.values["priority"], t.headers) for t in news
         ]
         outcomes = self.publisher.publish_many(messages) if messages else []
-        refused = [item for item, outcome in zip(written, outcomes, strict=True) if outcome is not None]
+        refused = [new.id for new, outcome in zip(news, outcomes, strict=True) if outcome is not None]
         if refused:
             # Not queued: take the rows back so nothing looks queued that never will run.
-            ids = [item.value[0]["id"] for item in refused]
             try:
-                self.db.run_statement(lambda c: task_model.delete_unstarted(c, ids))
+                self.db.run_statement(lambda c: task_model.delete_unstarted(c, refused))
             except DatabaseUnavailable as exc:
-                logger.warning("could not remove %d unpublished tasks: %s", len(ids), exc.details)
-        for item, outcome in zip(written, outcomes, strict=True):
+                logger.warning("could not remove %d unpublished tasks: %s", len(refused), exc.details)
+        for item, new, outcome in zip(written, news, outcomes, strict=True):
             if outcome is not None:
                 item.settle(error=outcome)
                 continue
-            row, task_type, _ = item.value
-            metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
-            self.watch.announce(row["id"], TaskStatus.PENDING, LIST_STREAMS)
-            item.settle()
+            metrics.TASKS_SUBMITTED.labels(new.task_type.name).inc()
+            self.watch.announce(new.id, TaskStatus.PENDING, LIST_STREAMS)
+            item.settle(created[new.id])
 
-    def _insert_once(
-        self, task_id: uuid.UUID, task_type: TaskType, clean: dict[str, Any], extra: dict[str, Any]
-    ) -> Submission | None:
-        """Insert under an Idempotency-Key; the unique index decides between concurrent duplicates."""
-        key, owner = extra["idempotency_key"], extra["owner"]
+    def _insert_once(self, new: NewTask) -> Submission:
+        """Insert under an Idempotency-Key; the unique index decides between concurrent duplicates.
+        A replay's Submission is not `created`."""
+        values = new.values
+        key, owner = values["idempotency_key"], values["owner"]
         # Read the clock first, in its own transaction: one that reads and then writes can be
         # refused outright by SQLite when another writer got in between.
         expired = self.db.run(task_model.database_now) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
 
-        def insert(conn: Any) -> None:
+        def insert(conn: Any) -> Any:
             task_model.release_idempotency_key(conn, owner, key, expired)
-            task_model.insert(conn, task_id, task_type.name, clean, task_type.queue, **extra)
+            return task_model.insert_values(conn, values)
 
         try:
             self.quota.admit(owner)
@@ -230,14 +258,13 @@ class TaskManager:
             earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, owner, key))
             if earlier is None or earlier.created_at < expired:
                 raise
-            return self._replay(earlier, key, extra["request_hash"])
+            return self._replay(earlier, key, values["request_hash"])
         try:
-            self.db.run(insert)
-            return None
+            return Submission.of(values, self.db.run(insert))
         except sa.exc.IntegrityError:
             self.quota.release(owner)
             earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, owner, key))
-        return self._replay(earlier, key, extra["request_hash"])
+        return self._replay(earlier, key, values["request_hash"])
 
     def _replay(self, earlier: Any, key: str, request_hash: str) -> Submission:
         """The earlier submission under this key, if it was the same request."""
@@ -248,7 +275,7 @@ class TaskManager:
                 "This Idempotency-Key was already used with a different request.",
                 {"idempotency_key": key, "task_id": str(earlier.id)},
             )
-        return Submission(earlier.id, False)
+        return Submission(earlier.id, False, earlier)
 
     def _due_at(self, run_at: datetime | None, countdown: float | None) -> datetime | None:
         """When a scheduled task is due, in UTC by the database's clock; None to run it now."""
@@ -316,15 +343,9 @@ class TaskManager:
 
     def cancel(self, task_id: uuid.UUID, owner: str | None = None) -> tuple[dict[str, Any], bool]:
         """Cancel a task; returns its resource and True if it is CANCELLED already (False: requested)."""
-        cancelled = self.db.run(lambda c: self._cancel(c, task_id, owner))
-        if cancelled is not None:
-            self.watch.announce(task_id, TaskStatus.CANCELLED)
-            if self.deliveries is not None:
-                self.deliveries.publish(cancelled)
+        if self.endings.cancel(task_id, owner) is not None:
             self._revoke(task_id)
-            row = self._row(task_id, owner)
-            metrics.TASKS_FINISHED.labels(row.name, TaskStatus.CANCELLED.value).inc()
-            return task_resource(row), True
+            return task_resource(self._row(task_id, owner)), True
         if self.db.run(lambda c: task_model.request_cancel(c, task_id, owner)):
             self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
             self._revoke(task_id)
@@ -336,15 +357,6 @@ class TaskManager:
             {"status": row.status},
         )
 
-    @staticmethod
-    def _cancel(conn: Any, task_id: uuid.UUID, owner: str | None) -> uuid.UUID | bool | None:
-        """CANCELLED, and its delivery written in the same transaction: the delivery's id (True
-        without one), or None if the task could not be cancelled at once."""
-        row = task_model.cancel(conn, task_id, owner)
-        if row is None:
-            return None
-        return webhook_model.record(conn, task_id, row.owner, row.webhook, TaskStatus.CANCELLED) or True
-
     def retry(self, task_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:
         """A new task with the same name, parameters and owner as a FAILED or CANCELLED one."""
         row = self._row(task_id, owner)
@@ -354,15 +366,17 @@ class TaskManager:
                 {"status": row.status},
             )
         submission = self.submit(
-            row.name,
-            row.parameters,
-            retry_of=row.id,
-            priority=row.priority,
-            owner=row.owner,
-            webhook=row.webhook,
-            retry_policy=row.retry_policy,
+            SubmitRequest(
+                row.name,
+                row.parameters,
+                owner=row.owner,
+                priority=row.priority,
+                webhook=row.webhook,
+                retry_policy=row.retry_policy,
+                retry_of=row.id,
+            )
         )
-        return task_resource(self._row(submission.id))
+        return submission.resource()
 
     def row(self, task_id: uuid.UUID, owner: str | None = None) -> Any:
         """The task's row as `owner` may see it (None: any owner); TaskNotFound otherwise."""
@@ -389,8 +403,19 @@ class TaskManager:
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
 
 
-def _request_hash(name: str, parameters: dict[str, Any], shape: dict[str, Any]) -> str:
+def _request_hash(
+    name: str, parameters: dict[str, Any], request: SubmitRequest, columns: dict[str, Any]
+) -> str:
     """Everything that shapes the task: a replay with another priority or time is another request."""
-    request = {"name": name, "parameters": parameters} | shape
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    shape = {
+        "priority": request.priority,
+        "run_at": request.run_at,
+        "countdown": request.countdown,
+        "webhook": columns.get("webhook"),
+    }
+    if "retry_policy" in columns:  # absent from the hash when not given: earlier keys still match
+        shape["retry_policy"] = columns["retry_policy"]
+    canonical = json.dumps(
+        {"name": name, "parameters": parameters} | shape, sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -495,11 +495,9 @@ class Deliveries:
 
     # -- sending
 
-    def publish(self, delivery_id: Any) -> None:
-        """Queue the delivery's first attempt (anything but an id: none was written); if the broker
-        is away, the recovery sweep queues it later."""
-        if not isinstance(delivery_id, uuid.UUID):
-            return
+    def queue_first_attempt(self, delivery_id: uuid.UUID) -> None:
+        """Send the delivery's first attempt to the webhooks queue; if the broker is away, the
+        recovery sweep queues it later."""
         try:
             self._publish(delivery_id)
         except BrokerUnavailable as exc:

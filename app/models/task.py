@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,16 +144,38 @@ def insert(
     parameters: dict[str, Any],
     queue: str,
     **extra: Any,
-) -> None:
-    """Insert a new row, PENDING unless `extra` says otherwise (it may set any other column)."""
+) -> datetime:
+    """Insert a new row, PENDING unless `extra` says otherwise (it may set any other column);
+    its created_at, by the database's clock."""
     values = {"id": task_id, "name": name, "parameters": parameters, "queue": queue}
     values["status"] = extra.pop("status", TaskStatus.PENDING)
-    conn.execute(_INSERT, values | extra)
+    return insert_values(conn, values | extra)
+
+
+def insert_values(conn: Connection, values: Mapping[str, Any]) -> datetime:
+    """Insert a row of `values` (id, name, parameters, queue, status and any other column); its
+    created_at, by the database's clock."""
+    return conn.execute(_INSERT, values).scalar_one()
+
+
+def new_row(values: Mapping[str, Any]) -> SimpleNamespace:
+    """The row an insert of `values` made (with its created_at), as reading it back would give
+    it: every column `values` leaves out has its default."""
+    return SimpleNamespace(**(_DEFAULTS | dict(values)))
 
 
 # Built once: the values travel as parameters, so a submit neither builds a statement nor
 # computes its cache key (a fifth of an API process's CPU per submit when it did).
-_INSERT = tasks.insert().values(created_at=utcnow(), updated_at=utcnow())
+_INSERT = tasks.insert().values(created_at=utcnow(), updated_at=utcnow()).returning(tasks.c.created_at)
+_INSERT_MANY = (
+    tasks.insert().values(created_at=utcnow(), updated_at=utcnow()).returning(tasks.c.id, tasks.c.created_at)
+)
+_DEFAULTS: dict[str, Any] = {column.name: None for column in tasks.c} | {
+    "attempts": 0,
+    "priority": 5,
+    "owner": DEFAULT_OWNER,
+    "revision": 1,
+}
 
 
 def _owned(query: Any, task_id: uuid.UUID, owner: str | None) -> Any:
@@ -188,14 +212,15 @@ BATCH_COLUMNS = ("id", "name", "parameters", "queue", "status", "retry_of", "pri
                  "retry_policy")  # fmt: skip
 
 
-def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, datetime]:
     """Insert PENDING rows with one statement (SQLAlchemy sends a multi-row INSERT); each row
-    gives its own values for BATCH_COLUMNS, None for those it does not set."""
+    gives its own values for BATCH_COLUMNS, None for those it does not set. Each row's
+    created_at, by its id."""
     values = [
         {"status": TaskStatus.PENDING} | {c: row.get(c) for c in BATCH_COLUMNS if c != "status"}
         for row in rows
     ]
-    conn.execute(_INSERT, values)
+    return {row.id: row.created_at for row in conn.execute(_INSERT_MANY, values)}
 
 
 def claim(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> int | None:
@@ -208,6 +233,9 @@ def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -
     """claim(), returning the row's attempts, name, queue and its times (created, due, started)."""
     return conn.execute(_CLAIM, {"claim_id": task_id, "claim_worker": worker}).first()
 
+
+# What every write of a terminal status returns (app/core/endings.py reads it).
+ENDED = (tasks.c.name, tasks.c.owner, tasks.c.webhook, tasks.c.progress, tasks.c.progress_message)
 
 # The statements a worker runs for every task are built once; the values travel as parameters.
 _CLAIM = (
@@ -242,8 +270,7 @@ def finish(
 ) -> Row | None:
     """Record a terminal outcome unless one is already recorded.
 
-    Returns the row's progress, progress_message, owner, name and webhook if this call wrote the
-    outcome, else None.
+    Returns the row's ENDED columns if this call wrote the outcome, else None.
     """
     values = {"finish_id": task_id, "finish_status": status, "finish_result": result, "finish_error": error}
     return conn.execute(_FINISH, values).first()
@@ -259,7 +286,7 @@ _FINISH = (
         completed_at=utcnow(),
         **_touched(),
     )
-    .returning(tasks.c.progress, tasks.c.progress_message, tasks.c.owner, tasks.c.name, tasks.c.webhook)
+    .returning(*ENDED)
 )
 
 
@@ -311,12 +338,12 @@ def started_before(conn: Connection, before: datetime, limit: int = 1000) -> lis
 
 
 def fail_abandoned(conn: Connection, task_id: uuid.UUID, attempts: int, error: str) -> Row | None:
-    """FAILED, if the row is still the STARTED attempt the sweep saw: its owner and webhook, else None."""
+    """FAILED, if the row is still the STARTED attempt the sweep saw: its ENDED columns, else None."""
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED, tasks.c.attempts == attempts)
         .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), **_touched())
-        .returning(tasks.c.owner, tasks.c.webhook)
+        .returning(*ENDED)
     )
     return conn.execute(query).first()
 
@@ -334,12 +361,12 @@ CANCELLABLE = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.RETRYING)
 
 
 def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Row | None:
-    """CANCELLED at once if the task has not started: its owner and webhook if this call did it."""
+    """CANCELLED at once if the task has not started: its ENDED columns if this call did it."""
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status.in_([s.value for s in CANCELLABLE]))
         .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), **_touched())
-        .returning(tasks.c.owner, tasks.c.webhook)
+        .returning(*ENDED)
     )
     return conn.execute(query).first()
 

@@ -10,14 +10,9 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import StatementError
 
-from app.core import metrics
-from app.core.cache_manager import CacheManager
-from app.core.changes import TASK_STREAMS, Watch
-from app.core.database_manager import DatabaseManager
-from app.core.resources import task_output
-from app.core.webhooks import Deliveries
+from app.core.changes import TASK_STREAMS
+from app.core.endings import Endings
 from app.models import task as task_model
-from app.models import webhook as webhook_model
 from app.models.task import TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -26,19 +21,11 @@ logger = logging.getLogger(__name__)
 class TaskCallbacks:
     """Writes each step to the row; an outcome also to the cache, and announces it to waiting readers."""
 
-    def __init__(
-        self,
-        db: DatabaseManager,
-        cache: CacheManager,
-        watch: Watch,
-        redact: Callable[[str], str] = str,
-        deliveries: Deliveries | None = None,
-    ):
+    def __init__(self, endings: Endings, redact: Callable[[str], str] = str):
         self.redact = redact  # errors are stored with every configured secret masked
-        self.db = db
-        self.cache = cache
-        self.watch = watch
-        self.deliveries = deliveries
+        self.endings = endings
+        self.db = endings.db
+        self.watch = endings.watch
 
     def claim(self, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
         """STARTED by `worker` and attempts + 1: the row's attempts, name, queue and times; None
@@ -48,16 +35,17 @@ class TaskCallbacks:
             self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
         return claimed
 
-    # `webhook`: whether the task has a webhook (its claim said), None when not known. Without
-    # one an outcome is one statement; with one (or not known) the outcome and its delivery are
-    # written in one transaction.
+    # `webhook`: whether the task has a webhook (its claim said), None when not known
+    # (Endings.finish).
 
     def record_success(self, task_id: uuid.UUID, result: Any, webhook: bool | None = None) -> None:
         try:
-            self._finish(task_id, TaskStatus.COMPLETED, result, None, webhook)
+            self.endings.finish(task_id, TaskStatus.COMPLETED, result, None, webhook)
         except StatementError as exc:  # e.g. a value the database cannot hold
             logger.error("task %s: result could not be stored: %s", task_id, exc.orig)
-            self._finish(task_id, TaskStatus.FAILED, None, "The task's result could not be stored.", webhook)
+            self.endings.finish(
+                task_id, TaskStatus.FAILED, None, "The task's result could not be stored.", webhook
+            )
 
     def claim_within(
         self, task_id: uuid.UUID, max_attempts: int | Callable[[Row], int], worker: str | None = None
@@ -80,10 +68,10 @@ class TaskCallbacks:
         return claimed
 
     def record_failure(self, task_id: uuid.UUID, error: str, webhook: bool | None = None) -> None:
-        self._finish(task_id, TaskStatus.FAILED, None, self.redact(error.replace("\x00", "")), webhook)
+        self.endings.finish(task_id, TaskStatus.FAILED, None, self.redact(error.replace("\x00", "")), webhook)
 
     def record_cancelled(self, task_id: uuid.UUID, reason: str, webhook: bool | None = None) -> None:
-        self._finish(task_id, TaskStatus.CANCELLED, None, reason, webhook)
+        self.endings.finish(task_id, TaskStatus.CANCELLED, None, reason, webhook)
 
     def report_progress(self, task_id: uuid.UUID, percent: int, message: str | None) -> None:
         if self.db.run_statement(lambda c: task_model.report_progress(c, task_id, percent, message)):
@@ -102,29 +90,3 @@ class TaskCallbacks:
         if marked:
             self.watch.announce(task_id, TaskStatus.RETRYING, TASK_STREAMS)
         return marked
-
-    def _finish(
-        self, task_id: uuid.UUID, status: TaskStatus, result: Any, error: str | None, webhook: bool | None
-    ) -> None:
-        delivery = None
-        if webhook is False or self.deliveries is None:
-            written = self.db.run_statement(lambda c: task_model.finish(c, task_id, status, result, error))
-        else:
-
-            def finish(conn: Any) -> tuple[Row | None, uuid.UUID | None]:
-                row = task_model.finish(conn, task_id, status, result, error)
-                if row is None:
-                    return None, None
-                return row, webhook_model.record(conn, task_id, row.owner, row.webhook, status)
-
-            written, delivery = self.db.run(finish)
-        if written is not None:
-            metrics.TASKS_FINISHED.labels(written.name, status.value).inc()  # once: only this write counts
-            output = task_output(status, result, error, written.progress, written.progress_message)
-            # The outcome is cached and announced to waiting readers in one round trip.
-            announcement = self.watch.announcement(task_id, status)
-            self.cache.set_output(task_id, written.owner, output, publish=announcement)
-            if delivery is not None and self.deliveries is not None:
-                self.deliveries.publish(delivery)
-        else:
-            logger.info("task %s already has an outcome; %s not recorded", task_id, status)

@@ -22,6 +22,7 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from app.core.task_manager import SubmitRequest
 from app.models.task import TERMINAL, TaskStatus
 from app.tasks.errors import TaskFailed
 
@@ -126,7 +127,7 @@ def submit_call(
         for key in ("priority", "idempotency_key", "webhook")
         if options.get(key) is not None
     }
-    submission = tasks.submit(
+    request = SubmitRequest(
         task_type.name,
         parameters_of(function, args, kwargs),
         countdown=options.get("countdown"),
@@ -134,4 +135,5 @@ def submit_call(
         owner=options.get("owner") or PYTHON_OWNER,
         **extra,
     )
+    submission = tasks.submit(request)
     return TaskHandle(tasks, submission.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 
 import pytest
@@ -9,16 +10,25 @@ import pytest
 from app.core.celery_app import CeleryPublisher
 from app.core.errors import InvalidInput
 from app.core.recovery import Recovery, Thresholds
+from app.core.task_manager import SubmitRequest
 from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.callbacks import TaskCallbacks
 from app.tasks.errors import TaskFailed
 from app.tasks.task_functions import process_data, sum_two_numbers
 from tests.conftest import build_app
+from tests.integration.test_observability import samples, value
 from tests.support import insert_task, make_old, poll, row_of, wait_for_output
 
 # Only rows made an hour old by the test are old enough for these sweeps.
 THRESHOLDS = Thresholds(pending_after=1800, orphan_after=1800)
+
+
+def for_old_rows(recovery: Recovery) -> Recovery:
+    """The app's sweep, with THRESHOLDS: other tests' rows sharing the database are left alone."""
+    recovery = copy.copy(recovery)
+    recovery.thresholds = THRESHOLDS
+    return recovery
 
 
 class CheckingPublisher(CeleryPublisher):
@@ -48,7 +58,7 @@ def test_the_row_is_committed_before_the_message_is_published(app, stack_env, wo
         app.extensions["celery"], app.config["BROKER_KIND"], other.extensions["tasker"].db
     )
     assert manager.batcher is not None  # submits are batched by default: that path is checked here
-    task_id = manager.submit("sum", {"a": 1, "b": 2}).id
+    task_id = manager.submit(SubmitRequest("sum", {"a": 1, "b": 2})).id
     assert manager.publisher.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3
     other.extensions["tasker"].db.dispose()
@@ -56,7 +66,7 @@ def test_the_row_is_committed_before_the_message_is_published(app, stack_env, wo
 
 def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
     cache = app.extensions["tasker"].cache
-    callbacks = TaskCallbacks(db, cache, app.extensions["tasker"].tasks.watch)
+    callbacks = TaskCallbacks(app.extensions["tasker"].endings)
     task_id = insert_task(db)
     assert callbacks.claim(task_id).attempts == 1
     callbacks.record_success(task_id, 42)
@@ -70,7 +80,7 @@ def test_an_outcome_arriving_twice_does_not_overwrite_the_first(app, db):
 
 
 def test_a_task_started_too_often_fails_instead_of_running_again(app, db):
-    callbacks = TaskCallbacks(db, app.extensions["tasker"].cache, app.extensions["tasker"].tasks.watch)
+    callbacks = TaskCallbacks(app.extensions["tasker"].endings)
     task_id = insert_task(db)
     for attempt in (1, 2):
         assert callbacks.claim_within(task_id, max_attempts=2)
@@ -133,10 +143,7 @@ def test_python_callers_submit_with_delay_and_send_task_and_get_the_row_back(app
 
 
 def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
-    tasker = app.extensions["tasker"]
-    recovery = Recovery(
-        tasker.db, tasker.tasks.registry, tasker.tasks.publisher, tasker.monitor.broker, THRESHOLDS
-    )
+    recovery = for_old_rows(app.extensions["tasker"].recovery)
     stranded = insert_task(db)  # a row whose message never reached the broker
     make_old(db, stranded, "updated_at")
     assert recovery.sweep()["republished"] == 1
@@ -148,6 +155,26 @@ def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
     assert recovery.sweep()["requeued"] == 1
     assert wait_for_output(client, str(dead))["status"] == "COMPLETED"
     assert row_of(db, dead).attempts == 2
+
+
+def test_a_task_the_sweep_gives_up_on_is_counted_once_as_failed(client, app, db):
+    """tasker_tasks_finished_total promises every task once, whichever part of Tasker ended it."""
+    recovery = for_old_rows(app.extensions["tasker"].recovery)
+    spent = insert_task(db)  # its worker died on each of its three attempts
+    for _ in range(3):
+        db.run(lambda c: task_model.requeue(c, spent, "STARTED"))
+        db.run(lambda c: task_model.claim(c, spent, "gone@nowhere"))
+    make_old(db, spent, "started_at")
+    before = finished(client, "FAILED")
+    assert recovery.sweep()["failed"] == 1
+    assert row_of(db, spent).status == "FAILED"
+    assert finished(client, "FAILED") == before + 1
+    assert recovery.sweep()["failed"] == 0 and finished(client, "FAILED") == before + 1
+
+
+def finished(client, status: str) -> float:
+    page = samples(client.get("/metrics").get_data(as_text=True))
+    return value(page, "tasker_tasks_finished_total", task_type="sum_two_numbers", status=status)
 
 
 def test_two_sweeps_never_overlap(app, db):

@@ -60,7 +60,6 @@ def test_64_concurrent_requests_share_batches_and_each_gets_its_own_result():
     written = [v for batch in recorder.batches for v in batch]
     assert sorted(written) == list(range(64))  # each exactly once
     assert len(recorder.batches) < 64 and max(len(b) for b in recorder.batches) <= 16
-    assert (batcher.batches, batcher.items) == (len(recorder.batches), 64)
 
 
 def test_one_refused_item_fails_only_its_own_request():

@@ -133,7 +133,7 @@ def test_worker_concurrency_sizes_a_worker_started_without_the_option():
 
 
 def test_task_timeout_and_retry_attempts_shape_the_task_types():
-    from app import registry_of
+    from app.wiring import registry_of
 
     defaults = registry_of(load_config("testing", {}))
     assert (defaults.resolve("sum").time_limit, defaults.resolve("sum").soft_time_limit) == (45, 30)

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from app.core.changes import ChangeFeed, Watch
+from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, DatabaseUnavailable
 from app.core.housekeeping import Housekeeping, Job
 from app.core.recovery import Recovery, Thresholds
@@ -59,8 +61,9 @@ def test_a_due_task_stays_scheduled_while_the_broker_is_down(sqlite_db, broker):
     assert row_of(sqlite_db, due).status == "SCHEDULED"
 
 
-def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, broker):
-    recovery = Recovery(sqlite_db, REGISTRY, broker, broker, Thresholds(pending_after=60, orphan_after=60))
+def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, cache, broker):
+    endings = Endings(sqlite_db, cache, Watch(ChangeFeed(), lambda ids: {}))
+    recovery = Recovery(endings, REGISTRY, broker, broker, Thresholds(pending_after=60, orphan_after=60))
     stranded = insert_task(sqlite_db)
     make_old(sqlite_db, stranded, "updated_at")
     dead, running, spent = insert_task(sqlite_db), insert_task(sqlite_db), insert_task(sqlite_db)

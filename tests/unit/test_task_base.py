@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from celery.exceptions import Ignore
 
-from app import build_tasker
 from app.models.migrate import upgrade
 from app.tasks.base import describe_failure
 from app.tasks.errors import TaskFailed, TransientError
+from app.wiring import build_tasker
 from config import load_config
 from tests.support import insert_task, poll, row_of
 

@@ -5,9 +5,10 @@ import uuid
 import pytest
 
 from app.core.changes import ChangeFeed, Watch
+from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, InvalidInput, TaskNotFound, UnknownTaskType
 from app.core.monitor import Monitor
-from app.core.task_manager import TaskManager
+from app.core.task_manager import SubmitRequest, TaskManager
 from app.models import task as task_model
 from app.models.task import TaskStatus
 from app.tasks.registry import REGISTRY
@@ -21,12 +22,12 @@ def publisher(mocker):
 @pytest.fixture
 def manager(sqlite_db, cache, publisher):
     watch = Watch(ChangeFeed(), lambda ids: sqlite_db.run(lambda c: task_model.statuses(c, list(ids))))
-    yield TaskManager(sqlite_db, cache, REGISTRY, publisher, watch)
+    yield TaskManager(Endings(sqlite_db, cache, watch), REGISTRY, publisher)
     watch.close()
 
 
 def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publisher):
-    task_id = manager.submit("sum", {"a": 1, "b": 2}).id
+    task_id = manager.submit(SubmitRequest("sum", {"a": 1, "b": 2})).id
     task_type, published_id, parameters, priority = publisher.publish.call_args.args
     assert (task_type.name, published_id, parameters, priority) == (
         "sum_two_numbers",
@@ -41,21 +42,21 @@ def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publis
 def test_a_failed_publish_leaves_no_row(manager, sqlite_db, publisher):
     publisher.publish.side_effect = BrokerUnavailable("connection refused")
     with pytest.raises(BrokerUnavailable):
-        manager.submit("sum", {"a": 1, "b": 2})
+        manager.submit(SubmitRequest("sum", {"a": 1, "b": 2}))
     count = sqlite_db.run(lambda c: c.execute(task_model.tasks.select()).all())
     assert count == []
 
 
 def test_invalid_input_is_rejected_before_anything_is_stored(manager, publisher):
     with pytest.raises(UnknownTaskType):
-        manager.submit("nope", {})
+        manager.submit(SubmitRequest("nope", {}))
     with pytest.raises(InvalidInput):
-        manager.submit("sum", {"a": "1", "b": 2})
+        manager.submit(SubmitRequest("sum", {"a": "1", "b": 2}))
     publisher.publish.assert_not_called()
 
 
 def test_get_output_caches_only_terminal_outputs(manager, sqlite_db, cache):
-    task_id = manager.submit("sum", {"a": 1, "b": 2}).id
+    task_id = manager.submit(SubmitRequest("sum", {"a": 1, "b": 2})).id
     assert manager.get_output(task_id) == {"status": "PENDING", "result": None, "error": None}
     assert cache.get_output(task_id, "default") is None
     sqlite_db.run(lambda c: task_model.finish(c, task_id, TaskStatus.COMPLETED, 3))

@@ -1,0 +1,180 @@
+"""The wiring: every collaborator built once from one config and handed to whatever uses it.
+
+`create_app` (app/__init__.py) calls `build_tasker`; tests and benchmarks may too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from celery.signals import beat_init, celeryd_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+from app.core import redact
+from app.core.cache_manager import CacheManager
+from app.core.celery_app import WEBHOOK_QUEUE, CeleryPublisher, create_celery, size_webhook_worker
+from app.core.changes import ChangeFeed, Watch
+from app.core.database_manager import DatabaseManager
+from app.core.endings import Endings
+from app.core.housekeeping import Housekeeping, Job
+from app.core.keys import KeyManager, local_secret
+from app.core.metrics import Snapshot
+from app.core.monitor import Monitor
+from app.core.presence import WorkerPresence
+from app.core.quotas import UnfinishedTasks
+from app.core.recovery import Recovery, Thresholds
+from app.core.retention import Retention
+from app.core.schedule_manager import ScheduleManager
+from app.core.scheduler import Scheduler
+from app.core.streams import StreamHub
+from app.core.task_manager import TaskManager
+from app.core.usage import UsagePolicy
+from app.core.webhooks import Deliveries
+from app.models import ops
+from app.models import task as task_model
+from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
+from app.tasks.base import MAX_RETRY_DELAY_SECONDS, Services, TaskerCelery, TaskerTask
+from app.tasks.callbacks import TaskCallbacks
+from app.tasks.registry import build_registry
+
+
+@dataclass(frozen=True)
+class Tasker:
+    """What `app.extensions["tasker"]` holds."""
+
+    db: DatabaseManager
+    cache: CacheManager
+    endings: Endings
+    tasks: TaskManager
+    schedules: ScheduleManager
+    monitor: Monitor
+    scheduler: Scheduler
+    recovery: Recovery
+    housekeeping: Housekeeping
+    keys: KeyManager
+    redactor: redact.Redactor
+    presence: WorkerPresence
+    snapshot: Snapshot
+    streams: StreamHub
+    deliveries: Deliveries
+
+
+def registry_of(config: Mapping[str, Any]) -> Any:
+    """The task types with the limits and retries the settings give."""
+    return build_registry(config["DEFAULT_TASK_TIMEOUT"], config["MAX_RETRY_ATTEMPTS"])
+
+
+def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
+    """Every collaborator, built once and handed to whatever uses it."""
+    registry = registry_of(config)
+    db = DatabaseManager(config["DATABASE_URL"], config["DATABASE_POOL_SIZE"])
+    redactor = redact.Redactor.from_config(config)
+    policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"])
+    cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
+    watch, streams = _live(config, db)
+    celery = create_celery("app", config, [*registry.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
+    assert isinstance(celery, TaskerCelery)
+    publisher = CeleryPublisher(celery, config["BROKER_KIND"])
+    secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
+    deliveries = _deliveries(config, db, publisher, secret_key)
+    endings = Endings(db, cache, watch, deliveries)
+    scheduler = Scheduler(db, registry, publisher, watch.announce, deliveries)
+    thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
+    recovery = Recovery(endings, registry, publisher, publisher, thresholds)
+    callbacks = TaskCallbacks(endings, redactor.secret)
+    celery.bind(Services(callbacks, registry, config, scheduler, recovery, deliveries))
+    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
+    housekeeping = _housekeeping(config, celery, db, scheduler, recovery)
+    _connect_signals(housekeeping, presence)
+    tasks = TaskManager(
+        endings, registry, publisher, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
+        config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],
+    )  # fmt: skip
+    tasker = Tasker(
+        db=db,
+        cache=cache,
+        endings=endings,
+        tasks=tasks,
+        schedules=ScheduleManager(
+            db,
+            registry,
+            config["QUOTA_SCHEDULES"],
+            config["SCHEDULE_MIN_INTERVAL_SECONDS"],
+            policy,
+            deliveries,
+        ),
+        monitor=Monitor(db, cache, publisher, registry, config["WORKER_HEARTBEAT_SECONDS"]),
+        scheduler=scheduler,
+        recovery=recovery,
+        housekeeping=housekeeping,
+        keys=KeyManager(db, secret_key),
+        redactor=redactor,
+        presence=presence,
+        snapshot=Snapshot(
+            db,
+            publisher,
+            registry.queues,
+            config["WORKER_HEARTBEAT_SECONDS"],
+            config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
+        ),
+        streams=streams,
+        deliveries=deliveries,
+    )
+    celery.submitter = tasks  # .delay() and send_task() from Python submit through it
+    return tasker, celery
+
+
+def _live(config: Mapping[str, Any], db: DatabaseManager) -> tuple[Watch, StreamHub]:
+    """What tells readers of a change: the watch (waits) and the hub (event streams)."""
+    feed = ChangeFeed.from_url(config["REDIS_URL"], config["DATA_DIR"])
+    # The read-back only catches lost announcements (a writer that died between its commit and
+    # its announcement, Redis away); datagrams between the processes of one host are seldom lost.
+    fallback = 5.0 if feed.client is not None else 1.0
+    watch = Watch(feed, lambda ids: db.run_statement(lambda c: task_model.statuses(c, list(ids))), fallback)
+    # Streams read the tasks they follow every second: writers learn within a second that
+    # streams are open (ChangeFeed.wanted), and changes made before that come by this read.
+    streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), 1.0)
+    return watch, streams
+
+
+def _deliveries(
+    config: Mapping[str, Any], db: DatabaseManager, publisher: CeleryPublisher, secret_key: str
+) -> Deliveries:
+    # One attempt's bound: connect and the whole exchange, then 5 s of grace before the soft
+    # limit stops it and 5 s more before the hard one.
+    attempt_limit = config["WEBHOOK_CONNECT_TIMEOUT_SECONDS"] + config["WEBHOOK_TIMEOUT_SECONDS"] + 10
+    return Deliveries.from_config(
+        db, lambda delivery: publisher.publish_delivery(delivery, attempt_limit), config, secret_key
+    )
+
+
+def _housekeeping(
+    config: Mapping[str, Any],
+    celery: TaskerCelery,
+    db: DatabaseManager,
+    scheduler: Scheduler,
+    recovery: Recovery,
+) -> Housekeeping:
+    """Beat's loops: due tasks and schedules, the recovery sweep, retention."""
+    retention = Retention(db, config["TASK_RETENTION_DAYS"])
+    jobs = [
+        Job("publish-due", config["SCHEDULER_INTERVAL_SECONDS"], scheduler.run_due),
+        Job("recovery-sweep", config["RECOVERY_INTERVAL_SECONDS"], recovery.sweep),
+        Job("retention", config["RETENTION_INTERVAL_SECONDS"], retention.run),
+    ]
+    return Housekeeping(
+        celery,
+        jobs,
+        report=lambda job, counts: db.run(lambda c: ops.record_run(c, job.name, job.interval, counts)),
+    )
+
+
+def _connect_signals(housekeeping: Housekeeping, presence: WorkerPresence) -> None:
+    """Celery's signals hold bound methods weakly: they go with this app."""
+    beat_init.connect(housekeeping.on_beat_init)
+    beat_init.connect(presence.on_beat_init)
+    worker_ready.connect(presence.on_worker_ready)
+    worker_shutdown.connect(presence.on_worker_shutdown)
+    worker_process_shutdown.connect(WorkerPresence.on_process_exit)
+    celeryd_init.connect(size_webhook_worker)  # a module's function: connected once
