@@ -20,7 +20,7 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     from app.api import register_api
     from app.cli import register_commands
     from app.core import redact
-    from app.core.celery_app import check_visibility_timeout
+    from app.core.broker import broker_class
     from app.core.logs import configure_logging
     from app.tasks.base import MAX_RETRY_DELAY_SECONDS
     from app.web import create_dashboard
@@ -33,7 +33,7 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     app.json.sort_keys = False
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FILE"], app.config["LOG_FORMAT"])
     redact.install(redact.Redactor.from_config(app.config))
-    check_visibility_timeout(app.config, registry_of(app.config), MAX_RETRY_DELAY_SECONDS)
+    broker_class(app.config).check(app.config, registry_of(app.config), MAX_RETRY_DELAY_SECONDS)
 
     tasker, celery = build_tasker(app.config)
     app.extensions["tasker"] = tasker

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.core.broker import broker_class
 from app.models.migrate import prepare_database
 from config import ConfigError, hide_password
 from config.base import check_exposure
@@ -61,7 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def is_embedded_broker(config: Mapping[str, Any]) -> bool:
-    return config["BROKER_KIND"] == "filesystem"
+    return broker_class(config).embedded
 
 
 def describe_backends(config: Mapping[str, Any]) -> list[str]:

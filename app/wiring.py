@@ -12,22 +12,23 @@ from typing import Any
 from celery.signals import beat_init, celeryd_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from app.core import redact
+from app.core.beat.housekeeping import Housekeeping, Job
+from app.core.beat.presence import WorkerPresence
+from app.core.beat.recovery import Recovery, Thresholds
+from app.core.beat.retention import Retention
+from app.core.beat.scheduler import Scheduler
+from app.core.broker import WEBHOOK_QUEUE, Broker, broker_class
 from app.core.cache_manager import CacheManager
-from app.core.celery_app import WEBHOOK_QUEUE, CeleryPublisher, create_celery, size_webhook_worker
-from app.core.changes import ChangeFeed, Watch
+from app.core.celery_app import create_celery, size_webhook_worker
 from app.core.database_manager import DatabaseManager
 from app.core.endings import Endings
-from app.core.housekeeping import Housekeeping, Job
 from app.core.keys import KeyManager, local_secret
+from app.core.live.changes import ChangeFeed, Watch
+from app.core.live.streams import StreamHub
 from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
-from app.core.presence import WorkerPresence
 from app.core.quotas import UnfinishedTasks
-from app.core.recovery import Recovery, Thresholds
-from app.core.retention import Retention
 from app.core.schedule_manager import ScheduleManager
-from app.core.scheduler import Scheduler
-from app.core.streams import StreamHub
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
 from app.core.webhooks import Deliveries
@@ -75,20 +76,20 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     watch, streams = _live(config, db)
     celery = create_celery("app", config, [*registry.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
     assert isinstance(celery, TaskerCelery)
-    publisher = CeleryPublisher(celery, config["BROKER_KIND"])
+    broker = broker_class(config)(celery)
     secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
-    deliveries = _deliveries(config, db, publisher, secret_key)
+    deliveries = _deliveries(config, db, broker, secret_key)
     endings = Endings(db, cache, watch, deliveries)
-    scheduler = Scheduler(db, registry, publisher, watch.announce, deliveries)
+    scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
     thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
-    recovery = Recovery(endings, registry, publisher, publisher, thresholds)
+    recovery = Recovery(endings, registry, broker, broker, thresholds)
     callbacks = TaskCallbacks(endings, redactor.secret)
     celery.bind(Services(callbacks, registry, config, scheduler, recovery, deliveries))
     presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
     housekeeping = _housekeeping(config, celery, db, scheduler, recovery)
     _connect_signals(housekeeping, presence)
     tasks = TaskManager(
-        endings, registry, publisher, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
+        endings, registry, broker, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
         config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],
     )  # fmt: skip
     tasker = Tasker(
@@ -104,7 +105,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
             policy,
             deliveries,
         ),
-        monitor=Monitor(db, cache, publisher, registry, config["WORKER_HEARTBEAT_SECONDS"]),
+        monitor=Monitor(db, cache, broker, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
         housekeeping=housekeeping,
@@ -113,7 +114,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         presence=presence,
         snapshot=Snapshot(
             db,
-            publisher,
+            broker,
             registry.queues,
             config["WORKER_HEARTBEAT_SECONDS"],
             config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
@@ -139,13 +140,13 @@ def _live(config: Mapping[str, Any], db: DatabaseManager) -> tuple[Watch, Stream
 
 
 def _deliveries(
-    config: Mapping[str, Any], db: DatabaseManager, publisher: CeleryPublisher, secret_key: str
+    config: Mapping[str, Any], db: DatabaseManager, broker: Broker, secret_key: str
 ) -> Deliveries:
     # One attempt's bound: connect and the whole exchange, then 5 s of grace before the soft
     # limit stops it and 5 s more before the hard one.
     attempt_limit = config["WEBHOOK_CONNECT_TIMEOUT_SECONDS"] + config["WEBHOOK_TIMEOUT_SECONDS"] + 10
     return Deliveries.from_config(
-        db, lambda delivery: publisher.publish_delivery(delivery, attempt_limit), config, secret_key
+        db, lambda delivery: broker.enqueue_delivery(delivery, attempt_limit), config, secret_key
     )
 
 

@@ -1,7 +1,8 @@
 """The house rules `make lint` holds beside ruff and import-linter (STYLE.md):
 
 - no function in app/ or config/ over 60 lines;
-- every file path a docstring or comment names exists;
+- every file path a docstring, a comment or a doc (README, docs/, requirements, deployment
+  files) names exists;
 - no never-set threading.Event waited on (a sleep disguised as a wait);
 - no placeholder left in the README or docs/.
 
@@ -83,6 +84,21 @@ def never_set_events(source: str, tree: ast.AST) -> Iterator[str]:
             yield f"{line}: Event {name} is waited on and never set: a sleep disguised as a wait"
 
 
+def text_files() -> Iterator[Path]:
+    """The project's other files that name paths: docs, requirements, deployment files."""
+    for pattern in ("*.md", "requirements*.txt", "*.yml", "*.toml", "Dockerfile", "Makefile", "*.conf"):
+        for path in sorted(ROOT.rglob(pattern)):
+            if not SKIPPED.intersection(path.relative_to(ROOT).parts):
+                yield path
+
+
+def missing_paths_in_text(path: Path) -> Iterator[str]:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        for named in PATH.findall(line):
+            if not (ROOT / named).exists():
+                yield f"{path.relative_to(ROOT)}:{number}: names {named}, which does not exist"
+
+
 def placeholders() -> Iterator[str]:
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     for page in pages:
@@ -103,6 +119,8 @@ def breaches() -> Iterator[str]:
         for check in checks:
             for breach in check:
                 yield f"{relative}:{breach}"
+    for path in text_files():
+        yield from missing_paths_in_text(path)
     yield from placeholders()
 
 

@@ -35,8 +35,8 @@ from app.api import schemas
 from app.api.helpers import parse_id, scope
 from app.api.waits import client_gone, client_socket
 from app.core.errors import InvalidInput, ServiceBusy
+from app.core.live.streams import Change, StreamHub, Subscription
 from app.core.quotas import QuotaExceeded
-from app.core.streams import Change, StreamHub, Subscription
 from app.core.task_manager import TaskManager
 from app.models.task import TERMINAL
 

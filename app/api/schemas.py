@@ -12,6 +12,7 @@ from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
 from app.models.task import TaskStatus
 from app.models.webhook import EVENTS as WEBHOOK_EVENTS
+from app.models.webhook import URL_MAX_LENGTH as MAX_URL_LENGTH
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 from app.tasks.registry import RETRY_ON
 from config.base import MAX_RETRIES
@@ -93,7 +94,7 @@ class Priority(fields.Field):
 class WebhookRequest(StrictSchema):
     url = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=2048),
+        validate=validate.Length(min=1, max=MAX_URL_LENGTH),
         metadata={
             "description": "https URL of a public host; called with a signed POST when the task ends",
             "example": "https://example.com/hooks/tasker",

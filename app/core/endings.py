@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection, Row
 
 from app.core import metrics
 from app.core.cache_manager import CacheManager
-from app.core.changes import Watch
 from app.core.database_manager import DatabaseManager
+from app.core.live.changes import Watch
 from app.core.resources import task_output
 from app.core.webhooks import Deliveries
 from app.models import task as task_model

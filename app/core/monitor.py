@@ -151,7 +151,7 @@ class Monitor:
         checks = {"cache": "not used (in-process cache)", "broker": "not used (another broker)"}
         if self.cache.is_redis:
             checks["cache"] = "ok" if self.cache.ping() else "unavailable"
-        if self.broker.broker_kind == "redis":
+        if self.broker.is_redis:
             checks["broker"] = _probe(self.broker.ping)
         return checks
 

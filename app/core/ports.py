@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 DEFAULT_PRIORITY = 5  # "normal"; 0 is "low", 9 "high"
@@ -27,16 +27,12 @@ class Registry(Protocol):
     def __iter__(self) -> Iterator[TaskType]: ...
 
 
-class Publisher(Protocol):
-    """Publishes and revokes task messages; failures are BrokerUnavailable."""
+class TaskQueue(Protocol):
+    """Enqueues and revokes task messages (app/core/broker's Message); failures are BrokerUnavailable."""
 
-    broker_kind: str  # redis, amqp or filesystem
+    def enqueue(self, message: Any) -> None: ...
 
-    def publish(
-        self, task_type: Any, task_id: uuid.UUID, parameters: dict[str, Any], priority: int = ...
-    ) -> None: ...
-
-    def publish_many(self, messages: list[tuple[Any, uuid.UUID, dict[str, Any], int, Any]]) -> list[Any]: ...
+    def enqueue_many(self, messages: Sequence[Any]) -> list[Any]: ...
 
     def revoke(self, task_id: uuid.UUID) -> None: ...
 
@@ -44,7 +40,7 @@ class Publisher(Protocol):
 class BrokerProbe(Protocol):
     """What monitoring and the recovery sweep ask the broker and the workers."""
 
-    broker_kind: str
+    is_redis: bool
 
     def ping(self) -> None: ...
 

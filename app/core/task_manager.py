@@ -16,11 +16,11 @@ import sqlalchemy as sa
 
 from app.core import metrics
 from app.core.batching import Batcher, Item
-from app.core.celery_app import message_headers
-from app.core.changes import LIST_STREAMS, TASK_STREAMS
+from app.core.broker import Message, headers
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
-from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Publisher, Registry, TaskType
+from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
+from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Registry, TaskQueue, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.usage import UsagePolicy
@@ -84,6 +84,11 @@ class NewTask:
     def id(self) -> uuid.UUID:
         return self.values["id"]
 
+    def message(self) -> Message:
+        return Message(
+            self.task_type, self.id, self.values["parameters"], self.values["priority"], self.headers
+        )
+
 
 class TaskManager:
     """Every method takes the caller's `owner`: a task of another owner is not found, exactly like an
@@ -93,7 +98,7 @@ class TaskManager:
         self,
         endings: Endings,
         registry: Registry,
-        publisher: Publisher,
+        queue: TaskQueue,
         quota: UnfinishedTasks | None = None,
         policy: UsagePolicy | None = None,
         max_retry_attempts: int = 3,
@@ -108,7 +113,7 @@ class TaskManager:
         self.watch = endings.watch
         self.deliveries = endings.deliveries
         self.registry = registry
-        self.publisher = publisher
+        self.queue = queue
         self.quota = quota or UnfinishedTasks(self.db, 0)
         self.policy = policy
 
@@ -139,14 +144,14 @@ class TaskManager:
         else:
             self.quota.admit(request.owner)
             if self.batcher is not None and due_at is None:
-                return self._submit_batched(self.batcher, NewTask(task_type, values, message_headers()))
+                return self._submit_batched(self.batcher, NewTask(task_type, values, headers()))
             created_at = self.db.run_statement(lambda c: task_model.insert_values(c, values))
             submission = Submission.of(values, created_at)
         if due_at is not None:
             metrics.TASKS_SUBMITTED.labels(task_type.name).inc()
             self.watch.announce(submission.id, TaskStatus.SCHEDULED, LIST_STREAMS)
             return submission
-        self._publish(NewTask(task_type, values), request.owner)
+        self._enqueue(NewTask(task_type, values, headers()), request.owner)
         return submission
 
     def _columns(self, request: SubmitRequest) -> dict[str, Any]:
@@ -167,10 +172,10 @@ class TaskManager:
             } | request.retry_policy
         return extra
 
-    def _publish(self, new: NewTask, owner: str) -> None:
+    def _enqueue(self, new: NewTask, owner: str) -> None:
         """The row is committed: its message now; without one, the row goes again."""
         try:
-            self.publisher.publish(new.task_type, new.id, new.values["parameters"], new.values["priority"])
+            self.queue.enqueue(new.message())
         except BrokerUnavailable:
             # Not queued: take the row back so nothing looks queued that never will run.
             self._forget(new.id)
@@ -215,14 +220,11 @@ class TaskManager:
                     written.append(item)
                 except (DatabaseUnavailable, sa.exc.DBAPIError) as exc:
                     item.settle(error=exc)
-        self._publish_batch(written, created)
+        self._enqueue_batch(written, created)
 
-    def _publish_batch(self, written: list[Item], created: dict[uuid.UUID, Any]) -> None:
+    def _enqueue_batch(self, written: list[Item], created: dict[uuid.UUID, Any]) -> None:
         news: list[NewTask] = [item.value for item in written]
-        messages = [
-            (t.task_type, t.id, t.values["parameters"], t.values["priority"], t.headers) for t in news
-        ]
-        outcomes = self.publisher.publish_many(messages) if messages else []
+        outcomes = self.queue.enqueue_many([new.message() for new in news]) if news else []
         refused = [new.id for new, outcome in zip(news, outcomes, strict=True) if outcome is not None]
         if refused:
             # Not queued: take the rows back so nothing looks queued that never will run.
@@ -391,7 +393,7 @@ class TaskManager:
     def _revoke(self, task_id: uuid.UUID) -> None:
         # Best effort: the claim-time check is what really stops a cancelled task.
         try:
-            self.publisher.revoke(task_id)
+            self.queue.revoke(task_id)
         except BrokerUnavailable as exc:
             logger.warning("could not send a revoke for %s: %s", task_id, exc.details)
 

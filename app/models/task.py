@@ -94,7 +94,7 @@ tasks = sa.Table(
     sa.Column("worker", sa.String(200)),
     # Raised by every write (see _touch): the id of the task's change events.
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
-    # {"url": ..., "events": [...]}: told when the task ends (app/core/webhooks.py); null: nobody.
+    # {"url": ..., "events": [...]}: told when the task ends (app/core/webhooks/deliveries.py); null: nobody.
     sa.Column("webhook", JSONValue),
     # {"max_retries": n, "on": "any" | "transient"} given at submit; null: the task type's policy.
     sa.Column("retry_policy", JSONValue),

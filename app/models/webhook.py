@@ -27,6 +27,8 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "FAILED"
 
 
+URL_MAX_LENGTH = 2048  # a webhook's URL: the column, the policy and the API schema
+
 deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
@@ -34,7 +36,7 @@ deliveries = sa.Table(
     sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     sa.Column("owner", sa.String(100), nullable=False),
     sa.Column("event", sa.String(32), nullable=False),
-    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("url", sa.String(URL_MAX_LENGTH), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UTCDateTime(), nullable=False),

@@ -24,9 +24,9 @@ from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from app.core import logs, metrics
+from app.core.beat.recovery import Recovery
+from app.core.beat.scheduler import Scheduler
 from app.core.errors import DatabaseUnavailable
-from app.core.recovery import Recovery
-from app.core.scheduler import Scheduler
 from app.core.webhooks import Deliveries
 from app.tasks import handles
 from app.tasks.callbacks import TaskCallbacks

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import StatementError
 
-from app.core.changes import TASK_STREAMS
 from app.core.endings import Endings
+from app.core.live.changes import TASK_STREAMS
 from app.models import task as task_model
 from app.models.task import TaskStatus
 

@@ -126,7 +126,7 @@ def retry_later(ctx: RunContext, name: str, exc: TransientError) -> Exception:
     return ctx.retry_in(exc, retry_delay(retries, ctx.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after))
 
 
-# Housekeeping as tasks: beat runs these jobs in its own process (app/core/housekeeping.py), so
+# Housekeeping as tasks: beat runs these jobs in its own process (app/core/beat/housekeeping.py), so
 # nothing sends them on a schedule. They stay for a run by hand (`celery -A celery_worker.celery
 # call tasker.recovery_sweep`) and for a beat of an earlier version during an upgrade. No row of
 # their own, and no task events (they would fill Flower's list).
@@ -153,7 +153,7 @@ def publish_due(self: TaskerTask) -> dict[str, int] | None:
     time_limit=120,
 )
 def deliver_webhook(self: TaskerTask, delivery_id: str) -> str:
-    """One attempt at a webhook delivery (app/core/webhooks.py); the row says what became of it."""
+    """One attempt at a webhook delivery (app/core/webhooks/deliveries.py); the row says what became of it."""
     try:
         return str(self.services.deliveries.deliver(uuid.UUID(delivery_id)))
     except DatabaseUnavailable as exc:

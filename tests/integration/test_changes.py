@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.core.changes import ChangeFeed, Watch
+from app.core.broker import Message
+from app.core.live.changes import ChangeFeed, Watch
 from app.models.task import TERMINAL
 from tests.support import insert_task, row_of
 
@@ -17,7 +18,7 @@ def test_a_worker_announces_the_outcome_to_a_waiting_process(app, db, worker):
     task_id = insert_task(db)
     try:
         with watch.watching(task_id, TERMINAL) as finished:
-            tasks.publisher.publish(tasks.registry.resolve("sum"), task_id, {"a": 1, "b": 2})
+            tasks.queue.enqueue(Message(tasks.registry.resolve("sum"), task_id, {"a": 1, "b": 2}))
             assert finished.wait(10), "no announcement within 10 s"
     finally:
         watch.close()

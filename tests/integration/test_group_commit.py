@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from app.core import metrics
 from app.core.batching import Item
+from app.core.broker import Message
 from app.core.task_manager import NewTask
 from app.models import task as task_model
 from app.models.migrate import upgrade
@@ -178,30 +179,31 @@ def connections_to(vhost: str) -> list[str]:
     return [line.split("\t", 1)[1] for line in lines if line.split("\t", 1)[0] == vhost]
 
 
-def batch_of(app, count: int) -> list[tuple]:
-    """`count` sum messages as the batch writer hands them to publish_many."""
+def batch_of(app, count: int) -> list[Message]:
+    """`count` sum messages as the batch writer hands them to enqueue_many."""
     task_type = app.extensions["tasker"].tasks.registry.resolve("sum")
-    return [(task_type, uuid.uuid4(), {"a": 1, "b": n}, 5, None) for n in range(count)]
+    return [Message(task_type, uuid.uuid4(), {"a": 1, "b": n}) for n in range(count)]
 
 
-def test_rabbitmq_confirms_a_batch_with_one_wait_and_each_message_on_its_own(stack, tmp_path):
+def test_rabbitmq_confirms_a_batch_with_one_wait_and_each_message_on_its_own(stack, tmp_path, mocker):
     """The batch is published, then its confirms are awaited once; RabbitMQ's acks and nacks
     (here: a queue that takes 10 and refuses the rest) reach exactly their own messages. Also
-    the canary of amqp_publish.py: were py-amqp's numbering or ack events to change, the acks
+    the canary of amqp_confirms.py: were py-amqp's numbering or ack events to change, the acks
     would not be matched and every message would time out."""
     if stack.name != "rabbit":
         pytest.skip("publisher confirms are RabbitMQ's")
     with fresh_app(stack, tmp_path) as app:
-        publisher = app.extensions["tasker"].tasks.publisher
+        broker = app.extensions["tasker"].tasks.queue
         vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "ten", "^default$",
                     '{"max-length": 10, "overflow": "reject-publish"}')  # fmt: skip
         messages = batch_of(app, 30)
-        outcomes = publisher.publish_many(messages)
-        assert publisher.batches.waits == 1
+        sends = mocker.spy(broker.confirms, "_send_and_wait")
+        outcomes = broker.enqueue_many(messages)
+        assert sends.call_count == 1  # sent together, then one wait for every confirm
         assert outcomes[:10] == [None] * 10
         assert all("nack" in outcome.details["reason"] for outcome in outcomes[10:])
-        assert messages_in(app) == [str(m[1]) for m in messages[:10]]
+        assert messages_in(app) == [str(m.task_id) for m in messages[:10]]
 
 
 def test_rabbitmq_closing_the_connection_between_batches_loses_no_message(stack, tmp_path):
@@ -210,16 +212,16 @@ def test_rabbitmq_closing_the_connection_between_batches_loses_no_message(stack,
     if stack.name != "rabbit":
         pytest.skip("a RabbitMQ connection closed by the broker")
     with fresh_app(stack, tmp_path) as app:
-        publisher = app.extensions["tasker"].tasks.publisher
+        broker = app.extensions["tasker"].tasks.queue
         vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         first, second = batch_of(app, 5), batch_of(app, 5)
-        assert publisher.publish_many(first) == [None] * 5
+        assert broker.enqueue_many(first) == [None] * 5
         connections = connections_to(vhost)
         assert len(connections) == 1  # the batch publisher's
         rabbitmqctl("close_all_connections", "--vhost", vhost, "closed by the test")
-        assert publisher.publish_many(second) == [None] * 5
+        assert broker.enqueue_many(second) == [None] * 5
         assert connections_to(vhost) not in ([], connections)  # a new one
-        assert sorted(messages_in(app)) == sorted(str(m[1]) for m in first + second)
+        assert sorted(messages_in(app)) == sorted(str(m.task_id) for m in first + second)
 
 
 def test_rabbitmq_a_batch_publishers_connection_closes_when_its_app_goes(stack, tmp_path):
@@ -231,7 +233,7 @@ def test_rabbitmq_a_batch_publishers_connection_closes_when_its_app_goes(stack, 
     vhost = env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
     for _ in range(2):
         app = build_app(env)
-        assert app.extensions["tasker"].tasks.publisher.publish_many(batch_of(app, 1)) == [None]
+        assert app.extensions["tasker"].tasks.queue.enqueue_many(batch_of(app, 1)) == [None]
         app.extensions["tasker"].db.dispose()
         del app
         gc.collect()

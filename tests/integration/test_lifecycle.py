@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from app.core.celery_app import CeleryPublisher
+from app.core.beat.recovery import Recovery, Thresholds
+from app.core.broker import broker_class
 from app.core.errors import InvalidInput
-from app.core.recovery import Recovery, Thresholds
 from app.core.task_manager import SubmitRequest
 from app.models import task as task_model
 from app.models.task import TaskStatus
@@ -31,35 +31,38 @@ def for_old_rows(recovery: Recovery) -> Recovery:
     return recovery
 
 
-class CheckingPublisher(CeleryPublisher):
-    """Publishes for real, but first looks for the row through another app's connections."""
+def checking_broker(app, other_db):
+    """The app's broker, enqueueing for real, but first looking for each row through another
+    app's connections."""
 
-    def __init__(self, celery, broker_kind, other_db):
-        super().__init__(celery, broker_kind)
-        self.other_db = other_db
-        self.seen: list[str] = []
+    class Checking(broker_class(app.config)):
+        def __init__(self, celery):
+            super().__init__(celery)
+            self.seen: list[str] = []
 
-    def publish(self, task_type, task_id, parameters, priority=5, headers=None):
-        row = row_of(self.other_db, task_id)
-        self.seen.append(row.status if row else "missing")
-        super().publish(task_type, task_id, parameters, priority, headers)
+        def enqueue(self, message):
+            self.look(message)
+            super().enqueue(message)
 
-    def publish_many(self, messages):  # the batched submit's publish (SUBMIT_BATCH_MAX)
-        for message in messages:
-            row = row_of(self.other_db, message[1])
+        def enqueue_many(self, messages):  # the batched submit's (SUBMIT_BATCH_MAX)
+            for message in messages:
+                self.look(message)
+            return super().enqueue_many(messages)
+
+        def look(self, message):
+            row = row_of(other_db, message.task_id)
             self.seen.append(row.status if row else "missing")
-        return super().publish_many(messages)
+
+    return Checking(app.extensions["celery"])
 
 
 def test_the_row_is_committed_before_the_message_is_published(app, stack_env, worker):
     other = build_app(stack_env)
     manager = app.extensions["tasker"].tasks
-    manager.publisher = CheckingPublisher(
-        app.extensions["celery"], app.config["BROKER_KIND"], other.extensions["tasker"].db
-    )
+    manager.queue = checking_broker(app, other.extensions["tasker"].db)
     assert manager.batcher is not None  # submits are batched by default: that path is checked here
     task_id = manager.submit(SubmitRequest("sum", {"a": 1, "b": 2})).id
-    assert manager.publisher.seen == ["PENDING"]
+    assert manager.queue.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3
     other.extensions["tasker"].db.dispose()
 

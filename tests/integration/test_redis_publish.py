@@ -12,7 +12,8 @@ import redis as redis_py
 from celery import Celery, Task
 
 from app.core import logs
-from app.core.celery_app import CeleryPublisher, create_celery
+from app.core.broker import Broker, Message, broker_class, headers
+from app.core.celery_app import create_celery
 from app.core.errors import BrokerUnavailable
 from app.core.ports import MAX_PRIORITY
 from app.tasks.registry import REGISTRY
@@ -34,10 +35,10 @@ def broker(broker_url: str, redis_dbs) -> Iterator[redis_py.Redis]:
     client.close()
 
 
-def publisher_for(url: str, tmp_path: Any, **settings: str) -> CeleryPublisher:
+def broker_for(url: str, tmp_path: Any, **settings: str) -> Broker:
     config = load_config("testing", {"CELERY_BROKER_URL": url, "TASKER_DATA_DIR": str(tmp_path), **settings})
     celery = create_celery("tasker", config, REGISTRY.queues, Celery, Task)
-    return CeleryPublisher(celery, config["BROKER_KIND"])
+    return broker_class(config)(celery)
 
 
 def only_message(client: redis_py.Redis) -> tuple[str, dict[str, Any]]:
@@ -62,16 +63,16 @@ def only_message(client: redis_py.Redis) -> tuple[str, dict[str, Any]]:
 def test_message_and_list_are_those_of_send_task(
     broker, broker_url, tmp_path, name, parameters, priority, request_id
 ):
-    publisher = publisher_for(broker_url, tmp_path)
-    assert publisher.direct is not None
+    broker_ = broker_for(broker_url, tmp_path)
+    assert broker_.writer is not None
     task_type = REGISTRY.resolve(name)
     task_id = uuid.uuid4()
 
     # A request's id (bound to its log context by the API) travels in the message's headers.
     with logs.bound(request_id=request_id):
-        publisher.send_task(task_type, task_id, parameters, priority)
+        broker_.send_task(Message(task_type, task_id, parameters, priority, headers()))
         celery_key, celery_message = only_message(broker)
-        publisher.publish(task_type, task_id, parameters, priority)
+        broker_.enqueue(Message(task_type, task_id, parameters, priority, headers()))
         direct_key, direct_message = only_message(broker)
 
     assert direct_key == celery_key
@@ -84,11 +85,11 @@ def test_message_and_list_are_those_of_send_task(
 
 
 def test_priorities_land_on_the_lists_a_worker_reads_first(broker, broker_url, tmp_path):
-    publisher = publisher_for(broker_url, tmp_path)
+    broker_ = broker_for(broker_url, tmp_path)
     task_type = REGISTRY.resolve("sum_two_numbers")
     keys = {}
     for priority in (9, 5, 0):
-        publisher.publish(task_type, uuid.uuid4(), {"a": 1, "b": 2}, priority)
+        broker_.enqueue(Message(task_type, uuid.uuid4(), {"a": 1, "b": 2}, priority))
         keys[priority], _ = only_message(broker)
     # kombu serves `default` (step 0) first, then default:1 ... default:9.
     assert keys == {9: "default", 5: "default:4", 0: "default:9"}
@@ -96,43 +97,44 @@ def test_priorities_land_on_the_lists_a_worker_reads_first(broker, broker_url, t
 
 @pytest.mark.parametrize("priorities", [[5, 5, 5], [9, 5, 9, 0, 5]], ids=["one list", "three lists"])
 def test_a_batch_lands_on_its_lists_in_order(broker, broker_url, tmp_path, priorities):
-    """publish_many: one LPUSH per list (MULTI/EXEC when there are several); a worker reads each
+    """enqueue_many: one LPUSH per list (MULTI/EXEC when there are several); a worker reads each
     list's messages in the order they were given, exactly once each."""
-    publisher = publisher_for(broker_url, tmp_path)
+    broker_ = broker_for(broker_url, tmp_path)
     task_type = REGISTRY.resolve("sum_two_numbers")
-    messages = [(task_type, uuid.uuid4(), {"a": n, "b": 2}, p, None) for n, p in enumerate(priorities)]
-    assert publisher.publish_many(messages) == [None] * len(messages)
+    messages = [Message(task_type, uuid.uuid4(), {"a": n, "b": 2}, p) for n, p in enumerate(priorities)]
+    assert broker_.enqueue_many(messages) == [None] * len(messages)
     for priority in set(priorities):
-        key = publisher.direct.key("default", MAX_PRIORITY - priority)
+        key = broker_.writer.key("default", MAX_PRIORITY - priority)
         read = [json.loads(raw)["headers"]["id"] for raw in reversed(broker.lrange(key, 0, -1))]
-        assert read == [str(m[1]) for m in messages if m[3] == priority]  # RPOP order: oldest first
+        assert read == [str(m.task_id) for m in messages if m.priority == priority]  # RPOP: oldest first
     assert sum(broker.llen(key) for key in broker.keys("default*")) == len(messages)
 
 
 def test_a_long_argument_repr_is_cut_like_celery_cuts_it(broker, broker_url, tmp_path):
-    publisher = publisher_for(broker_url, tmp_path)
     prompt = "x" * 5000
-    publisher.publish(REGISTRY.resolve("query_chatgpt"), uuid.uuid4(), {"prompt": prompt}, 5)
+    broker_for(broker_url, tmp_path).enqueue(
+        Message(REGISTRY.resolve("query_chatgpt"), uuid.uuid4(), {"prompt": prompt})
+    )
     _, message = only_message(broker)
     assert len(message["headers"]["kwargsrepr"]) == 1024
     assert message["headers"]["kwargsrepr"].endswith("...")
 
 
 def test_redis_down_is_a_broker_error(tmp_path):
-    publisher = publisher_for(f"redis://127.0.0.1:{free_port()}/0", tmp_path)
+    broker_ = broker_for(f"redis://127.0.0.1:{free_port()}/0", tmp_path)
     with pytest.raises(BrokerUnavailable) as raised:
-        publisher.publish(REGISTRY.resolve("sum"), uuid.uuid4(), {"a": 1, "b": 2})
+        broker_.enqueue(Message(REGISTRY.resolve("sum"), uuid.uuid4(), {"a": 1, "b": 2}))
     assert "Connection refused" in raised.value.details["reason"]
 
 
 def test_other_brokers_keep_send_task(tmp_path):
-    assert publisher_for("rediss://127.0.0.1:1/0?ssl_cert_reqs=required", tmp_path).direct is None
-    assert publisher_for(f"filesystem://{tmp_path}", tmp_path).direct is None
+    assert broker_for("rediss://127.0.0.1:1/0?ssl_cert_reqs=required", tmp_path).writer is None
+    assert not hasattr(broker_for(f"filesystem://{tmp_path}", tmp_path), "writer")
 
 
 def test_rabbitmq_batches_confirm_once_unless_sent_events_share_the_channel(tmp_path):
     """A sent event is published on the batch's channel and would shift the confirms' numbering
-    (amqp_publish.py): with them on, each message is confirmed on its own, as before."""
+    (amqp_confirms.py): with them on, each message is confirmed on its own, as before."""
     url = "amqp://guest:guest@127.0.0.1:1/x"  # nothing is published: no connection is opened
-    assert publisher_for(url, tmp_path).batches is not None
-    assert publisher_for(url, tmp_path, CELERY_TASK_SENT_EVENT="true").batches is None
+    assert broker_for(url, tmp_path).confirms is not None
+    assert broker_for(url, tmp_path, CELERY_TASK_SENT_EVENT="true").confirms is None

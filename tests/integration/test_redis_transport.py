@@ -10,7 +10,7 @@ from celery import Celery, Task
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from app.core import redis_transport
+from app.core.broker import redis_transport
 from app.core.celery_app import create_celery
 from config import load_config
 

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
+from app.core.beat.retention import Retention
 from app.core.keys import KEY_PREFIX, new_key, well_formed
-from app.core.retention import Retention
 from app.models import api_key as key_model
 from app.models.task import TaskStatus
 from tests.conftest import ROOT, build_app, child_env

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from app.core.celery_app import celery_settings, check_visibility_timeout
+from app.core.broker import broker_class
+from app.core.celery_app import celery_settings
 from app.tasks.base import MAX_RETRY_DELAY_SECONDS
 from app.tasks.registry import REGISTRY
 from config import ConfigError, load_config
@@ -22,7 +23,7 @@ def config(**env: str) -> dict:
 
 def test_the_default_is_above_the_longest_hard_limit_plus_the_longest_retry_delay():
     settings = config()
-    check_visibility_timeout(settings, REGISTRY, MAX_RETRY_DELAY_SECONDS)
+    broker_class(settings).check(settings, REGISTRY, MAX_RETRY_DELAY_SECONDS)
     options = celery_settings(settings, REGISTRY.queues)["broker_transport_options"]
     assert options["visibility_timeout"] == 7200 > LONGEST + MAX_RETRY_DELAY_SECONDS
 
@@ -30,9 +31,8 @@ def test_the_default_is_above_the_longest_hard_limit_plus_the_longest_retry_dela
 @pytest.mark.parametrize("timeout", [60, LONGEST, int(LONGEST + MAX_RETRY_DELAY_SECONDS)])
 def test_a_timeout_that_is_too_short_is_refused_saying_what_to_set(timeout):
     with pytest.raises(ConfigError) as refused:
-        check_visibility_timeout(
-            config(BROKER_VISIBILITY_TIMEOUT_SECONDS=str(timeout)), REGISTRY, MAX_RETRY_DELAY_SECONDS
-        )
+        settings = config(BROKER_VISIBILITY_TIMEOUT_SECONDS=str(timeout))
+        broker_class(settings).check(settings, REGISTRY, MAX_RETRY_DELAY_SECONDS)
     message = str(refused.value)
     assert f"BROKER_VISIBILITY_TIMEOUT_SECONDS is {timeout} s" in message
     assert f"({LONGEST} s, process_data)" in message
@@ -41,7 +41,7 @@ def test_a_timeout_that_is_too_short_is_refused_saying_what_to_set(timeout):
 
 def test_other_brokers_have_no_visibility_timeout():
     settings = load_config("testing", {"BROKER_VISIBILITY_TIMEOUT_SECONDS": "60"})  # embedded filesystem
-    check_visibility_timeout(settings, REGISTRY, MAX_RETRY_DELAY_SECONDS)
+    broker_class(settings).check(settings, REGISTRY, MAX_RETRY_DELAY_SECONDS)
 
 
 def test_a_worker_refuses_to_start_with_a_short_timeout(tmp_path):

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from app.core.changes import ChangeFeed, Watch
+from app.core.live.changes import ChangeFeed, Watch
 from app.models.task import TERMINAL
 
 

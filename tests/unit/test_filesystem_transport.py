@@ -11,7 +11,7 @@ from celery import Celery, Task
 from kombu import Connection
 from kombu.transport import filesystem
 
-from app.core import filesystem_transport
+from app.core.broker import filesystem_transport
 from app.core.celery_app import create_celery
 from config import load_config
 
@@ -109,9 +109,7 @@ def test_a_socket_nobody_holds_is_cleared_by_the_next_publish(tmp_path):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(str(wake / "123-dead.sock"))
     stale.close()  # its process is gone; the file stays
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    filesystem_transport.wake_all(str(wake), sender)
-    sender.close()
+    filesystem_transport.wake_all(str(wake))
     assert not (wake / "123-dead.sock").exists()
 
 

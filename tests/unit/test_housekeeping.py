@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from app.core.changes import ChangeFeed, Watch
+from app.core.beat.housekeeping import Housekeeping, Job
+from app.core.beat.recovery import Recovery, Thresholds
+from app.core.beat.scheduler import Scheduler
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, DatabaseUnavailable
-from app.core.housekeeping import Housekeeping, Job
-from app.core.recovery import Recovery, Thresholds
-from app.core.scheduler import Scheduler
+from app.core.live.changes import ChangeFeed, Watch
 from app.models import schedule as schedule_model
 from app.models import task as task_model
 from app.tasks.registry import REGISTRY
@@ -21,7 +21,7 @@ from tests.support import insert_task, make_old, poll, row_of
 
 @pytest.fixture
 def broker(mocker):
-    broker = mocker.Mock(spec=["publish", "running_tasks", "broker_kind"])
+    broker = mocker.Mock(spec=["enqueue", "running_tasks", "is_redis"])
     broker.running_tasks.return_value = {}
     return broker
 
@@ -42,7 +42,7 @@ def test_the_scheduler_releases_due_tasks_and_fires_due_schedules(sqlite_db, bro
     )  # fmt: skip
     assert Scheduler(sqlite_db, REGISTRY, broker).run_due() == {"fired": 1, "released": 1}
     assert (row_of(sqlite_db, due).status, row_of(sqlite_db, later).status) == ("PENDING", "SCHEDULED")
-    published = [call.args[1] for call in broker.publish.call_args_list]
+    published = [call.args[0].task_id for call in broker.enqueue.call_args_list]
     assert due in published and len(published) == 2
     schedule = sqlite_db.run(lambda c: schedule_model.get(c, schedule_id))
     assert schedule.next_run_at.minute == 0 and schedule.next_run_at > now(sqlite_db)
@@ -55,7 +55,7 @@ def test_one_pass_at_a_time(sqlite_db, broker):
 
 def test_a_due_task_stays_scheduled_while_the_broker_is_down(sqlite_db, broker):
     due = insert_task(sqlite_db, status="SCHEDULED", run_at=now(sqlite_db) - timedelta(seconds=1))
-    broker.publish.side_effect = BrokerUnavailable("down")
+    broker.enqueue.side_effect = BrokerUnavailable("down")
     with pytest.raises(BrokerUnavailable):
         Scheduler(sqlite_db, REGISTRY, broker).run_due()
     assert row_of(sqlite_db, due).status == "SCHEDULED"
@@ -79,7 +79,7 @@ def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, cache, broker):
     assert recovery.sweep() == {"republished": 1, "requeued": 1, "failed": 1, "deliveries": 0, "skipped": 0}
     statuses = [row_of(sqlite_db, t).status for t in (stranded, dead, running, spent)]
     assert statuses == ["PENDING", "PENDING", "STARTED", "FAILED"]
-    assert {call.args[1] for call in broker.publish.call_args_list} == {stranded, dead}
+    assert {call.args[0].task_id for call in broker.enqueue.call_args_list} == {stranded, dead}
 
 
 def test_housekeeping_runs_each_job_again_and_survives_an_outage(mocker):

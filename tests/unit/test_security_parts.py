@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from app.core import redact
-from app.core.celery_app import transport_options
+from app.core.broker.filesystem_broker import FilesystemBroker
 from app.core.errors import InvalidInput
 from app.core.keys import KeyManager, local_secret, new_key
 from app.core.private import private_dir, private_file
@@ -83,7 +83,7 @@ def test_data_files_are_private(tmp_path):
     folder = private_dir(tmp_path / "data")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(private_file(folder / "tasker.db").stat().st_mode) == 0o600
-    transport_options({"BROKER_KIND": "filesystem", "DATA_DIR": str(folder)})
+    FilesystemBroker.transport_options({"DATA_DIR": str(folder)})
     for part in ("broker", "broker/queue", "broker/control", "broker/processed"):
         assert stat.S_IMODE((folder / part).stat().st_mode) == 0o700, part
     secret = local_secret(str(folder))

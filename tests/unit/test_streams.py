@@ -8,8 +8,8 @@ import uuid
 from contextlib import ExitStack
 from types import SimpleNamespace
 
-from app.core.changes import ChangeFeed, Watch
-from app.core.streams import Change, StreamHub, Subscription, close_all
+from app.core.live.changes import ChangeFeed, Watch
+from app.core.live.streams import Change, StreamHub, Subscription, close_all
 
 
 def row(task_id: uuid.UUID, revision: int, status: str = "STARTED", owner: str = "ann") -> SimpleNamespace:

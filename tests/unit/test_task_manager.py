@@ -4,9 +4,9 @@ import uuid
 
 import pytest
 
-from app.core.changes import ChangeFeed, Watch
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, InvalidInput, TaskNotFound, UnknownTaskType
+from app.core.live.changes import ChangeFeed, Watch
 from app.core.monitor import Monitor
 from app.core.task_manager import SubmitRequest, TaskManager
 from app.models import task as task_model
@@ -15,21 +15,21 @@ from app.tasks.registry import REGISTRY
 
 
 @pytest.fixture
-def publisher(mocker):
-    return mocker.Mock(spec=["publish", "ping", "revoke"])
+def broker(mocker):
+    return mocker.Mock(spec=["enqueue", "ping", "revoke"])
 
 
 @pytest.fixture
-def manager(sqlite_db, cache, publisher):
+def manager(sqlite_db, cache, broker):
     watch = Watch(ChangeFeed(), lambda ids: sqlite_db.run(lambda c: task_model.statuses(c, list(ids))))
-    yield TaskManager(Endings(sqlite_db, cache, watch), REGISTRY, publisher)
+    yield TaskManager(Endings(sqlite_db, cache, watch), REGISTRY, broker)
     watch.close()
 
 
-def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publisher):
+def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, broker):
     task_id = manager.submit(SubmitRequest("sum", {"a": 1, "b": 2})).id
-    task_type, published_id, parameters, priority = publisher.publish.call_args.args
-    assert (task_type.name, published_id, parameters, priority) == (
+    message = broker.enqueue.call_args.args[0]
+    assert (message.task_type.name, message.task_id, message.parameters, message.priority) == (
         "sum_two_numbers",
         task_id,
         {"a": 1, "b": 2},
@@ -39,20 +39,20 @@ def test_submit_stores_then_publishes_with_the_row_id(manager, sqlite_db, publis
     assert row.status == "PENDING" and row.name == "sum_two_numbers"
 
 
-def test_a_failed_publish_leaves_no_row(manager, sqlite_db, publisher):
-    publisher.publish.side_effect = BrokerUnavailable("connection refused")
+def test_a_failed_publish_leaves_no_row(manager, sqlite_db, broker):
+    broker.enqueue.side_effect = BrokerUnavailable("connection refused")
     with pytest.raises(BrokerUnavailable):
         manager.submit(SubmitRequest("sum", {"a": 1, "b": 2}))
     count = sqlite_db.run(lambda c: c.execute(task_model.tasks.select()).all())
     assert count == []
 
 
-def test_invalid_input_is_rejected_before_anything_is_stored(manager, publisher):
+def test_invalid_input_is_rejected_before_anything_is_stored(manager, broker):
     with pytest.raises(UnknownTaskType):
         manager.submit(SubmitRequest("nope", {}))
     with pytest.raises(InvalidInput):
         manager.submit(SubmitRequest("sum", {"a": "1", "b": 2}))
-    publisher.publish.assert_not_called()
+    broker.enqueue.assert_not_called()
 
 
 def test_get_output_caches_only_terminal_outputs(manager, sqlite_db, cache):
@@ -70,7 +70,7 @@ def test_unknown_task_is_not_found(manager):
 
 
 def test_check_dependencies_reports_each_one(sqlite_db, cache, mocker):
-    probe = mocker.Mock(spec=["ping", "broker_kind"])
+    probe = mocker.Mock(spec=["ping", "is_redis"])
     probe.ping.side_effect = BrokerUnavailable("Error 111 connecting")
     checks = Monitor(sqlite_db, cache, probe, REGISTRY).check_dependencies()
     assert checks == {"database": "ok", "broker": "Error 111 connecting", "cache": "ok"}

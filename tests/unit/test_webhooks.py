@@ -12,18 +12,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.core.errors import Conflict, InvalidInput
-from app.core.webhooks import (
-    MAX_RESPONSE_BYTES,
-    NOT_PUBLIC,
-    Deliveries,
-    RefusedAddress,
-    SigningSecrets,
-    WebhookPolicy,
-    guarded_session,
-    refusal,
-    retry_after_seconds,
-    sign,
-)
+from app.core.webhooks import NOT_PUBLIC, Deliveries, RefusedAddress, SigningSecrets, WebhookPolicy, sign
+from app.core.webhooks.policy import guarded_session, refusal
+from app.core.webhooks.sending import MAX_RESPONSE_BYTES, retry_after_seconds
 from app.models import task as task_model
 from app.models import webhook as webhook_model
 from config import ConfigError, load_config
@@ -61,7 +52,7 @@ def test_an_internal_port_open_or_closed_gets_one_answer(receiver):
     policy = WebhookPolicy(allow_http=True)
     deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=2.0)
     errors = {
-        deliveries.send(f"http://localhost:{port}/hook", "msg_7", b"{}", [WEBHOOK_SECRET]).error
+        deliveries.sender.send(f"http://localhost:{port}/hook", "msg_7", b"{}", [WEBHOOK_SECRET]).error
         for port in (receiver.port, closed_port())
     }
     assert errors == {"refused: localhost " + NOT_PUBLIC}, errors
@@ -146,11 +137,11 @@ def test_an_answer_is_read_up_to_64_kb_and_1_kb_kept_within_the_time_limit(recei
     policy = WebhookPolicy(allow_http=True, allowed_hosts=frozenset({"127.0.0.1"}))
     deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=1.0)
     receiver.answer((200, {}, "x" * (4 * MAX_RESPONSE_BYTES)))
-    attempt = deliveries.send(receiver.url(), "msg_3", b"{}", [WEBHOOK_SECRET])
+    attempt = deliveries.sender.send(receiver.url(), "msg_3", b"{}", [WEBHOOK_SECRET])
     assert attempt.delivered and attempt.response == "x" * 1024
     receiver.released.clear()  # now it never answers
     started = time.monotonic()
-    attempt = deliveries.send(receiver.url(), "msg_4", b"{}", [WEBHOOK_SECRET])
+    attempt = deliveries.sender.send(receiver.url(), "msg_4", b"{}", [WEBHOOK_SECRET])
     assert attempt.status_code is None and attempt.error.startswith("timed out")
     assert attempt.retryable and time.monotonic() - started < 3
 
@@ -164,7 +155,9 @@ def test_one_clock_bounds_the_whole_attempt_however_slowly_the_receiver_answers(
     deliveries = Deliveries(None, lambda d: None, None, policy, [1], total_timeout=1.0)
     try:
         started = time.monotonic()
-        attempt = deliveries.send(f"http://127.0.0.1:{stalling.port}/", "msg_5", b"{}", [WEBHOOK_SECRET])
+        attempt = deliveries.sender.send(
+            f"http://127.0.0.1:{stalling.port}/", "msg_5", b"{}", [WEBHOOK_SECRET]
+        )
         took = time.monotonic() - started
     finally:
         stalling.stop()
@@ -189,7 +182,9 @@ def test_an_attempt_ended_by_celerys_soft_time_limit_is_a_failed_attempt():
     previous = signal.signal(signal.SIGALRM, soft_limit)
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
-        attempt = deliveries.send(f"http://127.0.0.1:{stalling.port}/", "msg_6", b"{}", [WEBHOOK_SECRET])
+        attempt = deliveries.sender.send(
+            f"http://127.0.0.1:{stalling.port}/", "msg_6", b"{}", [WEBHOOK_SECRET]
+        )
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -272,7 +267,7 @@ def test_the_webhook_settings_defaults():
 def test_beat_releases_a_due_retry_by_the_databases_clock_only(sqlite_db):
     """A scheduler pass given a `now` of its own (tests move time for schedules that way) releases
     webhook retries by the database's clock all the same."""
-    from app.core.scheduler import Scheduler
+    from app.core.beat.scheduler import Scheduler
     from app.tasks.registry import REGISTRY
 
     published = []

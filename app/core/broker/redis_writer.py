@@ -62,12 +62,12 @@ class RedisQueueWriter:
         step = max((s for s in self.steps if s <= priority), default=self.steps[0])
         return f"{queue}{self.sep}{step}" if step else queue
 
-    def publish(self, *args: Any, **kwargs: Any) -> None:
+    def push(self, *args: Any, **kwargs: Any) -> None:
         """LPUSH message(*args, **kwargs): what kombu's Redis transport stores for the same
         send_task. Raises redis.RedisError when Redis cannot be reached."""
         self.client.lpush(*self.message(*args, **kwargs))
 
-    def publish_many(self, messages: list[tuple[str, str]]) -> None:
+    def push_many(self, messages: list[tuple[str, str]]) -> None:
         """LPUSH several (key, message) pairs from message() in one round trip, all or none: one
         LPUSH of all of a list's messages (in their order), and MULTI/EXEC when they go to more
         than one list. Raises redis.RedisError when Redis cannot be reached."""

@@ -1,6 +1,6 @@
 """Live task changes for the event streams (Server-Sent Events) of one API process.
 
-The process's one change listener (app/core/changes.py: Redis pub/sub, or datagrams on the
+The process's one change listener (app/core/live/changes.py: Redis pub/sub, or datagrams on the
 embedded stack) tells the hub which tasks changed. One dispatcher thread reads those rows in one
 query and offers each row to every open stream that wants it; a stream keeps, per task, only the
 newest row it has not sent yet, so a slow client is sent the latest state, never a backlog.
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.core.changes import LIST_STREAMS, TASK_STREAMS, WANTED_TTL, Watch
 from app.core.errors import DependencyUnavailable
+from app.core.live.changes import LIST_STREAMS, TASK_STREAMS, WANTED_TTL, Watch
 from app.core.resources import task_resource
 
 logger = logging.getLogger(__name__)

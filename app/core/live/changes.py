@@ -4,7 +4,7 @@ A writer (submit, claim, progress, retry, outcome, cancel, the scheduler and the
 calls `announce(task_id, status)` after its change is committed. On the real stack that is one
 Redis PUBLISH; on the embedded stack (no Redis) one datagram to each listening process of the
 host (LocalFeed). Each API process runs one listener thread, which wakes the requests waiting on
-that task and tells the process's event streams (app/core/streams.py). Another thread reads, in
+that task and tells the process's event streams (app/core/live/streams.py). Another thread reads, in
 one query, the status of every task still waited on, every `fallback_seconds`: that catches a
 change whose announcement was lost (its writer died between the commit and the announcement, or
 Redis was away). Either way the database sees at most one query per fallback interval per
@@ -13,7 +13,6 @@ process, however many requests wait, plus each request's own reads.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
@@ -30,6 +29,7 @@ from typing import Any
 import redis
 
 from app.core.errors import DependencyUnavailable
+from app.core.live import datagrams
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ChangeFeed:
         Redis (one round trip instead of two); None without Redis."""
         return None if self.client is None else (CHANNEL, message)
 
-    def publish(self, message: str) -> None:
+    def send_change(self, message: str) -> None:
         if self.client is None:
             return
         try:
@@ -139,23 +139,15 @@ class LocalFeed:
     def _address(self, name: str) -> str:
         return f"\0{self._prefix}-{name}"
 
-    def publish(self, message: str) -> None:
-        sender = _sender()
-        data = message.encode()
+    def send_change(self, message: str) -> None:
         try:
-            listeners = [entry.name for entry in os.scandir(self.directory)]
+            names = [entry.name for entry in os.scandir(self.directory)]
         except FileNotFoundError:
             return  # nobody has listened yet
-        for name in listeners:
-            try:
-                sender.sendto(data, self._address(name))
-            except ConnectionRefusedError:  # that listener is gone
-                (self.directory / name).unlink(missing_ok=True)
-            except OSError as exc:  # e.g. its buffer is full: the read-back finds the change
-                logger.debug("could not announce a task change to %s: %s", name, exc)
+        datagrams.broadcast(message.encode(), [(self._address(n), str(self.directory / n)) for n in names])
 
     def pipelined(self, message: str) -> None:
-        self.publish(message)
+        self.send_change(message)
         return None
 
     def wanted(self, kind: str) -> bool:
@@ -184,22 +176,6 @@ class LocalFeed:
         finally:
             receiver.close()
             (self.directory / name).unlink(missing_ok=True)
-
-
-_SENDERS: dict[int, socket.socket] = {}
-
-
-def _sender() -> socket.socket:
-    """This process's one socket for sending datagrams (kept for the life of the process)."""
-    sender = _SENDERS.get(os.getpid())
-    if sender is None:
-        for inherited in _SENDERS.values():  # a forked child does not use its parent's
-            inherited.close()
-        _SENDERS.clear()
-        sender = _SENDERS[os.getpid()] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sender.setblocking(False)
-        atexit.register(sender.close)
-    return sender
 
 
 class Watch:
@@ -238,7 +214,7 @@ class Watch:
         of that kind are open somewhere; None (outcomes, cancels): always."""
         self._notify(task_id, status)
         if needed_by is None or self.feed.wanted(needed_by):
-            self.feed.publish(json.dumps({"id": str(task_id), "status": status}))
+            self.feed.send_change(json.dumps({"id": str(task_id), "status": status}))
 
     def announcement(self, task_id: uuid.UUID, status: str) -> tuple[str, str] | None:
         """Tell waiters here, and return the (channel, message) for the caller to PUBLISH along with

@@ -50,7 +50,7 @@ def usable(celery: Celery) -> bool:
 class ConfirmedBatches:
     """Publish a batch on one channel, then wait once for RabbitMQ to confirm all of it.
 
-    `publish` returns one outcome per message: None if RabbitMQ confirmed it, else the
+    `send_confirmed` returns one outcome per message: None if RabbitMQ confirmed it, else the
     BrokerUnavailable to answer its request with. A nack is final. A lost connection is
     reconnected and the messages not yet confirmed are sent again (at most `attempts` times in
     all, within `timeout`), as kombu's own retry would: one RabbitMQ did take while its confirm
@@ -61,7 +61,6 @@ class ConfirmedBatches:
         self.celery = celery
         self.timeout = timeout
         self.attempts = attempts
-        self.waits = 0  # confirm waits, one per batch sent (for the tests)
         self._lock = threading.Lock()
         self._pid = 0
         self._conn: Any = None
@@ -69,7 +68,7 @@ class ConfirmedBatches:
         self._producer: Producer | None = None
         self._confirms = _Confirms()
 
-    def publish(self, send: Callable[[Producer, Any], None], messages: Sequence[Any]) -> list[Any]:
+    def send_confirmed(self, send: Callable[[Producer, Any], None], messages: Sequence[Any]) -> list[Any]:
         with self._lock:
             outcomes: list[Any] = [_UNSENT] * len(messages)
             deadline = time.monotonic() + self.timeout
@@ -111,7 +110,6 @@ class ConfirmedBatches:
                 send(producer, messages[i])
                 confirms.sent += 1
                 confirms.waiting[confirms.sent] = i
-            self.waits += 1
             while confirms.waiting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -127,7 +125,7 @@ class ConfirmedBatches:
         """This process's producer on a channel in confirm mode (a forked child opens its own)."""
         if self._producer is None or self._pid != os.getpid():
             conn = self.celery.connection_for_write(transport_options={"confirm_publish": False})
-            # One try: publish() makes the attempts (kombu's own would wait 2 s before a second).
+            # One try: send_confirmed() makes the attempts (kombu's own would wait 2 s before a second).
             conn.ensure_connection(max_retries=0)
             self._pid, self._conn, self._confirms = os.getpid(), conn, _Confirms()
             # The channel's callbacks hold the _Confirms, not this object, so that it can be

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from app.core.changes import TASK_STREAMS
+from app.core.broker import Message
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable
-from app.core.ports import BrokerProbe, Publisher, Registry
+from app.core.live.changes import TASK_STREAMS
+from app.core.ports import BrokerProbe, Registry, TaskQueue
 from app.models import task as task_model
 from app.models.task import TaskStatus
 
@@ -57,7 +58,7 @@ class Recovery:
         self,
         endings: Endings,
         registry: Registry,
-        publisher: Publisher,
+        queue: TaskQueue,
         probe: BrokerProbe,
         thresholds: Thresholds,
     ):
@@ -66,7 +67,7 @@ class Recovery:
         self.announce = endings.watch.announce  # tells event streams of each task requeued
         self.deliveries = endings.deliveries  # webhook deliveries whose message or worker was lost
         self.registry = registry
-        self.publisher = publisher
+        self.queue = queue
         self.probe = probe
         self.thresholds = thresholds
 
@@ -129,5 +130,5 @@ class Recovery:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
             return False  # it moved on since we looked
         self.announce(row.id, TaskStatus.PENDING, TASK_STREAMS)
-        self.publisher.publish(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
+        self.queue.enqueue(Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority))
         return True

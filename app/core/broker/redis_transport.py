@@ -1,7 +1,7 @@
 """kombu 5.7.0's Redis transport, with a worker that survives a Redis restart, and cheaper publishing.
 
 Selected for Tasker's Celery app only, through Celery's `broker_transport` setting
-(app/core/celery_app.py); kombu's own `redis://` transport is left as it is for the rest of
+(app/core/broker/redis_broker.py); kombu's own `redis://` transport is left as it is for the rest of
 the process. The two changes are apart: `SurvivingChannel` is the bug fix, `Channel` adds the
 client caching on top of it. tests/integration/test_redis_transport.py reproduces both crashes on
 stock kombu (the canary: it fails once kombu fixes them, and this module can go).

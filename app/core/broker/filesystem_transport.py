@@ -17,7 +17,8 @@ sockets are not to be had (a path too long), the transport polls as kombu's does
 Tasker's Celery app selects this transport for a `filesystem://` broker through Celery's
 `broker_transport` setting; kombu's own is left as it is for the rest of the process. Written
 against kombu 5.7.0's virtual Transport.drain_events (its loop, with the sleep replaced);
-tests/unit/test_filesystem_transport.py checks that loop is still the one replaced.
+tests/unit/test_filesystem_transport.py checks that loop is still the one replaced. The wakes are
+sent as app/core/live/datagrams.py sends every datagram of the host.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps
 
+from app.core.live import datagrams
+
 WAKE_FOLDER = "wake"
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
 
@@ -44,29 +47,13 @@ def wake_folder(data_folder: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(data_folder).rstrip(os.sep)), WAKE_FOLDER)
 
 
-def wake_all(folder: str, sender: socket.socket) -> None:
+def wake_all(folder: str) -> None:
     """One byte to every consumer's socket in `folder`; a socket nobody holds any more goes."""
     try:
-        entries = list(os.scandir(folder))
+        entries = [entry.path for entry in os.scandir(folder) if entry.name.endswith(".sock")]
     except OSError:
         return
-    for entry in entries:
-        if not entry.name.endswith(".sock"):
-            continue
-        try:
-            sender.sendto(b"!", entry.path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)  # its process is gone
-        except OSError:
-            pass  # its buffer is full: it has been woken already
-
-
-def _sender() -> socket.socket:
-    """A socket to send wakes from (a few microseconds to make; nothing to keep per thread)."""
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sender.setblocking(False)
-    return sender
+    datagrams.broadcast(b"!", [(path, path) for path in entries])
 
 
 class Channel(filesystem.Channel):
@@ -98,13 +85,12 @@ class Transport(filesystem.Transport):
         self._listener_path: str | None = None
 
     def wake(self, folder: str) -> None:
-        with _sender() as sender:
-            wake_all(folder, sender)
+        wake_all(folder)
 
     def wake_self(self) -> None:
         if self._listener_path is not None:
-            with _sender() as sender, contextlib.suppress(OSError):
-                sender.sendto(b"!", self._listener_path)
+            with contextlib.suppress(OSError):
+                datagrams.sender().sendto(b"!", self._listener_path)
 
     def _listen(self) -> socket.socket | None:
         """This process's wake socket (bound on first use), or None to poll as kombu does."""
