@@ -83,15 +83,17 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
     thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
     recovery = Recovery(endings, registry, broker, broker, thresholds)
-    callbacks = TaskCallbacks(endings, redactor.secret)
-    celery.bind(Services(callbacks, registry, config, scheduler, recovery, deliveries))
-    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
-    housekeeping = _housekeeping(config, celery, db, scheduler, recovery)
-    _connect_signals(housekeeping, presence)
     tasks = TaskManager(
         endings, registry, broker, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
         config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],
     )  # fmt: skip
+    callbacks = TaskCallbacks(endings, redactor.secret)
+    # The one extension of the Celery app: the services its tasks use, and the submit path that
+    # .delay() and send_task() from Python go through.
+    celery.bind(Services(callbacks, registry, config, scheduler, recovery, deliveries, tasks))
+    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
+    housekeeping = _housekeeping(config, celery, db, scheduler, recovery)
+    _connect_signals(housekeeping, presence)
     tasker = Tasker(
         db=db,
         cache=cache,
@@ -122,7 +124,6 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         streams=streams,
         deliveries=deliveries,
     )
-    celery.submitter = tasks  # .delay() and send_task() from Python submit through it
     return tasker, celery
 
 

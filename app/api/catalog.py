@@ -55,6 +55,6 @@ def task_type_resource(task_type: Any, policy: UsagePolicy | None = None) -> dic
         "soft_time_limit": task_type.soft_time_limit,
         "time_limit": task_type.time_limit,
         "max_retries": task_type.max_retries,
-        "retry_policy": task_type.retry_policy,
+        "retry_policy": task_type.retry_policy.as_dict(),
         "parameters": parameters_schema(task_type, policy),
     }

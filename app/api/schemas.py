@@ -10,11 +10,11 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from app.core.keys import name_error
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
+from app.core.retries import RETRY_ON
 from app.models.task import TaskStatus
 from app.models.webhook import EVENTS as WEBHOOK_EVENTS
 from app.models.webhook import URL_MAX_LENGTH as MAX_URL_LENGTH
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
-from app.tasks.registry import RETRY_ON
 from config.base import MAX_RETRIES
 
 STATUSES = [status.value for status in TaskStatus]

@@ -13,6 +13,7 @@ from typing import Any
 from marshmallow import Schema, fields, pre_dump, validate
 
 from app.core.errors import InvalidInput
+from app.core.retries import RETRY_ON
 from app.models.task import TaskStatus
 
 
@@ -63,7 +64,7 @@ class Webhook(Schema):
 
 class RetryPolicy(Schema):
     max_retries = fields.Integer(required=True)
-    on = fields.String(required=True, validate=validate.OneOf(["any", "transient"]))
+    on = fields.String(required=True, validate=validate.OneOf(RETRY_ON))
 
 
 class Task(_Resource):

@@ -27,6 +27,8 @@ from app.core import logs, metrics
 from app.core.beat.recovery import Recovery
 from app.core.beat.scheduler import Scheduler
 from app.core.errors import DatabaseUnavailable
+from app.core.retries import RetryPolicy
+from app.core.task_manager import TaskManager
 from app.core.webhooks import Deliveries
 from app.tasks import handles
 from app.tasks.callbacks import TaskCallbacks
@@ -64,14 +66,26 @@ class Services:
     scheduler: Scheduler
     recovery: Recovery
     deliveries: Deliveries
+    tasks: TaskManager  # submits what Python code sends (app/tasks/handles.py)
+
+
+@dataclass
+class RunState:
+    """What Tasker keeps of one run, as one record on Celery's request (`tasker_run`)."""
+
+    log: Any = None  # the token of the run's log fields; after_return unbinds them
+    started: float | None = None  # time.monotonic() at the claim; None once the outcome is observed
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    webhook: bool | None = None  # whether the task has a webhook (its claim said)
 
 
 class TaskerCelery(Celery):
-    """Celery, holding the one Services object its tasks use, and the TaskManager that submits
-    what Python code sends (see app/tasks/handles.py)."""
+    """Celery, holding the one Services object its tasks use.
 
-    services: Services
-    submitter: Any = None
+    The services are bound once, right after the app is made: they cannot be given to the
+    constructor, since the broker they send through wraps this very app (app/wiring.py)."""
+
+    services: Services | None = None
 
     def bind(self, services: Services) -> None:
         self.services = services
@@ -79,12 +93,12 @@ class TaskerCelery(Celery):
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """A Tasker task sent with no task id goes through the submit path (a row, then the
         message) and a TaskHandle comes back; anything else is Celery's send_task."""
-        services = getattr(self, "services", None)
+        services = self.services
         task_type = handles.task_type_for(services.registry, name) if services else None
-        if options.get("task_id") is not None or task_type is None or self.submitter is None:
+        if options.get("task_id") is not None or task_type is None or services is None:
             return super().send_task(name, args, kwargs, **options)
         function = self.tasks[task_type.celery_name].run
-        return handles.submit_call(self.submitter, task_type, function, args, kwargs, options)
+        return handles.submit_call(services.tasks, task_type, function, args, kwargs, options)
 
 
 _sessions = threading.local()
@@ -122,7 +136,7 @@ class RunContext:
     @property
     def max_retries(self) -> int:
         """How many retries its retry policy allows (its own, else its task type's)."""
-        return self.task.request.tasker_retry_policy["max_retries"]
+        return self.task.run_state.policy.max_retries
 
     def report_progress(self, percent: int, message: str | None = None) -> None:
         """Record progress (0-100): at most every PROGRESS_INTERVAL seconds, and where the task ends."""
@@ -164,35 +178,34 @@ class TaskerTask(Task):
         task_type = self.services.registry.for_celery_task(self.name)
         return task_type.name if task_type else self.name
 
+    @property
+    def run_state(self) -> RunState:
+        """This run's record on Celery's request (a blank one before the claim)."""
+        return getattr(self.request, "tasker_run", None) or RunState()
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly:
             return self.run(*args, **kwargs)
         request = self.request
         if not self.tracked:  # no row: its lines carry only the request id, if any
-            request.tasker_log = logs.start(request_id=getattr(request, "request_id", None))
+            request.tasker_run = RunState(log=logs.start(request_id=getattr(request, "request_id", None)))
             return self.run(*args, **kwargs)
         # Every line of this run carries the task's fields, and the id of the request that
         # submitted it (from the message's headers); after_return unbinds them.
-        request.tasker_log = logs.start(
-            request_id=getattr(request, "request_id", None),
-            task_id=request.id,
-            task_type=self.name_for_metrics,
-            queue=(request.delivery_info or {}).get("routing_key"),
+        state = request.tasker_run = RunState(
+            log=logs.start(
+                request_id=getattr(request, "request_id", None),
+                task_id=request.id,
+                task_type=self.name_for_metrics,
+                queue=(request.delivery_info or {}).get("routing_key"),
+            )
         )
         task_id = _task_uuid(request.id)
         claimed = self._claim(task_id) if task_id is not None else None
         if claimed is None:
             self._explain_unclaimed(request.id, task_id)
             raise Ignore()
-        logs.bind(attempt=claimed.attempts)
-        request.tasker_started = time.monotonic()
-        request.tasker_retry_policy = retry_policy_of(
-            claimed.retry_policy, self.services.registry.for_celery_task(self.name)
-        )
-        request.tasker_webhook = bool(claimed.has_webhook)  # the outcome writes a delivery with it
-        if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
-            waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
-            metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))
+        self._started(state, claimed)
         logger.info("task %s started (attempt %s)", task_id, claimed.attempts)
         try:
             if not self.pass_context:
@@ -205,11 +218,22 @@ class TaskerTask(Task):
         except NOT_RETRIED:
             raise
         except Exception as exc:
-            policy = request.tasker_retry_policy
-            if policy["on"] != "any" or request.retries >= policy["max_retries"]:
+            if not state.policy.retries_any_failure(request.retries):
                 raise
             countdown = retry_delay(request.retries, self.services.settings["RETRY_BACKOFF_SECONDS"])
             raise self.retry_in(task_id, exc, countdown) from exc
+
+    def _started(self, state: RunState, claimed: Any) -> None:
+        """The claimed run's record: when it started, its retry policy, whether it has a webhook."""
+        logs.bind(attempt=claimed.attempts)
+        state.started = time.monotonic()
+        state.policy = retry_policy_of(
+            claimed.retry_policy, self.services.registry.for_celery_task(self.name)
+        )
+        state.webhook = bool(claimed.has_webhook)  # the outcome writes a delivery with it
+        if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
+            waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
+            metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))
 
     def retry_in(self, task_id: uuid.UUID, exc: Exception, countdown: float) -> Exception:
         """RETRYING with the reason, then Celery's Retry (raise what this returns) to run the task
@@ -241,10 +265,10 @@ class TaskerTask(Task):
 
     def observe_outcome(self, status: str, **fields: Any) -> None:
         """The run's time (claim to outcome) in tasker_task_run_seconds, and one line saying how it ended."""
-        started = getattr(self.request, "tasker_started", None)
+        state = self.run_state
+        started, state.started = state.started, None
         if started is None:
             return  # not claimed: nothing ran
-        self.request.tasker_started = None
         seconds = time.monotonic() - started
         metrics.TASK_RUN_SECONDS.labels(self.name_for_metrics).observe(seconds)
         duration_ms = round(seconds * 1000, 2)
@@ -252,9 +276,9 @@ class TaskerTask(Task):
         logger.info("task %s %s in %.2f ms", self.request.id, status, duration_ms, extra=extra)
 
     def after_return(self, *args: Any, **kwargs: Any) -> None:
-        token = getattr(self.request, "tasker_log", None)
+        state = self.run_state
+        token, state.log = state.log, None
         if token is not None:
-            self.request.tasker_log = None
             logs.unbind(token)
 
     def _claim(self, task_id: uuid.UUID) -> Any:
@@ -262,7 +286,7 @@ class TaskerTask(Task):
         deliveries = self.services.settings["TASK_MAX_DELIVERIES"]
 
         def max_starts(row: Any) -> int:  # its retries (its own policy, else its type's) and crashes
-            return retry_policy_of(row.retry_policy, task_type)["max_retries"] + deliveries
+            return retry_policy_of(row.retry_policy, task_type).max_retries + deliveries
 
         try:
             return self.services.callbacks.claim_within(task_id, max_starts, self.request.hostname)
@@ -289,7 +313,7 @@ class TaskerTask(Task):
 
     def _record(self, handler: Any, task_id: str, value: Any) -> None:
         try:
-            handler(_task_uuid(task_id), value, getattr(self.request, "tasker_webhook", None))
+            handler(_task_uuid(task_id), value, self.run_state.webhook)
         except DatabaseUnavailable as exc:
             # The outcome is not written: run the task again once the database is back.
             logger.warning("task %s: database unavailable, requeueing: %s", task_id, exc.details)

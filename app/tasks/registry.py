@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError
 
 from app.core.errors import InvalidInput, UnknownTaskType, describe_messages
+from app.core.retries import RetryPolicy
 from app.tasks import parameters as p
 
 
@@ -26,14 +27,14 @@ class TaskType:
     retry_on: str = "transient"  # "transient" (upstream 429/5xx, timeouts) or "any" failure
 
     @property
-    def retry_policy(self) -> dict[str, Any]:
+    def retry_policy(self) -> RetryPolicy:
         """The policy a task of this type gets when its submit names none."""
-        return {"max_retries": self.max_retries, "on": self.retry_on}
+        return RetryPolicy(self.max_retries, self.retry_on)
 
     def max_starts(self, max_deliveries: int, policy: Mapping[str, Any] | None = None) -> int:
         """How often a task may be started: its retries (its own `policy`, else the type's), plus
         `max_deliveries` for crashes."""
-        return retry_policy_of(policy, self)["max_retries"] + max_deliveries
+        return retry_policy_of(policy, self).max_retries + max_deliveries
 
     def validate(self, parameters: Any, field: str = "parameters") -> dict[str, Any]:
         """The cleaned parameters, or InvalidInput naming each field (under `field`) and rule."""
@@ -76,14 +77,11 @@ class Registry:
         return found
 
 
-RETRY_ON = ("any", "transient")
-
-
-def retry_policy_of(row_policy: Mapping[str, Any] | None, task_type: TaskType | None) -> dict[str, Any]:
+def retry_policy_of(row_policy: Mapping[str, Any] | None, task_type: TaskType | None) -> RetryPolicy:
     """The policy a task runs under: its own (given at submit), else its type's, else none."""
     if row_policy:
-        return {"max_retries": int(row_policy["max_retries"]), "on": row_policy["on"]}
-    return task_type.retry_policy if task_type else {"max_retries": 0, "on": "transient"}
+        return RetryPolicy.stored(row_policy)
+    return task_type.retry_policy if task_type else RetryPolicy()
 
 
 def default_limits(timeout: int) -> dict[str, int]:

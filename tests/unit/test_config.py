@@ -133,12 +133,13 @@ def test_worker_concurrency_sizes_a_worker_started_without_the_option():
 
 
 def test_task_timeout_and_retry_attempts_shape_the_task_types():
+    from app.core.retries import RetryPolicy
     from app.wiring import registry_of
 
     defaults = registry_of(load_config("testing", {}))
     assert (defaults.resolve("sum").time_limit, defaults.resolve("sum").soft_time_limit) == (45, 30)
-    assert defaults.resolve("weather").retry_policy == {"max_retries": 3, "on": "transient"}
-    assert defaults.resolve("process_data").retry_policy == {"max_retries": 0, "on": "transient"}
+    assert defaults.resolve("weather").retry_policy == RetryPolicy(max_retries=3, on="transient")
+    assert defaults.resolve("process_data").retry_policy == RetryPolicy(max_retries=0, on="transient")
     tuned = registry_of(load_config("testing", {"DEFAULT_TASK_TIMEOUT": "300", "MAX_RETRY_ATTEMPTS": "0"}))
     assert tuned.resolve("find_longest_consecutive_letters").time_limit == 300
     assert tuned.resolve("sum").soft_time_limit == 200
