@@ -4,7 +4,7 @@ RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 CONTAINER_TOOLS := $(VENV)/.installed-containers
 
-.PHONY: run test test-containers lint format install worker bench screenshots clean
+.PHONY: run test test-containers lint format install worker bench screenshots settings clean
 
 # make run needs the runtime requirements only; the tests add the development ones.
 $(RUNTIME): requirements.txt
@@ -48,12 +48,17 @@ screenshots: $(STAMP)
 	SCREENSHOTS_DIR=docs/screenshots $(PYTHON) -m pytest -o addopts="" -q \
 		tests/integration/test_dashboard.py -k "screenshots and embedded"
 
-## lint: ruff, the layers (import-linter) and the house rules of tools/house_rules.py
+## lint: ruff, the layers (import-linter), the house rules (tools/house_rules.py), generated files current
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(PYTHON) tools/house_rules.py
+	$(PYTHON) -m config.reference --check
+
+## settings: write tasker.env.example and docs/settings.md from the declarations (config/settings.py)
+settings: $(RUNTIME)
+	$(PYTHON) -m config.reference
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -8,23 +8,31 @@ Metrics: the master empties (or makes) PROMETHEUS_MULTIPROC_DIR before any worke
 starts, so every worker records there and /metrics adds them up (config/metrics_dir.py).
 """
 
-import multiprocessing
 import os
 import sys
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+from config import ConfigError, load_config
+
+# The settings as the app reads them (config/settings.py): a bad value stops gunicorn here,
+# saying which, before any worker starts.
+try:
+    settings = load_config()
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+bind = settings["GUNICORN_BIND"]
+workers = settings["WEB_CONCURRENCY"]
 worker_class = "gthread"
 # Requests get GUNICORN_THREADS threads; open event streams (SSE) one each on top of those, up
 # to STREAM_MAX_CONCURRENT per process, so streams never take the threads requests need.
-threads = int(os.environ.get("GUNICORN_THREADS", "8")) + int(os.environ.get("STREAM_MAX_CONCURRENT", "100"))
+threads = settings["GUNICORN_THREADS"] + settings["STREAM_MAX_CONCURRENT"]
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 control_socket_disable = True  # gunicorn 27 otherwise opens a socket under $HOME
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+accesslog = settings["GUNICORN_ACCESS_LOG"]
 errorlog = "-"
 
 
@@ -34,15 +42,15 @@ _metrics_dir = []
 def on_starting(server):
     """Refuse open mode (no API keys) on a network address unless AUTH_MODE=open says so;
     prepare the metrics directory the workers will share."""
-    from config import ConfigError, load_config, metrics_dir
+    from config import metrics_dir
     from config.base import check_exposure
 
-    if os.environ.get("METRICS_ENABLED", "").strip().lower() not in ("false", "0", "no"):
+    if settings["METRICS_ENABLED"]:
         _metrics_dir.append(metrics_dir.prepare("tasker-gunicorn-metrics-"))
 
     hosts = [address.rsplit(":", 1)[0] for address in server.cfg.bind if not address.startswith("unix:")]
     try:
-        warning = check_exposure(load_config(), hosts)
+        warning = check_exposure(settings, hosts)
     except ConfigError as exc:
         server.log.error("configuration error: %s", exc)
         sys.exit(2)
@@ -55,7 +63,7 @@ def post_worker_init(worker):
     to graceful_timeout for running responses, and a stream would otherwise hold it that long."""
     import signal
 
-    from app.core import streams
+    from app.core.live import streams
 
     graceful = signal.getsignal(signal.SIGTERM)
 
@@ -67,7 +75,7 @@ def post_worker_init(worker):
 
 
 def worker_int(worker):
-    from app.core import streams
+    from app.core.live import streams
 
     streams.close_all()
 
@@ -88,26 +96,19 @@ def on_exit(server):
             metrics_dir.remove(path)
 
 
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-_default_format = "json" if os.environ.get("APP_ENV", "").strip().lower() == "production" else "text"
-if (os.environ.get("LOG_FORMAT", "").strip().lower() or _default_format) == "json":
+loglevel = settings["LOG_LEVEL"].lower()
+if settings["LOG_FORMAT"] == "json":
     from gunicorn.glogging import Logger
-    from pythonjsonlogger.json import JsonFormatter
+
+    from app.core.logs import json_formatter  # importing it alone loads neither the app nor metrics
 
     class JsonLogger(Logger):
-        """gunicorn's own lines (start, worker boot and exit) as JSON too: one object per line.
-        (A logconfig_dict would do it as well, but makes gunicorn format an access line per request.)
-        The fields are app/core/logs.py's; that module is not imported here, as importing the app
-        in the master would load prometheus_client before on_starting chooses its directory."""
+        """gunicorn's own lines (start, worker boot and exit) as JSON too, in the app's format.
+        (A logconfig_dict would do it as well, but makes gunicorn format an access line per request.)"""
 
         def setup(self, cfg):
             super().setup(cfg)
-            formatter = JsonFormatter(
-                ["levelname", "name", "message"],
-                rename_fields={"levelname": "level", "name": "logger"},
-                timestamp="time",
-            )
             for handler in (*self.error_log.handlers, *self.access_log.handlers):
-                handler.setFormatter(formatter)
+                handler.setFormatter(json_formatter())
 
     logger_class = JsonLogger

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -194,133 +193,12 @@ def check_exposure(config: Mapping[str, Any], hosts: list[str]) -> str | None:
 
 
 class BaseConfig:
-    """Defaults shared by every environment; subclasses change a few."""
+    """An environment (APP_ENV): its name and flags; the settings' defaults that depend on it are
+    declared with the settings (config/settings.py)."""
 
     NAME = "base"
     DEBUG = False
     TESTING = False
-    DEFAULT_LOG_LEVEL = "INFO"
-    DEFAULT_AUTH_MODE = "open"
-    DEFAULT_LOG_FORMAT = "text"
-    RATE_LIMITS_BY_DEFAULT = True
-
-    @classmethod
-    def observability(cls, env: Mapping[str, str]) -> dict[str, Any]:
-        """Logs and metrics (README: Operating Tasker)."""
-        return {
-            "LOG_LEVEL": read_choice(env, "LOG_LEVEL", cls.DEFAULT_LOG_LEVEL, LOG_LEVELS),
-            "LOG_FILE": env.get("LOG_FILE", "").strip() or None,
-            "LOG_FORMAT": read_choice(env, "LOG_FORMAT", cls.DEFAULT_LOG_FORMAT, ("TEXT", "JSON")).lower(),
-            "ACCESS_LOG": read_bool(env, "ACCESS_LOG", True),
-            "METRICS_ENABLED": read_bool(env, "METRICS_ENABLED", True),
-            "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip() or None,
-            "METRICS_SCRAPE_TIMEOUT_SECONDS": read_float(env, "METRICS_SCRAPE_TIMEOUT_SECONDS", 2.0, 0.1, 30),
-            "WORKER_HEARTBEAT_SECONDS": read_float(env, "WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 3600),
-            "WORKER_METRICS_PORT": read_int(env, "WORKER_METRICS_PORT", 0, 0, 65535),
-        }
-
-    @classmethod
-    def webhooks(cls, env: Mapping[str, str]) -> dict[str, Any]:
-        """Completion webhooks (README: Webhooks)."""
-        return {
-            "WEBHOOK_SECRET": read_webhook_secrets(env),
-            "WEBHOOK_ALLOW_HTTP": read_bool(env, "WEBHOOK_ALLOW_HTTP", False),
-            "WEBHOOK_ALLOWED_HOSTS": [
-                host.lower().rstrip(".") for host in read_list(env, "WEBHOOK_ALLOWED_HOSTS")
-            ],
-            "WEBHOOK_RETRY_DELAYS": read_delays(env, "WEBHOOK_RETRY_DELAYS", DEFAULT_WEBHOOK_RETRY_DELAYS),
-            "WEBHOOK_CONNECT_TIMEOUT_SECONDS": read_float(
-                env, "WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0, 0.1, 30
-            ),
-            "WEBHOOK_TIMEOUT_SECONDS": read_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.5, 60),
-            "WEBHOOK_SECRET_OVERLAP_HOURS": read_float(env, "WEBHOOK_SECRET_OVERLAP_HOURS", 24.0, 0, 24 * 30),
-            # Threads of a worker that consumes the `webhooks` queue alone (-Q webhooks --pool threads).
-            "WEBHOOK_WORKER_THREADS": read_int(env, "WEBHOOK_WORKER_THREADS", 8, 1, 256),
-        }
-
-    @classmethod
-    def security(cls, env: Mapping[str, str], data_dir: Path) -> dict[str, Any]:
-        """Keys, owners, limits, quotas, retention and what a browser may do (README: Security)."""
-        mode = (env.get("AUTH_MODE", "").strip() or cls.DEFAULT_AUTH_MODE).lower()
-        if mode not in ("keys", "open"):
-            raise ConfigError(f"AUTH_MODE must be keys or open, got {mode!r}")
-        secret = env.get("SECRET_KEY", "").strip()
-        if secret and len(secret) < 32:
-            raise ConfigError("SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
-        if not secret and mode == "keys" and cls.NAME == "production":
-            raise ConfigError(
-                "SECRET_KEY is required with AUTH_MODE=keys in production: API keys are stored as "
-                "HMAC-SHA256(SECRET_KEY, key). Make one with `openssl rand -hex 32`."
-            )
-        default_model = env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini"
-        keys = mode == "keys"
-        return {
-            "AUTH_MODE": mode,
-            "AUTH_MODE_EXPLICIT": bool(env.get("AUTH_MODE", "").strip()),
-            "SECRET_KEY": secret or None,  # None: made once in DATA_DIR (development and testing only)
-            "TRUSTED_HOSTS": read_list(env, "TRUSTED_HOSTS") or (LOOPBACK_NAMES if mode == "open" else None),
-            "CORS_ORIGINS": read_list(env, "CORS_ORIGINS"),
-            # The dashboard's session cookie (keys mode): HttpOnly and SameSite=Strict always;
-            # Secure (sent over HTTPS only, and to http://localhost) by default in production.
-            "SESSION_COOKIE_NAME": "tasker_session",
-            "SESSION_COOKIE_HTTPONLY": True,
-            "SESSION_COOKIE_SAMESITE": "Strict",
-            "SESSION_COOKIE_SECURE": read_bool(env, "SESSION_COOKIE_SECURE", cls.NAME == "production"),
-            # A sign-in lasts this long at most, whatever the browser keeps (checked on the server).
-            "PERMANENT_SESSION_LIFETIME": timedelta(
-                hours=read_float(env, "SESSION_LIFETIME_HOURS", 12.0, 0.1, 720)
-            ),
-            "RATE_LIMIT_ENABLED": read_bool(env, "RATE_LIMIT_ENABLED", cls.RATE_LIMITS_BY_DEFAULT),
-            "RATE_LIMIT_SUBMIT": read_rate(env, "RATE_LIMIT_SUBMIT", "20/second;600/minute"),
-            "RATE_LIMIT_READ": read_rate(env, "RATE_LIMIT_READ", "100/second;3000/minute"),
-            # Refused API keys per client address; past it a key is not even looked up (429).
-            "RATE_LIMIT_INVALID_KEYS": read_rate(env, "RATE_LIMIT_INVALID_KEYS", "20/minute"),
-            # Quotas share a deployment between owners; open mode has one owner, so none by default.
-            "QUOTA_UNFINISHED_TASKS": read_int(
-                env, "QUOTA_UNFINISHED_TASKS", 10_000 if keys else 0, 0, 10**9
-            ),
-            "QUOTA_SCHEDULES": read_int(env, "QUOTA_SCHEDULES", 100 if keys else 0, 0, 10**6),
-            "SCHEDULE_MIN_INTERVAL_SECONDS": read_int(env, "SCHEDULE_MIN_INTERVAL_SECONDS", 60, 60, 86400),
-            "OPENAI_ALLOWED_MODELS": read_list(env, "OPENAI_ALLOWED_MODELS") or [default_model],
-            "OPENAI_MAX_TOKENS": read_int(env, "OPENAI_MAX_TOKENS", 1024, 1, 32_768),
-            "TASK_RETENTION_DAYS": read_int(env, "TASK_RETENTION_DAYS", 30, 0, 36_500),
-            "RETENTION_INTERVAL_SECONDS": read_int(env, "RETENTION_INTERVAL_SECONDS", 3600, 1, 86400),
-            "WAIT_MAX_CONCURRENT": read_int(env, "WAIT_MAX_CONCURRENT", 4, 0, 1000),
-            "STREAM_MAX_CONCURRENT": read_int(env, "STREAM_MAX_CONCURRENT", 100, 0, 10_000),
-            "STREAM_HEARTBEAT_SECONDS": read_float(env, "STREAM_HEARTBEAT_SECONDS", 15.0, 1, 300),
-            # Keys mode: open streams one owner may hold in one API process (admins included).
-            "STREAM_MAX_PER_OWNER": read_int(env, "STREAM_MAX_PER_OWNER", 10, 1, 10_000),
-            # What may wait for a stream whose client reads too slowly before it is closed.
-            "STREAM_BACKLOG_KB": read_int(env, "STREAM_BACKLOG_KB", 1024, 64, 1024 * 1024),
-            "STREAM_SEND_TIMEOUT_SECONDS": read_float(env, "STREAM_SEND_TIMEOUT_SECONDS", 30.0, 1, 600),
-            "PROXY_HOPS": read_int(env, "PROXY_HOPS", 0, 0, 5),
-            # The proxies whose X-Forwarded-For is believed (addresses or networks): a request from
-            # anywhere else is taken at its own address, whatever it claims.
-            "TRUSTED_PROXIES": read_networks(env, "TRUSTED_PROXIES", "127.0.0.0/8,::1"),
-        }
-
-    @staticmethod
-    def upstreams(env: Mapping[str, str]) -> dict[str, Any]:
-        """The external APIs the built-in task types call."""
-        return {
-            "OPENAI_API_KEY": env.get("OPENAI_API_KEY", "").strip(),
-            "OPENAI_BASE_URL": read_url(
-                env, "OPENAI_BASE_URL", "https://api.openai.com/v1", ("http", "https")
-            ).rstrip("/"),
-            "OPENAI_MODEL": env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
-            "OPENAI_CONNECT_TIMEOUT_SECONDS": read_float(env, "OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60),
-            "OPENAI_READ_TIMEOUT_SECONDS": read_float(env, "OPENAI_READ_TIMEOUT_SECONDS", 60.0, 0.1, 100),
-            "OPENWEATHER_API_KEY": env.get("OPENWEATHER_API_KEY", "").strip(),
-            "OPENWEATHER_BASE_URL": read_url(
-                env, "OPENWEATHER_BASE_URL", "https://api.openweathermap.org/data/2.5", ("http", "https")
-            ).rstrip("/"),
-            "OPENWEATHER_CONNECT_TIMEOUT_SECONDS": read_float(
-                env, "OPENWEATHER_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1, 60
-            ),
-            "OPENWEATHER_READ_TIMEOUT_SECONDS": read_float(
-                env, "OPENWEATHER_READ_TIMEOUT_SECONDS", 10.0, 0.1, 50
-            ),
-        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> dict[str, Any]:
@@ -330,46 +208,24 @@ class BaseConfig:
         SQLite and Celery's filesystem transport under TASKER_DATA_DIR, and an
         in-process cache. Any URL that is set wins.
         """
-        data_dir = Path(env.get("TASKER_DATA_DIR", "").strip() or PROJECT_ROOT / "instance").resolve()
-        redis_url = read_url(env, "REDIS_URL", None, ("redis", "rediss", "unix"))
-        broker_url = read_url(env, "CELERY_BROKER_URL", redis_url or "filesystem://", tuple(BROKER_KINDS))
-        assert broker_url is not None
-        return {
-            "APP_ENV": cls.NAME,
-            "DEBUG": cls.DEBUG,
-            "TESTING": cls.TESTING,
-            "DATA_DIR": str(data_dir),
-            "DATABASE_URL": read_url(
-                env, "DATABASE_URL", f"sqlite:///{data_dir / 'tasker.db'}", DATABASE_SCHEMES
-            ),
-            "DATABASE_POOL_SIZE": read_int(env, "DATABASE_POOL_SIZE", 10, 1, 200),
-            # Submits written together at most (one INSERT, one publish: app/core/batching.py); 1: off.
-            "SUBMIT_BATCH_MAX": read_int(env, "SUBMIT_BATCH_MAX", 64, 1, 1000),
-            "REDIS_URL": redis_url,
-            "CELERY_BROKER_URL": broker_url,
-            "BROKER_KIND": BROKER_KINDS[urlsplit(broker_url).scheme.lower()],
-            "RETRY_BACKOFF_SECONDS": read_float(env, "RETRY_BACKOFF_SECONDS", 1.0, 0.0, 60),
-            # The hard time limit of the task types without one of their own (app/tasks/registry.py).
-            "DEFAULT_TASK_TIMEOUT": read_int(env, "DEFAULT_TASK_TIMEOUT", 45, 2, 86400),
-            # Retries of the task types that retry (upstream calls), and of a retry_policy without
-            # max_retries.
-            "MAX_RETRY_ATTEMPTS": read_int(env, "MAX_RETRY_ATTEMPTS", 3, 0, MAX_RETRIES),
-            "CACHE_TTL_SECONDS": read_int(env, "CACHE_TTL_SECONDS", 3600, 1, 30 * 86400),
-            "MAX_CONTENT_LENGTH": read_int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
-            "TASK_MAX_DELIVERIES": read_int(env, "TASK_MAX_DELIVERIES", 3, 1, 100),
-            "RECOVERY_INTERVAL_SECONDS": read_int(env, "RECOVERY_INTERVAL_SECONDS", 30, 1, 86400),
-            "SCHEDULER_INTERVAL_SECONDS": read_float(env, "SCHEDULER_INTERVAL_SECONDS", 1.0, 0.1, 60),
-            "RECOVERY_PENDING_SECONDS": read_int(env, "RECOVERY_PENDING_SECONDS", 300, 1, 7 * 86400),
-            "RECOVERY_STARTED_SECONDS": read_int(env, "RECOVERY_STARTED_SECONDS", 15, 1, 86400),
-            "BROKER_VISIBILITY_TIMEOUT_SECONDS": read_int(
-                env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 7200, 60, 7 * 86400
-            ),
-            # Processes (prefork) per worker started without --concurrency; 0: one per CPU core.
-            "WORKER_CONCURRENCY": read_int(env, "WORKER_CONCURRENCY", 0, 0, 256),
-            "CELERY_TASK_EVENTS": read_bool(env, "CELERY_TASK_EVENTS", True),
-            "CELERY_TASK_SENT_EVENT": read_bool(env, "CELERY_TASK_SENT_EVENT", False),
-            **cls.upstreams(env),
-            **cls.security(env, data_dir),
-            **cls.observability(env),
-            **cls.webhooks(env),
+        from config.settings import DECLARED, Context
+
+        context = Context(cls.NAME)
+        config: dict[str, Any] = {"APP_ENV": cls.NAME, "DEBUG": cls.DEBUG, "TESTING": cls.TESTING}
+        for setting in DECLARED:
+            value = context.values[setting.name] = setting.read(env, context)
+            config[setting.key or setting.name] = value
+        if not config["SECRET_KEY"] and config["AUTH_MODE"] == "keys" and cls.NAME == "production":
+            raise ConfigError(
+                "SECRET_KEY is required with AUTH_MODE=keys in production: API keys are stored as "
+                "HMAC-SHA256(SECRET_KEY, key). Make one with `openssl rand -hex 32`."
+            )
+        return config | {
+            "BROKER_KIND": BROKER_KINDS[urlsplit(config["CELERY_BROKER_URL"]).scheme.lower()],
+            "AUTH_MODE_EXPLICIT": bool(env.get("AUTH_MODE", "").strip()),
+            # The dashboard's session cookie (keys mode): HttpOnly and SameSite=Strict always;
+            # Secure as SESSION_COOKIE_SECURE says.
+            "SESSION_COOKIE_NAME": "tasker_session",
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Strict",
         }

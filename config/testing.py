@@ -2,7 +2,8 @@ from config.base import BaseConfig
 
 
 class TestingConfig(BaseConfig):
+    """Quieter logs, and no rate limits by default: the suite makes many requests from one address
+    (limit tests turn them on; config/settings.py)."""
+
     NAME = "testing"
     TESTING = True
-    DEFAULT_LOG_LEVEL = "WARNING"
-    RATE_LIMITS_BY_DEFAULT = False  # the suite makes many requests from one address; limit tests turn them on

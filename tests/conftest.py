@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
-from config import load_config
+from config import load_config, settings
 from tests.support import WEBHOOK_SECRET, Receiver, kill_family, start_celery, worker_options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,22 +215,7 @@ def openai(openai_server: HTTPServer) -> Iterator[HTTPServer]:
 
 
 # Settings a developer may have exported; child processes get only what a test gives them.
-SETTINGS = {
-    "APP_ENV", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "TASKER_DATA_DIR", "OPENAI_API_KEY",
-    "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENWEATHER_API_KEY", "OPENWEATHER_BASE_URL", "CACHE_TTL_SECONDS",
-    "MAX_CONTENT_LENGTH", "LOG_LEVEL", "LOG_FILE", "PORT", "HOST", "GUNICORN_BIND", "WEB_CONCURRENCY",
-    "AUTH_MODE", "SECRET_KEY", "TRUSTED_HOSTS", "CORS_ORIGINS", "RATE_LIMIT_ENABLED", "RATE_LIMIT_SUBMIT",
-    "RATE_LIMIT_READ", "QUOTA_UNFINISHED_TASKS", "QUOTA_SCHEDULES", "OPENAI_ALLOWED_MODELS",
-    "OPENAI_MAX_TOKENS", "TASK_RETENTION_DAYS", "WAIT_MAX_CONCURRENT", "STREAM_MAX_CONCURRENT",
-    "STREAM_HEARTBEAT_SECONDS", "PROXY_HOPS", "LOG_FORMAT",
-    "ACCESS_LOG", "METRICS_ENABLED", "METRICS_TOKEN", "METRICS_SCRAPE_TIMEOUT_SECONDS",
-    "WORKER_HEARTBEAT_SECONDS", "WORKER_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR",
-    "WEBHOOK_SECRET", "WEBHOOK_ALLOW_HTTP", "WEBHOOK_ALLOWED_HOSTS", "WEBHOOK_RETRY_DELAYS",
-    "WEBHOOK_CONNECT_TIMEOUT_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_SECRET_OVERLAP_HOURS",
-    "WORKER_CONCURRENCY", "WEBHOOK_WORKER_THREADS", "STREAM_MAX_PER_OWNER", "STREAM_BACKLOG_KB",
-    "STREAM_SEND_TIMEOUT_SECONDS", "SESSION_COOKIE_SECURE", "SESSION_LIFETIME_HOURS", "TRUSTED_PROXIES",
-    "RATE_LIMIT_INVALID_KEYS",
-}  # fmt: skip
+SETTINGS = settings.NAMES
 
 
 # What no log line may hold: the upstream keys the tests configure, an API key, a bearer token.

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError, load_config
+from tests.support import ROOT
 
 
 def test_defaults_are_the_embedded_stack(tmp_path):
@@ -152,3 +153,29 @@ def test_task_timeout_and_retry_attempts_shape_the_task_types():
     ):
         with pytest.raises(ConfigError, match=setting):
             load_config("testing", {setting: value})
+
+
+def test_the_env_example_and_the_settings_reference_are_written_from_the_declarations():
+    """Neither is edited by hand: a setting declared, changed or removed shows in both (make settings)."""
+    from config import reference
+    from config.settings import DECLARED
+
+    assert reference.main(["--check"]) == 0
+    page = reference.REFERENCE.read_text()
+    assert all(f"| `{setting.name}` |" in page for setting in DECLARED)
+    example = reference.ENV_EXAMPLE.read_text()
+    assert all((f"# {s.name}=" in example) != s.secret for s in DECLARED)
+
+
+def test_every_setting_read_in_the_code_is_declared():
+    """A variable read straight from the environment is one of the declared settings (or the
+    process's own: Celery's and gunicorn's are theirs)."""
+    import re
+
+    from config.settings import NAMES
+
+    read = set()
+    for path in [*ROOT.glob("app/**/*.py"), *ROOT.glob("config/*.py"), *ROOT.glob("*.py")]:
+        read |= set(re.findall(r"os\.environ\.get\(\s*[\"']([A-Z_]+)[\"']", path.read_text()))
+        read |= set(re.findall(r"os\.environ\[[\"']([A-Z_]+)[\"']\]", path.read_text()))
+    assert read - NAMES == set(), f"read but not declared in config/settings.py: {sorted(read - NAMES)}"
