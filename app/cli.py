@@ -13,8 +13,9 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.errors import TaskerError
-from app.core.keys import NAME_RULE, RATE_LIMIT_RULE, KeyManager, name_error, rate_limit_error
+from app.core.keys import NAME_RULE, KeyManager, name_error
 from app.models.migrate import prepare_database
+from config.base import RATE_LIMIT_RULE, rate_limit_error
 
 
 def _named(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,31 @@ def read_list(env: Mapping[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
 
-def read_rate(env: Mapping[str, str], name: str, default: str) -> str:
-    """Rate limits in Flask-Limiter's notation, e.g. `20/second;600/minute`."""
+# A rate limit in Flask-Limiter's notation: one rule for the settings, the API and the CLI. The
+# limiter parses it too; fullmatch, since `$` would also match before a final newline.
+_RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
+RATE_LIMIT = re.compile(rf"{_RATE}(;{_RATE}){{0,9}}")
+RATE_LIMIT_RULE = "must look like 100/second or 20/second;600/minute"
+
+
+def rate_limit_error(value: str) -> str | None:
+    """Why `value` is not a rate limit, or None."""
     from limits import parse_many
 
-    value = env.get(name, "").strip() or default
+    if len(value) > 200 or not RATE_LIMIT.fullmatch(value):
+        return f"Not a rate limit: {RATE_LIMIT_RULE}."
     try:
         parse_many(value)
     except ValueError:
-        raise ConfigError(f"{name} must look like 20/second;600/minute, got {value!r}") from None
+        return f"Not a rate limit: {RATE_LIMIT_RULE}."
+    return None
+
+
+def read_rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """Rate limits, e.g. `20/second;600/minute`."""
+    value = env.get(name, "").strip() or default
+    if rate_limit_error(value):
+        raise ConfigError(f"{name} {RATE_LIMIT_RULE}, got {value!r}")
     return value
 
 

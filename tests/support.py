@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import requests
 
 from app.models import task as task_model
+from app.tasks.registry import build_registry
 
 T = TypeVar("T")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -53,6 +54,15 @@ def wait_for_output(client: Any, task_id: str, timeout: float = 20.0) -> dict[st
 def row_of(db: Any, task_id: Any) -> Any:
     """The task's row, read with the service's own query (works on PostgreSQL and SQLite)."""
     return db.run(lambda conn: task_model.get(conn, uuid.UUID(str(task_id))))
+
+
+REGISTRY = build_registry()  # the task types with the default settings
+
+
+def claim(conn: Any, task_id: Any, worker: str | None = None) -> int | None:
+    """What a worker's claim makes of the row: its attempts, or None if it may not run."""
+    row = task_model.claim_row(conn, task_id, worker)
+    return None if row is None else row.attempts
 
 
 def insert_task(

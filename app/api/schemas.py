@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from app.core.keys import name_error
+from app.core.keys import NAME_CHARACTERS, name_error
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
 from app.core.retries import RETRY_ON
@@ -205,7 +205,7 @@ def _owner(value: str) -> None:
 # The documented pattern (JSON Schema's `$` is the end of the string), and the whole-string check.
 OWNER = [
     validate.Length(min=1, max=100),
-    validate.Regexp(r"^[A-Za-z0-9._@-]+$", error="Letters, digits and . _ @ - only."),
+    validate.Regexp(rf"^{NAME_CHARACTERS}+$", error="Letters, digits and . _ @ - only."),
     _owner,
 ]
 

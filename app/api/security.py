@@ -28,7 +28,7 @@ from limits import parse_many
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, TooManyRequests, Unauthorized, UnsupportedMediaType
 
-from app.core.keys import KeyManager, Principal, local_secret
+from app.core.keys import KeyManager, Principal
 from app.models.task import DEFAULT_OWNER
 
 # Blueprints whose endpoints answer without a key (health answers details only to a key;
@@ -106,7 +106,7 @@ def register_security(app: Flask, keys: KeyManager) -> Limiter:
     config = app.config
     # TRUSTED_HOSTS (from config/base.py) is Flask's own setting: Flask refuses other Host headers.
     app.session_interface = DashboardSessions()
-    app.secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
+    app.secret_key = keys.secret_key  # the dashboard's sessions are signed with the keys' secret
     limiter = Limiter(
         key_func=_rate_key,
         storage_uri=config["REDIS_URL"] or "memory://",

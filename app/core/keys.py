@@ -39,31 +39,17 @@ from app.core.resources import Timestamp
 from app.models import api_key as key_model
 from app.models import schedule as schedule_model
 
-# A key's name and owner, and a key's rate limit: one rule each, for the API and the CLI alike.
-# fullmatch: `$` would also match before a final newline (`alice\n`).
-NAME = re.compile(r"[A-Za-z0-9._@-]{1,100}")
+# A key's name and owner: one rule, for the API and the CLI alike (a key's rate limit has its
+# own in config/base.py, shared with the settings). fullmatch: `$` would also match before a
+# final newline (`alice\n`).
+NAME_CHARACTERS = r"[A-Za-z0-9._@-]"
+NAME = re.compile(rf"{NAME_CHARACTERS}{{1,100}}")
 NAME_RULE = "1 to 100 letters, digits and . _ @ - only"
-_RATE = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
-RATE_LIMIT = re.compile(rf"{_RATE}(;{_RATE}){{0,9}}")
-RATE_LIMIT_RULE = "must look like 100/second or 20/second;600/minute"
 
 
 def name_error(value: str) -> str | None:
     """Why `value` is not a key name or owner, or None."""
     return None if NAME.fullmatch(value) else f"Use {NAME_RULE}."
-
-
-def rate_limit_error(value: str) -> str | None:
-    """Why `value` is not a rate limit, or None (the limiter parses it as well)."""
-    from limits import parse_many
-
-    if len(value) > 200 or not RATE_LIMIT.fullmatch(value):
-        return f"Not a rate limit: {RATE_LIMIT_RULE}."
-    try:
-        parse_many(value)
-    except ValueError:
-        return f"Not a rate limit: {RATE_LIMIT_RULE}."
-    return None
 
 
 logger = logging.getLogger(__name__)
@@ -156,6 +142,7 @@ class KeyManager:
         self, db: DatabaseManager, secret: str, cache_seconds: float = 5.0, touch_seconds: float = 60.0
     ):
         self.db = db
+        self.secret_key = secret  # SECRET_KEY, or the one made in DATA_DIR (the wiring chose it)
         self._secret = secret.encode()
         self.cache_seconds = cache_seconds
         self.touch_seconds = touch_seconds

@@ -165,7 +165,7 @@ def new_row(values: Mapping[str, Any]) -> SimpleNamespace:
 
 
 # Built once: the values travel as parameters, so a submit neither builds a statement nor
-# computes its cache key (a fifth of an API process's CPU per submit when it did).
+# computes its cache key (bench/README.md has what that cost).
 _INSERT = tasks.insert().values(created_at=utcnow(), updated_at=utcnow()).returning(tasks.c.created_at)
 _INSERT_MANY = (
     tasks.insert().values(created_at=utcnow(), updated_at=utcnow()).returning(tasks.c.id, tasks.c.created_at)
@@ -223,14 +223,9 @@ def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID,
     return {row.id: row.created_at for row in conn.execute(_INSERT_MANY, values)}
 
 
-def claim(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> int | None:
-    """Mark a PENDING or RETRYING row STARTED by `worker`; its attempt count, or None if it may not run."""
-    row = claim_row(conn, task_id, worker)
-    return None if row is None else row.attempts
-
-
 def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
-    """claim(), returning the row's attempts, name, queue and its times (created, due, started)."""
+    """Mark a PENDING or RETRYING row STARTED by `worker`: its attempts, name, queue and times
+    (created, due, started), or None if it may not run."""
     return conn.execute(_CLAIM, {"claim_id": task_id, "claim_worker": worker}).first()
 
 

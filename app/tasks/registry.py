@@ -146,6 +146,3 @@ def build_registry(default_task_timeout: int = 45, max_retry_attempts: int = 3) 
             ),
         ]
     )
-
-
-REGISTRY = build_registry()  # the defaults: for code without the settings at hand

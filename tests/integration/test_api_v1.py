@@ -12,7 +12,7 @@ import pytest
 
 from app.models import task as task_model
 from app.models.task import TaskStatus, tasks
-from tests.support import insert_task, poll, row_of
+from tests.support import claim, insert_task, poll, row_of
 
 SUM = {"name": "sum", "parameters": {"a": 2, "b": 3}}
 
@@ -31,9 +31,9 @@ def insert_row(db, status=TaskStatus.PENDING, name="sum_two_numbers", parameters
     """A row in `status` that no message points at."""
     task_id = insert_task(db, name, parameters)
     if status == TaskStatus.STARTED:
-        db.run(lambda c: task_model.claim(c, task_id))
+        db.run(lambda c: claim(c, task_id))
     elif status == TaskStatus.RETRYING:
-        db.run(lambda c: task_model.claim(c, task_id))
+        db.run(lambda c: claim(c, task_id))
         db.run(lambda c: task_model.mark_retrying(c, task_id, "HTTP 503"))
     elif status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
         db.run(lambda c: task_model.finish(c, task_id, status, None, "boom" if status == "FAILED" else None))

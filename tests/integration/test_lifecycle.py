@@ -18,7 +18,7 @@ from app.tasks.errors import TaskFailed
 from app.tasks.task_functions import process_data, sum_two_numbers
 from tests.conftest import build_app
 from tests.integration.test_observability import samples, value
-from tests.support import insert_task, make_old, poll, row_of, wait_for_output
+from tests.support import claim, insert_task, make_old, poll, row_of, wait_for_output
 
 # Only rows made an hour old by the test are old enough for these sweeps.
 THRESHOLDS = Thresholds(pending_after=1800, orphan_after=1800)
@@ -153,7 +153,7 @@ def test_the_recovery_sweep_republishes_stranded_rows(client, app, worker, db):
     assert wait_for_output(client, str(stranded)) == {"status": "COMPLETED", "result": 3, "error": None}
 
     dead = insert_task(db)  # a row whose worker died long ago
-    db.run(lambda c: task_model.claim(c, dead, "gone@nowhere"))
+    db.run(lambda c: claim(c, dead, "gone@nowhere"))
     make_old(db, dead, "started_at")
     assert recovery.sweep()["requeued"] == 1
     assert wait_for_output(client, str(dead))["status"] == "COMPLETED"
@@ -166,7 +166,7 @@ def test_a_task_the_sweep_gives_up_on_is_counted_once_as_failed(client, app, db)
     spent = insert_task(db)  # its worker died on each of its three attempts
     for _ in range(3):
         db.run(lambda c: task_model.requeue(c, spent, "STARTED"))
-        db.run(lambda c: task_model.claim(c, spent, "gone@nowhere"))
+        db.run(lambda c: claim(c, spent, "gone@nowhere"))
     make_old(db, spent, "started_at")
     before = finished(client, "FAILED")
     assert recovery.sweep()["failed"] == 1

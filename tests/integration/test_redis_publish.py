@@ -16,9 +16,8 @@ from app.core.broker import Broker, Message, broker_class, headers
 from app.core.celery_app import create_celery
 from app.core.errors import BrokerUnavailable
 from app.core.ports import MAX_PRIORITY
-from app.tasks.registry import REGISTRY
 from config import load_config
-from tests.support import free_port
+from tests.support import REGISTRY, free_port
 
 
 @pytest.fixture(scope="module")

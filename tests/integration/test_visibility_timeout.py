@@ -10,9 +10,9 @@ import pytest
 from app.core.broker import broker_class
 from app.core.celery_app import celery_settings
 from app.tasks.base import MAX_RETRY_DELAY_SECONDS
-from app.tasks.registry import REGISTRY
 from config import ConfigError, load_config
 from tests.conftest import ROOT, child_env
+from tests.support import REGISTRY
 
 LONGEST = max(t.time_limit for t in REGISTRY)  # process_data's hard limit
 

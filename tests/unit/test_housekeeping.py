@@ -15,8 +15,7 @@ from app.core.errors import BrokerUnavailable, DatabaseUnavailable
 from app.core.live.changes import ChangeFeed, Watch
 from app.models import schedule as schedule_model
 from app.models import task as task_model
-from app.tasks.registry import REGISTRY
-from tests.support import insert_task, make_old, poll, row_of
+from tests.support import REGISTRY, claim, insert_task, make_old, poll, row_of
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, cache, broker):
     make_old(sqlite_db, stranded, "updated_at")
     dead, running, spent = insert_task(sqlite_db), insert_task(sqlite_db), insert_task(sqlite_db)
     for task_id in (dead, running, spent):
-        sqlite_db.run(lambda c, t=task_id: task_model.claim(c, t, "w1@host"))
+        sqlite_db.run(lambda c, t=task_id: claim(c, t, "w1@host"))
         make_old(sqlite_db, task_id, "started_at")
     sqlite_db.run(
         lambda c: c.execute(

@@ -18,8 +18,7 @@ from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.models import ops
 from app.models import task as task_model
-from app.tasks.registry import REGISTRY
-from tests.support import insert_task
+from tests.support import REGISTRY, insert_task
 
 
 def formatted(formatter: logging.Formatter, **extra) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.errors import InvalidInput, UnknownTaskType
-from app.tasks.registry import REGISTRY
+from tests.support import REGISTRY
 
 
 @pytest.mark.parametrize(

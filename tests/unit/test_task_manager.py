@@ -11,7 +11,7 @@ from app.core.monitor import Monitor
 from app.core.task_manager import SubmitRequest, TaskManager
 from app.models import task as task_model
 from app.models.task import TaskStatus
-from app.tasks.registry import REGISTRY
+from tests.support import REGISTRY
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from app.core.webhooks.sending import MAX_RESPONSE_BYTES, retry_after_seconds
 from app.models import task as task_model
 from app.models import webhook as webhook_model
 from config import ConfigError, load_config
-from tests.support import WEBHOOK_SECRET, Receiver, StallingReceiver, closed_port
+from tests.support import REGISTRY, WEBHOOK_SECRET, Receiver, StallingReceiver, closed_port
 
 
 @pytest.fixture
@@ -268,7 +268,6 @@ def test_beat_releases_a_due_retry_by_the_databases_clock_only(sqlite_db):
     """A scheduler pass given a `now` of its own (tests move time for schedules that way) releases
     webhook retries by the database's clock all the same."""
     from app.core.beat.scheduler import Scheduler
-    from app.tasks.registry import REGISTRY
 
     published = []
     deliveries = Deliveries(sqlite_db, published.append, None, WebhookPolicy(), [1])

@@ -8,7 +8,7 @@ consumer matches and renames it into place, an atomic step on one filesystem.
 
 Woken: kombu's consumer looks at the folder, and when it is empty sleeps `polling_interval`
 before looking again, so a task waited half that interval on average before a worker saw it
-(50 ms at the 0.1 s Tasker used). Here each consuming process binds a Unix datagram socket in
+(bench/README.md has the figures). Here each consuming process binds a Unix datagram socket in
 the broker's `wake` folder and waits on it instead of sleeping; a publisher sends one byte to
 every socket there after renaming its message into place, and an ack (a slot freed) wakes its
 own process. The interval is then only how long a lost wake could be missed (1 s). Where Unix

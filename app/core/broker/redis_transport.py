@@ -69,8 +69,8 @@ class SurvivingChannel(redis.Channel):
 class Channel(SurvivingChannel):
     """One client per channel for the synchronous commands, kept for the pool it was made on.
 
-    kombu builds a new Redis client object for every message it publishes (a tenth of an API
-    process's CPU per submit); the client is only a handle on the channel's connection pool,
+    kombu builds a new Redis client object for every message it publishes (bench/README.md
+    has what it cost per submit); the client is only a handle on the channel's connection pool,
     so one does for every publish until the pool is replaced after a disconnect.
     """
 

@@ -3,7 +3,7 @@
 `Celery.send_task` on a Redis broker ends in one LPUSH of a JSON message onto the list of
 the task's queue and priority. On the way it routes, takes a producer from the pool, wraps
 the publish in `ensure()`, builds the message through several layers and reprs the
-arguments with `saferepr`: a third of an API process's CPU per submit, for a message whose
+arguments with `saferepr` (bench/README.md has what it cost per submit), for a message whose
 shape is fixed by Celery's protocol 2 and kombu's Redis transport.
 
 `RedisQueueWriter` writes that same message directly. `tests/integration/test_redis_publish.py`

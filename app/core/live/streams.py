@@ -153,10 +153,6 @@ class StreamHub:
         watch.add_hook(self._on_change)
         _HUBS.add(self)
 
-    @property
-    def open_streams(self) -> int:
-        return len(self._streams)
-
     @contextmanager
     def subscribe(self, subscription: Subscription) -> Iterator[Subscription]:
         """Register `subscription` while the block runs; offer it rows before reading the first
