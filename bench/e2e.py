@@ -5,7 +5,10 @@ published from 16 threads, each counting itself done in Redis. Prints both and t
 Tasker runs under gunicorn (4 processes) with one Celery worker of 2 prefork processes, on a
 throwaway PostgreSQL database and a private redis-server; the bare app gets the same worker.
 
-Usage: python bench/e2e.py [--tasks 5000]
+Each runs with its own defaults: Tasker's settings (APP_ENV=production: JSON lines at INFO, task
+events on) unless --log-level says otherwise, Celery's worker at WARNING.
+
+Usage: python bench/e2e.py [--tasks 5000] [--log-level INFO]
 """
 
 import argparse
@@ -49,13 +52,19 @@ def run_bare(s, tasks: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=5000)
-    tasks = parser.parse_args().tasks
-    with stack() as s:
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="Tasker's LOG_LEVEL (INFO, the default, logs every request and task)",
+    )
+    args = parser.parse_args()
+    tasks = args.tasks
+    with stack(args.log_level) as s:
         tasker = run_tasker(s, tasks)
-    with stack() as s:
+    with stack() as s:  # Celery's own default: a worker logs at WARNING
         bare = run_bare(s, tasks)
     figures = f"Tasker {tasker:.0f} tasks/s | bare Celery {bare:.0f} tasks/s"
-    print(f"e2e: {figures} | ratio {tasker / bare:.2f} ({tasks} tasks)")
+    print(f"e2e: {figures} | ratio {tasker / bare:.2f} ({tasks} tasks, LOG_LEVEL={args.log_level})")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 GUNICORN_WORKERS = 4
 CONNECTIONS = 16
 BODY = '{"task_name": "sum_two_numbers", "task_parameters": {"a": 1, "b": 2}}'
+# The v1 submit (POST /api/v1/tasks): its 202 carries the whole task resource.
+V1_BODY = '{"name": "sum_two_numbers", "parameters": {"a": 1, "b": 2}}'
+# What each submit endpoint is sent: its path and body.
+SUBMITS = {"run-task": ("/run-task", BODY), "v1": ("/api/v1/tasks", V1_BODY)}
 
 
 def free_port() -> int:
@@ -145,7 +149,9 @@ class Stack:
         self, app: str, concurrency: int, queues: str = "default", extra: tuple[str, ...] = ()
     ) -> subprocess.Popen:
         log = self.workdir / f"worker-{len(self.started)}.log"
-        command = [sys.executable, "-m", "celery", "-A", app, "worker", "--loglevel=WARNING",
+        # The worker logs at the stack's LOG_LEVEL, as `make run` and compose start it at theirs.
+        level = self.env.get("LOG_LEVEL", "WARNING")
+        command = [sys.executable, "-m", "celery", "-A", app, "worker", f"--loglevel={level}",
                    f"--concurrency={concurrency}", "-Q", queues, "--without-mingle", "--without-gossip",
                    f"--hostname=bench{len(self.started)}@%h", *extra]  # fmt: skip
         with log.open("w") as out:

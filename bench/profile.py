@@ -7,8 +7,8 @@ that hold the most samples: inclusive (the function or anything it calls) and se
 
 With --app bench.ceiling_app:app the submit is profiled without its write (see submit.py --ceiling).
 
-Usage: python bench/profile.py [--endpoint submit|read|read-cached] [--seconds 10] [--top 30] [--gil]
-                               [--app run:app]
+Usage: python bench/profile.py [--endpoint submit|submit-v1|read|read-cached] [--seconds 10]
+                               [--top 30] [--gil] [--app run:app]
 Needs py-spy (pip install py-spy) and ptrace rights (root, or CAP_SYS_PTRACE).
 """
 
@@ -26,7 +26,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from harness import BODY, stack, wrk
+from harness import BODY, SUBMITS, stack, wrk
 
 FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^)]*?)(?::\d+)?\)$")
 
@@ -75,7 +75,9 @@ def cache_output(env: dict[str, str], task_id: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--endpoint", choices=["submit", "read", "read-cached"], default="submit")
+    parser.add_argument(
+        "--endpoint", choices=["submit", "submit-v1", "read", "read-cached"], default="submit"
+    )
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--gil", action="store_true", help="only threads holding the GIL")
@@ -87,8 +89,9 @@ def main() -> None:
     with stack() as s:
         port = s.gunicorn(args.app, "/health")
         base = f"http://127.0.0.1:{port}"
-        if args.endpoint == "submit":
-            url, method, body = f"{base}/run-task", "POST", BODY
+        if args.endpoint in ("submit", "submit-v1"):
+            path, body = SUBMITS["v1" if args.endpoint == "submit-v1" else "run-task"]
+            url, method = f"{base}{path}", "POST"
         else:  # a task that stays PENDING (no worker runs): PostgreSQL, unless its output is cached
             request = urllib.request.Request(
                 f"{base}/run-task", BODY.encode(), {"Content-Type": "application/json"}

@@ -16,7 +16,11 @@ without being written, the rate no way of persisting could beat.
 With --broker rabbitmq the messages go to a vhost of the benchmark's own on the machine's
 RabbitMQ (publisher confirms on, as always on RabbitMQ) instead of the private Redis.
 
+With --endpoint v1 the submits are POST /api/v1/tasks (a 202 with the task resource) instead
+of the reference's POST /run-task; the limit is the same plain Flask endpoint.
+
 Usage: python bench/submit.py [--seconds 10] [--keys] [--connections 16,64] [--broker rabbitmq] [--ceiling]
+                              [--endpoint run-task|v1]
 """
 
 import argparse
@@ -24,7 +28,7 @@ import contextlib
 import subprocess
 import sys
 
-from harness import BODY, ROOT, CpuMeter, rabbit_vhost, stack, wrk
+from harness import BODY, ROOT, SUBMITS, CpuMeter, rabbit_vhost, stack, wrk
 
 # The servers whose CPU is counted besides the API's, by process name.
 BROKERS = {
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--connections", default="16,64", help="comma-separated wrk connection counts")
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     parser.add_argument("--ceiling", action="store_true", help="also Tasker with no write (ceiling_app.py)")
+    parser.add_argument("--endpoint", choices=sorted(SUBMITS), default="run-task", help="Tasker's submit")
     args = parser.parse_args()
     seconds = args.seconds
     with stack() as s, contextlib.ExitStack() as cleanup:
@@ -72,14 +77,18 @@ def main() -> None:
             port = s.gunicorn(app, ready, {"GUNICORN_CMD_ARGS": "--max-requests 0", **(env or {})})
             servers[name] = (port, s.started[-1].pid)
         mode = ("keys+limits" if args.keys else "open") + ("" if args.broker == "redis" else ", RabbitMQ")
+        mode += "" if args.endpoint == "run-task" else f", {args.endpoint}"
+        path, body = SUBMITS[args.endpoint]
         for connections in (int(c) for c in args.connections.split(",")):
             results, cpu = {}, {}
             for name, (port, pid) in servers.items():
-                url = f"http://127.0.0.1:{port}/run-task"
-                wrk(url, min(2, seconds), "POST", BODY, headers, connections)  # warm-up: pools, caches
+                # The plain Flask endpoint answers any path; it is the limit for both submits.
+                url, sent = (f"http://127.0.0.1:{port}{path}", body) if name != "plain Flask" else (
+                    f"http://127.0.0.1:{port}/run-task", BODY)  # fmt: skip
+                wrk(url, min(2, seconds), "POST", sent, headers, connections)  # warm-up: pools, caches
                 meter = CpuMeter({"API": pid}, BROKERS[args.broker])
                 meter.start()
-                results[name] = wrk(url, seconds, "POST", BODY, headers, connections)
+                results[name] = wrk(url, seconds, "POST", sent, headers, connections)
                 used = meter.stop()
                 done = results[name].requests_per_second * max(1, round(seconds))
                 cpu[name] = ", ".join(f"{label} {used[label] / done * 1e6:.0f}" for label in used)

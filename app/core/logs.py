@@ -123,4 +123,8 @@ def configure_logging(level: str, log_file: str | None, log_format: str = "text"
     root.addHandler(handler)
     root.setLevel(level)
     # The app writes one access line per request itself; werkzeug's (python run.py) would repeat it.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Tasker's task base class writes each task's start and outcome; Celery's own lines for them
+    # ("received", "succeeded in") would repeat those twice per task. Failures still show: Celery
+    # logs them at ERROR.
+    for repeated in ("werkzeug", "celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(repeated).setLevel(logging.WARNING)

@@ -410,7 +410,14 @@ def test_flower_shows_tasks_behind_basic_auth(stack, tmp_path):
     if stack.embedded:
         pytest.skip("Flower reads task events from the broker; the compose stack is PostgreSQL + Redis")
     port = free_port()
-    env = child_env({**stack.env, **stack.new_broker(), "FLOWER_BASIC_AUTH": "ops:flower-test-pass"})
+    env = child_env(
+        {
+            **stack.env,
+            **stack.new_broker(),
+            "FLOWER_BASIC_AUTH": "ops:flower-test-pass",
+            "CELERY_TASK_EVENTS": "true",
+        }
+    )  # the events on, as docker-compose.yml turns them on for its Flower
     app = build_app(env)
     worker = start_celery(
         "worker", env, tmp_path / "worker.log", *worker_options(f"flower-{uuid.uuid4().hex[:6]}@%h")
