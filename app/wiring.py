@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import beat_init, celeryd_init, worker_process_shutdown, worker_ready, worker_shutdown
@@ -35,30 +34,10 @@ from app.core.webhooks import Deliveries
 from app.models import ops
 from app.models import task as task_model
 from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
-from app.tasks.base import MAX_RETRY_DELAY_SECONDS, Services, TaskerCelery, TaskerTask
+from app.tasks.base import MAX_RETRY_DELAY_SECONDS, TaskerCelery, TaskerTask
 from app.tasks.callbacks import TaskCallbacks
 from app.tasks.registry import build_registry
-
-
-@dataclass(frozen=True)
-class Tasker:
-    """What `app.extensions["tasker"]` holds."""
-
-    db: DatabaseManager
-    cache: CacheManager
-    endings: Endings
-    tasks: TaskManager
-    schedules: ScheduleManager
-    monitor: Monitor
-    scheduler: Scheduler
-    recovery: Recovery
-    housekeeping: Housekeeping
-    keys: KeyManager
-    redactor: redact.Redactor
-    presence: WorkerPresence
-    snapshot: Snapshot
-    streams: StreamHub
-    deliveries: Deliveries
+from app.tasks.services import Tasker
 
 
 def registry_of(config: Mapping[str, Any]) -> Any:
@@ -88,13 +67,11 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],
     )  # fmt: skip
     callbacks = TaskCallbacks(endings, redactor.secret)
-    # The one extension of the Celery app: the services its tasks use, and the submit path that
-    # .delay() and send_task() from Python go through.
-    celery.bind(Services(callbacks, registry, config, scheduler, recovery, deliveries, tasks))
-    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
-    housekeeping = _housekeeping(config, celery, db, scheduler, recovery)
-    _connect_signals(housekeeping, presence)
+    housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery)
     tasker = Tasker(
+        settings=config,
+        registry=registry,
+        callbacks=callbacks,
         db=db,
         cache=cache,
         endings=endings,
@@ -124,6 +101,9 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         streams=streams,
         deliveries=deliveries,
     )
+    # The one extension of the Celery app: the services its tasks use, and the submit path that
+    # .delay() and send_task() from Python go through.
+    celery.bind(tasker)
     return tasker, celery
 
 
@@ -157,19 +137,23 @@ def _housekeeping(
     db: DatabaseManager,
     scheduler: Scheduler,
     recovery: Recovery,
-) -> Housekeeping:
-    """Beat's loops: due tasks and schedules, the recovery sweep, retention."""
+) -> tuple[Housekeeping, WorkerPresence]:
+    """Beat's loops (due tasks and schedules, the recovery sweep, retention) and a worker's
+    heartbeat, each connected to the Celery signal that starts it."""
     retention = Retention(db, config["TASK_RETENTION_DAYS"])
     jobs = [
         Job("publish-due", config["SCHEDULER_INTERVAL_SECONDS"], scheduler.run_due),
         Job("recovery-sweep", config["RECOVERY_INTERVAL_SECONDS"], recovery.sweep),
         Job("retention", config["RETENTION_INTERVAL_SECONDS"], retention.run),
     ]
-    return Housekeeping(
+    housekeeping = Housekeeping(
         celery,
         jobs,
         report=lambda job, counts: db.run(lambda c: ops.record_run(c, job.name, job.interval, counts)),
     )
+    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
+    _connect_signals(housekeeping, presence)
+    return housekeeping, presence
 
 
 def _connect_signals(housekeeping: Housekeeping, presence: WorkerPresence) -> None:

@@ -24,16 +24,12 @@ from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from app.core import logs, metrics
-from app.core.beat.recovery import Recovery
-from app.core.beat.scheduler import Scheduler
 from app.core.errors import DatabaseUnavailable
 from app.core.retries import RetryPolicy
-from app.core.task_manager import TaskManager
-from app.core.webhooks import Deliveries
 from app.tasks import handles
-from app.tasks.callbacks import TaskCallbacks
 from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
-from app.tasks.registry import Registry, retry_policy_of
+from app.tasks.registry import retry_policy_of
+from app.tasks.services import Tasker
 
 logger = logging.getLogger(__name__)
 CLAIM_RETRY_SECONDS = 5
@@ -56,19 +52,6 @@ def retry_delay(retries: int, base: float, retry_after: float | None = None) -> 
     return delay
 
 
-@dataclass(frozen=True)
-class Services:
-    """What the tasks work through, built once with the Celery app."""
-
-    callbacks: TaskCallbacks
-    registry: Registry
-    settings: Mapping[str, Any]
-    scheduler: Scheduler
-    recovery: Recovery
-    deliveries: Deliveries
-    tasks: TaskManager  # submits what Python code sends (app/tasks/handles.py)
-
-
 @dataclass
 class RunState:
     """What Tasker keeps of one run, as one record on Celery's request (`tasker_run`)."""
@@ -80,14 +63,14 @@ class RunState:
 
 
 class TaskerCelery(Celery):
-    """Celery, holding the one Services object its tasks use.
+    """Celery, holding the services its tasks use (app/tasks/services.py).
 
-    The services are bound once, right after the app is made: they cannot be given to the
-    constructor, since the broker they send through wraps this very app (app/wiring.py)."""
+    They are bound once, as soon as they are built: they cannot be given to the constructor,
+    since the broker they send through wraps this very app (app/wiring.py)."""
 
-    services: Services | None = None
+    services: Tasker | None = None
 
-    def bind(self, services: Services) -> None:
+    def bind(self, services: Tasker) -> None:
         self.services = services
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
@@ -169,7 +152,7 @@ class TaskerTask(Task):
     typing = False
 
     @property
-    def services(self) -> Services:
+    def services(self) -> Tasker:
         return self.app.services  # type: ignore[attr-defined]
 
     @property

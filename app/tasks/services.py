@@ -1,0 +1,48 @@
+"""The one container of Tasker's services: built once by app/wiring.py, held by the Flask app
+(`app.extensions["tasker"]`) for the routes and bound to the Celery app for the tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.core import redact
+from app.core.beat.housekeeping import Housekeeping
+from app.core.beat.presence import WorkerPresence
+from app.core.beat.recovery import Recovery
+from app.core.beat.scheduler import Scheduler
+from app.core.cache_manager import CacheManager
+from app.core.database_manager import DatabaseManager
+from app.core.endings import Endings
+from app.core.keys import KeyManager
+from app.core.live.streams import StreamHub
+from app.core.metrics import Snapshot
+from app.core.monitor import Monitor
+from app.core.schedule_manager import ScheduleManager
+from app.core.task_manager import TaskManager
+from app.core.webhooks import Deliveries
+from app.tasks.callbacks import TaskCallbacks
+from app.tasks.registry import Registry
+
+
+@dataclass(frozen=True)
+class Tasker:
+    settings: Mapping[str, Any]
+    registry: Registry
+    db: DatabaseManager
+    cache: CacheManager
+    endings: Endings
+    tasks: TaskManager  # the use cases; also what .delay() and send_task() from Python submit through
+    callbacks: TaskCallbacks  # what a task's run writes
+    schedules: ScheduleManager
+    monitor: Monitor
+    scheduler: Scheduler
+    recovery: Recovery
+    housekeeping: Housekeeping
+    keys: KeyManager
+    redactor: redact.Redactor
+    presence: WorkerPresence
+    snapshot: Snapshot
+    streams: StreamHub
+    deliveries: Deliveries
