@@ -42,16 +42,17 @@ COMMANDS = {
 }
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str], config: Mapping[str, Any]) -> argparse.Namespace:
+    """The command line; its defaults are the settings HOST and PORT, read as every setting is."""
     parser = argparse.ArgumentParser(
         description="Run the Tasker API, and a Celery worker and beat beside it."
     )
     parser.add_argument(
         "--host",
-        default=os.environ.get("HOST") or None,
+        default=config["HOST"],
         help="address to listen on (default: 127.0.0.1 in open mode, 0.0.0.0 with API keys)",
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--port", type=int, default=config["PORT"])
     parser.add_argument(
         "--worker",
         action=argparse.BooleanOptionalAction,
@@ -88,8 +89,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(app: Flask, argv: list[str]) -> int:
-    args = parse_args(argv)
     config = app.config
+    args = parse_args(argv, config)
     if args.host is None:
         args.host = "127.0.0.1" if config["AUTH_MODE"] == "open" else "0.0.0.0"
     try:
