@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -418,8 +417,3 @@ def private_rabbit(fault_database: str, tmp_path: Path, openai_server: Any) -> I
 def stack_fault(request: pytest.FixtureRequest) -> Fault:
     """Each stack in turn: PostgreSQL + Redis, PostgreSQL + RabbitMQ, and the embedded default."""
     return request.getfixturevalue(request.param)
-
-
-def wait_seconds(seconds: float) -> None:
-    """Let time pass on purpose (a fault's duration), never to wait for a status."""
-    time.sleep(seconds)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN_URL
-from tests.faults.conftest import Fault, RedisServer, real_env, wait_seconds
+from tests.faults.conftest import Fault, RedisServer, real_env
 from tests.support import poll
 
 
@@ -70,7 +71,7 @@ def test_6_sqlite_locked_by_another_writer_for_a_while(embedded):
         assert locked.wait(10)
         submitter = threading.Thread(target=lambda: ids.extend(submit_many(fault, 3)))
         submitter.start()  # these submissions wait for the lock (busy timeout 15 s)
-        wait_seconds(3)  # the lock is held this long
+        time.sleep(3)  # the lock is held this long
     finally:
         release.set()
         holder.join()
@@ -105,7 +106,7 @@ def test_6_postgresql_restarted_while_tasks_run(on_private_postgres):
     assert refused.status_code == 503 and refused.get_json()["details"]["dependency"] == "database"
     ready = client.get("/health/ready")
     assert ready.status_code == 503 and "the database" in ready.get_json()["error"]
-    wait_seconds(3)  # PostgreSQL stays down this long
+    time.sleep(3)  # PostgreSQL stays down this long
     postgres.start()
     poll(lambda: client.get("/health/db").status_code == 200, timeout=30, what="the API to see it back")
     later = submit_many(fault, 5)

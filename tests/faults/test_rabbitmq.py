@@ -7,7 +7,9 @@ so what it held survives. A killed worker on RabbitMQ is in test_workers.py (its
 
 from __future__ import annotations
 
-from tests.faults.conftest import Fault, wait_seconds
+import time
+
+from tests.faults.conftest import Fault
 from tests.faults.test_redis import Submitter
 from tests.support import poll
 
@@ -30,7 +32,7 @@ def test_rabbitmq_stopped_and_started_with_tasks_in_flight_and_submits_during_th
         fault.rabbit.stop_app()
         down_at = len(submitter.accepted)
         poll(lambda: submitter.statuses[503] >= 3, timeout=30, what="submits refused during the outage")
-        wait_seconds(2)  # the broker stays down this long
+        time.sleep(2)  # the broker stays down this long
         fault.rabbit.start_app()
         poll(
             lambda: len(submitter.accepted) >= down_at + 20, timeout=60, what="submissions after the restart"

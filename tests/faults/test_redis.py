@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
-from tests.faults.conftest import Fault, wait_seconds
+from tests.faults.conftest import Fault
 from tests.support import poll
 
 
@@ -58,7 +59,7 @@ def test_3_redis_restarted_while_clients_keep_submitting(real):
     try:
         poll(lambda: len(submitter.accepted) >= 20, what="submissions before the restart")
         fault.redis.shutdown_nosave()  # queued messages are lost with it
-        wait_seconds(2)  # Redis stays down this long
+        time.sleep(2)  # Redis stays down this long
         fault.redis.start()
         seen = len(submitter.accepted)
         poll(lambda: len(submitter.accepted) >= seen + 20, timeout=30, what="submissions after the restart")
@@ -93,13 +94,13 @@ def test_5_redis_paused_or_stopped_then_workers_resume(real):
     fault.redis.client().execute_command("CLIENT", "PAUSE", "3000", "ALL")
     during = Submitter(fault)  # its requests wait for Redis rather than fail
     during.start()
-    wait_seconds(1)
+    time.sleep(1)  # submissions meet the paused Redis for this long
     during.stop()
     assert set(during.statuses) <= {202, 503}, during.statuses
     assert fault.redis.process is not None
     os.kill(fault.redis.process.pid, signal.SIGSTOP)
     try:
-        wait_seconds(3)
+        time.sleep(3)  # Redis stays stopped this long
     finally:
         os.kill(fault.redis.process.pid, signal.SIGCONT)
     after = [fault.submit("sum", {"a": 2, "b": n}).get_json()["id"] for n in range(10)]

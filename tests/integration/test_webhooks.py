@@ -17,7 +17,6 @@ from app.core.webhooks import NOT_PUBLIC
 from app.models import schedule as schedule_model
 from app.models.task import database_now
 from tests.conftest import build_app
-from tests.faults.conftest import wait_seconds
 from tests.support import WEBHOOK_SECRET, Receiver, kill_family, poll
 
 SETTLED = {"DELIVERED", "FAILED"}
@@ -315,7 +314,7 @@ def test_a_receiver_down_for_a_minute_then_up_still_gets_it(client, receiver_out
     the next retry delivers it."""
     outage = receiver_outage
     down = poll(lambda: deliveries(client, outage.task_id), what="the first attempt")[0]
-    wait_seconds(max(0.0, 60 - (time.monotonic() - outage.began)))  # the outage lasts a minute
+    time.sleep(max(0.0, 60 - (time.monotonic() - outage.began)))  # the outage lasts a minute
     during = deliveries(client, outage.task_id)[0]
     assert during["status"] == "WAITING" and during["attempts"] >= 2, json.dumps(during, indent=1)
     assert all(a["error"].startswith("could not connect") for a in during["history"])
