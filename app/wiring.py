@@ -61,7 +61,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     endings = Endings(db, cache, watch, deliveries)
     scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
     thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
-    recovery = Recovery(endings, registry, broker, broker, thresholds)
+    recovery = Recovery(endings, registry, broker, thresholds)
     tasks = TaskManager(
         endings, registry, broker, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
         config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],

@@ -80,16 +80,20 @@ def markdown() -> str:
         "",
         "Every setting is an environment variable with a default; a bad value stops start-up with a",
         "message naming it, e.g. `configuration error: CACHE_TTL_SECONDS must be an integer, got 'an hour'`.",
-        "`APP_ENV` (`development`, `production` or `testing`) picks the defaults that differ.",
+        "`APP_ENV` (`development`, `production` or `testing`) picks the defaults that differ. In each",
+        "group the settings to decide come first; those marked *tuning* (capacity and timing) suit most",
+        "deployments as they are.",
         "This page is written from the settings' declarations (`config/settings.py`) by",
         "`python -m config.reference`; `tasker.env.example` lists the ones a compose deployment may set.",
     ]
     for group, settings in groups().items():
         lines += ["", f"## {group}", "", "| variable | default | value | meaning |", "|---|---|---|---|"]
+        settings = sorted(settings, key=lambda setting: setting.tuning)  # what to decide first, then tuning
         for setting in settings:
             value = development[setting.name]
             default = setting.shown or (f"`{value}`" if value else "empty")
-            lines.append(f"| `{setting.name}` | {default} | {setting.reader.rule} | {setting.help} |")
+            meaning = f"*tuning:* {setting.help}" if setting.tuning else setting.help
+            lines.append(f"| `{setting.name}` | {default} | {setting.reader.rule} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

@@ -123,6 +123,7 @@ class Setting:
     shown: str | None = None  # the default as the reference shows it, when it is not a plain value
     key: str | None = None  # its key in the app's config, when not `name`
     secret: bool = False  # a secret or a connection: .env's, never tasker.env's
+    tuning: bool = False  # capacity and timing, whose defaults suit most deployments
     convert: Callable[[Any], Any] | None = None  # what the app's config holds, from the value read
 
     def read(self, env: Mapping[str, str], context: Context) -> Any:
@@ -172,6 +173,7 @@ DECLARED: tuple[Setting, ...] = (
         "connections per process, plus as many overflow; keep it at least `GUNICORN_THREADS`",
         integer(1, 200),
         10,
+        tuning=True,
     ),
     _S(
         "REDIS_URL",
@@ -188,6 +190,7 @@ DECLARED: tuple[Setting, ...] = (
         "how long finished outputs stay in the cache",
         integer(1, 30 * 86400),
         3600,
+        tuning=True,
     ),
     _S(
         "CELERY_BROKER_URL",
@@ -205,6 +208,7 @@ DECLARED: tuple[Setting, ...] = (
         "the longest hard time limit plus the longest retry delay (60 s), or Tasker refuses to start",
         integer(60, 7 * 86400),
         7200,
+        tuning=True,
     ),
     _S(
         "WORKER_CONCURRENCY",
@@ -213,6 +217,7 @@ DECLARED: tuple[Setting, ...] = (
         "compose's `worker`); 0: one per CPU core",
         integer(0, 256),
         0,
+        tuning=True,
     ),
     _S(
         "CELERY_TASK_EVENTS",
@@ -236,6 +241,7 @@ DECLARED: tuple[Setting, ...] = (
         "submits an API process writes together at most (one INSERT, one publish); 1 writes each on its own",
         integer(1, 1000),
         64,
+        tuning=True,
     ),
     _S(
         "OPENAI_API_KEY",
@@ -260,8 +266,16 @@ DECLARED: tuple[Setting, ...] = (
         "connect timeout of each OpenAI call",
         number(0.1, 60),
         5.0,
+        tuning=True,
     ),
-    _S("OPENAI_READ_TIMEOUT_SECONDS", UPSTREAMS, "read timeout of each OpenAI call", number(0.1, 100), 60.0),
+    _S(
+        "OPENAI_READ_TIMEOUT_SECONDS",
+        UPSTREAMS,
+        "read timeout of each OpenAI call",
+        number(0.1, 100),
+        60.0,
+        tuning=True,
+    ),
     _S(
         "OPENWEATHER_API_KEY",
         UPSTREAMS,
@@ -284,6 +298,7 @@ DECLARED: tuple[Setting, ...] = (
         "connect timeout of each OpenWeather call",
         number(0.1, 60),
         5.0,
+        tuning=True,
     ),
     _S(
         "OPENWEATHER_READ_TIMEOUT_SECONDS",
@@ -291,6 +306,7 @@ DECLARED: tuple[Setting, ...] = (
         "read timeout of each OpenWeather call",
         number(0.1, 50),
         10.0,
+        tuning=True,
     ),
     _S(
         "OPENAI_ALLOWED_MODELS",
@@ -314,6 +330,7 @@ DECLARED: tuple[Setting, ...] = (
         "never sooner than `Retry-After`",
         number(0, 60),
         1.0,
+        tuning=True,
     ),
     _S(
         "MAX_RETRY_ATTEMPTS",
@@ -338,6 +355,7 @@ DECLARED: tuple[Setting, ...] = (
         "own retries; past it the task is `FAILED`",
         integer(1, 100),
         3,
+        tuning=True,
     ),
     _S(
         "TASK_RETENTION_DAYS",
@@ -354,7 +372,12 @@ DECLARED: tuple[Setting, ...] = (
         1024 * 1024,
     ),
     _S(
-        "RECOVERY_INTERVAL_SECONDS", RECOVERY, "how often beat runs the recovery sweep", integer(1, 86400), 30
+        "RECOVERY_INTERVAL_SECONDS",
+        RECOVERY,
+        "how often beat runs the recovery sweep",
+        integer(1, 86400),
+        30,
+        tuning=True,
     ),
     _S(
         "RECOVERY_PENDING_SECONDS",
@@ -362,6 +385,7 @@ DECLARED: tuple[Setting, ...] = (
         "a `PENDING` task untouched this long is published again (a `RETRYING` one after this plus 60 s)",
         integer(1, 7 * 86400),
         300,
+        tuning=True,
     ),
     _S(
         "RECOVERY_STARTED_SECONDS",
@@ -369,6 +393,7 @@ DECLARED: tuple[Setting, ...] = (
         "a `STARTED` task that no worker reports running for this long is requeued (or `FAILED` at the cap)",
         integer(1, 86400),
         15,
+        tuning=True,
     ),
     _S(
         "SCHEDULER_INTERVAL_SECONDS",
@@ -376,6 +401,7 @@ DECLARED: tuple[Setting, ...] = (
         "how often beat fires the schedules and publishes the `SCHEDULED` tasks that are due",
         number(0.1, 60),
         1.0,
+        tuning=True,
     ),
     _S(
         "RETENTION_INTERVAL_SECONDS",
@@ -383,6 +409,7 @@ DECLARED: tuple[Setting, ...] = (
         "how often beat deletes finished tasks past their retention (500 rows per transaction)",
         integer(1, 86400),
         3600,
+        tuning=True,
     ),
     _S(
         "AUTH_MODE",
@@ -502,6 +529,7 @@ DECLARED: tuple[Setting, ...] = (
         "`?wait=` requests that may wait at once per API process; more answer at once (`Tasker-Wait`)",
         integer(0, 1000),
         4,
+        tuning=True,
     ),
     _S(
         "STREAM_MAX_CONCURRENT",
@@ -509,6 +537,7 @@ DECLARED: tuple[Setting, ...] = (
         "open event streams per API process, each on a thread gunicorn adds to `GUNICORN_THREADS`; more: 503",
         integer(0, 10_000),
         100,
+        tuning=True,
     ),
     _S(
         "STREAM_MAX_PER_OWNER",
@@ -516,6 +545,7 @@ DECLARED: tuple[Setting, ...] = (
         "keys mode: open event streams one owner may hold in one API process; more: 429",
         integer(1, 10_000),
         10,
+        tuning=True,
     ),
     _S(
         "STREAM_BACKLOG_KB",
@@ -523,6 +553,7 @@ DECLARED: tuple[Setting, ...] = (
         "changes that may wait for a stream's slow reader before the stream is closed (reason `behind`)",
         integer(64, 1024 * 1024),
         1024,
+        tuning=True,
     ),
     _S(
         "STREAM_SEND_TIMEOUT_SECONDS",
@@ -530,6 +561,7 @@ DECLARED: tuple[Setting, ...] = (
         "a stream whose send makes no progress this long is ended",
         number(1, 600),
         30.0,
+        tuning=True,
     ),
     _S(
         "STREAM_HEARTBEAT_SECONDS",
@@ -537,6 +569,7 @@ DECLARED: tuple[Setting, ...] = (
         "a comment line on an idle event stream this often, so proxies keep it open",
         number(1, 300),
         15.0,
+        tuning=True,
     ),
     _S(
         "WEBHOOK_SECRET",
@@ -572,6 +605,7 @@ DECLARED: tuple[Setting, ...] = (
         "connect timeout of one delivery attempt",
         number(0.1, 30),
         3.0,
+        tuning=True,
     ),
     _S(
         "WEBHOOK_TIMEOUT_SECONDS",
@@ -595,6 +629,7 @@ DECLARED: tuple[Setting, ...] = (
         "(`-Q webhooks --pool=threads`); `--concurrency N` wins",
         integer(1, 256),
         8,
+        tuning=True,
     ),
     _S(
         "LOG_LEVEL",
@@ -650,6 +685,7 @@ DECLARED: tuple[Setting, ...] = (
         "that takes longer is left out of that scrape",
         number(0.1, 30),
         2.0,
+        tuning=True,
     ),
     _S(
         "PROMETHEUS_MULTIPROC_DIR",
@@ -665,6 +701,7 @@ DECLARED: tuple[Setting, ...] = (
         "how often each worker writes its heartbeat; it counts as online for three",
         number(0.1, 3600),
         10.0,
+        tuning=True,
     ),
     _S(
         "WORKER_METRICS_PORT",
@@ -698,6 +735,7 @@ DECLARED: tuple[Setting, ...] = (
         integer(1, 256),
         lambda c: multiprocessing.cpu_count() * 2,
         "2 x cores",
+        tuning=True,
     ),
     _S(
         "GUNICORN_THREADS",
@@ -705,6 +743,7 @@ DECLARED: tuple[Setting, ...] = (
         "threads per gunicorn process (gthread) for requests; event streams get `STREAM_MAX_CONCURRENT` more",
         integer(1, 1000),
         8,
+        tuning=True,
     ),
     _S(
         "GUNICORN_ACCESS_LOG",

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.core.broker import Broker
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, DependencyUnavailable
-from app.core.ports import BrokerProbe, Registry
+from app.core.ports import Registry
 from app.core.resources import utc_iso
 from app.models import ops
 from app.models import task as task_model
@@ -52,7 +53,7 @@ class Monitor:
         self,
         db: DatabaseManager,
         cache: CacheManager,
-        broker: BrokerProbe,
+        broker: Broker,
         registry: Registry,
         heartbeat_seconds: float = 30.0,
     ):

@@ -1,9 +1,9 @@
-"""What the core needs from the task catalog and the broker, as protocols the tests can stand in for."""
+"""What the core needs from the task catalog, as protocols the tests can stand in for (the
+broker's is app/core/broker's Broker class)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 DEFAULT_PRIORITY = 5  # "normal"; 0 is "low", 9 "high"
@@ -25,27 +25,3 @@ class Registry(Protocol):
     def resolve(self, name: Any, field: str = ...) -> TaskType: ...
 
     def __iter__(self) -> Iterator[TaskType]: ...
-
-
-class TaskQueue(Protocol):
-    """Enqueues and revokes task messages (app/core/broker's Message); failures are BrokerUnavailable."""
-
-    def enqueue(self, message: Any) -> None: ...
-
-    def enqueue_many(self, messages: Sequence[Any]) -> list[Any]: ...
-
-    def revoke(self, task_id: uuid.UUID) -> None: ...
-
-
-class BrokerProbe(Protocol):
-    """What monitoring and the recovery sweep ask the broker and the workers."""
-
-    is_redis: bool
-
-    def ping(self) -> None: ...
-
-    def queue_depths(self, queues: list[str]) -> dict[str, int]: ...
-
-    def ping_workers(self, timeout: float = 1.0) -> int: ...
-
-    def running_tasks(self, timeout: float = 1.0) -> dict[str, set[str]]: ...

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 
 from app.core import metrics
 from app.core.batching import Batcher, Item
-from app.core.broker import Message, headers
+from app.core.broker import Broker, Message, headers
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
 from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
-from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Registry, TaskQueue, TaskType
+from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Registry, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.usage import UsagePolicy
@@ -61,15 +61,17 @@ class SubmitRequest:
 class Submission:
     id: uuid.UUID
     created: bool  # False when an Idempotency-Key matched an earlier submission
-    row: Any  # the row as written (no read-back), or the earlier one as found
+    earlier: Any = None  # that earlier row, as found
+    written: dict[str, Any] | None = None  # or the values just written, with created_at
 
     @classmethod
     def of(cls, values: dict[str, Any], created_at: Any) -> Submission:
-        return cls(values["id"], True, task_model.new_row(values | {"created_at": created_at}))
+        return cls(values["id"], True, written=values | {"created_at": created_at})
 
     def resource(self) -> dict[str, Any]:
-        """The v1 task resource."""
-        return task_resource(self.row)
+        """The v1 task resource, from the values written (no read-back); built only when asked for,
+        so a submit that answers with the id alone (/run-task) pays nothing for it."""
+        return task_resource(self.earlier if self.written is None else task_model.new_row(self.written))
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class TaskManager:
         self,
         endings: Endings,
         registry: Registry,
-        queue: TaskQueue,
+        broker: Broker,
         quota: UnfinishedTasks | None = None,
         policy: UsagePolicy | None = None,
         max_retry_attempts: int = 3,
@@ -113,7 +115,7 @@ class TaskManager:
         self.watch = endings.watch
         self.deliveries = endings.deliveries
         self.registry = registry
-        self.queue = queue
+        self.broker = broker
         self.quota = quota or UnfinishedTasks(self.db, 0)
         self.policy = policy
 
@@ -175,7 +177,7 @@ class TaskManager:
     def _enqueue(self, new: NewTask, owner: str) -> None:
         """The row is committed: its message now; without one, the row goes again."""
         try:
-            self.queue.enqueue(new.message())
+            self.broker.enqueue(new.message())
         except BrokerUnavailable:
             # Not queued: take the row back so nothing looks queued that never will run.
             self._forget(new.id)
@@ -224,7 +226,7 @@ class TaskManager:
 
     def _enqueue_batch(self, written: list[Item], created: dict[uuid.UUID, Any]) -> None:
         news: list[NewTask] = [item.value for item in written]
-        outcomes = self.queue.enqueue_many([new.message() for new in news]) if news else []
+        outcomes = self.broker.enqueue_many([new.message() for new in news]) if news else []
         refused = [new.id for new, outcome in zip(news, outcomes, strict=True) if outcome is not None]
         if refused:
             # Not queued: take the rows back so nothing looks queued that never will run.
@@ -393,7 +395,7 @@ class TaskManager:
     def _revoke(self, task_id: uuid.UUID) -> None:
         # Best effort: the claim-time check is what really stops a cancelled task.
         try:
-            self.queue.revoke(task_id)
+            self.broker.revoke(task_id)
         except BrokerUnavailable as exc:
             logger.warning("could not send a revoke for %s: %s", task_id, exc.details)
 

@@ -18,7 +18,7 @@ def test_a_worker_announces_the_outcome_to_a_waiting_process(app, db, worker):
     task_id = insert_task(db)
     try:
         with watch.watching(task_id, TERMINAL) as finished:
-            tasks.queue.enqueue(Message(tasks.registry.resolve("sum"), task_id, {"a": 1, "b": 2}))
+            tasks.broker.enqueue(Message(tasks.registry.resolve("sum"), task_id, {"a": 1, "b": 2}))
             assert finished.wait(10), "no announcement within 10 s"
     finally:
         watch.close()

@@ -193,7 +193,7 @@ def test_rabbitmq_confirms_a_batch_with_one_wait_and_each_message_on_its_own(sta
     if stack.name != "rabbit":
         pytest.skip("publisher confirms are RabbitMQ's")
     with fresh_app(stack, tmp_path) as app:
-        broker = app.extensions["tasker"].tasks.queue
+        broker = app.extensions["tasker"].tasks.broker
         vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "ten", "^default$",
                     '{"max-length": 10, "overflow": "reject-publish"}')  # fmt: skip
@@ -212,7 +212,7 @@ def test_rabbitmq_closing_the_connection_between_batches_loses_no_message(stack,
     if stack.name != "rabbit":
         pytest.skip("a RabbitMQ connection closed by the broker")
     with fresh_app(stack, tmp_path) as app:
-        broker = app.extensions["tasker"].tasks.queue
+        broker = app.extensions["tasker"].tasks.broker
         vhost = app.config["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         first, second = batch_of(app, 5), batch_of(app, 5)
         assert broker.enqueue_many(first) == [None] * 5
@@ -233,7 +233,7 @@ def test_rabbitmq_a_batch_publishers_connection_closes_when_its_app_goes(stack, 
     vhost = env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
     for _ in range(2):
         app = build_app(env)
-        assert app.extensions["tasker"].tasks.queue.enqueue_many(batch_of(app, 1)) == [None]
+        assert app.extensions["tasker"].tasks.broker.enqueue_many(batch_of(app, 1)) == [None]
         app.extensions["tasker"].db.dispose()
         del app
         gc.collect()

@@ -59,10 +59,10 @@ def checking_broker(app, other_db):
 def test_the_row_is_committed_before_the_message_is_published(app, stack_env, worker):
     other = build_app(stack_env)
     manager = app.extensions["tasker"].tasks
-    manager.queue = checking_broker(app, other.extensions["tasker"].db)
+    manager.broker = checking_broker(app, other.extensions["tasker"].db)
     assert manager.batcher is not None  # submits are batched by default: that path is checked here
     task_id = manager.submit(SubmitRequest("sum", {"a": 1, "b": 2})).id
-    assert manager.queue.seen == ["PENDING"]
+    assert manager.broker.seen == ["PENDING"]
     assert wait_for_output(app.test_client(), task_id)["result"] == 3
     other.extensions["tasker"].db.dispose()
 

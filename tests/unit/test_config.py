@@ -162,7 +162,9 @@ def test_the_env_example_and_the_settings_reference_are_written_from_the_declara
 
     assert reference.main(["--check"]) == 0
     page = reference.REFERENCE.read_text()
-    assert all(f"| `{setting.name}` |" in page for setting in DECLARED)
+    rows = {line.split("`")[1]: line for line in page.splitlines() if line.startswith("| `")}
+    assert set(rows) == {setting.name for setting in DECLARED}
+    assert all(("*tuning:*" in rows[s.name]) == s.tuning for s in DECLARED)  # operator or tuning
     example = reference.ENV_EXAMPLE.read_text()
     assert all((f"# {s.name}=" in example) != s.secret for s in DECLARED)
 

@@ -62,7 +62,7 @@ def test_a_due_task_stays_scheduled_while_the_broker_is_down(sqlite_db, broker):
 
 def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, cache, broker):
     endings = Endings(sqlite_db, cache, Watch(ChangeFeed(), lambda ids: {}))
-    recovery = Recovery(endings, REGISTRY, broker, broker, Thresholds(pending_after=60, orphan_after=60))
+    recovery = Recovery(endings, REGISTRY, broker, Thresholds(pending_after=60, orphan_after=60))
     stranded = insert_task(sqlite_db)
     make_old(sqlite_db, stranded, "updated_at")
     dead, running, spent = insert_task(sqlite_db), insert_task(sqlite_db), insert_task(sqlite_db)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from app.core.broker import Message
+from app.core.broker import Broker, Message
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable
 from app.core.live.changes import TASK_STREAMS
-from app.core.ports import BrokerProbe, Registry, TaskQueue
+from app.core.ports import Registry
 from app.models import task as task_model
 from app.models.task import TaskStatus
 
@@ -58,8 +58,7 @@ class Recovery:
         self,
         endings: Endings,
         registry: Registry,
-        queue: TaskQueue,
-        probe: BrokerProbe,
+        broker: Broker,
         thresholds: Thresholds,
     ):
         self.endings = endings  # a task given up on ends the one way every task ends
@@ -67,8 +66,7 @@ class Recovery:
         self.announce = endings.watch.announce  # tells event streams of each task requeued
         self.deliveries = endings.deliveries  # webhook deliveries whose message or worker was lost
         self.registry = registry
-        self.queue = queue
-        self.probe = probe
+        self.broker = broker  # it requeues there, and asks the workers what they run
         self.thresholds = thresholds
 
     def sweep(self) -> dict[str, int]:
@@ -108,7 +106,7 @@ class Recovery:
         if not rows:
             return
         try:
-            running = self.probe.running_tasks(self.thresholds.inspect_timeout)
+            running = self.broker.running_tasks(self.thresholds.inspect_timeout)
         except BrokerUnavailable as exc:
             logger.warning("recovery: cannot ask workers what they run: %s", exc.details)
             return
@@ -130,5 +128,5 @@ class Recovery:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
             return False  # it moved on since we looked
         self.announce(row.id, TaskStatus.PENDING, TASK_STREAMS)
-        self.queue.enqueue(Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority))
+        self.broker.enqueue(Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority))
         return True

@@ -16,12 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.core.broker import Message
+from app.core.broker import Broker, Message
 from app.core.cron import Cron, CronError
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, InvalidInput
 from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
-from app.core.ports import Registry, TaskQueue
+from app.core.ports import Registry
 from app.core.webhooks import Deliveries
 from app.models import schedule as schedule_model
 from app.models import task as task_model
@@ -37,14 +37,14 @@ class Scheduler:
         self,
         db: DatabaseManager,
         registry: Registry,
-        queue: TaskQueue,
+        broker: Broker,
         announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
         deliveries: Deliveries | None = None,
     ):
         self.deliveries = deliveries  # webhook retries are released here too
         self.db = db
         self.registry = registry
-        self.queue = queue
+        self.broker = broker
         self.announce = announce  # tells event streams of each task made or released
 
     def run_due(self, now: datetime | None = None) -> dict[str, int] | None:
@@ -102,7 +102,7 @@ class Scheduler:
             self.db.run(lambda c: schedule_model.advance(c, row.id, row.next_run_at, next_run, None))
             return 0
         try:
-            self.queue.enqueue(Message(task_type, task_id, clean, row.priority))
+            self.broker.enqueue(Message(task_type, task_id, clean, row.priority))
         except BrokerUnavailable as exc:
             # The row stays PENDING; the recovery sweep publishes it once the broker is back.
             logger.warning("schedule %s made task %s but could not publish it: %s", row.id, task_id, exc)
@@ -113,7 +113,9 @@ class Scheduler:
         if not self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.SCHEDULED, TaskStatus.PENDING)):
             return 0  # cancelled, or released by someone else, since we looked
         try:
-            self.queue.enqueue(Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority))
+            self.broker.enqueue(
+                Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
+            )
         except BrokerUnavailable:
             self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))
             raise
