@@ -12,7 +12,7 @@ $(RUNTIME): requirements.txt
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(STAMP): $(RUNTIME) requirements-dev.txt
+$(STAMP): $(RUNTIME) requirements-dev.txt examples/mytasks/pyproject.toml
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from celery.signals import beat_init, celeryd_init, worker_process_shutdown, worker_ready, worker_shutdown
 
+from app.api.docs import json_schema
 from app.core import redact
 from app.core.beat.housekeeping import Housekeeping, Job
 from app.core.beat.presence import WorkerPresence
@@ -28,27 +31,52 @@ from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.core.quotas import UnfinishedTasks
 from app.core.schedule_manager import ScheduleManager
+from app.core.served import ServedTypes
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
 from app.core.webhooks import Deliveries
 from app.models import ops
 from app.models import task as task_model
-from app.tasks import task_functions  # noqa: F401 - registers the Celery tasks
+from app.tasks import (
+    discovery,
+    task_functions,  # noqa: F401 - registers the Celery tasks
+)
 from app.tasks.base import MAX_RETRY_DELAY_SECONDS, TaskerCelery, TaskerTask
 from app.tasks.callbacks import TaskCallbacks
-from app.tasks.registry import build_registry
+from app.tasks.hints import DeclarationError
+from app.tasks.registry import Registry, build_registry
 from app.tasks.services import Tasker
 
 
-def registry_of(config: Mapping[str, Any]) -> Any:
-    """The task types with the limits and retries the settings give."""
-    return build_registry(config["DEFAULT_TASK_TIMEOUT"], config["MAX_RETRY_ATTEMPTS"])
+def registry_of(config: Mapping[str, Any]) -> Registry:
+    """The task types Tasker's and the configured modules declare (app/tasks/discovery.py), with
+    the limits and retries the settings give."""
+    declarations = discovery.load(config["TASK_MODULES"])
+    return build_registry(declarations, config["DEFAULT_TASK_TIMEOUT"], config["MAX_RETRY_ATTEMPTS"])
+
+
+def schema_hashes(registry: Registry) -> dict[str, str]:
+    """Per task type, a hash of its parameters' JSON Schema: what workers announce, and what the API
+    compares. A schema that cannot be written as JSON Schema stops the start, naming its module."""
+    hashes = {}
+    for task_type in registry:
+        try:
+            document = json.dumps(json_schema(task_type.schema), sort_keys=True)
+        except Exception as exc:  # noqa: BLE001 - whatever the schema's fields raise: the start stops
+            raise DeclarationError(
+                f"{task_type.module}: the parameters of {task_type.name} cannot be written as JSON "
+                f"Schema ({type(exc).__name__}: {exc}); use fields that can"
+            ) from None
+        hashes[task_type.name] = hashlib.sha256(document.encode()).hexdigest()
+    return hashes
 
 
 def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     """Every collaborator, built once and handed to whatever uses it."""
     registry = registry_of(config)
+    hashes = schema_hashes(registry)
     db = DatabaseManager(config["DATABASE_URL"], config["DATABASE_POOL_SIZE"])
+    served = ServedTypes(db, hashes, config["WORKER_HEARTBEAT_SECONDS"])
     redactor = redact.Redactor.from_config(config)
     policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"])
     cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
@@ -67,7 +95,8 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],
     )  # fmt: skip
     callbacks = TaskCallbacks(endings, redactor.secret)
-    housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery)
+    announced = {t.name: (t.queue, hashes[t.name]) for t in registry}
+    housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery, announced)
     tasker = Tasker(
         settings=config,
         registry=registry,
@@ -91,13 +120,8 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         keys=KeyManager(db, secret_key),
         redactor=redactor,
         presence=presence,
-        snapshot=Snapshot(
-            db,
-            broker,
-            registry.queues,
-            config["WORKER_HEARTBEAT_SECONDS"],
-            config["METRICS_SCRAPE_TIMEOUT_SECONDS"],
-        ),
+        snapshot=_snapshot(config, db, broker, registry, served),
+        served=served,
         streams=streams,
         deliveries=deliveries,
     )
@@ -105,6 +129,14 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     # .delay() and send_task() from Python go through.
     celery.bind(tasker)
     return tasker, celery
+
+
+def _snapshot(
+    config: Mapping[str, Any], db: DatabaseManager, broker: Broker, registry: Registry, served: ServedTypes
+) -> Snapshot:
+    """What /metrics reads at each scrape: rows, queues, workers and the types they serve."""
+    heartbeat, timeout = config["WORKER_HEARTBEAT_SECONDS"], config["METRICS_SCRAPE_TIMEOUT_SECONDS"]
+    return Snapshot(db, broker, registry.queues, heartbeat, timeout, served)
 
 
 def _live(config: Mapping[str, Any], db: DatabaseManager) -> tuple[Watch, StreamHub]:
@@ -137,6 +169,7 @@ def _housekeeping(
     db: DatabaseManager,
     scheduler: Scheduler,
     recovery: Recovery,
+    task_types: Mapping[str, tuple[str, str]],
 ) -> tuple[Housekeeping, WorkerPresence]:
     """Beat's loops (due tasks and schedules, the recovery sweep, retention) and a worker's
     heartbeat, each connected to the Celery signal that starts it."""
@@ -151,7 +184,9 @@ def _housekeeping(
         jobs,
         report=lambda job, counts: db.run(lambda c: ops.record_run(c, job.name, job.interval, counts)),
     )
-    presence = WorkerPresence(celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"])
+    presence = WorkerPresence(
+        celery, db, config["WORKER_HEARTBEAT_SECONDS"], config["WORKER_METRICS_PORT"], task_types
+    )
     _connect_signals(housekeeping, presence)
     return housekeeping, presence
 

@@ -349,6 +349,17 @@ DECLARED: tuple[Setting, ...] = (
         45,
     ),
     _S(
+        "TASKER_TASK_MODULES",
+        TASKS,
+        "modules that declare task types with `@tasker.task` (import paths, comma-separated), "
+        "loaded by the API and every worker, besides the `tasker.tasks` entry points",
+        LIST,
+        [],
+        "none",
+        key="TASK_MODULES",
+        convert=tuple,
+    ),
+    _S(
         "TASK_MAX_DELIVERIES",
         TASKS,
         "starts a task may have without finishing (its worker died), on top of its "

@@ -297,6 +297,9 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "RETRY_BACKOFF_SECONDS": "0.05",
         "LOG_LEVEL": "INFO",
         "STREAM_HEARTBEAT_SECONDS": "1",  # a stream test that waits in vain ends at its deadline
+        # The example package of task types of one's own (examples/mytasks, installed by
+        # requirements-dev.txt): the API and every worker of the suite serve its types too.
+        "TASKER_TASK_MODULES": "mytasks",
         # Webhooks to the tests' receivers on 127.0.0.1 (opened by name: nothing else is), signed
         # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s for 20 minutes (the
         # session's receiver outage spans a stack's tests), 2 s per attempt.

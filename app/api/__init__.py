@@ -55,8 +55,8 @@ def register_api(app: Flask, tasker: Any) -> None:
     open_mode = app.config["AUTH_MODE"] == "open"
     limited = [
         create_routes(tasker.tasks),
-        create_v1_routes(tasker.tasks, WaitSlots(app.config["WAIT_MAX_CONCURRENT"])),
-        create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.tasks.policy),
+        create_v1_routes(tasker.tasks, WaitSlots(app.config["WAIT_MAX_CONCURRENT"]), tasker.served),
+        create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.served, tasker.tasks.policy),
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
         create_key_routes(tasker.keys, tasker.deliveries.secrets.current),

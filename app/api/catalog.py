@@ -9,21 +9,30 @@ from flask_smorest import Blueprint
 from app.api import schemas
 from app.api.docs import parameters_schema
 from app.api.helpers import scope
+from app.core.errors import DependencyUnavailable
 from app.core.monitor import Monitor
 from app.core.ports import Registry
+from app.core.served import ServedTypes
 from app.core.usage import UsagePolicy
 
 
 def create_catalog_routes(
-    registry: Registry, monitor: Monitor, policy: UsagePolicy | None = None
+    registry: Registry, monitor: Monitor, served: ServedTypes, policy: UsagePolicy | None = None
 ) -> Blueprint:
     bp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Task types and queues")
 
     @bp.get("/task-types")
-    @bp.doc(summary="Every task type, its aliases, queue, limits and parameters (JSON Schema)")
+    @bp.doc(
+        summary="Every task type, its aliases, queue, limits, parameters (JSON Schema) and the live "
+        "workers that serve it"
+    )
     @bp.response(200, schemas.TaskTypeList)
     def task_types() -> dict[str, Any]:
-        return {"task_types": [task_type_resource(t, policy) for t in registry]}
+        try:
+            workers: dict[str, int] | None = served.read().workers
+        except DependencyUnavailable:
+            workers = None  # the catalogue answers; who serves it is unknown until the database is back
+        return {"task_types": [task_type_resource(t, policy, workers) for t in registry]}
 
     @bp.get("/queues")
     @bp.doc(
@@ -46,9 +55,12 @@ def create_catalog_routes(
     return bp
 
 
-def task_type_resource(task_type: Any, policy: UsagePolicy | None = None) -> dict[str, Any]:
+def task_type_resource(
+    task_type: Any, policy: UsagePolicy | None = None, workers: dict[str, int] | None = None
+) -> dict[str, Any]:
     return {
         "name": task_type.name,
+        "module": task_type.module,
         "aliases": list(task_type.aliases),
         "description": task_type.description,
         "queue": task_type.queue,
@@ -56,5 +68,7 @@ def task_type_resource(task_type: Any, policy: UsagePolicy | None = None) -> dic
         "time_limit": task_type.time_limit,
         "max_retries": task_type.max_retries,
         "retry_policy": task_type.retry_policy.as_dict(),
+        "priority": task_type.priority,
         "parameters": parameters_schema(task_type, policy),
+        "workers": None if workers is None else workers.get(task_type.name, 0),
     }

@@ -147,10 +147,8 @@ def create_event_routes(
         responses=EVENT_STREAM_DOC,
     )
     @bp.arguments(schemas.TaskFilters(), location="query", as_kwargs=True)
-    def events(
-        status: list[str] | None = None, name: str | None = None, owner: str | None = None
-    ) -> Response:
-        match = _list_match(scope(owner), frozenset(status or ()), name)
+    def events(owner: str | None = None, **filters: Any) -> Response:
+        match = _list_match(scope(owner), **filters)
         resources = ExitStack()
         resources.callback(slots.take(g.principal.owner))
         try:
@@ -165,14 +163,22 @@ def create_event_routes(
     return bp
 
 
-def _list_match(visible: str | None, statuses: frozenset[str], name: str | None) -> Callable[[Any], bool]:
-    """What the list stream sends: the caller's tasks (an admin's: `visible`'s, or all), filtered."""
+def _list_match(
+    visible: str | None,
+    status: list[str] | None = None,
+    name: str | None = None,
+    tag: list[str] | None = None,
+) -> Callable[[Any], bool]:
+    """What the list stream sends: the caller's tasks (an admin's: `visible`'s, or all), filtered
+    (`tag`: carrying every one)."""
+    statuses, tags = frozenset(status or ()), frozenset(tag or ())
 
     def match(row: Any) -> bool:
         return (
             (visible is None or row.owner == visible)
             and (not statuses or row.status in statuses)
             and (not name or row.name == name)
+            and (not tags or tags <= set(row.tags or ()))
         )
 
     return match

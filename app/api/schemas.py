@@ -11,9 +11,11 @@ from app.core.keys import NAME_CHARACTERS, name_error
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
 from app.core.retries import RETRY_ON
+from app.core.tags import MAX_TAGS, TAG_PATTERN, TAG_RULE
 from app.models.task import TaskStatus
 from app.models.webhook import EVENTS as WEBHOOK_EVENTS
 from app.models.webhook import URL_MAX_LENGTH as MAX_URL_LENGTH
+from app.tasks.declare import MAX_TIME_LIMIT
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 from config.base import MAX_RETRIES
 
@@ -91,6 +93,12 @@ class Priority(fields.Field):
         raise self.make_error("invalid")
 
 
+def Tags(**kwargs: Any) -> fields.List:
+    """Up to MAX_TAGS key:value strings (app/core/tags.py)."""
+    tag = fields.String(validate=validate.Regexp(TAG_PATTERN, error=f"Must be {TAG_RULE}."))
+    return fields.List(tag, validate=validate.Length(max=MAX_TAGS), **kwargs)
+
+
 class WebhookRequest(StrictSchema):
     url = fields.String(
         required=True,
@@ -133,7 +141,7 @@ class TaskSubmitRequest(StrictSchema):
         load_default=dict,
         metadata={"description": "Checked against the task type's schema", "example": {"a": 1, "b": 2}},
     )
-    priority = Priority(load_default=PRIORITIES["normal"])
+    priority = Priority(metadata={"description": "Default: its task type's (normal unless it says)"})
     countdown = fields.Float(
         validate=validate.Range(min=0, max=MAX_COUNTDOWN),
         metadata={"description": "Run this many seconds from now"},
@@ -144,6 +152,15 @@ class TaskSubmitRequest(StrictSchema):
         }
     )
     webhook = fields.Nested(WebhookRequest, metadata={"description": "Be told when the task ends"})
+    timeout_seconds = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_TIME_LIMIT),
+        metadata={
+            "description": "Its hard time limit in seconds, at most its task type's time_limit (the soft "
+            "one, which the task is told of, at two thirds)"
+        },
+    )
+    tags = Tags(metadata={"description": f"Up to {MAX_TAGS} key:value strings, to find it by (?tag=)"})
     retry_policy = fields.Nested(
         RetryPolicyRequest,
         metadata={
@@ -224,6 +241,11 @@ class TaskFilters(QuerySchema):
         ]
     )
     owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
+    tag = fields.List(
+        fields.String(validate=validate.Regexp(TAG_PATTERN, error=f"Must be {TAG_RULE}.")),
+        validate=validate.Length(max=MAX_TAGS),
+        metadata={"description": "key:value; repeatable, all must match"},
+    )
 
 
 class TaskListQuery(TaskFilters):
@@ -255,6 +277,7 @@ class TaskPage(Schema):
 
 class TaskTypeInfo(Schema):
     name = fields.String(required=True)
+    module = fields.String(required=True, metadata={"description": "The module that declares it"})
     aliases = fields.List(fields.String(), required=True)
     description = fields.String(required=True)
     queue = fields.String(required=True)
@@ -264,7 +287,15 @@ class TaskTypeInfo(Schema):
     retry_policy = fields.Nested(
         RetryPolicy, required=True, metadata={"description": "What a task of this type retries by default"}
     )
+    priority = fields.Integer(
+        required=True, metadata={"description": "A task's priority when its submit names none"}
+    )
     parameters = fields.Dict(required=True, metadata={"description": "JSON Schema of the parameters"})
+    workers = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Live workers that serve it (null: unknown while the database is away)"},
+    )
 
 
 class TaskTypeList(Schema):
@@ -397,6 +428,7 @@ class ScheduleCreate(StrictSchema):
     webhook = fields.Nested(
         WebhookRequest, allow_none=True, metadata={"description": "Given to every task it makes (null: none)"}
     )
+    tags = Tags(allow_none=True, metadata={"description": "Given to every task it makes (null: none)"})
 
     @validates_schema
     def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:

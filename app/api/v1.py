@@ -10,22 +10,27 @@ from app.api import schemas
 from app.api.docs import option_fields, submit_body
 from app.api.helpers import json_object, location, owner, parse_id, scope, utc
 from app.api.waits import WaitSlots
+from app.core.served import ServedTypes
 from app.core.task_manager import SubmitRequest, TaskManager
 
 submit_schema = schemas.TaskSubmitRequest()
 
 
-def create_v1_routes(task_manager: TaskManager, waits: WaitSlots) -> Blueprint:
+def create_v1_routes(
+    task_manager: TaskManager, waits: WaitSlots, served: ServedTypes | None = None
+) -> Blueprint:
     bp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="Tasks as resources")
 
     options = option_fields(submit_schema, ("name", "parameters"))
     submit_doc = submit_body(task_manager.registry, "name", "parameters", options, policy=task_manager.policy)
-    _add_submit_and_read(bp, task_manager, waits, submit_doc)
+    _add_submit_and_read(bp, task_manager, waits, submit_doc, served)
     _add_list_and_actions(bp, task_manager)
     return bp
 
 
-def _add_submit_and_read(bp: Blueprint, task_manager: TaskManager, waits: WaitSlots, submit_doc: Any) -> None:
+def _add_submit_and_read(
+    bp: Blueprint, task_manager: TaskManager, waits: WaitSlots, submit_doc: Any, served: ServedTypes | None
+) -> None:
     @bp.post("/tasks")
     @bp.doc(summary="Submit a task", operationId="submitTask", requestBody=submit_doc)
     @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
@@ -38,8 +43,11 @@ def _add_submit_and_read(bp: Blueprint, task_manager: TaskManager, waits: WaitSl
         name, parameters = data.pop("name"), data.pop("parameters")
         request = SubmitRequest(name, parameters, idempotency_key=idempotency_key, owner=owner(), **data)
         submission = task_manager.submit(request)
-        status = 202 if submission.created else 200
-        return submission.resource(), status, location("tasks", submission.id)
+        resource = submission.resource()
+        unserved = served.unserved(resource["name"]) if served is not None and submission.created else None
+        if unserved is not None:  # accepted all the same: a worker may be on its way
+            resource["warnings"] = [unserved]
+        return resource, 202 if submission.created else 200, location("tasks", submission.id)
 
     @bp.get("/tasks/<id:task_id>")
     @bp.doc(

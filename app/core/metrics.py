@@ -145,7 +145,9 @@ class Snapshot:
         queues: Iterable[str],
         heartbeat_seconds: float,
         timeout: float = 2.0,
+        served: Any = None,
     ):
+        self.served = served  # app/core/served.py: the task types live workers serve
         self.db = db
         self.broker = broker
         self.queues = sorted(set(queues))
@@ -158,6 +160,8 @@ class Snapshot:
             "database": self._from_database,
             "broker": self._from_broker,
         }
+        if self.served is not None:
+            jobs["workers"] = self.served.metrics
         futures = {name: self._pool.submit(job) for name, job in jobs.items()}
         up = GaugeMetricFamily(
             "tasker_metrics_source_up",

@@ -15,6 +15,7 @@ class TaskType(Protocol):
     name: str
     queue: str
     time_limit: int
+    priority: int
 
     def max_starts(self, max_deliveries: int, policy: Any = None) -> int: ...
 

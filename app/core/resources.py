@@ -98,6 +98,16 @@ class Task(_Resource):
         allow_none=True,
         metadata={"description": "The retry policy given at submit (null: its task type's)"},
     )
+    timeout_seconds = fields.Integer(
+        allow_none=True, metadata={"description": "Its hard time limit, given at submit (null: its type's)"}
+    )
+    tags = fields.List(fields.String(), allow_none=True, metadata={"description": "key:value strings"})
+    warnings = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Said at submit only: why the task may wait (no live worker serves its type)"
+        },
+    )
 
     def derived(self, row: Any) -> dict[str, Any]:
         return {"cancel_requested": row.cancel_requested_at is not None}
@@ -122,6 +132,11 @@ class Schedule(_Resource):
     owner = fields.String(required=True, metadata={"description": "The owner of the key that made it"})
     webhook = fields.Nested(
         Webhook, allow_none=True, metadata={"description": "Given to every task it makes (null: none)"}
+    )
+    tags = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "Given to every task it makes (null: none)"},
     )
 
 

@@ -26,3 +26,10 @@ class RetryPolicy:
     def retries_any_failure(self, retried: int) -> bool:
         """Whether a failure that is not a TransientError runs again, after `retried` retries."""
         return self.on == "any" and retried < self.max_retries
+
+
+def retry_policy_of(row_policy: Mapping[str, Any] | None, task_type: Any) -> RetryPolicy:
+    """The policy a task runs under: its own (given at submit), else its type's, else none."""
+    if row_policy:
+        return RetryPolicy.stored(row_policy)
+    return task_type.retry_policy if task_type else RetryPolicy()

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.core import tags
 from app.core.cron import Cron, CronError, zone
 from app.core.database_manager import DatabaseManager
 from app.core.errors import Conflict, InvalidInput, ScheduleNotFound, UnknownTaskType
@@ -79,7 +80,12 @@ class ScheduleManager:
         """Change some fields; a new cron, time zone or a resume computes the next fire time anew."""
         row = self._row(schedule_id, owner)
         current = {key: getattr(row, key) for key in ("name", "task", "parameters", "cron", "timezone")}
-        current |= {"priority": row.priority, "enabled": row.enabled, "webhook": row.webhook}
+        current |= {
+            "priority": row.priority,
+            "enabled": row.enabled,
+            "webhook": row.webhook,
+            "tags": row.tags,
+        }
         if "task" in changes and "parameters" not in changes and changes["task"] != row.task:
             changes = changes | {"parameters": row.parameters}  # checked against the new type
         values = self._checked(current | changes)
@@ -128,6 +134,7 @@ class ScheduleManager:
             webhook = self.deliveries.check(webhook)
         return {
             "webhook": webhook,
+            "tags": tags.checked(data.get("tags")),
             "name": data["name"],
             "task": task_type.name,
             "parameters": parameters,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,13 +15,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.core import metrics
+from app.core import metrics, tags
 from app.core.batching import Batcher, Item
 from app.core.broker import Broker, Message, headers
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
 from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
-from app.core.ports import DEFAULT_PRIORITY, MAX_SCHEDULE_DAYS, Registry, TaskType
+from app.core.ports import MAX_SCHEDULE_DAYS, Registry, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.usage import UsagePolicy
@@ -47,12 +48,14 @@ class SubmitRequest:
     name: Any
     parameters: Any
     owner: str = DEFAULT_OWNER
-    priority: int = DEFAULT_PRIORITY
+    priority: int | None = None  # None: its task type's
     idempotency_key: str | None = None
     run_at: datetime | None = None  # SCHEDULED until then
     countdown: float | None = None  # or in this many seconds
     webhook: dict[str, Any] | None = None  # {"url", "events"}: where its ending is delivered
     retry_policy: dict[str, Any] | None = None  # {"max_retries", "on"}: replaces its type's
+    timeout_seconds: int | None = None  # its hard time limit, at most its type's; None: its type's
+    tags: list[str] | None = None  # up to 10 "key:value" strings
     retry_of: uuid.UUID | None = None
     fields: FieldNames = FieldNames()  # what the calling API names the type and its parameters
 
@@ -87,9 +90,11 @@ class NewTask:
         return self.values["id"]
 
     def message(self) -> Message:
+        values = self.values
         return Message(
-            self.task_type, self.id, self.values["parameters"], self.values["priority"], self.headers
-        )
+            self.task_type, self.id, values["parameters"], values["priority"], values.get("timeout_seconds"),
+            self.headers,
+        )  # fmt: skip
 
 
 class TaskManager:
@@ -127,11 +132,13 @@ class TaskManager:
         `retry_policy` ({"max_retries", "on"}) replaces its task type's.
         """
         task_type = self.registry.resolve(request.name, request.fields.name)
+        if request.priority is None:
+            request = dataclasses.replace(request, priority=task_type.priority)
         clean = task_type.validate(request.parameters, request.fields.parameters)
         if self.policy is not None:
             self.policy.check(task_type.name, clean, request.fields.parameters)
         values = {"id": uuid.uuid4(), "name": task_type.name, "parameters": clean, "queue": task_type.queue}
-        values |= {"status": TaskStatus.PENDING} | self._columns(request)
+        values |= {"status": TaskStatus.PENDING} | self._columns(request, task_type)
         due_at = self._due_at(request.run_at, request.countdown)
         if due_at is not None:
             values |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
@@ -156,12 +163,15 @@ class TaskManager:
         self._enqueue(NewTask(task_type, values, headers()), request.owner)
         return submission
 
-    def _columns(self, request: SubmitRequest) -> dict[str, Any]:
-        """The row's columns that the request sets, its webhook checked and retry policy filled in."""
+    def _columns(self, request: SubmitRequest, task_type: TaskType) -> dict[str, Any]:
+        """The row's columns that the request sets: its webhook, time limit and tags checked, its
+        retry policy filled in."""
         extra: dict[str, Any] = {
             "retry_of": request.retry_of,
             "priority": request.priority,
             "owner": request.owner,
+            "timeout_seconds": _timeout(request.timeout_seconds, task_type),
+            "tags": tags.checked(request.tags),
         }
         if request.webhook is not None:
             if self.deliveries is None:
@@ -378,6 +388,8 @@ class TaskManager:
                 webhook=row.webhook,
                 retry_policy=row.retry_policy,
                 retry_of=row.id,
+                timeout_seconds=row.timeout_seconds,
+                tags=row.tags,
             )
         )
         return submission.resource()
@@ -407,6 +419,17 @@ class TaskManager:
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
 
 
+def _timeout(seconds: Any, task_type: TaskType) -> int | None:
+    """A submit's own hard time limit: whole seconds, at most its task type's."""
+    if seconds is None:
+        return None
+    limit = task_type.time_limit
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= limit:
+        rule = f"Must be whole seconds, 1 to {limit} ({task_type.name}'s own limit)."
+        raise InvalidInput(f"Invalid timeout_seconds: {rule}", {"timeout_seconds": [rule]})
+    return seconds
+
+
 def _request_hash(
     name: str, parameters: dict[str, Any], request: SubmitRequest, columns: dict[str, Any]
 ) -> str:
@@ -417,8 +440,9 @@ def _request_hash(
         "countdown": request.countdown,
         "webhook": columns.get("webhook"),
     }
-    if "retry_policy" in columns:  # absent from the hash when not given: earlier keys still match
-        shape["retry_policy"] = columns["retry_policy"]
+    for optional in ("retry_policy", "timeout_seconds", "tags"):  # absent when not given: earlier keys match
+        if columns.get(optional) is not None:
+            shape[optional] = columns[optional]
     canonical = json.dumps(
         {"name": name, "parameters": parameters} | shape, sort_keys=True, separators=(",", ":"), default=str
     )

@@ -30,6 +30,8 @@ workers = sa.Table(
     sa.Column("queues", sa.String(500), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("seen_at", UTCDateTime(), nullable=False),
+    # JSON: {task type: hash of its parameters' JSON Schema}, the types it serves (NULL: an older worker)
+    sa.Column("task_types", sa.Text(), nullable=True),
 )
 
 housekeeping = sa.Table(
@@ -53,9 +55,25 @@ def _upsert(conn: Connection, table: sa.Table, key: str, values: Mapping[str, An
     conn.execute(statement.on_conflict_do_update(index_elements=[key], set_=update))
 
 
-def heartbeat(conn: Connection, hostname: str, queues: str, started_at: datetime) -> None:
-    values = {"hostname": hostname, "queues": queues, "started_at": started_at, "seen_at": utcnow()}
+def heartbeat(
+    conn: Connection, hostname: str, queues: str, started_at: datetime, task_types: Mapping[str, str]
+) -> None:
+    values = {
+        "hostname": hostname,
+        "queues": queues,
+        "started_at": started_at,
+        "seen_at": utcnow(),
+        "task_types": json.dumps(task_types, sort_keys=True),
+    }
     _upsert(conn, workers, "hostname", values)
+
+
+def served_task_types(conn: Connection, since: datetime) -> list[tuple[str, dict[str, str]]]:
+    """Per worker seen since `since`: its hostname and the task types it serves (with their hashes)."""
+    rows = conn.execute(
+        sa.select(workers.c.hostname, workers.c.task_types).where(workers.c.seen_at >= since)
+    ).all()
+    return [(row.hostname, json.loads(row.task_types) if row.task_types else {}) for row in rows]
 
 
 def remove_worker(conn: Connection, hostname: str) -> None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.compiler import compiles
 
@@ -98,6 +99,10 @@ tasks = sa.Table(
     sa.Column("webhook", JSONValue),
     # {"max_retries": n, "on": "any" | "transient"} given at submit; null: the task type's policy.
     sa.Column("retry_policy", JSONValue),
+    # The hard time limit in seconds given at submit (the soft one at two thirds); null: its type's.
+    sa.Column("timeout_seconds", sa.Integer),
+    # Up to 10 "key:value" strings, given at submit or by its schedule; null: none.
+    sa.Column("tags", JSONValue),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
@@ -209,7 +214,7 @@ def delete_unstarted(conn: Connection, task_id: uuid.UUID | list[uuid.UUID]) -> 
 
 # The columns a batched submit may set: every row of one multi-row INSERT names the same ones.
 BATCH_COLUMNS = ("id", "name", "parameters", "queue", "status", "retry_of", "priority", "owner", "webhook",
-                 "retry_policy")  # fmt: skip
+                 "retry_policy", "timeout_seconds", "tags")  # fmt: skip
 
 
 def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, datetime]:
@@ -304,7 +309,14 @@ def untouched_since(conn: Connection, status: str, before: datetime, limit: int 
     """Rows in `status` not touched since `before`: PENDING never published or its message lost;
     RETRYING whose retry message was lost."""
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.status)
+        sa.select(
+            tasks.c.id,
+            tasks.c.name,
+            tasks.c.parameters,
+            tasks.c.priority,
+            tasks.c.status,
+            tasks.c.timeout_seconds,
+        )
         .where(tasks.c.status == status, tasks.c.updated_at < before)
         .order_by(tasks.c.created_at)
         .limit(limit)
@@ -322,6 +334,7 @@ def started_before(conn: Connection, before: datetime, limit: int = 1000) -> lis
         tasks.c.attempts,
         tasks.c.worker,
         tasks.c.retry_policy,
+        tasks.c.timeout_seconds,
     )
     query = (
         sa.select(*columns)
@@ -414,9 +427,13 @@ def list_page(
     created_before: datetime | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
     owner: str | None = None,
+    tag: list[str] | None = None,
 ) -> list[Row]:
-    """Up to `limit` rows, newest first; `after` is the (created_at, id) of the last row already seen."""
+    """Up to `limit` rows, newest first; `after` is the (created_at, id) of the last row already seen.
+    `tag`: rows that carry every one of these tags."""
     query = sa.select(tasks)
+    if tag:
+        query = query.where(tagged(conn, tag))
     if owner is not None:
         query = query.where(tasks.c.owner == owner)
     if statuses:
@@ -435,6 +452,15 @@ def list_page(
     return list(conn.execute(query.order_by(*order).limit(limit)))
 
 
+def tagged(conn: Connection, tags: list[str]) -> Any:
+    """Rows carrying every one of `tags`: on PostgreSQL a containment the GIN index ix_tasks_tags
+    answers; on SQLite a look into each row's JSON list."""
+    if conn.dialect.name == "postgresql":
+        return sa.type_coerce(tasks.c.tags, JSONB).contains(sorted(set(tags)))
+    each = sa.func.json_each(tasks.c.tags).table_valued("value")
+    return sa.and_(*(sa.exists(sa.select(1).select_from(each).where(each.c.value == t)) for t in set(tags)))
+
+
 def counts_by_queue(conn: Connection, owner: str | None = None) -> list[Row]:
     """(queue, status, count) of the unfinished rows (the status index finds them without
     reading the finished ones), one owner's when `owner` is given."""
@@ -451,7 +477,7 @@ def counts_by_queue(conn: Connection, owner: str | None = None) -> list[Row]:
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Row]:
     """SCHEDULED rows whose time has come, oldest first."""
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority)
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.timeout_seconds)
         .where(tasks.c.status == TaskStatus.SCHEDULED, tasks.c.run_at <= now)
         .order_by(tasks.c.run_at)
         .limit(limit)

@@ -25,10 +25,9 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from app.core import logs, metrics
 from app.core.errors import DatabaseUnavailable
-from app.core.retries import RetryPolicy
+from app.core.retries import RetryPolicy, retry_policy_of
 from app.tasks import handles
 from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
-from app.tasks.registry import retry_policy_of
 from app.tasks.services import Tasker
 
 logger = logging.getLogger(__name__)
@@ -200,11 +199,23 @@ class TaskerTask(Task):
                 context.save_progress()  # where it stopped, whatever the throttle held back
         except NOT_RETRIED:
             raise
+        except TransientError as exc:  # retried under any policy, while its retries last
+            raise self._transient(task_id, exc, state.policy) from exc
         except Exception as exc:
             if not state.policy.retries_any_failure(request.retries):
                 raise
             countdown = retry_delay(request.retries, self.services.settings["RETRY_BACKOFF_SECONDS"])
             raise self.retry_in(task_id, exc, countdown) from exc
+
+    def _transient(self, task_id: uuid.UUID, exc: TransientError, policy: RetryPolicy) -> Exception:
+        """Celery's Retry after a backoff (never sooner than the upstream's Retry-After), or
+        TaskFailed once the policy's retries are spent."""
+        retries = self.request.retries
+        if retries >= policy.max_retries:
+            return TaskFailed(f"{exc} (gave up after {retries + 1} attempts)")
+        # RETRYING is written before the retry message exists, so the retry always finds it.
+        delay = retry_delay(retries, self.services.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after)
+        return self.retry_in(task_id, exc, delay)
 
     def _started(self, state: RunState, claimed: Any) -> None:
         """The claimed run's record: when it started, its retry policy, whether it has a webhook."""

@@ -39,6 +39,17 @@ class Number(fields.Field):
         return value
 
 
+class StrictBoolean(fields.Boolean):
+    """true or false, never 1, 0 or a string."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {"invalid": "Must be true or false."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 def storable(value: str) -> None:
     """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold a lone surrogate."""
     if "\x00" in value:

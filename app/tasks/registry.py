@@ -1,7 +1,9 @@
-"""The catalog of task types: names, aliases, parameter schemas, queues, limits, retries."""
+"""The catalogue of task types, built from their declarations (app/tasks/declare.py): names,
+aliases, parameter schemas, queues, limits, retries."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,14 +11,17 @@ from typing import Any
 from marshmallow import Schema, ValidationError
 
 from app.core.errors import InvalidInput, UnknownTaskType, describe_messages
-from app.core.retries import RetryPolicy
-from app.tasks import parameters as p
+from app.core.ports import DEFAULT_PRIORITY
+from app.core.retries import RetryPolicy, retry_policy_of
+from app.tasks.declare import Declaration, declared
+from app.tasks.hints import DeclarationError
+
+BUILT_IN = "app.tasks.task_functions"
 
 
 @dataclass(frozen=True)
 class TaskType:
     name: str
-    celery_name: str
     schema: Schema
     description: str
     aliases: tuple[str, ...] = ()
@@ -24,7 +29,14 @@ class TaskType:
     soft_time_limit: int = 30
     time_limit: int = 45
     max_retries: int = 0  # retries after a failure `retry_on` covers
-    retry_on: str = "transient"  # "transient" (upstream 429/5xx, timeouts) or "any" failure
+    retry_on: str = "transient"  # "transient" (TransientError: upstream 429/5xx, timeouts) or "any"
+    priority: int = DEFAULT_PRIORITY  # when a submit names none
+    module: str = "app.tasks.task_functions"  # where it is declared
+
+    @property
+    def celery_name(self) -> str:
+        """The Celery task's name, made from the type's own."""
+        return f"tasker.{self.name}"
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -77,72 +89,53 @@ class Registry:
         return found
 
 
-def retry_policy_of(row_policy: Mapping[str, Any] | None, task_type: TaskType | None) -> RetryPolicy:
-    """The policy a task runs under: its own (given at submit), else its type's, else none."""
-    if row_policy:
-        return RetryPolicy.stored(row_policy)
-    return task_type.retry_policy if task_type else RetryPolicy()
-
-
 def default_limits(timeout: int) -> dict[str, int]:
     """Time limits from DEFAULT_TASK_TIMEOUT: the soft one (the task is told) at two thirds."""
     return {"time_limit": timeout, "soft_time_limit": max(1, timeout * 2 // 3)}
 
 
-def build_registry(default_task_timeout: int = 45, max_retry_attempts: int = 3) -> Registry:
-    """The task types, with the limits and retries the settings give (DEFAULT_TASK_TIMEOUT for
-    the types without limits of their own, MAX_RETRY_ATTEMPTS for the types that retry)."""
-    defaults = default_limits(default_task_timeout)
-    return Registry(
-        [
-            TaskType(
-                name="sum_two_numbers",
-                celery_name="tasker.sum_two_numbers",
-                schema=p.SumParameters(),
-                description="Add two numbers: a + b (an integer when both are integers).",
-                aliases=("sum",),
-                **defaults,
-            ),
-            TaskType(
-                name="find_longest_consecutive_letters",
-                celery_name="tasker.find_longest_consecutive_letters",
-                schema=p.LettersParameters(),
-                description="Length of the longest run of one repeated character (case-sensitive).",
-                **defaults,
-            ),
-            TaskType(
-                name="query_chatgpt",
-                celery_name="tasker.query_chatgpt",
-                schema=p.ChatGPTParameters(),
-                description="Send a prompt to OpenAI's chat completions API; the result is the reply text.",
-                aliases=("chatgpt",),
-                queue="external_api",
-                soft_time_limit=240,
-                time_limit=270,
-                max_retries=max_retry_attempts,
-            ),
-            TaskType(
-                name="process_data",
-                celery_name="tasker.process_data",
-                schema=p.ProcessDataParameters(),
-                description=(
-                    "A long job in steps: processes record_count records over duration_seconds, reporting "
-                    "progress, stopping between steps when cancelled, failing on purpose at fail_at_percent."
-                ),
-                soft_time_limit=3700,
-                time_limit=3760,
-            ),
-            TaskType(
-                name="weather",
-                celery_name="tasker.weather",
-                schema=p.WeatherParameters(),
-                description=(
-                    "Current weather in a city from OpenWeatherMap (units: metric, imperial or kelvin)."
-                ),
-                queue="external_api",
-                soft_time_limit=60,
-                time_limit=90,
-                max_retries=max_retry_attempts,
-            ),
-        ]
+def task_type_of(declaration: Declaration, default_task_timeout: int, max_retry_attempts: int) -> TaskType:
+    """A declared type with what its declaration leaves to the settings filled in (DEFAULT_TASK_TIMEOUT
+    for its limits, MAX_RETRY_ATTEMPTS for a retry policy that names no count)."""
+    limits = default_limits(default_task_timeout)
+    if declaration.time_limit is not None:
+        limits = {"time_limit": declaration.time_limit, "soft_time_limit": declaration.soft_time_limit}
+    retries = declaration.max_retries
+    return TaskType(
+        name=declaration.name,
+        schema=declaration.schema,
+        description=declaration.description,
+        aliases=declaration.aliases,
+        queue=declaration.queue,
+        max_retries=max_retry_attempts if retries is None else retries,
+        retry_on=declaration.retry_on,
+        priority=declaration.priority,
+        module=declaration.module,
+        **limits,
     )
+
+
+def build_registry(
+    declarations: list[Declaration] | None = None, default_task_timeout: int = 45, max_retry_attempts: int = 3
+) -> Registry:
+    """The catalogue from `declarations` (default: the built-in types), with the settings' limits
+    and retries. Two types may not share a name or an alias."""
+    if declarations is None:
+        declarations = built_in()
+    types = [task_type_of(d, default_task_timeout, max_retry_attempts) for d in declarations]
+    seen: dict[str, TaskType] = {}
+    for task_type in types:
+        for name in (task_type.name, *task_type.aliases):
+            other = seen.setdefault(name, task_type)
+            if other is not task_type:
+                raise DeclarationError(
+                    f"{task_type.module}: {name!r} names two task types ({other.name} of {other.module} "
+                    f"and {task_type.name}); names and aliases are unique"
+                )
+    return Registry(types)
+
+
+def built_in() -> list[Declaration]:
+    """The declarations of Tasker's own task types."""
+    importlib.import_module(BUILT_IN)
+    return [d for d in declared() if d.module == BUILT_IN]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core import redact
 from app.core.beat.housekeeping import Housekeeping
@@ -20,10 +20,13 @@ from app.core.live.streams import StreamHub
 from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.core.schedule_manager import ScheduleManager
+from app.core.served import ServedTypes
 from app.core.task_manager import TaskManager
 from app.core.webhooks import Deliveries
 from app.tasks.callbacks import TaskCallbacks
-from app.tasks.registry import Registry
+
+if TYPE_CHECKING:  # the registry's declarations import the tasks' base, which imports this
+    from app.tasks.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,4 @@ class Tasker:
     snapshot: Snapshot
     streams: StreamHub
     deliveries: Deliveries
+    served: ServedTypes  # the task types live workers serve

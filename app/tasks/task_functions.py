@@ -14,8 +14,10 @@ from celery import shared_task
 
 from app.core.errors import DatabaseUnavailable
 from app.tasks import http, openai_client, weather_client
-from app.tasks.base import RunContext, TaskerTask, retry_delay
-from app.tasks.errors import TaskFailed, TransientError
+from app.tasks import parameters as p
+from app.tasks.base import RunContext, TaskerTask
+from app.tasks.declare import task
+from app.tasks.errors import TaskFailed
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +60,39 @@ def process_records(
     }
 
 
-@shared_task(name="tasker.sum_two_numbers")
+# The built-in task types, declared as a user's are (README: Your own task types). A TransientError
+# from an upstream is retried under the task's retry policy by the base class (app/tasks/base.py).
+
+
+@task(
+    name="sum_two_numbers",
+    parameters=p.SumParameters,
+    aliases=["sum"],
+    description="Add two numbers: a + b (an integer when both are integers).",
+)
 def sum_two_numbers(a: float, b: float) -> int | float:
     return add(a, b)
 
 
-@shared_task(name="tasker.find_longest_consecutive_letters")
+@task(
+    name="find_longest_consecutive_letters",
+    parameters=p.LettersParameters,
+    description="Length of the longest run of one repeated character (case-sensitive).",
+)
 def find_longest_consecutive_letters(string: str) -> int:
     return longest_run(string)
 
 
-@shared_task(name="tasker.query_chatgpt", pass_context=True)
+@task(
+    name="query_chatgpt",
+    parameters=p.ChatGPTParameters,
+    aliases=["chatgpt"],
+    queue="external_api",
+    time_limit=270,
+    soft_time_limit=240,
+    retry_policy={"on": "transient"},  # MAX_RETRY_ATTEMPTS times
+    description="Send a prompt to OpenAI's chat completions API; the result is the reply text.",
+)
 def query_chatgpt(
     ctx: RunContext,
     prompt: str,
@@ -89,15 +113,21 @@ def query_chatgpt(
         max_tokens,
         extra={"prompt_chars": len(prompt)},
     )
-    try:
-        return openai_client.chat_completion(
-            ctx.http, upstream, default_model, prompt, model, max_tokens, temperature
-        )
-    except TransientError as exc:
-        raise retry_later(ctx, "query_chatgpt", exc) from exc
+    return openai_client.chat_completion(
+        ctx.http, upstream, default_model, prompt, model, max_tokens, temperature
+    )
 
 
-@shared_task(name="tasker.process_data", pass_context=True)
+@task(
+    name="process_data",
+    parameters=p.ProcessDataParameters,
+    time_limit=3760,
+    soft_time_limit=3700,
+    description=(
+        "A long job in steps: processes record_count records over duration_seconds, reporting "
+        "progress, stopping between steps when cancelled, failing on purpose at fail_at_percent."
+    ),
+)
 def process_data(
     ctx: RunContext, duration_seconds: float, record_count: int = 1000, fail_at_percent: int | None = None
 ) -> dict[str, Any]:
@@ -108,22 +138,18 @@ def process_data(
     return process_records(duration_seconds, record_count, fail_at_percent, on_step)
 
 
-@shared_task(name="tasker.weather", pass_context=True)
+@task(
+    name="weather",
+    parameters=p.WeatherParameters,
+    queue="external_api",
+    time_limit=90,
+    soft_time_limit=60,
+    retry_policy={"on": "transient"},  # MAX_RETRY_ATTEMPTS times
+    description="Current weather in a city from OpenWeatherMap (units: metric, imperial or kelvin).",
+)
 def weather(ctx: RunContext, city: str, units: str = "metric") -> dict:
     upstream = http.Upstream.from_config(ctx.settings, "OPENWEATHER")
-    try:
-        return weather_client.current_weather(ctx.http, upstream, city, units)
-    except TransientError as exc:
-        raise retry_later(ctx, "weather", exc) from exc
-
-
-def retry_later(ctx: RunContext, name: str, exc: TransientError) -> Exception:
-    """Celery's Retry after a backoff, or TaskFailed once its retry policy's retries are spent."""
-    retries = ctx.retries
-    if retries >= ctx.max_retries:
-        return TaskFailed(f"{exc} (gave up after {retries + 1} attempts)")
-    # RETRYING is written before the retry message exists, so the retry always finds it.
-    return ctx.retry_in(exc, retry_delay(retries, ctx.settings["RETRY_BACKOFF_SECONDS"], exc.retry_after))
+    return weather_client.current_weather(ctx.http, upstream, city, units)
 
 
 # Housekeeping as tasks: beat runs these jobs in its own process (app/core/beat/housekeeping.py), so

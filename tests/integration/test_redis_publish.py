@@ -69,9 +69,9 @@ def test_message_and_list_are_those_of_send_task(
 
     # A request's id (bound to its log context by the API) travels in the message's headers.
     with logs.bound(request_id=request_id):
-        broker_.send_task(Message(task_type, task_id, parameters, priority, headers()))
+        broker_.send_task(Message(task_type, task_id, parameters, priority, headers=headers()))
         celery_key, celery_message = only_message(broker)
-        broker_.enqueue(Message(task_type, task_id, parameters, priority, headers()))
+        broker_.enqueue(Message(task_type, task_id, parameters, priority, headers=headers()))
         direct_key, direct_message = only_message(broker)
 
     assert direct_key == celery_key

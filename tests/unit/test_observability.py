@@ -144,8 +144,8 @@ def test_a_database_that_is_down_gives_no_row_gauges(mocker):
 
 def test_workers_online_counts_fresh_heartbeats_only(sqlite_db):
     now = sqlite_db.run(task_model.database_now)
-    sqlite_db.run(lambda c: ops.heartbeat(c, "w1@a", "default", now))
-    sqlite_db.run(lambda c: ops.heartbeat(c, "w2@b", "default", now))
+    sqlite_db.run(lambda c: ops.heartbeat(c, "w1@a", "default", now, {}))
+    sqlite_db.run(lambda c: ops.heartbeat(c, "w2@b", "default", now, {}))
     sqlite_db.run(
         lambda c: c.execute(
             ops.workers.update()

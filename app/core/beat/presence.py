@@ -3,8 +3,9 @@
 Started from Celery's `worker_ready` signal in the worker's main process:
 
 - every WORKER_HEARTBEAT_SECONDS the worker's row in `workers` is refreshed (the database's
-  clock); `tasker_workers_online` counts rows at most three heartbeats old, so a scrape never
-  has to ping workers and wait for their replies. The row goes at `worker_shutdown`.
+  clock), with the task types it serves and a hash of each one's parameters (app/core/served.py
+  reads them); `tasker_workers_online` counts rows at most three heartbeats old, so a scrape
+  never has to ping workers and wait for their replies. The row goes at `worker_shutdown`.
 - with WORKER_METRICS_PORT set, the main process (or beat) serves what it and its pool processes record
   (they share PROMETHEUS_MULTIPROC_DIR, which celery_worker.py requires and empties). That is
   for a worker on a host of its own; on one host, the API's /metrics already adds up every
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +31,15 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerPresence:
-    def __init__(self, celery: Any, db: Any, interval: float, metrics_port: int = 0):
+    def __init__(
+        self,
+        celery: Any,
+        db: Any,
+        interval: float,
+        metrics_port: int = 0,
+        task_types: Mapping[str, tuple[str, str]] | None = None,
+    ):
+        self.task_types = dict(task_types or {})  # name: (queue, hash of its parameters' JSON Schema)
         self.celery = celery
         self.db = db
         self.interval = interval
@@ -43,10 +53,16 @@ class WorkerPresence:
         if sender is None or getattr(sender, "app", None) is not self.celery or self._thread:
             return
         self._hostname = sender.hostname
-        queues = ",".join(sorted(self.celery.amqp.queues.consume_from or ()))
+        consumed = sorted(self.celery.amqp.queues.consume_from or ())
+        # What it serves: the types it loaded whose queue it consumes, announced in every heartbeat.
+        served = {name: digest for name, (queue, digest) in self.task_types.items() if queue in consumed}
+        logger.info("serving task types: %s", ", ".join(sorted(served)) or "none")
         started = datetime.now(UTC)
         self._thread = threading.Thread(
-            target=self._beat, args=(queues, started), name="tasker-heartbeat", daemon=True
+            target=self._beat,
+            args=(",".join(consumed), started, served),
+            name="tasker-heartbeat",
+            daemon=True,
         )
         self._thread.start()
         self._serve_metrics("worker")
@@ -77,11 +93,11 @@ class WorkerPresence:
         """A pool process ended (worker_process_shutdown, in that process): its live files go."""
         metrics.process_exited(pid or os.getpid())
 
-    def _beat(self, queues: str, started: datetime) -> None:
+    def _beat(self, queues: str, started: datetime, served: Mapping[str, str]) -> None:
         hostname = self._hostname or "unknown"
         while True:
             try:
-                self.db.run(lambda c: ops.heartbeat(c, hostname, queues, started))
+                self.db.run(lambda c: ops.heartbeat(c, hostname, queues, started, served))
             except DependencyUnavailable as exc:
                 logger.warning("heartbeat not written: %s", exc.message)
             except Exception:  # a bug here must not end the heartbeat

@@ -128,5 +128,6 @@ class Recovery:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):
             return False  # it moved on since we looked
         self.announce(row.id, TaskStatus.PENDING, TASK_STREAMS)
-        self.broker.enqueue(Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority))
+        task_type = self.registry.resolve(row.name)
+        self.broker.enqueue(Message(task_type, row.id, row.parameters, row.priority, row.timeout_seconds))
         return True

@@ -91,6 +91,7 @@ class Scheduler:
                 schedule_id=row.id,
                 scheduled_for=fire_time,
                 webhook=row.webhook,
+                tags=row.tags,
             )
             return True
 
@@ -114,7 +115,9 @@ class Scheduler:
             return 0  # cancelled, or released by someone else, since we looked
         try:
             self.broker.enqueue(
-                Message(self.registry.resolve(row.name), row.id, row.parameters, row.priority)
+                Message(
+                    self.registry.resolve(row.name), row.id, row.parameters, row.priority, row.timeout_seconds
+                )
             )
         except BrokerUnavailable:
             self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.PENDING, TaskStatus.SCHEDULED))

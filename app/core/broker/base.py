@@ -52,8 +52,16 @@ class Message:
     task_id: uuid.UUID
     parameters: dict[str, Any]
     priority: int = DEFAULT_PRIORITY  # 0 (low) to 9 (high)
+    timeout_seconds: int | None = None  # its own hard time limit (given at submit); None: its type's
     # The request id of the caller's log context, taken on the caller's thread (see headers()).
     headers: dict[str, str] | None = None
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """The run's hard and soft time limits: its own (the soft one at two thirds), else its type's."""
+        if self.timeout_seconds:
+            return self.timeout_seconds, max(1, self.timeout_seconds * 2 // 3)
+        return self.task_type.time_limit, self.task_type.soft_time_limit
 
 
 def headers() -> dict[str, str] | None:
@@ -124,14 +132,15 @@ class Broker:
         producer's channel, once (the caller retries and waits for the confirms)."""
         once = {"producer": producer, "retry": False} if producer is not None else {}
         task_type = message.task_type
+        time_limit, soft_time_limit = message.limits
         self.celery.send_task(
             task_type.celery_name,
             kwargs=message.parameters,
             task_id=str(message.task_id),
             queue=task_type.queue,
             priority=self.priority(message.priority),
-            soft_time_limit=task_type.soft_time_limit,
-            time_limit=task_type.time_limit,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
             retry_policy=PUBLISH_RETRY,
             confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
             headers=message.headers,

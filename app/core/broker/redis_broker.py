@@ -98,7 +98,6 @@ class RedisBroker(Broker):
             message.parameters,
             task_type.queue,
             self.priority(message.priority),
-            task_type.time_limit,
-            task_type.soft_time_limit,
+            *message.limits,
             message.headers,
         )
