@@ -67,6 +67,31 @@ def test_submit_process_data_and_watch_it_finish_without_a_reload(page, base, wo
     assert page.evaluate("window.sameDocument") is True
 
 
+def test_a_users_own_type_from_the_form_with_tags_and_the_tag_filter(page, base, worker):
+    tag = f"customer:{uuid.uuid4().hex[:8]}"
+    page.goto(f"{base}/dashboard/submit")
+    page.select_option("#task-type", "add_tax")  # from examples/mytasks, by its type hints
+    assert "Add tax to an amount" in page.locator("#task-description").inner_text()
+    page.fill("#f-e-p-amount", "100")
+    page.fill("#f-tags", f"{tag} env:test")
+    page.fill("#f-timeout_seconds", "10")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard/tasks/[0-9a-f-]{36}$"))
+    task_id = page.url.rsplit("/", 1)[1]
+    page.locator("#status:has-text('COMPLETED')").wait_for(timeout=20_000)
+    assert page.locator("#outcome").inner_text() == "120"
+    assert page.locator("#tags .tag").all_inner_texts() == [tag, "env:test"]
+
+    requests.post(f"{base}/api/v1/tasks", json={"name": "add_tax", "parameters": {"amount": 1}}, timeout=10)
+    page.goto(f"{base}/?tag={tag}")
+    page.locator(f"tr[data-id='{task_id}']").wait_for()
+    assert page.locator("#task-rows tr").count() == 1  # the untagged task is not listed
+    assert page.locator("#tag-filter").input_value() == tag
+    page.fill("#tag-filter", "")
+    page.press("#tag-filter", "Enter")
+    page.locator("#task-rows tr").nth(1).wait_for()  # every task again, the untagged one too
+
+
 def test_cancel_a_running_task_from_its_page(page, base, worker):
     body = {"name": "process_data", "parameters": {"duration_seconds": 60, "record_count": 600}}
     task = requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json()

@@ -116,13 +116,21 @@
       "tr",
       { "data-id": task.id },
       el("td", { class: "mono" }, el("a", { href: "/dashboard/tasks/" + task.id, text: task.id.slice(0, 8) })),
-      el("td", { text: task.name }),
+      el("td", {}, task.name, ...tagChips(task.tags)),
       el("td", {}, el("span", { class: "badge" })),
       el("td", {}, progress, el("span", { class: "pct" })),
       el("td", { text: when(task.created_at) })
     );
     updateRow(row, task);
     return row;
+  }
+
+  function tagChips(tags) {
+    return (tags || []).map((tag) => el("span", { class: "tag", text: tag }));
+  }
+
+  function words(text) {
+    return (text || "").split(/[\s,]+/).filter(Boolean);
   }
 
   function updateRow(row, task) {
@@ -140,6 +148,7 @@
     const params = new URLSearchParams(window.location.search);
     form.status.value = params.get("status") || "";
     form.name.value = params.get("name") || "";
+    form.tag.value = params.getAll("tag").join(" ");
     let cursors = [null];
     let source = null;
 
@@ -147,6 +156,7 @@
       const q = new URLSearchParams({ limit: "25", ...extra });
       if (form.status.value) q.set("status", form.status.value);
       if (form.name.value) q.set("name", form.name.value);
+      for (const tag of words(form.tag.value)) q.append("tag", tag);
       return q;
     }
 
@@ -239,6 +249,7 @@
         list.push(el("dt", { text: "Schedule" }), el("dd", { text: task.schedule_id + " (fire time " + when(task.scheduled_for) + ")" }));
       }
       $("#timeline").replaceChildren(...list);
+      $("#tags").replaceChildren(...tagChips(task.tags));
       $("#parameters").textContent = json(task.parameters);
       if (task.status === "FAILED" || (task.status === "CANCELLED" && task.error)) {
         $("#outcome-title").textContent = "Error";
@@ -369,7 +380,10 @@
         showErrors({ parameters: problems }, "e-");
         return;
       }
-      const body = { name: select.value, parameters, priority: Number(form.priority.value || 5) };
+      const body = { name: select.value, parameters };
+      if (form.priority.value) body.priority = Number(form.priority.value);
+      if (form.timeout_seconds.value) body.timeout_seconds = Number(form.timeout_seconds.value);
+      if (words(form.tags.value).length) body.tags = words(form.tags.value);
       if (form.countdown.value) body.countdown = Number(form.countdown.value);
       if (form.run_at.value) body.run_at = new Date(form.run_at.value).toISOString();
       const result = await api("POST", "/api/v1/tasks", body);
