@@ -24,6 +24,7 @@ from app.core.cache_manager import CacheManager
 from app.core.celery_app import create_celery, size_webhook_worker
 from app.core.database_manager import DatabaseManager
 from app.core.endings import Endings
+from app.core.http_targets import HttpTargets
 from app.core.keys import KeyManager, local_secret
 from app.core.live.changes import ChangeFeed, Watch
 from app.core.live.streams import StreamHub
@@ -31,6 +32,7 @@ from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.core.quotas import UnfinishedTasks
 from app.core.schedule_manager import ScheduleManager
+from app.core.sealing import Sealer
 from app.core.served import ServedTypes
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
@@ -78,7 +80,6 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     db = DatabaseManager(config["DATABASE_URL"], config["DATABASE_POOL_SIZE"])
     served = ServedTypes(db, hashes, config["WORKER_HEARTBEAT_SECONDS"])
     redactor = redact.Redactor.from_config(config)
-    policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"])
     cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
     watch, streams = _live(config, db)
     celery = create_celery("app", config, [*registry.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
@@ -86,33 +87,32 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     broker = broker_class(config)(celery)
     secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
     deliveries = _deliveries(config, db, broker, secret_key)
+    http_targets = HttpTargets.from_config(config, deliveries.secrets.available)
+    policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"], http_targets)
+    sealer = Sealer(secret_key)
     endings = Endings(db, cache, watch, deliveries)
     scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
     thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
     recovery = Recovery(endings, registry, broker, thresholds)
     tasks = TaskManager(
         endings, registry, broker, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
-        config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"],
+        config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"], sealer,
     )  # fmt: skip
-    callbacks = TaskCallbacks(endings, redactor.secret)
+    schedules = ScheduleManager(
+        db, registry, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy,
+        deliveries, sealer,
+    )  # fmt: skip
     announced = {t.name: (t.queue, hashes[t.name]) for t in registry}
     housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery, announced)
     tasker = Tasker(
         settings=config,
         registry=registry,
-        callbacks=callbacks,
+        callbacks=TaskCallbacks(endings, redactor.secret),
         db=db,
         cache=cache,
         endings=endings,
         tasks=tasks,
-        schedules=ScheduleManager(
-            db,
-            registry,
-            config["QUOTA_SCHEDULES"],
-            config["SCHEDULE_MIN_INTERVAL_SECONDS"],
-            policy,
-            deliveries,
-        ),
+        schedules=schedules,
         monitor=Monitor(db, cache, broker, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
@@ -122,6 +122,8 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         presence=presence,
         snapshot=_snapshot(config, db, broker, registry, served),
         served=served,
+        sealer=sealer,
+        http_targets=http_targets,
         streams=streams,
         deliveries=deliveries,
     )

@@ -594,6 +594,16 @@ DECLARED: tuple[Setting, ...] = (
     ),
     _S("WEBHOOK_ALLOW_HTTP", WEBHOOKS, "`true` lets a webhook URL be plain `http`", BOOLEAN, False),
     _S(
+        "HTTP_TASK_ALLOWED_HOSTS",
+        WEBHOOKS,
+        "hosts `http_request` tasks may call: `api.example.com`, `*.example.com`, `host:port`; "
+        "empty turns the type off. Names given whole may be private addresses; a pattern's, only public ones",
+        HOSTS,
+        [],
+        "empty (off)",
+    ),
+    _S("HTTP_TASK_ALLOW_HTTP", WEBHOOKS, "`true` lets an `http_request` URL be plain `http`", BOOLEAN, False),
+    _S(
         "WEBHOOK_ALLOWED_HOSTS",
         WEBHOOKS,
         "hosts a webhook may call though they are not public: `host:port` opens "

@@ -220,7 +220,7 @@ SETTINGS = settings.NAMES
 
 # What no log line may hold: the upstream keys the tests configure, an API key, a bearer token.
 LOG_SECRETS = re.compile(
-    r"sk-test-key|owm-test-key|tsk_[0-9A-Za-z]{20,}|Bearer [^\s\"']{8,}|whsec_[0-9A-Za-z+/]{20,}"
+    r"sk-test-key|owm-test-key|tsk_[0-9A-Za-z]{20,}|Bearer [^\s\"']{8,}|whsec_[0-9A-Za-z+/]{20,}|hdr-secret-"
 )
 
 
@@ -308,6 +308,9 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "WEBHOOK_RETRY_DELAYS": ",".join(["1", "2", "4", "8"] + ["10"] * 120),  # 20 more minutes
         "WEBHOOK_TIMEOUT_SECONDS": "2",
+        # http_request to the tests' receivers on 127.0.0.1, named whole (nothing else is allowed).
+        "HTTP_TASK_ALLOWED_HOSTS": "127.0.0.1",
+        "HTTP_TASK_ALLOW_HTTP": "true",
     }
 
 

@@ -316,6 +316,7 @@ class Receiver:
                     receiver.requests.append(
                         {
                             "at": time.monotonic(),
+                            "method": self.command,
                             "path": self.path,
                             "headers": dict(self.headers),
                             "body": body,
@@ -331,6 +332,8 @@ class Receiver:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST  # http_request's targets too
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -122,7 +122,7 @@ def submit_body(
             "properties": {
                 name_field: {"type": "string", "enum": [task_type.name, *task_type.aliases]},
                 parameters_field: parameters_schema(task_type, policy),
-                **(extra or {}),
+                **_per_type(extra or {}, task_type),
             },
             "required": [name_field, *(required or [parameters_field])],
             "additionalProperties": False,
@@ -130,6 +130,13 @@ def submit_body(
         for task_type in registry
     ]
     return {"required": True, "content": {"application/json": {"schema": {"oneOf": branches}}}}
+
+
+def _per_type(options: dict[str, Any], task_type: Any) -> dict[str, Any]:
+    """The submit's options as one task type takes them: its own time limit bounds timeout_seconds."""
+    if "timeout_seconds" not in options:
+        return options
+    return {**options, "timeout_seconds": {**options["timeout_seconds"], "maximum": task_type.time_limit}}
 
 
 # Which response gives the id that other operations take: (path, method, status, the id's

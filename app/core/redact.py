@@ -8,9 +8,11 @@ through a logging filter that uses it, task errors are redacted before they are 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,16 +77,44 @@ class Redactor:
 
 
 _installed: list[Redactor] = []  # the one the record factory uses (the newest app's)
+# Secrets one task run holds (the credential headers it opened): masked in every line it logs.
+_run_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "tasker_run_secrets", default=()
+)
+
+
+@contextlib.contextmanager
+def run_scope() -> Iterator[None]:
+    """The secrets hidden during this scope (a task's run) are forgotten at its end."""
+    token = _run_secrets.set(())
+    try:
+        yield
+    finally:
+        _run_secrets.reset(token)
+
+
+def hide(values: Iterable[str]) -> None:
+    """Mask `values` in every log line of the current run (see run_scope)."""
+    kept = [v for v in values if isinstance(v, str) and len(v) >= 4]
+    if kept:
+        _run_secrets.set(tuple(sorted({*_run_secrets.get(), *kept}, key=len, reverse=True)))
+
+
+def _mask(text: str, redactor: Redactor) -> str:
+    text = redactor.secret(text)
+    for secret in _run_secrets.get():
+        text = text.replace(secret, MASK)
+    return text
 
 
 def _redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
     message = record.getMessage()
-    clean = redactor.secret(message)
+    clean = _mask(message, redactor)
     if clean != message:
         record.msg, record.args = clean, None
     if record.exc_info and record.exc_info[1] is not None:
         text = logging.Formatter().formatException(record.exc_info)
-        record.exc_text = redactor.secret(text)
+        record.exc_text = _mask(text, redactor)
         record.exc_info = None
 
 
@@ -96,7 +126,7 @@ def install(redactor: Redactor) -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            if _installed and _installed[0].secrets:
+            if _installed and (_installed[0].secrets or _run_secrets.get()):
                 _redact_record(record, _installed[0])
             return record
 

@@ -16,6 +16,7 @@ from app.core.errors import Conflict, InvalidInput, ScheduleNotFound, UnknownTas
 from app.core.ports import Registry
 from app.core.quotas import QuotaExceeded
 from app.core.resources import decode_cursor, encode_cursor, schedule_resource
+from app.core.sealing import Sealer
 from app.core.usage import UsagePolicy
 from app.core.webhooks import Deliveries
 from app.models import schedule as schedule_model
@@ -38,7 +39,9 @@ class ScheduleManager:
         min_interval_seconds: int = 60,
         policy: UsagePolicy | None = None,
         deliveries: Deliveries | None = None,
+        sealer: Sealer | None = None,
     ):
+        self.sealer = sealer  # seals what a type's parameters must not show (app/core/sealing.py)
         self.policy = policy
         self.db = db
         self.registry = registry
@@ -86,6 +89,8 @@ class ScheduleManager:
             "webhook": row.webhook,
             "tags": row.tags,
         }
+        # The secrets it holds sealed stay while its type does (a change masks them in what it sends).
+        current["sealed"] = row.sealed if changes.get("task", row.task) == row.task else None
         if "task" in changes and "parameters" not in changes and changes["task"] != row.task:
             changes = changes | {"parameters": row.parameters}  # checked against the new type
         values = self._checked(current | changes)
@@ -126,6 +131,7 @@ class ScheduleManager:
         parameters = task_type.validate(data.get("parameters") or {}, "parameters")
         if self.policy is not None:
             self.policy.check(task_type.name, parameters)
+        parameters, sealed = self._sealed(task_type, parameters, data.get("sealed"))
         cron = self._cron(data["cron"], data["timezone"])
         webhook = data.get("webhook")
         if webhook is not None:
@@ -134,6 +140,7 @@ class ScheduleManager:
             webhook = self.deliveries.check(webhook)
         return {
             "webhook": webhook,
+            "sealed": sealed,
             "tags": tags.checked(data.get("tags")),
             "name": data["name"],
             "task": task_type.name,
@@ -143,6 +150,21 @@ class ScheduleManager:
             "priority": data["priority"],
             "enabled": data["enabled"],
         }
+
+    def _sealed(
+        self, task_type: Any, parameters: dict[str, Any], sealed: str | None
+    ) -> tuple[dict[str, Any], Any]:
+        """The parameters to store (a type's secrets masked) and its secrets sealed: those given
+        now, and those a change does not give again."""
+        split = getattr(task_type, "secrets", None)
+        if split is None:
+            return parameters, None
+        stored, secrets = split(parameters)
+        if not secrets:
+            return stored, sealed
+        if self.sealer is None:
+            raise InvalidInput(f"{task_type.name} is not available here.", {"task": ["Not available."]})
+        return stored, self.sealer.merge(sealed, secrets)
 
     def _cron(self, expression: str, timezone: str) -> Cron:
         """The parsed cron, or InvalidInput naming timezone or cron; also its minimum interval."""

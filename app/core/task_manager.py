@@ -24,6 +24,7 @@ from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
 from app.core.ports import MAX_SCHEDULE_DAYS, Registry, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
+from app.core.sealing import Sealer
 from app.core.usage import UsagePolicy
 from app.models import task as task_model
 from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus
@@ -56,6 +57,7 @@ class SubmitRequest:
     retry_policy: dict[str, Any] | None = None  # {"max_retries", "on"}: replaces its type's
     timeout_seconds: int | None = None  # its hard time limit, at most its type's; None: its type's
     tags: list[str] | None = None  # up to 10 "key:value" strings
+    sealed: str | None = None  # a retry's: the secrets its parameters show masked, sealed already
     retry_of: uuid.UUID | None = None
     fields: FieldNames = FieldNames()  # what the calling API names the type and its parameters
 
@@ -93,7 +95,7 @@ class NewTask:
         values = self.values
         return Message(
             self.task_type, self.id, values["parameters"], values["priority"], values.get("timeout_seconds"),
-            self.headers,
+            self.headers, values.get("sealed"),
         )  # fmt: skip
 
 
@@ -110,7 +112,9 @@ class TaskManager:
         policy: UsagePolicy | None = None,
         max_retry_attempts: int = 3,
         batch_max: int = 1,
+        sealer: Sealer | None = None,
     ):
+        self.sealer = sealer  # seals what a type's parameters must not show (app/core/sealing.py)
         self.max_retry_attempts = max_retry_attempts  # a retry_policy's max_retries when it names none
         # Group commit of plain submits (SUBMIT_BATCH_MAX rows at most); 1: each on its own.
         self.batcher = Batcher(self._write_batch, batch_max) if batch_max > 1 else None
@@ -137,8 +141,9 @@ class TaskManager:
         clean = task_type.validate(request.parameters, request.fields.parameters)
         if self.policy is not None:
             self.policy.check(task_type.name, clean, request.fields.parameters)
-        values = {"id": uuid.uuid4(), "name": task_type.name, "parameters": clean, "queue": task_type.queue}
-        values |= {"status": TaskStatus.PENDING} | self._columns(request, task_type)
+        stored, sealed = self._sealed(task_type, clean, request.sealed)
+        values = {"id": uuid.uuid4(), "name": task_type.name, "parameters": stored, "queue": task_type.queue}
+        values |= {"status": TaskStatus.PENDING, "sealed": sealed} | self._columns(request, task_type)
         due_at = self._due_at(request.run_at, request.countdown)
         if due_at is not None:
             values |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
@@ -162,6 +167,20 @@ class TaskManager:
             return submission
         self._enqueue(NewTask(task_type, values, headers()), request.owner)
         return submission
+
+    def _sealed(
+        self, task_type: TaskType, clean: dict[str, Any], sealed: str | None
+    ) -> tuple[dict[str, Any], Any]:
+        """The parameters to store and show (a type's secrets masked), and those secrets sealed."""
+        split = getattr(task_type, "secrets", None)
+        if split is None or sealed is not None:
+            return clean, sealed
+        stored, secrets = split(clean)
+        if not secrets:
+            return stored, None
+        if self.sealer is None:
+            raise InvalidInput(f"{task_type.name} is not available here.", {"name": ["Not available."]})
+        return stored, self.sealer.seal(secrets)
 
     def _columns(self, request: SubmitRequest, task_type: TaskType) -> dict[str, Any]:
         """The row's columns that the request sets: its webhook, time limit and tags checked, its
@@ -390,6 +409,7 @@ class TaskManager:
                 retry_of=row.id,
                 timeout_seconds=row.timeout_seconds,
                 tags=row.tags,
+                sealed=row.sealed,
             )
         )
         return submission.resource()

@@ -1,4 +1,5 @@
-"""What the operator lets clients spend upstream: which OpenAI models, how many tokens at most."""
+"""What the operator lets clients spend upstream: which OpenAI models, how many tokens at most,
+which hosts http_request may call (app/core/http_targets.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.core.errors import InvalidInput
+from app.core.http_targets import HttpTargets
 
 
 class UsagePolicy:
     """Checked at submit and when a schedule is made, after the parameters' own validation."""
 
-    def __init__(self, allowed_models: Sequence[str], max_tokens: int):
+    def __init__(self, allowed_models: Sequence[str], max_tokens: int, http: HttpTargets | None = None):
         self.allowed_models = list(allowed_models)
         self.max_tokens = max_tokens
+        self.http = http if http is not None else HttpTargets([])  # none: http_request is off
 
     def check(self, task_name: str, parameters: dict[str, Any], field: str = "parameters") -> None:
+        if task_name == "http_request":
+            self.http.check(parameters, field)
         if task_name != "query_chatgpt":
             return
         model = parameters.get("model")

@@ -31,6 +31,7 @@ schedules = sa.Table(
     sa.Column("owner", sa.String(100), nullable=False, server_default=DEFAULT_OWNER),
     sa.Column("webhook", JSONValue),  # given to every task the schedule makes
     sa.Column("tags", JSONValue),  # given to every task the schedule makes (null: none)
+    sa.Column("sealed", sa.Text),  # its parameters' secrets, sealed (app/core/sealing.py); null: none
     sa.Index("ux_schedules_owner_name", "owner", "name", unique=True),
     sa.Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),
 )

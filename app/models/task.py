@@ -103,6 +103,8 @@ tasks = sa.Table(
     sa.Column("timeout_seconds", sa.Integer),
     # Up to 10 "key:value" strings, given at submit or by its schedule; null: none.
     sa.Column("tags", JSONValue),
+    # Secrets its parameters show masked (http_request's credential headers), sealed; null: none.
+    sa.Column("sealed", sa.Text),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
@@ -214,7 +216,7 @@ def delete_unstarted(conn: Connection, task_id: uuid.UUID | list[uuid.UUID]) -> 
 
 # The columns a batched submit may set: every row of one multi-row INSERT names the same ones.
 BATCH_COLUMNS = ("id", "name", "parameters", "queue", "status", "retry_of", "priority", "owner", "webhook",
-                 "retry_policy", "timeout_seconds", "tags")  # fmt: skip
+                 "retry_policy", "timeout_seconds", "tags", "sealed")  # fmt: skip
 
 
 def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID, datetime]:
@@ -257,6 +259,7 @@ _CLAIM = (
         tasks.c.started_at,
         tasks.c.webhook.is_not(None).label("has_webhook"),
         tasks.c.retry_policy,
+        tasks.c.owner,
     )
 )
 
@@ -316,6 +319,7 @@ def untouched_since(conn: Connection, status: str, before: datetime, limit: int 
             tasks.c.priority,
             tasks.c.status,
             tasks.c.timeout_seconds,
+            tasks.c.sealed,
         )
         .where(tasks.c.status == status, tasks.c.updated_at < before)
         .order_by(tasks.c.created_at)
@@ -335,6 +339,7 @@ def started_before(conn: Connection, before: datetime, limit: int = 1000) -> lis
         tasks.c.worker,
         tasks.c.retry_policy,
         tasks.c.timeout_seconds,
+        tasks.c.sealed,
     )
     query = (
         sa.select(*columns)
@@ -477,7 +482,14 @@ def counts_by_queue(conn: Connection, owner: str | None = None) -> list[Row]:
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Row]:
     """SCHEDULED rows whose time has come, oldest first."""
     query = (
-        sa.select(tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.timeout_seconds)
+        sa.select(
+            tasks.c.id,
+            tasks.c.name,
+            tasks.c.parameters,
+            tasks.c.priority,
+            tasks.c.timeout_seconds,
+            tasks.c.sealed,
+        )
         .where(tasks.c.status == TaskStatus.SCHEDULED, tasks.c.run_at <= now)
         .order_by(tasks.c.run_at)
         .limit(limit)

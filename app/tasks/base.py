@@ -23,9 +23,10 @@ import requests
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
-from app.core import logs, metrics
+from app.core import logs, metrics, redact
 from app.core.errors import DatabaseUnavailable
 from app.core.retries import RetryPolicy, retry_policy_of
+from app.core.sealing import SealError
 from app.tasks import handles
 from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
 from app.tasks.services import Tasker
@@ -59,6 +60,7 @@ class RunState:
     started: float | None = None  # time.monotonic() at the claim; None once the outcome is observed
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     webhook: bool | None = None  # whether the task has a webhook (its claim said)
+    owner: str | None = None  # whose task it is (its claim said)
 
 
 class TaskerCelery(Celery):
@@ -109,6 +111,25 @@ class RunContext:
     @property
     def http(self) -> requests.Session:
         return http_session()
+
+    @property
+    def owner(self) -> str:
+        """Whose task it is: the owner of the key that submitted it ("default" in open mode)."""
+        return self.task.run_state.owner or "default"
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        """The secrets its type keeps out of its parameters (app/core/sealing.py), opened for this
+        run and masked in its log lines; {} when it has none."""
+        sealed = getattr(self.task.request, "tasker_sealed", None)
+        if not sealed:
+            return {}
+        try:
+            opened = self.task.services.sealer.open(sealed)
+        except SealError as exc:
+            raise TaskFailed(str(exc)) from None
+        redact.hide(_strings(opened))
+        return opened
 
     @property
     def retries(self) -> int:
@@ -194,7 +215,8 @@ class TaskerTask(Task):
                 return self.run(*args, **kwargs)
             context = RunContext(self, task_id)
             try:
-                return self.run(context, *args, **kwargs)
+                with redact.run_scope():  # the secrets it opens are masked in its log lines
+                    return self.run(context, *args, **kwargs)
             finally:
                 context.save_progress()  # where it stopped, whatever the throttle held back
         except NOT_RETRIED:
@@ -225,6 +247,7 @@ class TaskerTask(Task):
             claimed.retry_policy, self.services.registry.for_celery_task(self.name)
         )
         state.webhook = bool(claimed.has_webhook)  # the outcome writes a delivery with it
+        state.owner = claimed.owner
         if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
             waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
             metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))
@@ -322,6 +345,17 @@ def describe_failure(exc: BaseException, soft_time_limit: float | None = None) -
     if isinstance(exc, TaskFailed | TransientError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside `value` (dicts and lists too)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
 
 
 def _task_uuid(task_id: str | None) -> uuid.UUID | None:

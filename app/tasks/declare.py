@@ -49,6 +49,7 @@ class Declaration:
     soft_time_limit: int | None = None  # None: two thirds of the hard one
     max_retries: int | None = 0  # None: MAX_RETRY_ATTEMPTS
     retry_on: str = "transient"
+    secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     @property
     def celery_name(self) -> str:
@@ -76,6 +77,7 @@ def task(
     retry_policy: Mapping[str, Any] | None = None,
     description: str | None = None,
     aliases: tuple[str, ...] | list[str] = (),
+    secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None,
 ) -> Any:
     """Declare a task type: `@task` or `@task(name=..., parameters=..., ...)` on a function.
 
@@ -88,6 +90,9 @@ def task(
     - `time_limit`, `soft_time_limit`: seconds; without them DEFAULT_TASK_TIMEOUT and two thirds.
     - `retry_policy`: {"max_retries": n, "on": "transient" | "any"}; without `max_retries`,
       MAX_RETRY_ATTEMPTS; without a policy, no retries.
+    - `secrets`: (parameters) -> (parameters with the secrets masked, the secrets): the row, the
+      message and the logs hold the first; the run reads the second as `ctx.secrets`, sealed
+      in between (app/core/sealing.py).
     """
     options = {
         "parameters": parameters,
@@ -98,6 +103,7 @@ def task(
         "retry_policy": retry_policy,
         "description": description,
         "aliases": tuple(aliases),
+        "secrets": secrets,
     }
     if callable(name):  # the bare @task
         return _declare(name, None, options)
@@ -121,6 +127,7 @@ def _declare(function: Callable[..., Any], name: str | None, options: dict[str, 
         priority=_checked_priority(options["priority"], where),
         **_limits(options["time_limit"], options["soft_time_limit"], where),
         **_retries(options["retry_policy"], where),
+        secrets=options["secrets"],
     )
     with _lock:
         earlier = _declared.get(declaration.name)

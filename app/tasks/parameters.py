@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_LETTERS_LENGTH = 100_000
@@ -68,7 +69,8 @@ STORABLE_PATTERN = r"^[^\x00]*$"
 class Text(fields.String):
     def __init__(self, *, max_length: int, min_length: int = 0, **kwargs: Any):
         rules = [validate.Length(min=min_length, max=max_length), storable]
-        super().__init__(validate=rules, metadata={"pattern": STORABLE_PATTERN}, **kwargs)
+        metadata = {"pattern": STORABLE_PATTERN, **kwargs.pop("metadata", {})}
+        super().__init__(validate=rules, metadata=metadata, **kwargs)
 
 
 class StrictSchema(Schema):
@@ -90,6 +92,55 @@ class ChatGPTParameters(StrictSchema):
     model = Text(min_length=1, max_length=100)
     max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=32_768))
     temperature = Number(validate=validate.Range(min=0, max=2))
+
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
+# Headers the request itself or Tasker's signature sets: a task may not give them.
+RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade",
+     "proxy-connection", "webhook-id", "webhook-timestamp", "webhook-signature"}
+)  # fmt: skip
+MAX_BODY_LENGTH = 1_000_000
+
+
+def header_name(value: str) -> None:
+    if value.lower() in RESERVED_HEADERS:
+        raise ValidationError(f"{value} is set by Tasker, not by the task.")
+
+
+# What requests sends as a header value: ISO-8859-1 text, no control character but tab, no space
+# at either end.
+HEADER_VALUE = re.compile(r"([\x21-\x7e\x80-\xff]([\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+
+
+def header_value(value: str) -> None:
+    if len(value) > 8192 or not HEADER_VALUE.fullmatch(value):
+        raise ValidationError(
+            "Must be ISO-8859-1 text, at most 8192 characters, without control characters or "
+            "spaces at either end."
+        )
+
+
+class HttpRequestParameters(StrictSchema):
+    url = Text(required=True, min_length=1, max_length=2048)
+    method = fields.String(load_default="POST", validate=validate.OneOf(HTTP_METHODS))
+    headers = fields.Dict(
+        keys=fields.String(
+            validate=[validate.Regexp(HEADER_NAME, error="Not a valid header name."), header_name]
+        ),
+        values=fields.String(validate=header_value),
+        load_default=dict,
+        validate=validate.Length(max=50),
+    )
+    json = fields.Raw(allow_none=True, metadata={"description": "Sent as the JSON body"})
+    body = Text(max_length=MAX_BODY_LENGTH, metadata={"description": "Sent as the body, as it is"})
+    timeout_seconds = Number(load_default=30, validate=validate.Range(min=1, max=300))
+
+    @validates_schema
+    def one_body(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "json" in data and "body" in data:
+            raise ValidationError("Give json or body, not both.", "body")
 
 
 class WeatherParameters(StrictSchema):

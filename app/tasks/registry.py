@@ -4,7 +4,7 @@ aliases, parameter schemas, queues, limits, retries."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,8 @@ class TaskType:
     retry_on: str = "transient"  # "transient" (TransientError: upstream 429/5xx, timeouts) or "any"
     priority: int = DEFAULT_PRIORITY  # when a submit names none
     module: str = "app.tasks.task_functions"  # where it is declared
+    # (parameters) -> (parameters with its secrets masked, the secrets), sealed at submit; None: none
+    secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     @property
     def celery_name(self) -> str:
@@ -111,6 +113,7 @@ def task_type_of(declaration: Declaration, default_task_timeout: int, max_retry_
         retry_on=declaration.retry_on,
         priority=declaration.priority,
         module=declaration.module,
+        secrets=declaration.secrets,
         **limits,
     )
 

@@ -15,11 +15,13 @@ from app.core.beat.scheduler import Scheduler
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
 from app.core.endings import Endings
+from app.core.http_targets import HttpTargets
 from app.core.keys import KeyManager
 from app.core.live.streams import StreamHub
 from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.core.schedule_manager import ScheduleManager
+from app.core.sealing import Sealer
 from app.core.served import ServedTypes
 from app.core.task_manager import TaskManager
 from app.core.webhooks import Deliveries
@@ -50,3 +52,5 @@ class Tasker:
     streams: StreamHub
     deliveries: Deliveries
     served: ServedTypes  # the task types live workers serve
+    sealer: Sealer  # opens what a type keeps out of its parameters (http_request's credential headers)
+    http_targets: HttpTargets  # who http_request may call

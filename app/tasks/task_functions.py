@@ -13,7 +13,7 @@ from typing import Any
 from celery import shared_task
 
 from app.core.errors import DatabaseUnavailable
-from app.tasks import http, openai_client, weather_client
+from app.tasks import http, http_target, openai_client, weather_client
 from app.tasks import parameters as p
 from app.tasks.base import RunContext, TaskerTask
 from app.tasks.declare import task
@@ -150,6 +150,30 @@ def process_data(
 def weather(ctx: RunContext, city: str, units: str = "metric") -> dict:
     upstream = http.Upstream.from_config(ctx.settings, "OPENWEATHER")
     return weather_client.current_weather(ctx.http, upstream, city, units)
+
+
+@task(
+    name="http_request",
+    parameters=p.HttpRequestParameters,
+    queue="external_api",
+    time_limit=330,
+    soft_time_limit=320,
+    retry_policy={"on": "transient"},  # MAX_RETRY_ATTEMPTS times
+    secrets=http_target.split_secrets,
+    description=(
+        "Call your own HTTP endpoint (a host HTTP_TASK_ALLOWED_HOSTS names), signed with Standard "
+        "Webhooks headers: 2xx completes with the answer; 408, 429, 5xx and timeouts are retried; "
+        "any other answer fails; redirects are not followed."
+    ),
+)
+def http_request(ctx: RunContext, **parameters: Any) -> dict[str, Any]:
+    services = ctx.task.services
+    refused = services.http_targets.refusal(parameters["url"])  # the settings now, not at submit
+    if refused is not None:
+        raise TaskFailed(f"refused: {refused}")
+    signing = services.deliveries.secrets.signing(ctx.owner)
+    secret_headers = ctx.secrets.get("headers", {})
+    return http_target.call(services.http_targets.session, ctx.task_id, parameters, secret_headers, signing)
 
 
 # Housekeeping as tasks: beat runs these jobs in its own process (app/core/beat/housekeeping.py), so

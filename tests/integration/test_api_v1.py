@@ -307,6 +307,7 @@ def test_task_types_list_every_type_with_its_json_schema(client):
         "query_chatgpt",
         "weather",
         "process_data",
+        "http_request",
     }
     own = {"count_items", "add_tax", "flaky_lookup"}  # TASKER_TASK_MODULES=mytasks (examples/mytasks)
     assert set(types) == built_in | own

@@ -10,7 +10,7 @@ import mytasks
 
 from app.models.migrate import upgrade
 from tests.conftest import build_app, openai_env
-from tests.support import poll, row_of
+from tests.support import kill_family, poll, row_of
 
 
 def submit(client, name: str, parameters: dict, **options) -> dict:
@@ -143,3 +143,28 @@ def test_a_submit_says_when_no_live_worker_serves_its_type(openai_server, tmp_pa
         assert {t["name"]: t["workers"] for t in types}["add_tax"] == 0
     finally:
         app.extensions["tasker"].db.dispose()
+
+
+def test_a_worker_without_the_module_shows_in_the_catalogue(client, stack, start_worker, worker):
+    """A worker started without TASKER_TASK_MODULES (on a broker of its own, so it takes no message
+    of the others'): it serves Tasker's types and not the example's, and the catalogue says so."""
+    env = {**stack.env, **stack.new_broker(), "TASKER_TASK_MODULES": ""}
+    bare = start_worker(env, concurrency=1, name=f"bare-{stack.name}")
+    try:
+
+        def counts() -> dict | None:
+            listed = {
+                t["name"]: t["workers"] for t in client.get("/api/v1/task-types").get_json()["task_types"]
+            }
+            return listed if listed["sum_two_numbers"] == listed["add_tax"] + 1 else None
+
+        poll(counts, timeout=30, what="the bare worker's heartbeat")
+        said = bare.log_path.read_text()
+        served = ["find_longest_consecutive_letters", "http_request", "process_data", "query_chatgpt",
+                  "sum_two_numbers", "weather"]  # fmt: skip
+        [line] = [
+            line for line in said.splitlines() if "serving task types:" in line and "default" not in line
+        ]
+        assert line.split("serving task types: ")[1].startswith(", ".join(served)), line
+    finally:
+        kill_family(bare)

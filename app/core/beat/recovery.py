@@ -129,5 +129,7 @@ class Recovery:
             return False  # it moved on since we looked
         self.announce(row.id, TaskStatus.PENDING, TASK_STREAMS)
         task_type = self.registry.resolve(row.name)
-        self.broker.enqueue(Message(task_type, row.id, row.parameters, row.priority, row.timeout_seconds))
+        self.broker.enqueue(
+            Message(task_type, row.id, row.parameters, row.priority, row.timeout_seconds, sealed=row.sealed)
+        )
         return True

@@ -92,6 +92,7 @@ class Scheduler:
                 scheduled_for=fire_time,
                 webhook=row.webhook,
                 tags=row.tags,
+                sealed=row.sealed,
             )
             return True
 
@@ -103,7 +104,7 @@ class Scheduler:
             self.db.run(lambda c: schedule_model.advance(c, row.id, row.next_run_at, next_run, None))
             return 0
         try:
-            self.broker.enqueue(Message(task_type, task_id, clean, row.priority))
+            self.broker.enqueue(Message(task_type, task_id, clean, row.priority, sealed=row.sealed))
         except BrokerUnavailable as exc:
             # The row stays PENDING; the recovery sweep publishes it once the broker is back.
             logger.warning("schedule %s made task %s but could not publish it: %s", row.id, task_id, exc)
@@ -116,7 +117,12 @@ class Scheduler:
         try:
             self.broker.enqueue(
                 Message(
-                    self.registry.resolve(row.name), row.id, row.parameters, row.priority, row.timeout_seconds
+                    self.registry.resolve(row.name),
+                    row.id,
+                    row.parameters,
+                    row.priority,
+                    row.timeout_seconds,
+                    sealed=row.sealed,
                 )
             )
         except BrokerUnavailable:

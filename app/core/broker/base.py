@@ -55,6 +55,15 @@ class Message:
     timeout_seconds: int | None = None  # its own hard time limit (given at submit); None: its type's
     # The request id of the caller's log context, taken on the caller's thread (see headers()).
     headers: dict[str, str] | None = None
+    sealed: str | None = None  # the secrets its parameters show masked, sealed (app/core/sealing.py)
+
+    @property
+    def all_headers(self) -> dict[str, str] | None:
+        """The message's headers: the request id, and the sealed secrets (a worker reads them
+        from its request as `tasker_sealed`)."""
+        if self.sealed is None:
+            return self.headers
+        return {**(self.headers or {}), "tasker_sealed": self.sealed}
 
     @property
     def limits(self) -> tuple[int, int]:
@@ -143,7 +152,7 @@ class Broker:
             time_limit=time_limit,
             retry_policy=PUBLISH_RETRY,
             confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
-            headers=message.headers,
+            headers=message.all_headers,
             **once,
         )
 

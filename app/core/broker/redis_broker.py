@@ -99,5 +99,5 @@ class RedisBroker(Broker):
             task_type.queue,
             self.priority(message.priority),
             *message.limits,
-            message.headers,
+            message.all_headers,
         )

@@ -54,7 +54,7 @@ class Change:
     def __init__(self, row: Any):
         self.row = row
         self.id, self.revision, self.status = row.id, row.revision, row.status
-        self.owner, self.name, self.tags = row.owner, row.name, row.tags
+        self.owner, self.name, self.tags = row.owner, row.name, getattr(row, "tags", None)
         self._data: str | None = None
 
     @property

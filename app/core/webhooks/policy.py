@@ -73,10 +73,25 @@ def is_allowed(entries: frozenset[str], host: str, port: int | None) -> bool:
     return name in entries or f"{name}:{port}" in entries or f"[{name}]:{port}" in entries
 
 
+def matches(patterns: frozenset[str], host: str, port: int | None) -> bool:
+    """`host` on `port` is named by one of `patterns`: whole (as is_allowed reads it), or by a
+    `*.example.com` pattern (any name under example.com, not example.com itself)."""
+    name = host.lower().rstrip(".").strip("[]")
+    wildcards = [p[1:] for p in patterns if p.startswith("*.")]
+    return is_allowed(patterns, host, port) or any(name.endswith(suffix) for suffix in wildcards)
+
+
 @dataclass(frozen=True)
 class WebhookPolicy:
+    """Who may be called: webhooks' receivers, and (with `only_hosts`) http_request's targets.
+
+    `allowed_hosts` are called even at a private address; with `only_hosts` (names or
+    `*.example.com` patterns), a host must also match one of them (`setting` names where)."""
+
     allow_http: bool = False
     allowed_hosts: frozenset[str] = frozenset()
+    only_hosts: frozenset[str] | None = None
+    setting: str = "WEBHOOK_ALLOWED_HOSTS"
     resolve: Callable[[str, int], list[str]] = lambda host, port: [
         info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     ]
@@ -87,6 +102,14 @@ class WebhookPolicy:
 
     def allowed(self, host: str, port: int) -> bool:
         return is_allowed(self.allowed_hosts, host, port)
+
+    def why_refused(self, url: str) -> str | None:
+        """Why Tasker may not call `url`, or None."""
+        try:
+            self._check(url)
+        except RefusedAddress as exc:
+            return str(exc)
+        return None
 
     def check_url(self, url: str, field: str = "webhook.url") -> None:
         """InvalidInput naming `field` and the rule unless Tasker may call `url`."""
@@ -120,6 +143,8 @@ class WebhookPolicy:
         if not host:
             raise RefusedAddress("Must name a host.")
         port = port or (443 if parts.scheme == "https" else 80)
+        if self.only_hosts is not None and not matches(self.only_hosts, host, port):
+            raise RefusedAddress(f"{host} is not one of the hosts {self.setting} allows.")
         if not self.allowed(host, port):
             self._check_host(host, port)
 

@@ -50,7 +50,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-def _why(exc: BaseException) -> str:
+def socket_reason(exc: BaseException) -> str:
     """The socket's own reason under requests' and urllib3's wrappers (`Connection refused`)."""
     seen: Any = exc
     for _ in range(8):
@@ -140,6 +140,6 @@ class Sender:
                 f"{self.total_timeout:g} s)"
             )
         if isinstance(exc, requests.RequestException):
-            return f"could not connect: {_why(exc)}"
+            return f"could not connect: {socket_reason(exc)}"
         # Celery's soft time limit (SoftTimeLimitExceeded), or a bug: the attempt still counts.
         return f"ended by {type(exc).__name__}: {str(exc)[:200] or 'no detail'}"

@@ -4,6 +4,8 @@
 - tasks.timeout_seconds: the hard time limit given at submit (null: its task type's).
 - tasks.tags and schedules.tags: up to 10 "key:value" strings (null: none), with a GIN index
   on PostgreSQL (untagged rows stay out of it) for `?tag=` filters.
+- tasks.sealed and schedules.sealed: the secrets its parameters do not show (http_request's
+  credential headers), sealed (app/core/sealing.py); null: none.
 
 Revision ID: 0013
 Revises: 0012
@@ -27,8 +29,10 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("timeout_seconds", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("tags", JSONValue, nullable=True))
+        batch.add_column(sa.Column("sealed", sa.Text(), nullable=True))
     with op.batch_alter_table("schedules") as batch:
         batch.add_column(sa.Column("tags", JSONValue, nullable=True))
+        batch.add_column(sa.Column("sealed", sa.Text(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         op.create_index(
             "ix_tasks_tags",
@@ -44,8 +48,10 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_tasks_tags", table_name="tasks")
     with op.batch_alter_table("schedules") as batch:
+        batch.drop_column("sealed")
         batch.drop_column("tags")
     with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("sealed")
         batch.drop_column("tags")
         batch.drop_column("timeout_seconds")
     with op.batch_alter_table("workers") as batch:
