@@ -4,7 +4,9 @@ Creates a throwaway database, fills it with ROWS tasks spread over 30 days
 (statuses and names mixed), and times, through the app in process:
   - the first page, unfiltered;
   - a first page filtered by status, and one filtered by name;
-  - a deep page: the cursor of the row half-way through the table.
+  - a deep page: the cursor of the row half-way through the table;
+  - first pages filtered by tag (?tag=): a rare tag (one customer's: 0.06 % of the rows), a
+    common one (env:prod, 30 %), both ANDed, and one no row carries.
 Prints the median and p95 of each over REPEAT requests, then drops the database.
 
 Usage: python bench/list_latency.py [--rows 1000000] [--repeat 50]
@@ -36,7 +38,8 @@ ADMIN_URL = normalize_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
 FILL = """
-INSERT INTO tasks (id, name, parameters, status, result, attempts, queue, priority, created_at, updated_at)
+INSERT INTO tasks (id, name, parameters, status, result, attempts, queue, priority, created_at, updated_at,
+                   tags)
 SELECT gen_random_uuid(),
        (ARRAY['sum_two_numbers', 'find_longest_consecutive_letters', 'query_chatgpt'])[1 + i % 3],
        '{"a": 1, "b": 2}'::jsonb,
@@ -44,7 +47,11 @@ SELECT gen_random_uuid(),
               'CANCELLED'])[1 + i % 7],
        '3'::jsonb, 1, 'default', 5,
        now() - make_interval(secs => (:rows - i) * (30 * 86400.0 / :rows)),
-       now()
+       now(),
+       CASE WHEN i % 5 < 3
+            THEN jsonb_build_array('customer:c' || (i % 1000),
+                                   CASE WHEN i % 2 = 0 THEN 'env:prod' ELSE 'env:test' END)
+       END
 FROM generate_series(1, :rows) AS i
 """
 
@@ -109,6 +116,10 @@ def main() -> None:
             "status=FAILED": "/api/v1/tasks?limit=50&status=FAILED",
             "name=query_chatgpt": "/api/v1/tasks?limit=50&name=query_chatgpt",
             f"deep page (row {args.rows // 2})": f"/api/v1/tasks?limit=50&cursor={encode_cursor(middle)}",
+            "tag=customer:c42": "/api/v1/tasks?limit=50&tag=customer:c42",
+            "tag=env:prod": "/api/v1/tasks?limit=50&tag=env:prod",
+            "tag=customer:c42&tag=env:prod": "/api/v1/tasks?limit=50&tag=customer:c42&tag=env:prod",
+            "tag=customer:nobody": "/api/v1/tasks?limit=50&tag=customer:nobody",
         }
         figures = []
         for label, path in cases.items():
