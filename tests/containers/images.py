@@ -131,9 +131,14 @@ def build_standin(name: str) -> None:
         "-t", image, str(folder), stdout=subprocess.DEVNULL)  # fmt: skip
 
 
+# What `pip install` of a package of one's own builds it with (README: In the image).
+BUILD_TOOLS = ["setuptools==80.9.0"]
+
+
 def wheelhouse() -> Path:
-    """requirements.txt as wheels for the base's Python (3.11), made once per set of pins."""
-    requirements = (ROOT / "requirements.txt").read_text()
+    """requirements.txt as wheels for the base's Python (3.11), and the build tools a package of
+    one's own needs, made once per set of pins."""
+    requirements = (ROOT / "requirements.txt").read_text() + "\n".join(BUILD_TOOLS)
     folder = CACHE.expanduser() / f"wheels-{digest(requirements)}"
     if not (folder / ".complete").exists():
         print("building the wheelhouse", file=sys.stderr)
@@ -151,7 +156,8 @@ def wheelhouse() -> Path:
 
 
 def build_tasker(context: Path, tag: str = "tasker:latest") -> None:
-    """The project's Dockerfile, as a user builds it, with pip pointed at the wheelhouse."""
+    """The project's Dockerfile (or the one in `context`), as a user builds it, with pip pointed at
+    the wheelhouse."""
     wheels = wheelhouse()
     run("podman", "build", "-q", "--pull=never", "--network=host", "--format=docker",
         "--volume", f"{wheels}:/wheels:ro", "--volume", f"{wheels / 'pip.conf'}:/etc/pip.conf:ro",
