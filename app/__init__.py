@@ -39,6 +39,8 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     app.extensions["tasker"] = tasker
     app.extensions["celery"] = celery
     register_api(app, tasker)
-    app.register_blueprint(create_dashboard(tasker.keys, app.config["AUTH_MODE"] == "open"))
+    broker = tasker.tasks.broker
+    no_priorities = None if broker.priority(0) is not None else broker.kind
+    app.register_blueprint(create_dashboard(tasker.keys, app.config["AUTH_MODE"] == "open", no_priorities))
     register_commands(app, tasker.keys, tasker.deliveries.secrets.current)
     return app

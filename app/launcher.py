@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.serving import WSGIRequestHandler
 
 from app.core.broker import broker_class
 from app.models.migrate import prepare_database
@@ -106,6 +108,10 @@ def serve(app: Flask, argv: list[str]) -> int:
     except SQLAlchemyError as exc:
         print(f"cannot prepare the database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
         return 1
+    taken = port_taken(args.host, args.port)
+    if taken:  # before the worker and beat start, and before a banner that says all is well
+        print(taken, file=sys.stderr)
+        return 1
     # A shell that starts us in the background ignores SIGINT; Ctrl-C must still stop us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -115,28 +121,57 @@ def serve(app: Flask, argv: list[str]) -> int:
             # JSON logs: no banner, so every line is one JSON object.
             quiet = ["--quiet"] if config["LOG_FORMAT"] == "json" else []
             children.start(name, [*CELERY, *quiet, *command[len(CELERY) :]])
-    host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
-    banner = [f"Tasker on http://{host}:{args.port}", *describe_backends(config)]
-    workers = "running" if with_worker else "not started (run them yourself)"
-    banner.append(
-        f"workers and beat: {workers} (tasks; webhook deliveries on threads)"
-        if with_worker
-        else f"workers and beat: {workers}"
-    )
-    if config["AUTH_MODE"] == "open":
-        banner.append(f"auth:     open (no API keys), listening on {args.host} only")
-    else:
-        banner.append("auth:     API keys required (create one: flask --app run keys create --name NAME)")
-    if warning:
-        banner.append(warning)
-    print("\n  ".join(banner), flush=True)
+    print(banner(config, args, with_worker, warning), flush=True)
     try:
-        app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+        app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, request_handler=_Handler)
     except KeyboardInterrupt:
         pass
     finally:
         children.stop_all()
     return 1 if children.crashed else 0
+
+
+def banner(
+    config: Mapping[str, Any], args: argparse.Namespace, with_worker: bool, warning: str | None
+) -> str:
+    """What `make run` prints once everything is started: where it serves and what it runs on."""
+    host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
+    lines = [f"Tasker on http://{host}:{args.port}", *describe_backends(config)]
+    lines.append(
+        "workers and beat: running (tasks; webhook deliveries on threads)"
+        if with_worker
+        else "workers and beat: not started (run them yourself)"
+    )
+    if config["AUTH_MODE"] == "open":
+        lines.append(f"auth:     open (no API keys), listening on {args.host} only")
+    else:
+        lines.append(
+            "auth:     API keys required (create one: .venv/bin/flask --app run keys create --name NAME)"
+        )
+    if warning:
+        lines.append(warning)
+    return "\n  ".join(lines)
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why the API cannot listen on `host`:`port` (another process holds it), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return (
+                f"cannot listen on {host}:{port} ({exc.strerror}): stop what holds the port, or "
+                f"choose another, e.g. PORT={8000 if port != 8000 else 8080} make run"
+            )
+    return None
+
+
+class _Handler(WSGIRequestHandler):
+    """The development server, naming itself `tasker` once (not Werkzeug's and Python's versions)."""
+
+    def version_string(self) -> str:
+        return "tasker"
 
 
 class Children:

@@ -100,6 +100,10 @@ def Tags(**kwargs: Any) -> fields.List:
 
 
 class WebhookRequest(StrictSchema):
+    error_messages = {  # noqa: RUF012 (marshmallow's own class attribute)
+        "type": 'Must be an object: {"url": "https://...", "events": ["completed", "failed"]} '
+        "(events optional)."
+    }
     url = fields.String(
         required=True,
         validate=validate.Length(min=1, max=MAX_URL_LENGTH),
@@ -147,9 +151,12 @@ class TaskSubmitRequest(StrictSchema):
         metadata={"description": "Run this many seconds from now"},
     )
     run_at = fields.AwareDateTime(
+        error_messages={
+            "invalid_awareness": "Add a time zone, such as Z (UTC) or +01:00: 2026-12-07T09:00:00Z."
+        },
         metadata={
             "description": f"Run at this time (ISO 8601 with a zone, up to {MAX_SCHEDULE_DAYS} days ahead)"
-        }
+        },
     )
     webhook = fields.Nested(WebhookRequest, metadata={"description": "Be told when the task ends"})
     timeout_seconds = fields.Integer(

@@ -214,8 +214,6 @@ class Gate:
         else:
             h.extend(_API_HEADERS)  # new names: appended, no search for earlier values
         h.setdefault("Cache-Control", "no-store")
-        if req.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug"):
-            h["Server"] = "tasker"  # the development server would name itself and Python's version
         if self.allowed_origins:
             _cors(req, response, self.allowed_origins)
         if self.limiter.enabled:

@@ -44,9 +44,10 @@ def _add_submit_and_read(
         request = SubmitRequest(name, parameters, idempotency_key=idempotency_key, owner=owner(), **data)
         submission = task_manager.submit(request)
         resource = submission.resource()
-        unserved = served.unserved(resource["name"]) if served is not None and submission.created else None
-        if unserved is not None:  # accepted all the same: a worker may be on its way
-            resource["warnings"] = [unserved]
+        if submission.created:
+            warnings = _warnings(task_manager, served, resource["name"], "priority" in data)
+            if warnings:  # accepted all the same: said so, not refused
+                resource["warnings"] = warnings
         return resource, 202 if submission.created else 200, location("tasks", submission.id)
 
     @bp.get("/tasks/<id:task_id>")
@@ -65,6 +66,23 @@ def _add_submit_and_read(
                 busy = f"skipped; busy ({waits.limit} waits in progress)"
                 return resource, 200, {"Tasker-Wait": busy, "Retry-After": "1"}
             return task_manager.get(parse_id(task_id), wait, owner=scope(), until=waits.until_or_gone)
+
+
+def _warnings(
+    task_manager: TaskManager, served: ServedTypes | None, name: str, prioritised: bool
+) -> list[str]:
+    """What a client should know of a task it was not refused: no live worker serves its type (one
+    may be on its way), or a priority the broker cannot honour."""
+    warnings = []
+    unserved = served.unserved(name) if served is not None else None
+    if unserved is not None:
+        warnings.append(unserved)
+    if prioritised and task_manager.broker.priority(schemas.PRIORITIES["normal"]) is None:
+        warnings.append(
+            f"priority: the {task_manager.broker.kind} broker has no priorities, so tasks run in the "
+            "order they arrive; Redis and RabbitMQ honour them"
+        )
+    return warnings
 
 
 def _add_list_and_actions(bp: Blueprint, task_manager: TaskManager) -> None:

@@ -84,7 +84,8 @@ def describe_messages(messages: Any, prefix: str = "") -> list[str]:
     if isinstance(messages, dict):
         lines: list[str] = []
         for field, inner in messages.items():
-            name = f"{prefix}.{field}" if prefix else str(field)
+            # A nested object's own rule ("_schema") is the field's: "webhook: ...", not "webhook._schema".
+            name = prefix if field == "_schema" and prefix else f"{prefix}.{field}" if prefix else str(field)
             lines.extend(describe_messages(inner, name))
         return lines
     if isinstance(messages, list) and all(isinstance(m, str) for m in messages):

@@ -36,6 +36,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from app.core.broker import WEBHOOK_QUEUE
 from app.core.errors import DependencyUnavailable
 from app.core.monitor import QUEUE_TOTALS_SECONDS, Memo
 from app.models import ops
@@ -182,11 +183,12 @@ class Snapshot:
         yield up
 
     def _from_broker(self) -> list[Metric]:
-        depths = self.broker.queue_depths(self.queues)
+        queues = [*self.queues, WEBHOOK_QUEUE]  # the deliveries' backlog too
+        depths = self.broker.queue_depths(queues)
         family = GaugeMetricFamily(
             "tasker_queue_messages", "Messages waiting in the broker, per queue.", labels=["queue"]
         )
-        for queue in self.queues:
+        for queue in queues:
             family.add_metric([queue], depths.get(queue, 0))
         return [family]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core.broker import Broker
+from app.core.broker import WEBHOOK_QUEUE, Broker
 from app.core.cache_manager import CacheManager
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, DependencyUnavailable
@@ -16,6 +16,7 @@ from app.core.ports import Registry
 from app.core.resources import utc_iso
 from app.models import ops
 from app.models import task as task_model
+from app.models import webhook as webhook_model
 from app.models.task import TERMINAL, TaskStatus
 
 QUEUE_TOTALS_SECONDS = 5.0  # how old the totals of /api/v1/queues and /metrics may be
@@ -149,12 +150,26 @@ class Monitor:
 
     def check_redis(self) -> dict[str, str]:
         """'ok', the reason, or 'not used ...' for the Redis cache and the Redis broker."""
-        checks = {"cache": "not used (in-process cache)", "broker": "not used (another broker)"}
+        checks = {
+            "cache": "not used (in-process cache)",
+            "broker": f"not used (the {self.broker.kind} broker)",
+        }
         if self.cache.is_redis:
             checks["cache"] = "ok" if self.cache.ping() else "unavailable"
         if self.broker.is_redis:
             checks["broker"] = _probe(self.broker.ping)
         return checks
+
+    def _deliveries(self, waiting: int, now: datetime, owner: str | None) -> dict[str, Any]:
+        """The `webhooks` queue: its pending and started are deliveries (QUEUED, SENDING)."""
+        queued, sending, oldest = self.db.run(lambda c: webhook_model.queue_counts(c, owner))
+        return {
+            "name": WEBHOOK_QUEUE,
+            "messages_waiting": waiting,
+            "pending": queued,
+            "started": sending,
+            "oldest_pending_age_seconds": _age(now, oldest),
+        }
 
     def queue_stats(self, owner: str | None = None) -> dict[str, Any]:
         """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals
@@ -162,7 +177,7 @@ class Monitor:
         broker's depths and the workers are the deployment's); the totals are at most
         QUEUE_TOTALS_SECONDS old."""
         queues = sorted({task_type.queue for task_type in self.registry})
-        depths = self.broker.queue_depths(queues)
+        depths = self.broker.queue_depths([*queues, WEBHOOK_QUEUE])
         now = self.db.run(task_model.database_now)
         counts = self.db.run(lambda c: task_model.counts_by_queue(c, owner))
         oldest = self.db.run(lambda c: {queue: ops.oldest_pending(c, queue, owner) for queue in queues})
@@ -189,7 +204,8 @@ class Monitor:
                     "oldest_pending_age_seconds": _age(now, oldest.get(queue)),
                 }
                 for queue in queues
-            ],
+            ]
+            + [self._deliveries(depths.get(WEBHOOK_QUEUE, 0), now, owner)],
             "totals": totals,
             "workers_online": online,
         }

@@ -270,3 +270,19 @@ def rotate(conn: Connection, owner: str, previous_until: datetime) -> int:
             .values(generation=number, previous_until=previous_until, rotated_at=utcnow())
         )
     return number
+
+
+def queue_counts(conn: Connection, owner: str | None = None) -> tuple[int, int, datetime | None]:
+    """The `webhooks` queue as a report shows a task queue: QUEUED deliveries (its pending),
+    SENDING ones (its started), and since when the oldest QUEUED one has waited."""
+    waiting = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+    query = sa.select(deliveries.c.status, sa.func.count(), sa.func.min(deliveries.c.updated_at)).where(
+        deliveries.c.status.in_(waiting)
+    )
+    if owner is not None:
+        query = query.where(deliveries.c.owner == owner)
+    found = {
+        status: (count, since) for status, count, since in conn.execute(query.group_by(deliveries.c.status))
+    }
+    queued, oldest = found.get(DeliveryStatus.QUEUED, (0, None))
+    return queued, found.get(DeliveryStatus.SENDING, (0, None))[0], oldest

@@ -55,7 +55,9 @@ def safe_next(value: Any) -> str:
     return "/"
 
 
-def create_dashboard(keys: KeyManager, open_mode: bool) -> Blueprint:
+def create_dashboard(keys: KeyManager, open_mode: bool, no_priorities: str | None = None) -> Blueprint:
+    """The dashboard's pages; `no_priorities` names a broker that ignores priorities (the submit
+    form says so)."""
     bp = Blueprint(
         "dashboard",
         __name__,
@@ -91,7 +93,7 @@ def create_dashboard(keys: KeyManager, open_mode: bool) -> Blueprint:
 
     @bp.get("/dashboard/submit")
     def submit() -> Any:
-        return page("submit.html", "submit")
+        return page("submit.html", "submit", no_priorities=no_priorities)
 
     @bp.get("/dashboard/schedules")
     def schedules() -> Any:

@@ -161,3 +161,20 @@ def test_an_unexpected_error_is_a_500_json_without_a_stack_trace(app, client, mo
 def test_weather_parameters(client, parameters, field):
     response = client.post("/run-task", json={"task_name": "weather", "task_parameters": parameters})
     assert_error(response, 400, "validation_error", field)
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"run_at": "2030-01-01T09:00:00"}, "run_at: Add a time zone, such as Z (UTC) or +01:00"),
+        (
+            {"webhook": "http://example.com/hook"},
+            'webhook: Must be an object: {"url": "https://...", "events"',
+        ),
+        ({"webhook": {"url": "http://localhost:8080/hook"}}, "names it, whole, in WEBHOOK_ALLOWED_HOSTS"),
+    ],
+)
+def test_a_newcomers_mistakes_are_told_how_to_fix_them(client, extra, says):
+    body = {"name": "sum", "parameters": {"a": 1, "b": 2}, **extra}
+    response = client.post("/api/v1/tasks", json=body)
+    assert response.status_code == 400 and says in response.get_json()["error"], response.get_json()

@@ -107,8 +107,10 @@ def test_cancel_a_running_task_from_its_page(page, base, worker):
     assert page.locator("#retry").is_enabled()
 
 
-def test_a_bad_field_shows_the_apis_error_next_to_it(page, base):
+def test_a_bad_field_shows_the_apis_error_next_to_it(page, base, stack):
     page.goto(f"{base}/dashboard/submit")
+    # A priority the broker cannot honour is said so beside the field (the embedded stack's).
+    assert page.locator("#no-priorities").count() == (1 if stack.embedded else 0)
     page.select_option("#task-type", "sum_two_numbers")
     page.fill("#f-e-p-b", "2")  # a is missing
     page.fill("#f-priority", "12")
@@ -170,7 +172,8 @@ def test_readable_on_a_phone(page, base):
 
 
 def test_screenshots(page, base, worker):
-    """The README's pictures, from the real pages (written only when SCREENSHOTS_DIR is set)."""
+    """The pictures of the README and docs/, from the real pages (written only when SCREENSHOTS_DIR
+    is set)."""
     target = os.environ.get("SCREENSHOTS_DIR")
     if not target:
         pytest.skip("SCREENSHOTS_DIR is not set (make screenshots sets it)")

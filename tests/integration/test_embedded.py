@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +102,8 @@ def test_run_py_with_no_settings_runs_everything_and_keeps_it_across_restarts(pr
         "cache:    in-process" in banner
         and "workers and beat: running (tasks; webhook deliveries on threads)" in banner
     )
+    answer = requests.get(f"{tasker.base}/health", timeout=5)
+    assert answer.raw.headers.getlist("Server") == ["tasker"]  # once, with no versions
     ids = [tasker.submit(name, parameters) for name, parameters, _ in TASKS]
     for task_id, (_, _, expected) in zip(ids, TASKS, strict=True):
         assert tasker.finished(task_id) == expected
@@ -141,3 +145,17 @@ def _worker_pid(parent: int) -> int | None:
         if tasks_worker and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(parent):
             return pid
     return None
+
+
+def test_a_port_in_use_stops_run_py_before_anything_starts_and_says_how_to_choose_another(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "run.py", "--port", str(port)], cwd=ROOT, capture_output=True, text=True,
+            env={"TASKER_DATA_DIR": str(tmp_path), "PATH": os.environ["PATH"]}, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "PORT=8000 make run" in done.stderr
+    assert "workers and beat" not in done.stdout  # nothing said to be running, nothing started

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from app.models import task as task_model
+from app.models import webhook as webhook_model
 from app.models.task import tasks
 from tests.conftest import build_app
 from tests.integration.test_dependencies import down_database_url
@@ -57,10 +58,13 @@ def test_health_db(client, stack, tmp_path):
 def test_health_redis(client, stack):
     checks = client.get("/health/redis").get_json()["checks"]
     if stack.embedded:
-        assert checks == {"cache": "not used (in-process cache)", "broker": "not used (another broker)"}
+        assert checks == {
+            "cache": "not used (in-process cache)",
+            "broker": "not used (the filesystem broker)",
+        }
         return
     # On RabbitMQ, Redis is the cache only (/health/ready asks the broker, whichever it is).
-    assert checks == {"cache": "ok", "broker": "ok" if stack.name == "real" else "not used (another broker)"}
+    assert checks == {"cache": "ok", "broker": "ok" if stack.name == "real" else "not used (the amqp broker)"}
     down = build_app({**stack.env, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}).test_client()
     response = down.get("/health/redis")
     assert response.status_code == 503
@@ -165,3 +169,17 @@ def test_the_queue_report_counts_the_callers_tasks_only(stack_env):
     everyone = client.get("/api/v1/queues", headers=admin).get_json()["totals"]
     assert mine["SCHEDULED"] == 3 and sum(theirs.values()) == 0 and everyone["SCHEDULED"] >= 3
     app.extensions["tasker"].db.dispose()
+
+
+def test_the_webhooks_queue_is_in_the_report_with_its_deliveries(idle_app):
+    """A backlog of deliveries is seen: QUEUED ones are the `webhooks` queue's pending."""
+    tasker = idle_app.extensions["tasker"]
+    owner = f"hooks-{uuid.uuid4().hex[:8]}"
+    task_id = insert_task(tasker.db, owner=owner)
+    hook = {"url": "https://example.com/hook", "events": ["completed"]}
+    tasker.db.run(lambda c: webhook_model.record(c, task_id, owner, hook, "COMPLETED"))
+    webhooks = by_name(tasker.monitor.queue_stats(owner))["webhooks"]
+    assert (webhooks["messages_waiting"], webhooks["pending"], webhooks["started"]) == (0, 1, 0)
+    assert webhooks["oldest_pending_age_seconds"] >= 0
+    listed = idle_app.test_client().get("/api/v1/queues").get_json()
+    assert [queue["name"] for queue in listed["queues"]] == ["default", "external_api", "webhooks"]

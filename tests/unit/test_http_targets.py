@@ -60,7 +60,8 @@ def test_names_and_patterns(url, refused):
 )
 def test_a_pattern_allows_public_addresses_only(address, reason):
     refusal = targets("*.example.com", resolves_to=address).refusal("https://hooks.example.com/x")
-    assert refusal == f"hooks.example.com is {reason}; only public addresses are called."
+    opening = " (an operator who trusts it names it, whole, in HTTP_TASK_ALLOWED_HOSTS)"
+    assert refusal == f"hooks.example.com is {reason}; only public addresses are called{opening}."
     # Named whole, the operator said that host is wanted: its private address is called.
     assert targets("hooks.example.com", resolves_to=address).refusal("https://hooks.example.com/x") is None
 
@@ -68,7 +69,12 @@ def test_a_pattern_allows_public_addresses_only(address, reason):
 def test_local_and_metadata_names_are_refused_whatever_they_resolve_to():
     for host in ("metadata.google.internal", "db.internal", "printer.local"):
         refusal = targets("*.internal", "*.local", "*.google.internal").refusal(f"https://{host}/")
-        assert refusal == f"{host} is a local or metadata name."
+        opening = (
+            ""
+            if host.startswith("metadata")
+            else " (an operator who trusts it names it, whole, in HTTP_TASK_ALLOWED_HOSTS)"
+        )
+        assert refusal == f"{host} is a local or metadata name{opening}."
 
 
 def test_a_name_that_resolves_to_loopback_at_connect_is_refused_before_a_byte_is_sent():

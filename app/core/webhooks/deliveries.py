@@ -82,7 +82,9 @@ class Deliveries:
         if webhook is None:
             return None
         if not self.secrets.available():
-            rule = "Webhooks need a signing secret: the operator sets WEBHOOK_SECRET (README: Webhooks)."
+            rule = (
+                "Webhooks need a signing secret: the operator sets WEBHOOK_SECRET (docs: Tutorial, Webhooks)."
+            )
             raise NoSigningSecret(f"webhook is not available: {rule}", {"webhook": [rule]})
         self.policy.check_url(webhook["url"])
         events = list(dict.fromkeys(webhook.get("events") or EVENTS))
@@ -249,8 +251,11 @@ class Deliveries:
             return row
 
         self.db.run(requeue)
+        # The answer is the delivery as queued, read before a worker can take it (a 202's body
+        # says what was done, not how far the sending got).
+        queued = next(d for d in self.for_task(task_id, owner) if d["id"] == str(delivery_id))
         self._enqueue(delivery_id)  # BrokerUnavailable: a 503; the sweep sends it once the broker is back
-        return next(d for d in self.for_task(task_id, owner) if d["id"] == str(delivery_id))
+        return queued
 
 
 def _iso(value: datetime | None) -> str | None:

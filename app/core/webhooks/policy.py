@@ -151,7 +151,7 @@ class WebhookPolicy:
     def _check_host(self, host: str, port: int) -> None:
         name = host.lower()
         if name in BLOCKED_NAMES or name.endswith((".localhost", ".internal", ".local")):
-            raise RefusedAddress(f"{host} is a local or metadata name.")
+            raise RefusedAddress(f"{host} is a local or metadata name{self._opening(host)}.")
         try:
             addresses = self.resolve(host, port)
         except (OSError, UnicodeError):
@@ -159,7 +159,15 @@ class WebhookPolicy:
         for address in addresses:
             reason = refusal(address)
             if reason:
-                raise RefusedAddress(f"{host} is {reason}; only public addresses are called.")
+                raise RefusedAddress(
+                    f"{host} is {reason}; only public addresses are called{self._opening(host)}."
+                )
+
+    def _opening(self, host: str) -> str:
+        """How an operator lets a receiver of their own network be called (never cloud metadata)."""
+        if host.lower().startswith("metadata") or host.startswith("169.254."):
+            return ""
+        return f" (an operator who trusts it names it, whole, in {self.setting})"
 
 
 # --- connect-time check ---------------------------------------------------------------------
