@@ -4,7 +4,7 @@ RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 CONTAINER_TOOLS := $(VENV)/.installed-containers
 
-.PHONY: run test test-containers lint format install worker bench screenshots settings clean
+.PHONY: run test test-containers lint format install worker bench screenshots settings docs docs-serve clean
 
 # make run needs the runtime requirements only; the tests add the development ones.
 $(RUNTIME): requirements.txt
@@ -26,6 +26,14 @@ install: $(STAMP)
 run: $(RUNTIME)
 	$(PYTHON) run.py --worker
 
+## docs: the manual (docs/, mkdocs.yml) built into site/, offline, failing on any warning
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
+
+## docs-serve: the manual on http://127.0.0.1:8000, rebuilt as its pages change
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs serve --dev-addr 127.0.0.1:8000
+
 ## worker: a Celery worker alone
 worker: $(RUNTIME)
 	$(PYTHON) -m celery -A celery_worker.celery worker --loglevel=INFO
@@ -43,7 +51,7 @@ test-containers: $(CONTAINER_TOOLS)
 bench: $(STAMP)
 	$(PYTHON) bench/embedded_latency.py
 
-## screenshots: the README's dashboard pictures, taken from the real pages by the browser test
+## screenshots: the dashboard pictures of the README and docs/, taken from the real pages by the browser test
 screenshots: $(STAMP)
 	SCREENSHOTS_DIR=docs/screenshots $(PYTHON) -m pytest -o addopts="" -q \
 		tests/integration/test_dashboard.py -k "screenshots and embedded"

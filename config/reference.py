@@ -76,15 +76,18 @@ def env_example() -> str:
 def markdown() -> str:
     development = defaults("development")
     lines = [
-        "# Settings",
+        "# Configuration",
         "",
         "Every setting is an environment variable with a default; a bad value stops start-up with a",
-        "message naming it, e.g. `configuration error: CACHE_TTL_SECONDS must be an integer, got 'an hour'`.",
-        "`APP_ENV` (`development`, `production` or `testing`) picks the defaults that differ. In each",
-        "group the settings to decide come first; those marked *tuning* (capacity and timing) suit most",
-        "deployments as they are.",
-        "This page is written from the settings' declarations (`config/settings.py`) by",
-        "`python -m config.reference`; `tasker.env.example` lists the ones a compose deployment may set.",
+        "message naming it, e.g. `configuration error: CACHE_TTL_SECONDS must be an integer, got 'an hour'`;",
+        "gunicorn reads the same settings by the same rules. `APP_ENV` (`development`, `production` or",
+        "`testing`) picks the defaults that differ. In each group the settings to decide come first; those",
+        "marked *tuning* (capacity and timing) suit most deployments as they are.",
+        "",
+        "This page is written from the settings' declarations (`config/settings.py`) by `make settings`,",
+        "and `make lint` fails when it is stale; so is `tasker.env.example`, the settings a compose",
+        "deployment may set, with production's defaults (copy it to `tasker.env`). `.env.example` lists",
+        "the secrets docker compose needs.",
     ]
     for group, settings in groups().items():
         lines += ["", f"## {group}", "", "| variable | default | value | meaning |", "|---|---|---|---|"]

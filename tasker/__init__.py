@@ -7,7 +7,7 @@
         return round(amount * (1 + rate), 2)
 
 List the module in TASKER_TASK_MODULES (or as a `tasker.tasks` entry point of its package), and
-the API and every worker load it (README: Your own task types).
+the API and every worker load it (docs/own-task-types.md).
 """
 
 from app.tasks.base import RunContext

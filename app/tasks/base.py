@@ -275,7 +275,7 @@ class TaskerTask(Task):
         logger.warning(
             "message %s for %s refused: no task row has that id, so nothing would record its outcome. "
             "Submit through the API (POST /api/v1/tasks), or from Python with the task's .delay() "
-            "or send_task() without a task_id (README: From Python)",
+            "or send_task() without a task_id (docs/tutorial.md: From Python)",
             message_id,
             self.name,
         )

@@ -60,7 +60,7 @@ def process_records(
     }
 
 
-# The built-in task types, declared as a user's are (README: Your own task types). A TransientError
+# The built-in task types, declared as a user's are (docs/own-task-types.md). A TransientError
 # from an upstream is retried under the task's retry policy by the base class (app/tasks/base.py).
 
 

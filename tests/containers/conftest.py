@@ -110,7 +110,7 @@ def upstreams() -> Iterator[Upstreams]:
 
 
 def fill_env(folder: Path) -> dict[str, str]:
-    """Fill in `.env` as copied from .env.example (the README's first step); return what it holds."""
+    """Fill in `.env` as copied from .env.example (the compose section's first step); return what it holds."""
     values = {
         "POSTGRES_PASSWORD": secrets.token_hex(12),
         "REDIS_PASSWORD": secrets.token_hex(12),
@@ -122,7 +122,9 @@ def fill_env(folder: Path) -> dict[str, str]:
     }
     lines = (folder / ".env").read_text().splitlines()
     named = {line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("#")}
-    assert named == set(values), f".env.example names {sorted(named)}; the README asks for {sorted(values)}"
+    assert named == set(values), (
+        f".env.example names {sorted(named)}; the compose section asks for {sorted(values)}"
+    )
     filled = [f"{line}{values[line[:-1]]}" if line[:-1] in values else line for line in lines]
     (folder / ".env").write_text("\n".join(filled) + "\n")
     return values

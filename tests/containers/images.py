@@ -131,7 +131,7 @@ def build_standin(name: str) -> None:
         "-t", image, str(folder), stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-# What `pip install` of a package of one's own builds it with (README: In the image).
+# What `pip install` of a package of one's own builds it with (docs/own-task-types.md: In the image).
 BUILD_TOOLS = ["setuptools==80.9.0"]
 
 

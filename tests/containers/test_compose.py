@@ -1,10 +1,10 @@
 """docker-compose.yml run as written, with the Dockerfile's image: what a user of `docker compose` gets.
 
-The README's Docker compose section is run block by block in one shell, as a user would type it, and
-each output compared with the one it shows. Between those steps the tests drive the stack further,
-in order: every task type through the proxy, an event stream, a webhook, Prometheus and Flower, a
-worker restarted mid-task, down and up again (nothing lost), down -v (nothing left); then the
-RabbitMQ override once.
+The Docker compose section of docs/operating.md is run block by block in one shell, as a user
+would type it, and each output compared with the one it shows. Between those steps the tests drive
+the stack further, in order: every task type through the proxy, an event stream, a webhook,
+Prometheus and Flower, a worker restarted mid-task, down and up again (nothing lost), down -v
+(nothing left); then the RabbitMQ override once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 from tests.containers import images
 from tests.containers.conftest import FIGURES, Upstreams, fill_env, write_tasker_env
 from tests.containers.engine import Compose, HealthTicker
-from tests.containers.readme import Block, Shell, normalised, section_blocks
+from tests.containers.readme import PAGE, Block, Shell, normalised, section_blocks
 from tests.support import ROOT, poll
 
 API = "http://127.0.0.1:5000"
@@ -40,10 +40,10 @@ SERVICES = {
     "prometheus",
 }
 ONE_SHOT = {"migrate"}
-# The README's blocks, in order: copy .env; up; ps; a key and a task; down and up; the task again;
+# The section's blocks, in order: copy .env; up; ps; a key and a task; down and up; the task again;
 # down -v; the RabbitMQ override.
-BLOCKS = section_blocks(ROOT / "README.md")
-assert len(BLOCKS) == 8, f"README's Docker compose section has {len(BLOCKS)} bash blocks; these tests run 8"
+BLOCKS = section_blocks(ROOT / PAGE)
+assert len(BLOCKS) == 8, f"{PAGE}'s Docker compose section has {len(BLOCKS)} bash blocks; these tests run 8"
 COPY_ENV, UP, PS, FIRST_TASK, DOWN_UP, RESULT, REMOVE, RABBITMQ = BLOCKS
 
 
@@ -64,11 +64,11 @@ class Stack:
         (self.logs / f"compose-{self.compose.project}-{when}.log").write_text(logs.stdout + logs.stderr)
 
     def run_block(self, block: Block, timeout: float = 300) -> str:
-        """One block of the README, typed into the stack's shell; its output must be the one shown."""
+        """One block of the page, typed into the stack's shell; its output must be the one shown."""
         output = self.shell.run(block.commands, timeout)
         if block.output is not None:
             assert normalised(output) == normalised(block.output), (
-                f"README shows:\n{block.output}\ngot:\n{output}"
+                f"{PAGE} shows:\n{block.output}\ngot:\n{output}"
             )
         return output
 
