@@ -101,6 +101,34 @@ def test_a_waiting_consumer_is_woken_by_a_publish_not_by_its_poll(tmp_path):
     assert not list((tmp_path / "wake").glob("*.sock"))  # its socket goes with it
 
 
+def test_a_worker_told_to_stop_leaves_its_wait_without_a_message(tmp_path, monkeypatch):
+    """Celery reads its stop flag only between drains; a drain with no deadline must end on it
+    (a warm shutdown's flag is 0, EX_OK, and counts)."""
+    from celery.worker import state
+    from kombu import Exchange, Queue
+
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 3600}
+    queue = Queue("q", Exchange("q"), "q")
+    conn = Connection("filesystem://", transport=filesystem_transport.Transport, transport_options=options)
+    conn.Consumer(queue, callbacks=[lambda body, message: message.ack()]).consume()
+    ended: list[TimeoutError] = []
+
+    def wait() -> None:
+        try:
+            conn.drain_events(timeout=None)  # without the flag: until a message comes
+        except TimeoutError as exc:  # what ends a drain that got no message
+            ended.append(exc)
+
+    monkeypatch.setattr(state, "should_stop", 0)
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(timeout=30)
+    conn.close()
+    assert ended, "the drain did not end on the stop flag"
+
+
 def test_a_socket_nobody_holds_is_cleared_by_the_next_publish(tmp_path):
     import socket
 

@@ -32,6 +32,7 @@ from queue import Empty
 from time import monotonic
 from typing import Any
 
+from celery.worker import state as worker_state
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps
@@ -39,7 +40,17 @@ from kombu.utils.json import dumps
 from app.core.live import datagrams
 
 WAKE_FOLDER = "wake"
+# How soon an idle worker sees Ctrl-C or SIGTERM: Celery's loop asks for its stop flag only between
+# drains of up to 2 s, so the wait looks at it this often and ends the drain once it is set.
+STOP_CHECK_SECONDS = 0.2
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
+
+
+def _stopping() -> bool:
+    """Whether this worker was told to stop (celery.worker.state's flags, which Celery's own
+    SIGTERM and SIGINT handlers set and its consumer loop reads)."""
+    flags = (worker_state.should_stop, worker_state.should_terminate)
+    return any(flag is not None and flag is not False for flag in flags)  # 0 (EX_OK) is a stop, as there
 
 
 def wake_folder(data_folder: str) -> str:
@@ -119,9 +130,9 @@ class Transport(filesystem.Transport):
                 return
             except Empty:
                 waited = monotonic() - started
-                if timeout is not None and waited >= timeout:
+                if (timeout is not None and waited >= timeout) or _stopping():
                     raise TimeoutError() from None
-                pause = self.polling_interval
+                pause = min(self.polling_interval, STOP_CHECK_SECONDS)
                 if timeout is not None:
                     pause = min(pause, timeout - waited)
                 readable, _, _ = select.select([listener], [], [], pause)
