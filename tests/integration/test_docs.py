@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import ROOT, child_env, new_database
 from tests.doc_blocks import Reader, Shell, page_blocks
@@ -42,11 +43,20 @@ def tasker(env: dict[str, str], folder: Path) -> Iterator[int]:
     try:
         poll(lambda: (process.poll() is None and answers(f"http://127.0.0.1:{port}/health/ready"))
              or _exited(process, log), timeout=60, what="the docs' Tasker")  # fmt: skip
+        poll(lambda: _served(port), timeout=60, what="its worker to say what it serves")
         yield port
     finally:
         stop_process(process, timeout=30)
         if process.poll() is None:
             kill_family(process)
+
+
+def _served(port: int) -> bool:
+    """Whether the worker's heartbeat has said what it serves, as it has a few seconds after `make
+    run` (until then a submit carries a warning that no worker serves the type). With API keys the
+    catalogue needs one: the page's first blocks make it, so there is nothing to wait for."""
+    answer = requests.get(f"http://127.0.0.1:{port}/api/v1/task-types", timeout=10)
+    return answer.status_code == 401 or all(t["workers"] for t in answer.json()["task_types"])
 
 
 def _exited(process: subprocess.Popen, log: Path) -> bool:
