@@ -40,7 +40,7 @@ def create_app(config_name: str | None = None, config: Mapping[str, Any] | None 
     app.extensions["celery"] = celery
     register_api(app, tasker)
     broker = tasker.tasks.broker
-    no_priorities = None if broker.priority(0) is not None else broker.kind
+    no_priorities = None if broker.has_priorities() else broker.kind
     app.register_blueprint(create_dashboard(tasker.keys, app.config["AUTH_MODE"] == "open", no_priorities))
     register_commands(app, tasker.keys, tasker.deliveries.secrets.current)
     return app

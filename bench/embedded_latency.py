@@ -38,16 +38,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(base: str, process: subprocess.Popen, deadline: float) -> None:
+def wait_until_up(base: str, process: subprocess.Popen, deadline: float, path: str = "/health") -> None:
+    """Until `path` answers 200 (/health: the API is up; /health/ready: a worker answers too)."""
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit("run.py exited before answering")
         try:
-            call(f"{base}/health")
+            call(f"{base}{path}")
             return
         except OSError:
             time.sleep(0.1)
-    sys.exit("run.py did not answer within 60 s")
+    sys.exit(f"run.py did not answer {path} in time")
 
 
 def one_task(base: str, n: int) -> float:

@@ -18,21 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedded_latency import ROOT, call, free_port
+from embedded_latency import ROOT, free_port, wait_until_up
 
 CHILDREN = {"--exclude-queues=webhooks": "worker", "-Q webhooks": "webhooks", " beat ": "beat"}
-
-
-def ready(base: str, process: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit("run.py exited before it was ready")
-        try:
-            call(f"{base}/health/ready")
-            return
-        except OSError:
-            time.sleep(0.2)  # the next look at whether it answers
-    sys.exit("run.py was not ready within 90 s")
 
 
 def children(pid: int) -> dict[int, str]:
@@ -62,7 +50,7 @@ def one_round(idle: float) -> dict[str, float]:
         env = {"TASKER_DATA_DIR": data_dir, "LOG_LEVEL": "WARNING", "PATH": os.environ["PATH"]}
         process = subprocess.Popen([sys.executable, "run.py", "--worker", "--port", str(port)], cwd=ROOT,
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        ready(f"http://127.0.0.1:{port}", process, time.monotonic() + 90)
+        wait_until_up(f"http://127.0.0.1:{port}", process, time.monotonic() + 90, "/health/ready")
         time.sleep(idle)  # idle, as a developer's make run is before Ctrl-C
         named = children(process.pid)
         started = time.monotonic()

@@ -77,7 +77,7 @@ def _warnings(
     unserved = served.unserved(name) if served is not None else None
     if unserved is not None:
         warnings.append(unserved)
-    if prioritised and task_manager.broker.priority(schemas.PRIORITIES["normal"]) is None:
+    if prioritised and not task_manager.broker.has_priorities():
         warnings.append(
             f"priority: the {task_manager.broker.kind} broker has no priorities, so tasks run in the "
             "order they arrive; Redis and RabbitMQ honour them"

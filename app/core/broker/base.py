@@ -109,6 +109,11 @@ class Broker:
         return None
 
     @classmethod
+    def has_priorities(cls) -> bool:
+        """Whether a task's priority changes when it runs (the filesystem broker takes arrival order)."""
+        return cls.priority(0) is not None
+
+    @classmethod
     def check(cls, config: Mapping[str, Any], task_types: Iterable[Any], retry_delay: float) -> None:
         """Refuse, with a ConfigError, settings this broker cannot work with."""
 
