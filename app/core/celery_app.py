@@ -51,6 +51,10 @@ def celery_settings(config: Mapping[str, Any], queues: Iterable[str]) -> dict[st
         "task_default_queue": "default",
         "task_create_missing_queues": False,
         "worker_prefetch_multiplier": 1,
+        "worker_pool": broker.pool,
+        # The worker's timer looks at its schedule every 0.2 s (Celery: 1 s), so a warm shutdown
+        # does not wait up to a second for the timer thread to notice.
+        "worker_timer_precision": 0.2,
         # WORKER_CONCURRENCY, unless the command line says --concurrency; None: Celery's one per core.
         "worker_concurrency": config["WORKER_CONCURRENCY"] or None,
         WEBHOOK_THREADS_SETTING: config["WEBHOOK_WORKER_THREADS"],  # see size_webhook_worker

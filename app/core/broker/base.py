@@ -92,6 +92,7 @@ def broker_errors() -> Iterator[None]:
 class Broker:
     kind: ClassVar[str]
     transport: ClassVar[str | None] = None  # Celery's broker_transport; None: kombu's own
+    pool: ClassVar[str] = "prefork"  # Celery's worker_pool, unless the command line says --pool
     embedded: ClassVar[bool] = False  # lives in the data directory: `make run` starts the worker
     is_redis: ClassVar[bool] = False  # /health checks it with the Redis cache
 

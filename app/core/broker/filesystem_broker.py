@@ -14,6 +14,8 @@ class FilesystemBroker(Broker):
     kind = "filesystem"
     # Whole messages, and consumers woken when one arrives (the module says how).
     transport = "app.core.broker.filesystem_transport:Transport"
+    # Prefork, stopping within a second when idle (the module says why).
+    pool = "app.core.broker.prefork:TaskPool"
     embedded = True
 
     @classmethod
