@@ -6,11 +6,13 @@ Keys mode: sign in once, a session cookie that is HttpOnly and SameSite=Strict, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import requests
 
 from tests.conftest import build_app
 from tests.integration.conftest import serving
+from tests.support import Receiver, poll
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +95,50 @@ def test_a_users_own_type_from_the_form_with_tags_and_the_tag_filter(page, base,
     page.locator("#task-rows tr").nth(1).wait_for()  # every task again, the untagged one too
 
 
+def test_the_form_sends_a_webhook_a_retry_policy_and_an_idempotency_key(page, base, worker):
+    receiver = Receiver().start()
+    try:
+        key = f"form-{uuid.uuid4().hex}"
+        page.goto(f"{base}/dashboard/submit")
+        page.select_option("#task-type", "sum_two_numbers")
+        page.fill("#f-e-p-a", "2")
+        page.fill("#f-e-p-b", "3")
+        page.fill("#f-webhook-url", "http://localhost:9/hook")  # a local name nobody opened
+        page.click("button[type=submit]")
+        page.locator("#e-webhook-url").wait_for(state="visible")  # the API's error, under the field
+        assert "WEBHOOK_ALLOWED_HOSTS" in page.locator("#e-webhook-url").inner_text()
+        page.fill("#f-webhook-url", receiver.url("/form"))
+        page.uncheck("input[name=webhook_events][value=cancelled]")
+        page.fill("#f-retry_policy-max_retries", "2")
+        page.select_option("#f-retry_policy-on", "transient")
+        page.fill("#f-idempotency-key", key)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/dashboard/tasks/[0-9a-f-]{36}$"))
+        task_id = page.url.rsplit("/", 1)[1]
+        page.locator("#status:has-text('COMPLETED')").wait_for(timeout=20_000)
+        facts = page.locator("#timeline").inner_text()
+        assert "(completed, failed)" in facts and "up to 2 retries, on transient failures" in facts
+        (delivered,) = receiver.got(1)
+        assert json.loads(delivered["body"])["task"]["id"] == task_id
+        task = requests.get(f"{base}/api/v1/tasks/{task_id}", timeout=10).json()
+        assert task["webhook"]["events"] == ["completed", "failed"]
+        assert task["retry_policy"] == {"max_retries": 2, "on": "transient"}
+
+        page.go_back()  # the same form again, with the same key: the same task, nothing new
+        page.wait_for_url(re.compile(r"/dashboard/submit$"))
+        page.select_option("#task-type", "sum_two_numbers")
+        for field, value in (("#f-e-p-a", "2"), ("#f-e-p-b", "3"), ("#f-webhook-url", receiver.url("/form"))):
+            page.fill(field, value)
+        page.uncheck("input[name=webhook_events][value=cancelled]")
+        page.fill("#f-retry_policy-max_retries", "2")
+        page.select_option("#f-retry_policy-on", "transient")
+        page.fill("#f-idempotency-key", key)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/dashboard/tasks/{task_id}")
+    finally:
+        receiver.stop()
+
+
 def test_cancel_a_running_task_from_its_page(page, base, worker):
     body = {"name": "process_data", "parameters": {"duration_seconds": 60, "record_count": 600}}
     task = requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json()
@@ -149,6 +196,64 @@ def test_a_schedule_created_from_the_page_appears_with_its_next_fire_times(page,
     page.locator(f"#schedule-rows tr:has-text('{name}')").wait_for(state="detached")
 
 
+def test_a_schedule_shows_both_zones_is_edited_in_place_and_links_to_its_runs(browser, app, base):
+    """A schedule of Tokyo seen from New York: its fire times in both zones, labelled; edited from
+    its row; its Runs link lists the tasks it made, and only those."""
+    name = f"tokyo-{uuid.uuid4().hex[:6]}"
+    body = {
+        "name": name,
+        "task": "sum",
+        "parameters": {"a": 1, "b": 2},
+        "cron": "30 2 * * *",
+        "timezone": "Asia/Tokyo",
+    }
+    schedule = requests.post(f"{base}/api/v1/schedules", json=body, timeout=10).json()
+    context = browser.new_context(
+        timezone_id="America/New_York", locale="en-US", viewport={"width": 1100, "height": 760}
+    )
+    page = context.new_page()
+    try:
+        page.goto(f"{base}/dashboard/schedules")
+        row = page.locator(f"#schedule-rows tr[data-id='{schedule['id']}']")
+        there, here = row.locator(".when-there").inner_text(), row.locator(".when-here").inner_text()
+        assert "2:30 AM" in there and there.endswith("Asia/Tokyo"), there
+        assert "12:30 PM" in here and here.endswith("your time"), here  # 17:30 UTC, the day before
+        page.fill("#s-timezone", "Asia/Tokyo")
+        page.fill("#s-cron", "0 9 * * 1")
+        page.locator("#cron-preview li:has-text('9:00 AM Asia/Tokyo')").first.wait_for()
+        first = page.locator("#cron-preview li").first.inner_text()
+        assert "9:00 AM Asia/Tokyo" in first and "7:00 PM your time" in first, first
+
+        row.get_by_role("button", name="Edit").click()
+        assert page.locator("#schedule-form-title").inner_text() == f"Edit the schedule {name}"
+        assert page.locator("#s-cron").input_value() == "30 2 * * *"
+        page.fill("#s-cron", "45 3 * * *")
+        page.fill("#s-tags", "report:nightly")
+        page.click("#schedule-save")
+        page.locator(f"#schedule-rows tr[data-id='{schedule['id']}'] td:has-text('45 3 * * *')").wait_for()
+        assert page.locator("#schedule-form-title").inner_text() == "New schedule"
+        changed = requests.get(f"{base}/api/v1/schedules/{schedule['id']}", timeout=10).json()
+        assert (changed["cron"], changed["tags"], changed["name"]) == ("45 3 * * *", ["report:nightly"], name)
+
+        # One run, fired by the scheduler a second after its time; another task that is not its.
+        due = datetime.fromisoformat(changed["next_run_at"].replace("Z", "+00:00")) + timedelta(seconds=1)
+        poll(lambda: app.extensions["tasker"].scheduler.run_due(due), what="the scheduler's lock")
+        requests.post(
+            f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": 5, "b": 5}}, timeout=10
+        )
+        (run,) = requests.get(f"{base}/api/v1/tasks?schedule_id={schedule['id']}", timeout=10).json()["tasks"]
+        page.locator(f"#schedule-rows tr[data-id='{schedule['id']}']").get_by_role(
+            "link", name="Runs"
+        ).click()
+        page.wait_for_url(f"{base}/?schedule_id={schedule['id']}")
+        page.locator(f"#task-rows tr[data-id='{run['id']}']").wait_for()
+        assert page.locator("#task-rows tr").count() == 1
+        assert name in page.locator("#schedule-filter").inner_text()
+    finally:
+        context.close()
+        requests.delete(f"{base}/api/v1/schedules/{schedule['id']}", timeout=10)
+
+
 def test_the_list_updates_live_and_queues_show(page, base, worker):
     page.goto(f"{base}/?name=sum_two_numbers")
     page.locator("#live:has-text('live')").wait_for()
@@ -161,14 +266,34 @@ def test_the_list_updates_live_and_queues_show(page, base, worker):
     assert page.locator("#chart rect").count() > 0
 
 
-def test_readable_on_a_phone(page, base):
-    """At a phone's width nothing but the tables scrolls sideways."""
-    page.set_viewport_size({"width": 375, "height": 740})
+@pytest.mark.parametrize("width", [375, 1100], ids=["phone", "desktop"])
+def test_every_page_fits_the_screen_and_the_task_list_shows_each_status_whole(page, base, width):
+    """At a phone's width and a desktop's nothing scrolls sideways, tables included; the task list
+    keeps its id, type and status columns whole (a desktop shows progress and time too)."""
+    for name in ("sum_two_numbers", "process_data"):
+        requests.post(f"{base}/api/v1/tasks", json={"name": name, "parameters": {}}, timeout=10)
+    requests.post(f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}}, timeout=10)
+    page.set_viewport_size({"width": width, "height": 740})
     for path in ("/", "/dashboard/submit", "/dashboard/schedules", "/dashboard/queues"):
         page.goto(f"{base}{path}")
         page.locator("h1").wait_for()
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 375, f"{path} is {width} px wide on a 375 px screen"
+        if path == "/":
+            page.locator("#task-rows tr").first.wait_for()
+        width_used = page.evaluate("document.documentElement.scrollWidth")
+        assert width_used <= width, f"{path} is {width_used} px wide on a {width} px screen"
+        for wrap in page.locator(".table-wrap").all():
+            scroll, client = wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
+            assert scroll <= client, f"a table of {path} scrolls sideways at {width} px ({scroll} > {client})"
+    page.goto(f"{base}/")
+    page.locator("#task-rows tr .badge:not(:empty)").first.wait_for()
+    shown = [th for th in page.locator("table.tasks thead th").all() if th.is_visible()]
+    assert [th.inner_text() for th in shown][:3] == ["Task", "Type", "Status"]
+    assert len(shown) == (3 if width < 600 else 5)
+    for badge in page.locator("#task-rows .badge").all():
+        box = badge.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, "a status is off the screen"
+        inner, outer = badge.evaluate("b => [b.scrollWidth, b.parentElement.clientWidth]")
+        assert inner <= outer, f"the status {badge.inner_text()} is cut off ({inner} > {outer} px)"
 
 
 def test_screenshots(page, base, worker):

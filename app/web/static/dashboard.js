@@ -9,8 +9,8 @@
 
   // --- helpers -------------------------------------------------------------------------------
 
-  async function api(method, path, body) {
-    const headers = { Accept: "application/json" };
+  async function api(method, path, body, extraHeaders) {
+    const headers = { Accept: "application/json", ...(extraHeaders || {}) };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (csrf) headers["X-CSRF-Token"] = csrf;
     let response;
@@ -77,8 +77,16 @@
     });
     document.querySelectorAll("[aria-invalid]").forEach((node) => node.removeAttribute("aria-invalid"));
     const unplaced = [];
+    // A nested error ({"webhook": {"url": [..]}}) goes under the field "webhook-url", or the nearest
+    // enclosing one the form has ("webhook").
     const place = (field, messages) => {
-      const target = document.getElementById(prefix + field);
+      if (messages && !Array.isArray(messages) && typeof messages === "object") {
+        for (const [key, inner] of Object.entries(messages)) place(field + "-" + key, inner);
+        return;
+      }
+      let id = prefix + field.replace(/\./g, "-"); // "webhook.url" too
+      while (!document.getElementById(id) && id.lastIndexOf("-") > prefix.length) id = id.slice(0, id.lastIndexOf("-"));
+      const target = document.getElementById(id);
       const text = [].concat(messages).map((m) => (typeof m === "string" ? m : json(m))).join(" ");
       if (target) {
         target.textContent = text;
@@ -100,6 +108,12 @@
       }
     }
     return unplaced;
+  }
+
+  // Each cell names its column (data-label), for the stacked rows of a table on a phone.
+  function labelCells(tbody) {
+    const heads = [...tbody.closest("table").querySelectorAll("thead th")].map((th) => th.textContent);
+    for (const row of tbody.rows) [...row.cells].forEach((cell, index) => (cell.dataset.label = heads[index] || ""));
   }
 
   function formError(id, message) {
@@ -149,11 +163,14 @@
     form.status.value = params.get("status") || "";
     form.name.value = params.get("name") || "";
     form.tag.value = params.getAll("tag").join(" ");
+    const schedule = params.get("schedule_id"); // a schedule's runs, from its "Runs" link
+    if (schedule) showSchedule(schedule);
     let cursors = [null];
     let source = null;
 
     function query(extra) {
       const q = new URLSearchParams({ limit: "25", ...extra });
+      if (schedule) q.set("schedule_id", schedule);
       if (form.status.value) q.set("status", form.status.value);
       if (form.name.value) q.set("name", form.name.value);
       for (const tag of words(form.tag.value)) q.append("tag", tag);
@@ -176,11 +193,13 @@
       if (source) source.close();
       const q = query({});
       q.delete("limit");
+      q.delete("schedule_id"); // the stream filters by status, type and tags; the schedule is matched here
       source = new EventSource("/api/v1/events?" + q);
       source.onopen = () => ($("#live").textContent = "live");
       source.onerror = () => ($("#live").textContent = "reconnecting…");
       source.addEventListener("task", (event) => {
         const task = JSON.parse(event.data);
+        if (schedule && task.schedule_id !== schedule) return;
         const row = rows.querySelector(`tr[data-id="${task.id}"]`);
         if (row) return updateRow(row, task);
         if (cursors.length === 1 && !rows.querySelector(`tr[data-id="${task.id}"]`)) {
@@ -210,6 +229,20 @@
     });
     await load();
     follow();
+  }
+
+  async function showSchedule(id) {
+    const found = await api("GET", "/api/v1/schedules/" + id);
+    const name = found.status === 200 ? found.data.name : id;
+    const all = new URLSearchParams(window.location.search);
+    all.delete("schedule_id");
+    $("#schedule-filter").replaceChildren(
+      "Runs of the schedule ",
+      el("strong", { text: name }),
+      " · ",
+      el("a", { href: all.toString() ? "/?" + all : "/", text: "every task" })
+    );
+    $("#schedule-filter").hidden = false;
   }
 
   // --- one task -------------------------------------------------------------------------------
@@ -246,7 +279,17 @@
         list.push(el("dt", { text: "Retry of" }), el("dd", {}, el("a", { href: "/dashboard/tasks/" + task.retry_of, text: task.retry_of })));
       }
       if (task.schedule_id) {
-        list.push(el("dt", { text: "Schedule" }), el("dd", { text: task.schedule_id + " (fire time " + when(task.scheduled_for) + ")" }));
+        const runs = el("a", { href: "/?schedule_id=" + task.schedule_id, text: "its runs" });
+        list.push(el("dt", { text: "Schedule" }), el("dd", {}, "fire time " + when(task.scheduled_for) + " · ", runs));
+      }
+      if (task.webhook) {
+        const events = task.webhook.events ? " (" + task.webhook.events.join(", ") + ")" : " (every ending)";
+        list.push(el("dt", { text: "Webhook" }), el("dd", { class: "mono", text: task.webhook.url + events }));
+      }
+      if (task.retry_policy) {
+        const policy = task.retry_policy;
+        const text = "up to " + policy.max_retries + " retries, on " + (policy.on === "transient" ? "transient failures" : "any failure");
+        list.push(el("dt", { text: "Retry policy" }), el("dd", { text }));
       }
       $("#timeline").replaceChildren(...list);
       $("#tags").replaceChildren(...tagChips(task.tags));
@@ -349,6 +392,24 @@
     return { parameters, problems };
   }
 
+  // The form's "When it ends" part: a webhook (all three endings unless fewer are ticked) and a
+  // retry policy, each only when given.
+  function endings(form) {
+    const options = {};
+    const url = form.webhook_url.value.trim();
+    if (url) {
+      const events = [...form.querySelectorAll("[name=webhook_events]:checked")].map((box) => box.value);
+      options.webhook = events.length === 3 ? { url } : { url, events };
+    }
+    const retries = form.max_retries.value.trim();
+    if (retries !== "" || form.retry_on.value) {
+      options.retry_policy = {};
+      if (retries !== "") options.retry_policy.max_retries = Number(retries);
+      if (form.retry_on.value) options.retry_policy.on = form.retry_on.value;
+    }
+    return options;
+  }
+
   async function submitPage() {
     const form = $("#submit-form");
     const select = $("#task-type");
@@ -386,7 +447,9 @@
       if (words(form.tags.value).length) body.tags = words(form.tags.value);
       if (form.countdown.value) body.countdown = Number(form.countdown.value);
       if (form.run_at.value) body.run_at = new Date(form.run_at.value).toISOString();
-      const result = await api("POST", "/api/v1/tasks", body);
+      Object.assign(body, endings(form));
+      const key = form.idempotency_key.value.trim();
+      const result = await api("POST", "/api/v1/tasks", body, key ? { "Idempotency-Key": key } : {});
       if (result.status === 202 || result.status === 200) {
         window.location.assign("/dashboard/tasks/" + result.data.id);
         return;
@@ -400,55 +463,85 @@
 
   // --- schedules ------------------------------------------------------------------------------
 
-  async function schedulesPage() {
-    const rows = $("#schedule-rows");
-    const form = $("#schedule-form");
-    const types = (await api("GET", "/api/v1/task-types")).data.task_types || [];
-    for (const type of types) form.task.append(el("option", { value: type.name, text: type.name }));
+  const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
-    async function load() {
-      const result = await api("GET", "/api/v1/schedules?limit=100");
-      if (result.status !== 200) return notice(result.data.error);
-      const schedules = result.data.schedules;
-      $("#no-schedules").hidden = schedules.length > 0;
-      rows.replaceChildren(
-        ...schedules.map((s) => {
-          const toggle = el("button", { type: "button", text: s.enabled ? "Pause" : "Resume" });
-          toggle.addEventListener("click", async () => {
-            const answer = await api("PATCH", "/api/v1/schedules/" + s.id, { enabled: !s.enabled });
-            if (answer.status !== 200) notice(answer.data.error);
-            load();
-          });
-          const remove = el("button", { type: "button", text: "Delete", class: "danger" });
-          remove.addEventListener("click", async () => {
-            if (!window.confirm("Delete the schedule " + s.name + "?")) return;
-            const answer = await api("DELETE", "/api/v1/schedules/" + s.id);
-            if (answer.status !== 204) notice(answer.data.error);
-            load();
-          });
-          return el(
-            "tr",
-            { "data-id": s.id },
-            el("td", { text: s.name }),
-            el("td", { text: s.task }),
-            el("td", { class: "mono", text: s.cron + " (" + s.timezone + ")" }),
-            el("td", { text: when(s.next_run_at) }),
-            el("td", { text: s.enabled ? "active" : "paused" }),
-            el("td", { class: "row-actions" }, toggle, remove)
-          );
-        })
-      );
+  function inZone(value, zone) {
+    try {
+      return new Date(value).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short", timeZone: zone });
+    } catch (error) {
+      return new Date(value).toISOString().slice(0, 16).replace("T", " ") + " UTC"; // a zone this browser lacks
     }
+  }
 
+  // A fire time in the schedule's own zone and in the browser's, each labelled.
+  function bothZones(value, zone) {
+    if (!value) return [el("span", { text: "–" })];
+    const there = el("span", { class: "when-there" }, inZone(value, zone) + " ", el("span", { class: "zone", text: zone }));
+    const here = inZone(value, BROWSER_ZONE);
+    if (here === inZone(value, zone)) return [there, el("span", { class: "zone", text: " = your time" })];
+    const mine = el("span", { class: "when-here muted" }, here + " ", el("span", { class: "zone", text: "your time" }));
+    return [there, el("br"), mine];
+  }
+
+  function scheduleRow(s, actions) {
+    const cell = (label, attributes, ...children) => el("td", { "data-label": label, ...attributes }, ...children);
+    return el(
+      "tr",
+      { "data-id": s.id },
+      cell("Name", { text: s.name }),
+      cell("Task", {}, s.task, ...tagChips(s.tags)),
+      cell("Cron", { class: "mono", text: s.cron }),
+      cell("Next run", { class: "next-run" }, ...(s.enabled ? bothZones(s.next_run_at, s.timezone) : [el("span", { text: "– (paused)" })])),
+      cell("State", { text: s.enabled ? "active" : "paused" }),
+      cell("Actions", { class: "row-actions" }, ...actions)
+    );
+  }
+
+  function scheduleActions(s, load, edit) {
+    const runs = el("a", { href: "/?schedule_id=" + s.id, class: "button", text: "Runs" });
+    const change = el("button", { type: "button", text: "Edit" });
+    change.addEventListener("click", () => edit(s));
+    const toggle = el("button", { type: "button", text: s.enabled ? "Pause" : "Resume" });
+    toggle.addEventListener("click", async () => {
+      const answer = await api("PATCH", "/api/v1/schedules/" + s.id, { enabled: !s.enabled });
+      if (answer.status !== 200) notice(answer.data.error);
+      load();
+    });
+    const remove = el("button", { type: "button", text: "Delete", class: "danger" });
+    remove.addEventListener("click", async () => {
+      if (!window.confirm("Delete the schedule " + s.name + "?")) return;
+      const answer = await api("DELETE", "/api/v1/schedules/" + s.id);
+      if (answer.status !== 204) notice(answer.data.error);
+      load();
+    });
+    return [runs, change, toggle, remove];
+  }
+
+  function scheduleBody(form, parameters, editing) {
+    const tags = words(form.tags.value);
+    const body = {
+      name: form.name.value,
+      task: form.task.value,
+      parameters,
+      cron: form.cron.value,
+      timezone: form.timezone.value || "UTC",
+      priority: Number(form.priority.value || 5),
+    };
+    if (tags.length) body.tags = tags;
+    else if (editing) body.tags = null; // emptied: the tasks it makes from now on have none
+    return body;
+  }
+
+  function cronPreview(form) {
     let timer = null;
     async function preview() {
-      const q = new URLSearchParams({ cron: form.cron.value, timezone: form.timezone.value || "UTC" });
-      const result = await api("GET", "/api/v1/schedules/preview?" + q);
+      const zone = form.timezone.value || "UTC";
+      const result = await api("GET", "/api/v1/schedules/preview?" + new URLSearchParams({ cron: form.cron.value, timezone: zone }));
       const list = $("#cron-preview");
       if (result.status === 200) {
         formError("se-cron", "");
         formError("se-timezone", "");
-        list.replaceChildren(...result.data.next_run_times.map((t) => el("li", { text: when(t) })));
+        list.replaceChildren(...result.data.next_run_times.map((t) => el("li", {}, ...bothZones(t, zone))));
       } else {
         list.replaceChildren();
         showErrors(result.data.details, "se-");
@@ -460,43 +553,86 @@
         timer = setTimeout(preview, 250);
       });
     }
+    return preview;
+  }
 
+  async function schedulesPage() {
+    const rows = $("#schedule-rows");
+    const form = $("#schedule-form");
+    const types = (await api("GET", "/api/v1/task-types")).data.task_types || [];
+    for (const type of types) form.task.append(el("option", { value: type.name, text: type.name }));
+    const preview = cronPreview(form);
+    let editing = null; // the schedule the form changes; null: the form makes a new one
+
+    function edit(s) {
+      editing = s;
+      for (const field of ["name", "task", "cron", "timezone", "priority"]) form[field].value = s[field];
+      form.parameters.value = JSON.stringify(s.parameters);
+      form.tags.value = (s.tags || []).join(" ");
+      $("#schedule-form-title").textContent = "Edit the schedule " + s.name;
+      $("#schedule-save").textContent = "Save changes";
+      $("#cancel-edit").hidden = false;
+      showErrors({}, "se-");
+      preview();
+      form.name.focus();
+    }
+
+    function stopEditing() {
+      editing = null;
+      form.reset();
+      $("#schedule-form-title").textContent = "New schedule";
+      $("#schedule-save").textContent = "Create schedule";
+      $("#cancel-edit").hidden = true;
+      preview();
+    }
+
+    async function load() {
+      const result = await api("GET", "/api/v1/schedules?limit=100");
+      if (result.status !== 200) return notice(result.data.error);
+      const schedules = result.data.schedules;
+      $("#no-schedules").hidden = schedules.length > 0;
+      rows.replaceChildren(...schedules.map((s) => scheduleRow(s, scheduleActions(s, load, edit))));
+    }
+
+    $("#cancel-edit").addEventListener("click", stopEditing);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      formError("se-form", "");
-      let parameters;
-      try {
-        parameters = JSON.parse(form.parameters.value || "{}");
-      } catch (error) {
-        showErrors({ parameters: ["Not valid JSON."] }, "se-");
-        return;
-      }
-      const body = {
-        name: form.name.value,
-        task: form.task.value,
-        parameters,
-        cron: form.cron.value,
-        timezone: form.timezone.value || "UTC",
-        priority: Number(form.priority.value || 5),
-      };
-      const result = await api("POST", "/api/v1/schedules", body);
-      if (result.status === 201) {
-        showErrors({}, "se-");
-        notice("Schedule " + result.data.name + " created; next run " + when(result.data.next_run_at) + ".");
-        form.name.value = "";
-        load();
-        return;
-      }
-      // Parameter errors name the parameter: show them under the JSON box.
-      const details = { ...(result.data.details || {}) };
-      if (details.parameters && !Array.isArray(details.parameters)) {
-        details.parameters = Object.entries(details.parameters).map(([k, v]) => k + ": " + [].concat(v).join(" "));
-      }
-      const unplaced = showErrors(details, "se-");
-      formError("se-form", unplaced.length || result.status !== 400 ? result.data.error : "");
+      const saved = await saveSchedule(form, editing);
+      if (!saved) return;
+      notice("Schedule " + saved.name + (editing ? " saved" : " created") + "; next run " + when(saved.next_run_at) + ".");
+      stopEditing();
+      load();
     });
     await load();
     await preview();
+  }
+
+  // Creates the schedule, or changes `editing`; the saved schedule, or null with the errors shown.
+  async function saveSchedule(form, editing) {
+    formError("se-form", "");
+    let parameters;
+    try {
+      parameters = JSON.parse(form.parameters.value || "{}");
+    } catch (error) {
+      showErrors({ parameters: ["Not valid JSON."] }, "se-");
+      return null;
+    }
+    const body = scheduleBody(form, parameters, editing);
+    const result = editing
+      ? await api("PATCH", "/api/v1/schedules/" + editing.id, body)
+      : await api("POST", "/api/v1/schedules", body);
+    if (result.status === 200 || result.status === 201) {
+      showErrors({}, "se-");
+      return result.data;
+    }
+    // Parameter errors name the parameter: show them under the JSON box.
+    const details = { ...(result.data.details || {}) };
+    if (details.parameters && !Array.isArray(details.parameters)) {
+      details.parameters = Object.entries(details.parameters).map(([k, v]) => k + ": " + [].concat(v).join(" "));
+    }
+    const unplaced = showErrors(details, "se-");
+    formError("se-form", unplaced.length || result.status !== 400 ? result.data.error : "");
+    return null;
   }
 
   // --- queues, workers and the last hour ------------------------------------------------------
@@ -564,6 +700,7 @@
           )
         )
       );
+      labelCells($("#queue-rows"));
       if (stats.status === 200) {
         chart($("#chart"), stats.data);
         const seconds = (v) => (v === null ? "–" : v.toFixed(3) + " s");
@@ -582,6 +719,7 @@
             )
           )
         );
+        labelCells($("#stat-rows"));
       }
     }
     await load();
