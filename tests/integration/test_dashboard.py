@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
+from app.models.migrate import upgrade
+from config import load_config
 from tests.conftest import build_app
 from tests.integration.conftest import serving
 from tests.support import Receiver, poll
@@ -190,15 +193,30 @@ def test_a_schedule_created_from_the_page_appears_with_its_next_fire_times(page,
     row.wait_for()
     assert "30 2 * * *" in row.inner_text()
     row.get_by_role("button", name="Pause").click()
-    page.locator(f"#schedule-rows tr:has-text('{name}') >> text=paused").wait_for()
+    page.locator(f"#schedule-rows tr:has-text('{name}') td[data-label='State']:text-is('paused')").wait_for()
     page.once("dialog", lambda dialog: dialog.accept())  # "Delete the schedule ...?"
     page.locator(f"#schedule-rows tr:has-text('{name}')").get_by_role("button", name="Delete").click()
     page.locator(f"#schedule-rows tr:has-text('{name}')").wait_for(state="detached")
 
 
-def test_a_schedule_shows_both_zones_is_edited_in_place_and_links_to_its_runs(browser, app, base):
+@pytest.fixture
+def own_tasker(tmp_path) -> Iterator[tuple[Any, str]]:
+    """A Tasker with a database of its own (embedded): a scheduler pass there fires nothing of
+    another test's."""
+    env = {"TASKER_DATA_DIR": str(tmp_path)}
+    engine = sa.create_engine(load_config("testing", env)["DATABASE_URL"])
+    upgrade(engine)
+    engine.dispose()
+    app = build_app(env)
+    with serving(app) as url:
+        yield app, url
+    app.extensions["tasker"].db.dispose()
+
+
+def test_a_schedule_shows_both_zones_is_edited_in_place_and_links_to_its_runs(browser, own_tasker):
     """A schedule of Tokyo seen from New York: its fire times in both zones, labelled; edited from
     its row; its Runs link lists the tasks it made, and only those."""
+    app, base = own_tasker
     name = f"tokyo-{uuid.uuid4().hex[:6]}"
     body = {
         "name": name,
