@@ -37,6 +37,8 @@ from app.core.served import ServedTypes
 from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
 from app.core.webhooks import Deliveries
+from app.core.workflows import Workflows
+from app.core.workflows.manager import WorkflowManager
 from app.models import ops
 from app.models import task as task_model
 from app.tasks import (
@@ -90,7 +92,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     http_targets = HttpTargets.from_config(config, deliveries.secrets.available)
     policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"], http_targets)
     sealer = Sealer(secret_key)
-    endings = Endings(db, cache, watch, deliveries)
+    endings = Endings(db, cache, watch, deliveries, Workflows(registry, broker, watch))
     scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
     thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
     recovery = Recovery(endings, registry, broker, thresholds)
@@ -102,6 +104,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         db, registry, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy,
         deliveries, sealer,
     )  # fmt: skip
+    workflows = WorkflowManager(endings, registry, broker, config["WORKFLOW_MAX_STEPS"])
     announced = {t.name: (t.queue, hashes[t.name]) for t in registry}
     housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery, announced)
     tasker = Tasker(
@@ -113,6 +116,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         endings=endings,
         tasks=tasks,
         schedules=schedules,
+        workflows=workflows,
         monitor=Monitor(db, cache, broker, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,

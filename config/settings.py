@@ -528,6 +528,13 @@ DECLARED: tuple[Setting, ...] = (
         "`100` in keys mode, `0` in open mode",
     ),
     _S(
+        "WORKFLOW_MAX_STEPS",
+        LIMITS,
+        "steps a workflow may declare (more: 400 naming `steps`)",
+        integer(1, 1000),
+        100,
+    ),
+    _S(
         "SCHEDULE_MIN_INTERVAL_SECONDS",
         LIMITS,
         "the shortest time a schedule may leave between two fire times",

@@ -21,6 +21,7 @@ from app.api.security import apply_limits, register_security
 from app.api.v1 import create_short_routes, create_v1_routes
 from app.api.waits import WaitSlots
 from app.api.webhooks import create_webhook_routes
+from app.api.workflows import create_workflow_routes
 
 
 class TrustedProxies:
@@ -59,6 +60,7 @@ def register_api(app: Flask, tasker: Any) -> None:
         create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.served, tasker.tasks.policy),
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
+        create_workflow_routes(tasker.workflows),
         create_key_routes(tasker.keys, tasker.deliveries.secrets.current),
         create_webhook_routes(tasker.deliveries),
         create_event_routes(

@@ -12,9 +12,11 @@ from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
 from app.core.retries import RETRY_ON
 from app.core.tags import MAX_TAGS, TAG_PATTERN, TAG_RULE
+from app.core.workflows.definition import JOINS, ON_FAILURE
 from app.models.task import TaskStatus
 from app.models.webhook import EVENTS as WEBHOOK_EVENTS
 from app.models.webhook import URL_MAX_LENGTH as MAX_URL_LENGTH
+from app.models.workflow import WorkflowStatus
 from app.tasks.declare import MAX_TIME_LIMIT
 from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
 from config.base import MAX_RETRIES
@@ -445,4 +447,101 @@ class ScheduleCreate(StrictSchema):
 
 class ScheduleList(Schema):
     schedules = fields.List(fields.Nested(Schedule), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+# --- workflows ---
+
+WORKFLOW_STATUSES = [status.value for status in WorkflowStatus]
+
+STEP_ID = [
+    validate.Length(min=1, max=64),
+    validate.Regexp(
+        r"^[A-Za-z][A-Za-z0-9_-]*$", error="Must start with a letter; letters, digits, _ and - only."
+    ),
+]
+
+
+class WorkflowStepRequest(StrictSchema):
+    id = fields.String(required=True, validate=STEP_ID, metadata={"example": "list"})
+    task = fields.String(required=True, metadata={"description": "A task type or one of its aliases"})
+    after = fields.List(
+        fields.String(validate=STEP_ID),
+        load_default=list,
+        validate=validate.Length(max=100),
+        metadata={"description": "The steps this one runs after (none: it starts at once)"},
+    )
+    join = fields.String(
+        load_default="all_success",
+        validate=validate.OneOf(JOINS),
+        metadata={
+            "description": "all_success: runs once every parent COMPLETED (else CANCELLED); all_done: once "
+            "every parent ended, and a $step reference gives that parent's {status, result, error}"
+        },
+    )
+    parameters = fields.Dict(
+        load_default=dict,
+        metadata={
+            "description": 'As the type\'s schema says; a value may be {"$input": "/pointer"} or '
+            '{"$step": "id", "path": "/pointer"} (JSON Pointers, resolved when the step is released)',
+            "example": {"a": {"$input": "/a"}, "b": 2},
+        },
+    )
+
+
+class WorkflowRequest(StrictSchema):
+    name = fields.String(required=True, validate=NAME_RULES, metadata={"example": "thumbnails"})
+    input = fields.Dict(load_default=dict, metadata={"description": "What $input references point into"})
+    steps = fields.List(fields.Nested(WorkflowStepRequest), required=True, validate=validate.Length(min=1))
+    on_failure = fields.String(
+        load_default="fail_fast",
+        validate=validate.OneOf(ON_FAILURE),
+        metadata={
+            "description": "fail_fast: a failed step cancels every step not started; continue: only the "
+            "steps that needed it (all_success) are cancelled"
+        },
+    )
+
+
+class WorkflowStep(Schema):
+    id = fields.String(required=True)
+    task = fields.String(required=True)
+    after = fields.List(fields.String(), required=True)
+    join = fields.String(required=True)
+    task_id = fields.String(allow_none=True, required=True)
+    status = fields.String(
+        required=True, metadata={"description": "Its task's status (WAITING until released)"}
+    )
+    attempts = fields.Integer(required=True)
+    result = fields.Raw(allow_none=True, required=True)
+    error = fields.String(allow_none=True, required=True)
+    waiting_for = fields.List(
+        fields.String(), required=True, metadata={"description": "Parents not ended yet"}
+    )
+
+
+class Workflow(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(WORKFLOW_STATUSES))
+    input = fields.Dict(required=True)
+    on_failure = fields.String(required=True)
+    error = fields.String(allow_none=True, required=True)
+    owner = fields.String(required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    completed_at = fields.String(allow_none=True, required=True)
+    steps = fields.List(fields.Nested(WorkflowStep), metadata={"description": "On GET of one workflow"})
+
+
+class WorkflowListQuery(QuerySchema):
+    status = fields.String(validate=validate.OneOf(WORKFLOW_STATUSES))
+    name = fields.String(validate=validate.Length(max=100))
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's workflows"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    cursor = fields.String(validate=validate.Length(max=500))
+
+
+class WorkflowList(Schema):
+    workflows = fields.List(fields.Nested(Workflow), required=True)
     next_cursor = fields.String(allow_none=True, required=True)

@@ -4,6 +4,10 @@ Each ending is one write of the terminal status (which only succeeds once per ta
 same transaction, the task's webhook delivery; then, after the commit, one step that counts it in
 `tasker_tasks_finished_total`, caches its output, announces it to waiting readers and queues the
 delivery's first attempt. Whatever must happen when a task ends hooks into `Endings.after_commit`.
+
+A workflow's step ends the same way, and in the same transaction its workflow moves on
+(app/core/workflows/release.py): children released, or ended in a cascade, each of those ends
+written here too; after the commit the released steps are published.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from app.core.database_manager import DatabaseManager
 from app.core.live.changes import Watch
 from app.core.resources import task_output
 from app.core.webhooks import Deliveries
+from app.core.workflows import Workflows
+from app.core.workflows.release import FollowUp
 from app.models import task as task_model
 from app.models import webhook as webhook_model
+from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
+from app.models.workflow import WorkflowStatus
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +54,18 @@ class Ending:
 
 class Endings:
     def __init__(
-        self, db: DatabaseManager, cache: CacheManager, watch: Watch, deliveries: Deliveries | None = None
+        self,
+        db: DatabaseManager,
+        cache: CacheManager,
+        watch: Watch,
+        deliveries: Deliveries | None = None,
+        workflows: Workflows | None = None,
     ):
         self.db = db
         self.cache = cache
         self.watch = watch
         self.deliveries = deliveries
+        self.workflows = workflows
 
     def finish(
         self,
@@ -61,8 +75,9 @@ class Endings:
         error: str | None = None,
         webhook: bool | None = None,
     ) -> Ending | None:
-        """A run's outcome. `webhook`: whether the task has one (its claim said; None: not known).
-        Without one the outcome is one statement; otherwise the delivery is written with it."""
+        """A run's outcome. `webhook`: whether its ending writes more than its row, a webhook's
+        delivery or a workflow's next steps (its claim said; None: not known). If not, the outcome
+        is one statement; otherwise the rest is written with it, in one transaction."""
         write: Write = lambda c: task_model.finish(c, task_id, status, result, error)  # noqa: E731
         return self.end(task_id, status, write, result, error, webhook is not False)
 
@@ -85,27 +100,93 @@ class Endings:
         error: str | None = None,
         may_deliver: bool = True,
     ) -> Ending | None:
-        """Run the terminal `write` (with the delivery, in one transaction), then `after_commit`."""
+        """Run the terminal `write` (with the delivery and the workflow's next steps, in one
+        transaction), then `after_commit`."""
 
-        def ended(conn: Connection) -> Ending | None:
+        def ended(conn: Connection) -> tuple[Ending, FollowUp | None] | None:
+            workflow_id = task_model.workflow_of(conn, task_id) if self.workflows is not None else None
+            if workflow_id is not None:
+                workflow_model.lock(conn, workflow_id)  # before the step's row, as every writer of it
             row = write(conn)
             if row is None:
                 return None
-            delivery = None
-            if may_deliver and self.deliveries is not None:
-                delivery = webhook_model.record(conn, task_id, row.owner, row.webhook, status)
-            output = task_output(status, result, error, row.progress, row.progress_message)
-            return Ending(task_id, row.name, row.owner, status, output, delivery)
+            ending = self._ending(conn, task_id, row, status, result, error, may_deliver)
+            follow = None
+            if row.workflow_id is not None and self.workflows is not None:
+                follow = self.workflows.step_ended(conn, row.workflow_id, row.step, status, self._end_step)
+            return ending, follow
 
-        if may_deliver and self.deliveries is not None:
-            ending = self.db.run(ended)
+        if may_deliver and (self.deliveries is not None or self.workflows is not None):
+            outcome = self.db.run(ended)
         else:
-            ending = self.db.run_statement(ended)  # one statement: no transaction of its own
-        if ending is None:
+            outcome = self.db.run_statement(ended)  # one statement: no transaction of its own
+        if outcome is None:
             logger.info("task %s already ended; %s not recorded", task_id, status)
             return None
+        ending, follow = outcome
         self.after_commit(ending)
+        if follow is not None and self.workflows is not None:
+            for other in follow.endings:
+                self.after_commit(other)
+            self.workflows.after_commit(follow)
         return ending
+
+    def _ending(
+        self, conn: Connection, task_id: uuid.UUID, row: Row, status: TaskStatus, result: Any,
+        error: str | None, may_deliver: bool,
+    ) -> Ending:  # fmt: skip
+        """The task's Ending, its webhook delivery written with it."""
+        delivery = None
+        if may_deliver and self.deliveries is not None:
+            delivery = webhook_model.record(conn, task_id, row.owner, row.webhook, status)
+        output = task_output(status, result, error, row.progress, row.progress_message)
+        return Ending(task_id, row.name, row.owner, status, output, delivery)
+
+    def cancel_workflow(self, workflow_id: uuid.UUID, owner: str | None) -> bool:
+        """The workflow CANCELLED and, in the same transaction, its steps not started; running ones
+        are asked to stop. False when there is no such workflow (of `owner`)."""
+
+        def cancel(conn: Connection) -> list[Ending] | None:
+            workflow = workflow_model.lock(conn, workflow_id)
+            if workflow is None or (owner is not None and workflow.owner != owner):
+                return None
+            if not workflow_model.finish(conn, workflow_id, WorkflowStatus.CANCELLED, "cancelled on request"):
+                return []  # it had ended already
+            endings = []
+            for row in workflow_model.unfinished(conn, workflow_id):
+                if row.status == TaskStatus.STARTED:
+                    task_model.request_cancel(conn, row.id)
+                elif ending := self._end_step(
+                    conn, row.id, TaskStatus.CANCELLED, "its workflow was cancelled"
+                ):
+                    endings.append(ending)
+            return endings
+
+        endings = self.db.run(cancel)
+        for ending in endings or ():
+            self.after_commit(ending)
+        return endings is not None
+
+    def repair_step(self, workflow_id: uuid.UUID, key: str) -> bool:
+        """Decide a WAITING step whose parents have all ended (the recovery sweep's repair): True
+        if it was one."""
+        if self.workflows is None:
+            return False
+        workflows = self.workflows
+        follow = self.db.run(lambda conn: workflows.repair(conn, workflow_id, key, self._end_step))
+        if follow is None:
+            return False
+        for ending in follow.endings:
+            self.after_commit(ending)
+        workflows.after_commit(follow)
+        return True
+
+    def _end_step(
+        self, conn: Connection, task_id: uuid.UUID, status: TaskStatus, error: str
+    ) -> Ending | None:
+        """A step its workflow ends (a cascade), in the transaction of the ending that caused it."""
+        row = task_model.finish(conn, task_id, status, None, error)
+        return None if row is None else self._ending(conn, task_id, row, status, None, error, True)
 
     def after_commit(self, ending: Ending) -> None:
         """Counted once (only the write that ended the task gets here), cached and announced in one

@@ -62,6 +62,14 @@ TASKS_FINISHED = Counter(
     "Tasks that reached a terminal status (COMPLETED, FAILED, CANCELLED), counted once per task.",
     ["task_type", "status"],
 )
+WORKFLOWS_FINISHED = Counter(
+    "tasker_workflows_finished", "Workflows that ended (COMPLETED, FAILED, CANCELLED).", ["status"]
+)
+WORKFLOW_REPAIRS = Counter(
+    "tasker_workflow_repairs",
+    "WAITING steps the recovery sweep found with every parent ended and decided itself: always 0 "
+    "unless a bug skipped a release.",
+)
 TASK_RETRIES = Counter(
     "tasker_task_retries", "Runs that ended in RETRYING (a transient error, retried later).", ["task_type"]
 )

@@ -42,6 +42,7 @@ def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
 
 
 class TaskStatus(enum.StrEnum):
+    WAITING = "WAITING"  # a workflow's step whose parents have not all ended; no message yet
     SCHEDULED = "SCHEDULED"
     PENDING = "PENDING"
     STARTED = "STARTED"
@@ -52,7 +53,13 @@ class TaskStatus(enum.StrEnum):
 
 
 TERMINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
-UNFINISHED = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.STARTED, TaskStatus.RETRYING)
+UNFINISHED = (
+    TaskStatus.WAITING,
+    TaskStatus.SCHEDULED,
+    TaskStatus.PENDING,
+    TaskStatus.STARTED,
+    TaskStatus.RETRYING,
+)
 # Who owns the rows made in open mode, and the rows made before API keys existed.
 DEFAULT_OWNER = "default"
 
@@ -105,6 +112,12 @@ tasks = sa.Table(
     sa.Column("tags", JSONValue),
     # Secrets its parameters show masked (http_request's credential headers), sealed; null: none.
     sa.Column("sealed", sa.Text),
+    # A workflow's step (app/core/workflows): its workflow, its key ("resize"), and while WAITING
+    # how many of its parents have not ended.
+    sa.Column("workflow_id", sa.Uuid),
+    sa.Column("step", sa.String(200)),
+    sa.Column("waiting_parents", sa.Integer),
+    sa.Index("ux_tasks_workflow_step", "workflow_id", "step", unique=True),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
@@ -132,7 +145,7 @@ tasks = sa.Table(
 )
 
 
-def _touched() -> dict[str, Any]:
+def touched() -> dict[str, Any]:
     """What every write of a task sets besides its own values: the time, and the next revision."""
     return {"updated_at": utcnow(), "revision": tasks.c.revision + 1}
 
@@ -230,6 +243,11 @@ def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID,
     return {row.id: row.created_at for row in conn.execute(_INSERT_MANY, values)}
 
 
+def workflow_of(conn: Connection, task_id: uuid.UUID) -> uuid.UUID | None:
+    """The workflow the task is a step of, or None."""
+    return conn.scalar(sa.select(tasks.c.workflow_id).where(tasks.c.id == task_id))
+
+
 def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
     """Mark a PENDING or RETRYING row STARTED by `worker`: its attempts, name, queue and times
     (created, due, started), or None if it may not run."""
@@ -237,7 +255,10 @@ def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -
 
 
 # What every write of a terminal status returns (app/core/endings.py reads it).
-ENDED = (tasks.c.name, tasks.c.owner, tasks.c.webhook, tasks.c.progress, tasks.c.progress_message)
+ENDED = (
+    tasks.c.name, tasks.c.owner, tasks.c.webhook, tasks.c.progress, tasks.c.progress_message,
+    tasks.c.workflow_id, tasks.c.step,
+)  # fmt: skip
 
 # The statements a worker runs for every task are built once; the values travel as parameters.
 _CLAIM = (
@@ -247,7 +268,7 @@ _CLAIM = (
         status=TaskStatus.STARTED,
         attempts=tasks.c.attempts + 1,
         started_at=utcnow(),
-        **_touched(),
+        **touched(),
         worker=sa.bindparam("claim_worker", type_=tasks.c.worker.type),
     )
     .returning(
@@ -258,6 +279,7 @@ _CLAIM = (
         tasks.c.run_at,
         tasks.c.started_at,
         tasks.c.webhook.is_not(None).label("has_webhook"),
+        tasks.c.workflow_id.is_not(None).label("in_workflow"),
         tasks.c.retry_policy,
         tasks.c.owner,
     )
@@ -287,7 +309,7 @@ _FINISH = (
         result=sa.bindparam("finish_result", type_=tasks.c.result.type),
         error=sa.bindparam("finish_error", type_=tasks.c.error.type),
         completed_at=utcnow(),
-        **_touched(),
+        **touched(),
     )
     .returning(*ENDED)
 )
@@ -298,7 +320,7 @@ def mark_retrying(conn: Connection, task_id: uuid.UUID, error: str) -> bool:
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
-        .values(status=TaskStatus.RETRYING, error=error, **_touched())
+        .values(status=TaskStatus.RETRYING, error=error, **touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -355,7 +377,7 @@ def fail_abandoned(conn: Connection, task_id: uuid.UUID, attempts: int, error: s
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED, tasks.c.attempts == attempts)
-        .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), **_touched())
+        .values(status=TaskStatus.FAILED, error=error, completed_at=utcnow(), **touched())
         .returning(*ENDED)
     )
     return conn.execute(query).first()
@@ -366,11 +388,11 @@ def requeue(conn: Connection, task_id: uuid.UUID, from_status: str, attempts: in
     query = tasks.update().where(tasks.c.id == task_id, tasks.c.status == from_status)
     if attempts is not None:
         query = query.where(tasks.c.attempts == attempts)
-    query = query.values(status=TaskStatus.PENDING, **_touched())
+    query = query.values(status=TaskStatus.PENDING, **touched())
     return conn.execute(query).rowcount == 1
 
 
-CANCELLABLE = (TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.RETRYING)
+CANCELLABLE = (TaskStatus.WAITING, TaskStatus.SCHEDULED, TaskStatus.PENDING, TaskStatus.RETRYING)
 
 
 def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Row | None:
@@ -378,7 +400,7 @@ def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Ro
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status.in_([s.value for s in CANCELLABLE]))
-        .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), **_touched())
+        .values(status=TaskStatus.CANCELLED, completed_at=utcnow(), **touched())
         .returning(*ENDED)
     )
     return conn.execute(query).first()
@@ -389,7 +411,7 @@ def request_cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = Non
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status == TaskStatus.STARTED)
-        .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), **_touched())
+        .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), **touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -399,7 +421,7 @@ def report_progress(conn: Connection, task_id: uuid.UUID, percent: int, message:
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.STARTED)
-        .values(progress=percent, progress_message=message, **_touched())
+        .values(progress=percent, progress_message=message, **touched())
     )
     return conn.execute(query).rowcount == 1
 
@@ -502,7 +524,7 @@ def move(conn: Connection, task_id: uuid.UUID, from_status: str, to_status: str)
     query = (
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == from_status)
-        .values(status=to_status, **_touched())
+        .values(status=to_status, **touched())
     )
     return conn.execute(query).rowcount == 1
 

@@ -246,7 +246,9 @@ class TaskerTask(Task):
         state.policy = retry_policy_of(
             claimed.retry_policy, self.services.registry.for_celery_task(self.name)
         )
-        state.webhook = bool(claimed.has_webhook)  # the outcome writes a delivery with it
+        # The outcome writes more with it, in one transaction: a webhook's delivery, a workflow's
+        # next steps.
+        state.webhook = bool(claimed.has_webhook or claimed.in_workflow)
         state.owner = claimed.owner
         if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
             waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()

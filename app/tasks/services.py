@@ -25,6 +25,7 @@ from app.core.sealing import Sealer
 from app.core.served import ServedTypes
 from app.core.task_manager import TaskManager
 from app.core.webhooks import Deliveries
+from app.core.workflows.manager import WorkflowManager
 from app.tasks.callbacks import TaskCallbacks
 
 if TYPE_CHECKING:  # the registry's declarations import the tasks' base, which imports this
@@ -41,6 +42,7 @@ class Tasker:
     tasks: TaskManager  # the use cases; also what .delay() and send_task() from Python submit through
     callbacks: TaskCallbacks  # what a task's run writes
     schedules: ScheduleManager
+    workflows: WorkflowManager
     monitor: Monitor
     scheduler: Scheduler
     recovery: Recovery

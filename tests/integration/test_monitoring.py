@@ -89,6 +89,7 @@ def test_queue_statistics_match_what_was_queued(idle_app):
     assert after["external_api"]["pending"] - before["external_api"]["pending"] == 2
     assert after["default"]["oldest_pending_age_seconds"] >= 0
     assert set(report["totals"]) == {
+        "WAITING",
         "SCHEDULED",
         "PENDING",
         "STARTED",

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from app.core import metrics
 from app.core.broker import Broker, Message
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable
 from app.core.live.changes import TASK_STREAMS
 from app.core.ports import Registry
 from app.models import task as task_model
+from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ class Recovery:
         self.thresholds = thresholds
 
     def sweep(self) -> dict[str, int]:
-        counts = {"republished": 0, "requeued": 0, "failed": 0, "deliveries": 0, "skipped": 0}
+        kinds = ("republished", "requeued", "failed", "deliveries", "workflow_repairs", "skipped")
+        counts = dict.fromkeys(kinds, 0)
         with self.db.exclusive(LOCK_NAME) as held:
             if not held:
                 counts["skipped"] = 1  # another sweep is running
@@ -84,6 +87,9 @@ class Recovery:
                 for row in self.db.run(lambda c, s=status, b=before: task_model.untouched_since(c, s, b)):
                     counts["republished"] += self._publish_again(row, row.status)
             self._recover_started(now, counts)
+            counts["workflow_repairs"] = self.repair_waiting(
+                now - timedelta(seconds=self.thresholds.pending_after)
+            )
             if self.deliveries is not None:
                 # A delivery is bounded by its timeout: SENDING for longer than that plus the
                 # orphan threshold means its worker stopped mid-delivery.
@@ -123,6 +129,21 @@ class Recovery:
                     counts["failed"] += 1
                 continue
             counts["requeued"] += self._publish_again(row, TaskStatus.STARTED, row.attempts)
+
+    def repair_waiting(self, before: Any) -> int:
+        """WAITING steps untouched since `before` whose parents have all ended: decided now. Each is
+        counted in tasker_workflow_repairs_total and logged, since a parent's ending should have."""
+        repaired = 0
+        for row in self.db.run(lambda c: workflow_model.waiting_since(c, before)):
+            if self.endings.repair_step(row.workflow_id, row.step):
+                repaired += 1
+                metrics.WORKFLOW_REPAIRS.inc()
+                logger.error(
+                    "recovery: workflow %s step %s waited with every parent ended; decided now",
+                    row.workflow_id,
+                    row.step,
+                )
+        return repaired
 
     def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):

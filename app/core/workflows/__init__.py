@@ -1,0 +1,56 @@
+"""Workflows: steps that are tasks, with parents, released as their parents end (release.py), and
+the definitions they are made from (definition.py, refs.py)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from app.core import metrics
+from app.core.broker import Broker
+from app.core.errors import BrokerUnavailable
+from app.core.live.changes import LIST_STREAMS, Watch
+from app.core.ports import Registry
+from app.core.workflows.release import EndStep, FollowUp, StepRelease
+from app.models.task import TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+class Workflows:
+    """What the one way a task ends (app/core/endings.py) calls for a workflow's step."""
+
+    def __init__(self, registry: Registry, broker: Broker, watch: Watch):
+        self.release = StepRelease(registry)
+        self.broker = broker
+        self.watch = watch
+
+    def step_ended(
+        self, conn: Connection, workflow_id: uuid.UUID, key: str, status: TaskStatus, end_step: EndStep
+    ) -> FollowUp:
+        return self.release.step_ended(conn, workflow_id, key, status, end_step)
+
+    def repair(
+        self, conn: Connection, workflow_id: uuid.UUID, key: str, end_step: EndStep
+    ) -> FollowUp | None:
+        return self.release.repair(conn, workflow_id, key, end_step)
+
+    def after_commit(self, follow: FollowUp) -> None:
+        """The released steps published, as a submit publishes after its commit; one the broker
+        does not take stays PENDING and the recovery sweep publishes it again."""
+        for message in follow.released:
+            try:
+                self.broker.enqueue(message)
+            except BrokerUnavailable as exc:
+                logger.warning(
+                    "workflow step %s not published (%s); the sweep will", message.task_id, exc.message
+                )
+            self.watch.announce(message.task_id, TaskStatus.PENDING, LIST_STREAMS)
+        if follow.finished is not None:
+            metrics.WORKFLOWS_FINISHED.labels(follow.finished.value).inc()
+
+
+__all__: list[Any] = ["FollowUp", "Workflows"]

@@ -1,0 +1,144 @@
+"""The workflows table, and the queries on a workflow's steps (task rows with its workflow_id)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus, metadata, tasks, touched, utcnow
+from app.models.types import JSONValue, UTCDateTime
+
+
+class WorkflowStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("owner", sa.String(100), nullable=False, server_default=DEFAULT_OWNER),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", JSONValue, nullable=False),
+    # The steps as submitted, normalised: [{"id", "task", "after", "join", "parameters"}, ...].
+    sa.Column("steps", JSONValue, nullable=False),
+    sa.Column("on_failure", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),  # why it FAILED or was CANCELLED
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("completed_at", UTCDateTime()),
+    sa.Index("ix_workflows_created_at_id", "created_at", "id"),
+)
+
+# What a workflow's page shows of each step, and what releasing one needs.
+STEP_COLUMNS = (
+    tasks.c.id, tasks.c.step, tasks.c.name, tasks.c.status, tasks.c.result, tasks.c.error,
+    tasks.c.waiting_parents, tasks.c.attempts, tasks.c.priority, tasks.c.timeout_seconds, tasks.c.created_at,
+    tasks.c.started_at, tasks.c.completed_at,
+)  # fmt: skip
+
+
+def insert(conn: Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(workflows.insert().values(**values, created_at=utcnow(), updated_at=utcnow()))
+
+
+def get(conn: Connection, workflow_id: uuid.UUID, owner: str | None = None) -> Row | None:
+    query = sa.select(workflows).where(workflows.c.id == workflow_id)
+    if owner is not None:
+        query = query.where(workflows.c.owner == owner)
+    return conn.execute(query).first()
+
+
+def lock(conn: Connection, workflow_id: uuid.UUID) -> Row | None:
+    """The workflow's row, locked until the transaction ends: the endings of its steps take turns
+    (SQLite has one writer at a time already)."""
+    return conn.execute(sa.select(workflows).where(workflows.c.id == workflow_id).with_for_update()).first()
+
+
+def steps(conn: Connection, workflow_id: uuid.UUID) -> dict[str, Row]:
+    """Each step's row by its key, in the order they were written."""
+    query = (
+        sa.select(*STEP_COLUMNS)
+        .where(tasks.c.workflow_id == workflow_id)
+        .order_by(tasks.c.created_at, tasks.c.step)
+    )
+    return {row.step: row for row in conn.execute(query)}
+
+
+def lower_waiting(conn: Connection, workflow_id: uuid.UUID, keys: Iterable[str]) -> list[str]:
+    """One parent of each WAITING step of `keys` has ended: the keys whose count reached 0."""
+    keys = list(keys)
+    if not keys:
+        return []
+    query = (
+        tasks.update()
+        .where(
+            tasks.c.workflow_id == workflow_id, tasks.c.step.in_(keys), tasks.c.status == TaskStatus.WAITING
+        )
+        .values(waiting_parents=tasks.c.waiting_parents - 1, **touched())
+        .returning(tasks.c.step, tasks.c.waiting_parents)
+    )
+    return [row.step for row in conn.execute(query) if row.waiting_parents <= 0]
+
+
+def release(conn: Connection, task_id: uuid.UUID, parameters: Any) -> bool:
+    """WAITING -> PENDING with its parameters resolved; False if it was not WAITING."""
+    query = (
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.WAITING)
+        .values(status=TaskStatus.PENDING, parameters=parameters, waiting_parents=None, **touched())
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def unfinished(conn: Connection, workflow_id: uuid.UUID) -> list[Row]:
+    """The steps not ended yet: their ids, keys and statuses."""
+    query = sa.select(tasks.c.id, tasks.c.step, tasks.c.status).where(
+        tasks.c.workflow_id == workflow_id, tasks.c.status.not_in(list(TERMINAL))
+    )
+    return list(conn.execute(query))
+
+
+def finish(conn: Connection, workflow_id: uuid.UUID, status: WorkflowStatus, error: str | None) -> bool:
+    query = (
+        workflows.update()
+        .where(workflows.c.id == workflow_id, workflows.c.status == WorkflowStatus.RUNNING)
+        .values(status=status, error=error, completed_at=utcnow(), updated_at=utcnow())
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def list_page(
+    conn: Connection, limit: int, owner: str | None, status: str | None, name: str | None, after: Any = None
+) -> list[Row]:
+    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
+    query = sa.select(workflows)
+    if owner is not None:
+        query = query.where(workflows.c.owner == owner)
+    if status is not None:
+        query = query.where(workflows.c.status == status)
+    if name is not None:
+        query = query.where(workflows.c.name == name)
+    if after is not None:
+        query = query.where(sa.tuple_(workflows.c.created_at, workflows.c.id) < sa.tuple_(*after))
+    order = (workflows.c.created_at.desc(), workflows.c.id.desc())
+    return list(conn.execute(query.order_by(*order).limit(limit)))
+
+
+def waiting_since(conn: Connection, before: Any, limit: int = 500) -> list[Row]:
+    """WAITING steps untouched since `before`: their workflows and keys (the sweep's look)."""
+    query = (
+        sa.select(tasks.c.workflow_id, tasks.c.step)
+        .where(tasks.c.status == TaskStatus.WAITING, tasks.c.updated_at < before)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
