@@ -259,6 +259,7 @@ class TaskFilters(QuerySchema):
 
 class TaskListQuery(TaskFilters):
     schedule_id = fields.UUID(metadata={"description": "Only the tasks this schedule made"})
+    workflow_id = fields.UUID(metadata={"description": "Only this workflow's steps"})
     created_after = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "ISO 8601, inclusive; without a zone, UTC"}
     )

@@ -385,8 +385,8 @@ class TaskManager:
             return task_resource(self._row(task_id, owner)), False
         row = self._row(task_id, owner)
         raise Conflict(
-            f"The task is {row.status}; only a SCHEDULED, PENDING, RETRYING or STARTED task "
-            "can be cancelled.",
+            f"The task is {row.status}; only a WAITING, SCHEDULED, PENDING, RETRYING or STARTED "
+            "task can be cancelled.",
             {"status": row.status},
         )
 

@@ -450,6 +450,7 @@ def list_page(
     statuses: list[str] | None = None,
     name: str | None = None,
     schedule_id: uuid.UUID | None = None,
+    workflow_id: uuid.UUID | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
@@ -469,6 +470,8 @@ def list_page(
         query = query.where(tasks.c.name == name)
     if schedule_id:
         query = query.where(tasks.c.schedule_id == schedule_id)
+    if workflow_id:
+        query = query.where(tasks.c.workflow_id == workflow_id)
     if created_after:
         query = query.where(tasks.c.created_at >= created_after)
     if created_before:

@@ -69,6 +69,8 @@ def test_a_diamond_runs_each_step_once_with_its_parents_results(client, worker):
     assert {s["attempts"] for s in steps.values()} == {1}
     task = client.get(f"/api/v1/tasks/{steps['d']['task_id']}").get_json()  # a step is a task
     assert (task["status"], task["parameters"]) == ("COMPLETED", {"a": 13, "b": 103})
+    mine = client.get(f"/api/v1/tasks?workflow_id={started['id']}").get_json()["tasks"]
+    assert sorted(t["id"] for t in mine) == sorted(s["task_id"] for s in steps.values())
     listed = client.get("/api/v1/workflows?name=diamond&status=COMPLETED").get_json()["workflows"]
     assert started["id"] in [w["id"] for w in listed] and "steps" not in listed[0]
 
