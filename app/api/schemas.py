@@ -18,7 +18,7 @@ from app.models.webhook import EVENTS as WEBHOOK_EVENTS
 from app.models.webhook import URL_MAX_LENGTH as MAX_URL_LENGTH
 from app.models.workflow import WorkflowStatus
 from app.tasks.declare import MAX_TIME_LIMIT
-from app.tasks.parameters import STORABLE_PATTERN, StrictSchema
+from app.tasks.parameters import STORABLE_PATTERN, StrictSchema, storable_json
 from config.base import MAX_RETRIES
 
 STATUSES = [status.value for status in TaskStatus]
@@ -502,6 +502,17 @@ class WorkflowRequest(StrictSchema):
             "steps that needed it (all_success) are cancelled"
         },
     )
+
+    @validates_schema
+    def storable(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """The input and each step's parameters, stored as they are until a step is released."""
+        values = [("input", data.get("input"))]
+        values += [(f"steps.{i}.parameters", step.get("parameters")) for i, step in enumerate(data["steps"])]
+        for field_name, value in values:
+            try:
+                storable_json(value)
+            except ValidationError as exc:
+                raise ValidationError(exc.messages, field_name) from None
 
 
 class WorkflowStep(Schema):

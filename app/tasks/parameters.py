@@ -61,6 +61,19 @@ def storable(value: str) -> None:
         raise ValidationError("Must be valid Unicode (no lone surrogates).") from None
 
 
+def storable_json(value: Any) -> None:
+    """storable() for every string of a JSON value, keys too."""
+    if isinstance(value, str):
+        storable(value)
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            storable_json(key)
+            storable_json(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            storable_json(inner)
+
+
 # storable()'s NUL rule, for the OpenAPI document. Lone surrogates (sent as "\ud800"
 # escapes) are refused too, but a pattern cannot say so portably across regex engines.
 STORABLE_PATTERN = r"^[^\x00]*$"

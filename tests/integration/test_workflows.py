@@ -235,6 +235,11 @@ def test_cancel_ends_the_waiting_steps_and_releases_nothing_after(client, worker
             "once",
         ),
         ([{"id": "a", "task": "sum", "parameters": {"a": "\x00", "b": 1}}], "steps.0.parameters", "NUL"),
+        (
+            [{"id": "a", "task": "sum", "parameters": {"a": "\ud800", "b": 1}}],
+            "steps.0.parameters",
+            "Unicode",
+        ),
     ],
     ids=[
         "cycle",
@@ -247,6 +252,7 @@ def test_cancel_ends_the_waiting_steps_and_releases_nothing_after(client, worker
         "bad-id",
         "a-parent-twice",
         "nul",
+        "lone-surrogate",
     ],
 )
 def test_a_bad_definition_is_refused_whole_naming_the_field(client, steps, field, words):

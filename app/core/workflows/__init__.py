@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -53,4 +52,4 @@ class Workflows:
             metrics.WORKFLOWS_FINISHED.labels(follow.finished.value).inc()
 
 
-__all__: list[Any] = ["FollowUp", "Workflows"]
+__all__ = ["FollowUp", "Workflows"]

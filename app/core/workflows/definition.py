@@ -5,6 +5,7 @@ the type's schema as far as they are known at submit. Each error names its field
 
 from __future__ import annotations
 
+import dataclasses
 import graphlib
 import itertools
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ class Step:
     join: str
     parameters: Any  # as submitted, references and all
     ancestors: frozenset[str] = field(default_factory=frozenset)
+    # Its parameters resolved and checked whole, when no $step reference leaves them to its release.
+    ready: dict[str, Any] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The step as the workflow's row keeps it."""
@@ -51,12 +54,6 @@ def parse(body: Mapping[str, Any], registry: Registry, max_steps: int) -> Defini
     """The checked definition of `body` ({"name", "input", "steps", "on_failure"}, shaped by the
     API's schema); InvalidInput names the first field that breaks a rule."""
     raw = list(body["steps"])
-    given = [("input", body.get("input"))] + [
-        (f"steps.{i}.parameters", s.get("parameters")) for i, s in enumerate(raw)
-    ]
-    for field_name, value in given:
-        if _has_nul(value):
-            raise _invalid(field_name, "Must not contain NUL characters.")
     if len(raw) > max_steps:
         raise _invalid("steps", f"At most {max_steps} steps (WORKFLOW_MAX_STEPS); this has {len(raw)}.")
     index = _indexed(raw)
@@ -71,8 +68,7 @@ def parse(body: Mapping[str, Any], registry: Registry, max_steps: int) -> Defini
         step = Step(
             key, task_type, after, spec.get("join") or "all_success", spec.get("parameters") or {}, ancestors
         )
-        _check_references(step, i, body.get("input") or {})
-        steps[key] = step
+        steps[key] = dataclasses.replace(step, ready=_check_references(step, i, body.get("input") or {}))
     return Definition(
         body["name"], body.get("input") or {}, tuple(steps.values()), body.get("on_failure") or "fail_fast"
     )
@@ -111,7 +107,9 @@ def _ordered(raw: list[dict[str, Any]], index: Mapping[str, int]) -> list[str]:
         raise _invalid(f"steps.{first}.after", f"The steps form a cycle: {chain}.") from None
 
 
-def _check_references(step: Step, i: int, input_: Mapping[str, Any]) -> None:
+def _check_references(step: Step, i: int, input_: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Every reference of the step checked; its parameters resolved and checked whole if none
+    names another step, else None."""
     where = f"steps.{i}.parameters"
     found = list(refs.walk(step.parameters))
     for place, ref in found:
@@ -127,19 +125,9 @@ def _check_references(step: Step, i: int, input_: Mapping[str, Any]) -> None:
                 problem = f"{exc}."
         if problem:
             raise _invalid(where + place.replace("/", "."), problem)
-    if not any(refs.kind(ref) == refs.STEP for _, ref in found):  # all known now: check them whole
-        step.task_type.validate(refs.resolve(step.parameters, lambda _: None, input_), where)
-
-
-def _has_nul(value: Any) -> bool:
-    """Whether a string in `value` (a key too) holds a NUL, which no database column keeps."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+    if any(refs.kind(ref) == refs.STEP for _, ref in found):
+        return None
+    return step.task_type.validate(refs.resolve(step.parameters, lambda _: None, input_), where)
 
 
 def _invalid(field_name: str, message: str) -> InvalidInput:

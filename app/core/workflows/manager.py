@@ -14,8 +14,7 @@ from app.core.errors import BrokerUnavailable, NotFound
 from app.core.live.changes import LIST_STREAMS
 from app.core.ports import Registry
 from app.core.resources import decode_cursor, encode_cursor, utc_iso
-from app.core.workflows import refs
-from app.core.workflows.definition import Definition, Step, parse
+from app.core.workflows.definition import Step, parse
 from app.models import task as task_model
 from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
@@ -23,7 +22,7 @@ from app.models.workflow import WorkflowStatus
 
 
 class WorkflowNotFound(NotFound):
-    code = "not_found"
+    """No workflow of that id (of the caller's)."""
 
 
 class WorkflowManager:
@@ -42,7 +41,7 @@ class WorkflowManager:
         first steps PENDING, the rest WAITING), then publish the first steps."""
         definition = parse(body, self.registry, self.max_steps)
         workflow_id = uuid.uuid4()
-        rows = [self._step_row(workflow_id, step, definition, owner) for step in definition.steps]
+        rows = [self._step_row(workflow_id, step, owner) for step in definition.steps]
 
         values = {
             "id": workflow_id, "name": definition.name, "owner": owner, "status": WorkflowStatus.RUNNING,
@@ -75,15 +74,13 @@ class WorkflowManager:
         return workflow_resource(SimpleNamespace(**values, **times), written)
 
     @staticmethod
-    def _step_row(workflow_id: uuid.UUID, step: Step, definition: Definition, owner: str) -> dict[str, Any]:
+    def _step_row(workflow_id: uuid.UUID, step: Step, owner: str) -> dict[str, Any]:
+        """A first step is written ready to run (a root names no other step: its parameters were
+        checked whole); the rest as submitted, until their release."""
         root = not step.after
-        parameters = (
-            refs.resolve(step.parameters, lambda _: None, definition.input) if root else step.parameters
-        )
-        if root:
-            parameters = step.task_type.validate(parameters, "parameters")
         return {
-            "id": uuid.uuid4(), "name": step.task_type.name, "parameters": parameters,
+            "id": uuid.uuid4(), "name": step.task_type.name,
+            "parameters": step.ready if root else step.parameters,
             "status": TaskStatus.PENDING if root else TaskStatus.WAITING, "queue": step.task_type.queue,
             "priority": step.task_type.priority, "owner": owner, "workflow_id": workflow_id, "step": step.id,
             "waiting_parents": None if root else len(step.after),
