@@ -72,10 +72,14 @@ def field_for(hint: Any, where: str, options: dict[str, Any] | None = None) -> f
         return kind(validate=validate.OneOf(list(args)), **options)
     if origin is list and len(args) == 1:
         return fields.List(field_for(args[0], where), **options)
-    if hint is list:
-        return fields.List(fields.Raw(), **options)
+    if hint is list:  # any JSON values, null too, their text storable
+        return fields.List(fields.Raw(allow_none=True, validate=p.storable_json), **options)
     if hint is dict or (origin is dict and args in ((), (str, Any))):
-        return fields.Dict(keys=fields.String(), **options)
+        return fields.Dict(
+            keys=p.Text(max_length=MAX_TEXT_LENGTH),
+            values=fields.Raw(allow_none=True, validate=p.storable_json),
+            **options,
+        )
     if origin is dict and len(args) == 2 and args[0] is str:
         return fields.Dict(keys=fields.String(), values=field_for(args[1], where), **options)
     raise DeclarationError(f"{where}: type {_name(hint)} is not supported; use {SUPPORTED}")
