@@ -27,7 +27,7 @@ from app import create_app
 from app.core.database_manager import DatabaseManager, normalize_url
 from app.models.migrate import upgrade
 from config import load_config, settings
-from tests.support import WEBHOOK_SECRET, Receiver, kill_family, start_celery, worker_options
+from tests.support import WEBHOOK_SECRET, Receiver, kill_family, poll, start_celery, worker_options
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -107,6 +107,11 @@ class RedisDbs:
         self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
 
     def claim(self) -> str:
+        """An empty db of the server's 15 (db 0 is left alone); when the suite's processes hold
+        every one at once, the first given back."""
+        return poll(self._claim, timeout=120, interval=0.2, what="an empty Redis db for the tests")
+
+    def _claim(self) -> str | None:
         for number in range(15, 0, -1):
             if number in self.claimed:
                 continue
@@ -117,7 +122,7 @@ class RedisDbs:
                     return f"{REDIS_SERVER}/{number}"
             finally:
                 client.close()
-        raise RuntimeError("no empty Redis db is free for the tests")
+        return None
 
     def empty(self, url: str) -> None:
         """Delete every key of the claimed db `url` but the claim, which keeps it this run's
@@ -298,8 +303,9 @@ def openai_env(openai_server: HTTPServer) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "STREAM_HEARTBEAT_SECONDS": "1",  # a stream test that waits in vain ends at its deadline
         # The example package of task types of one's own (examples/mytasks, installed by
-        # requirements-dev.txt): the API and every worker of the suite serve its types too.
-        "TASKER_TASK_MODULES": "mytasks",
+        # requirements-dev.txt): the API and every worker of the suite serve its types too, and
+        # tests/effects.py's, which count side effects in files.
+        "TASKER_TASK_MODULES": "mytasks,tests.effects",
         # Webhooks to the tests' receivers on 127.0.0.1 (opened by name: nothing else is), signed
         # with a test secret, retried after 1, 2, 4, 8 s and then every 10 s for 20 minutes (the
         # session's receiver outage spans a stack's tests), 2 s per attempt.
