@@ -38,6 +38,7 @@ from app.core.task_manager import TaskManager
 from app.core.usage import UsagePolicy
 from app.core.webhooks import Deliveries
 from app.core.workflows import Workflows
+from app.core.workflows.definition import Limits
 from app.core.workflows.manager import WorkflowManager
 from app.models import ops
 from app.models import task as task_model
@@ -104,7 +105,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         db, registry, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy,
         deliveries, sealer,
     )  # fmt: skip
-    workflows = WorkflowManager(endings, registry, broker, config["WORKFLOW_MAX_STEPS"])
+    limits = Limits(config["WORKFLOW_MAX_STEPS"], config["WORKFLOW_MAX_ITEMS"])
     announced = {t.name: (t.queue, hashes[t.name]) for t in registry}
     housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery, announced)
     tasker = Tasker(
@@ -116,7 +117,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         endings=endings,
         tasks=tasks,
         schedules=schedules,
-        workflows=workflows,
+        workflows=WorkflowManager(endings, registry, broker, limits),
         monitor=Monitor(db, cache, broker, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,

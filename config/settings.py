@@ -535,6 +535,14 @@ DECLARED: tuple[Setting, ...] = (
         100,
     ),
     _S(
+        "WORKFLOW_MAX_ITEMS",
+        LIMITS,
+        "the most items a map step may fan out to (`max_items` above it: 400; an array longer than a "
+        "step's `max_items` at run time fails that step)",
+        integer(1, 100000),
+        1000,
+    ),
+    _S(
         "SCHEDULE_MIN_INTERVAL_SECONDS",
         LIMITS,
         "the shortest time a schedule may leave between two fire times",

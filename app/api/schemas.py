@@ -463,6 +463,27 @@ STEP_ID = [
 ]
 
 
+class WorkflowMapRequest(StrictSchema):
+    over = fields.Dict(
+        required=True,
+        metadata={
+            "description": 'The array to fan out over: {"$input": "/pointer"} or '
+            '{"$step": "id", "path": "/pointer"}',
+            "example": {"$step": "list", "path": "/keys"},
+        },
+    )
+    max_items = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "The longest array it takes (default 1,000; WORKFLOW_MAX_ITEMS caps it)"},
+    )
+    max_parallel = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=100000),
+        metadata={"description": "How many of its items run at once (default: all)"},
+    )
+
+
 class WorkflowStepRequest(StrictSchema):
     id = fields.String(required=True, validate=STEP_ID, metadata={"example": "list"})
     task = fields.String(required=True, metadata={"description": "A task type or one of its aliases"})
@@ -484,9 +505,14 @@ class WorkflowStepRequest(StrictSchema):
         load_default=dict,
         metadata={
             "description": 'As the type\'s schema says; a value may be {"$input": "/pointer"} or '
-            '{"$step": "id", "path": "/pointer"} (JSON Pointers, resolved when the step is released)',
+            '{"$step": "id", "path": "/pointer"} (JSON Pointers, resolved when the step is released), '
+            'or in a map step {"$item": "/pointer"}',
             "example": {"a": {"$input": "/a"}, "b": 2},
         },
+    )
+    map = fields.Nested(
+        WorkflowMapRequest,
+        metadata={"description": "One task per item of an array known at run time (`resize[17]`)"},
     )
 
 
@@ -515,6 +541,18 @@ class WorkflowRequest(StrictSchema):
                 raise ValidationError(exc.messages, field_name) from None
 
 
+class WorkflowResumeRequest(StrictSchema):
+    steps = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)),
+        validate=validate.Length(min=1, max=1000),
+        metadata={
+            "description": "Step ids or map item keys (`resize[17]`) to run again with every step after "
+            "them (default: those that FAILED or were CANCELLED)",
+            "example": ["resize[17]"],
+        },
+    )
+
+
 class WorkflowStep(Schema):
     id = fields.String(required=True)
     task = fields.String(required=True)
@@ -529,6 +567,12 @@ class WorkflowStep(Schema):
     error = fields.String(allow_none=True, required=True)
     waiting_for = fields.List(
         fields.String(), required=True, metadata={"description": "Parents not ended yet"}
+    )
+    map = fields.Dict(
+        metadata={
+            "description": "A map step's over, max_items and max_parallel, and its items counted: "
+            "{total, completed, failed, cancelled, running, waiting}"
+        }
     )
 
 

@@ -26,10 +26,17 @@ def create_workflow_routes(manager: WorkflowManager) -> Blueprint:
             "content": {"application/json": {"schema": _body_schema()}},
         },
     )
+    @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
     @bp.response(202, schemas.Workflow)
-    def create() -> tuple[dict[str, Any], int, dict[str, str]]:
-        workflow = manager.submit(request_schema.load(json_object()), owner())
-        return workflow, 202, location("workflows", workflow["id"])
+    @bp.alt_response(
+        200,
+        schema=schemas.Workflow,
+        description="The workflow an earlier request with this Idempotency-Key made",
+    )
+    def create(idempotency_key: str | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+        body = request_schema.load(json_object())
+        workflow, created = manager.submit(body, owner(), idempotency_key)
+        return workflow, 202 if created else 200, location("workflows", workflow["id"])
 
     @bp.get("/workflows")
     @bp.doc(summary="Workflows, newest first, with cursor pagination", operationId="listWorkflows")
@@ -59,12 +66,28 @@ def create_workflow_routes(manager: WorkflowManager) -> Blueprint:
     def cancel_workflow(workflow_id: str) -> dict[str, Any]:
         return manager.cancel(parse_id(workflow_id, "workflow"), scope())
 
+    _add_resume(bp, manager)
     return bp
+
+
+def _add_resume(bp: Blueprint, manager: WorkflowManager) -> None:
+    @bp.post("/workflows/<id:workflow_id>/resume")
+    @bp.doc(
+        summary="Run an ended workflow's failed and cancelled steps again, and the steps after them",
+        operationId="resumeWorkflow",
+    )
+    @bp.arguments(schemas.WorkflowResumeRequest(), required=False)
+    @bp.response(202, schemas.Workflow)
+    def resume_workflow(body: dict[str, Any], workflow_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+        workflow = manager.resume(parse_id(workflow_id, "workflow"), scope(), (body or {}).get("steps"))
+        return workflow, 202, location("workflows", workflow["id"])
 
 
 def _body_schema() -> dict[str, Any]:
     """The request's JSON Schema with the step inlined (a $ref would point at a component nothing
     registers)."""
     body = json_schema(request_schema)
-    body["properties"]["steps"]["items"] = json_schema(schemas.WorkflowStepRequest())
+    step = json_schema(schemas.WorkflowStepRequest())
+    step["properties"]["map"] = json_schema(schemas.WorkflowMapRequest())
+    body["properties"]["steps"]["items"] = step
     return body

@@ -125,11 +125,21 @@ class Endings:
             return None
         ending, follow = outcome
         self.after_commit(ending)
-        if follow is not None and self.workflows is not None:
-            for other in follow.endings:
-                self.after_commit(other)
-            self.workflows.after_commit(follow)
+        if follow is not None:
+            self.follow_up(follow)
         return ending
+
+    def start_maps(self, conn: Connection, workflow: Any, keys: list[str]) -> FollowUp:
+        """A new workflow's first map steps expanded in the transaction that writes it."""
+        assert self.workflows is not None
+        return self.workflows.release.start(conn, workflow, keys, self._end_step)
+
+    def follow_up(self, follow: FollowUp, publish: bool = True) -> None:
+        """After the commit: the steps a cascade ended, then (with `publish`) the released ones."""
+        for other in follow.endings:
+            self.after_commit(other)
+        if self.workflows is not None:
+            self.workflows.after_commit(follow, publish)
 
     def _ending(
         self, conn: Connection, task_id: uuid.UUID, row: Row, status: TaskStatus, result: Any,
@@ -167,6 +177,24 @@ class Endings:
             self.after_commit(ending)
         return endings is not None
 
+    def resume_workflow(self, workflow_id: uuid.UUID, owner: str | None, chosen: list[str] | None) -> bool:
+        """An ended workflow running again (app/core/workflows/resume.py): False when there is no
+        such workflow (of `owner`)."""
+        assert self.workflows is not None
+        release = self.workflows.release
+
+        def resume(conn: Connection) -> FollowUp | None:
+            workflow = workflow_model.lock(conn, workflow_id)
+            if workflow is None or (owner is not None and workflow.owner != owner):
+                return None
+            return release.resume(conn, workflow, chosen, self._end_step)
+
+        follow = self.db.run(resume)
+        if follow is None:
+            return False
+        self.follow_up(follow)
+        return True
+
     def repair_step(self, workflow_id: uuid.UUID, key: str) -> bool:
         """Decide a WAITING step whose parents have all ended (the recovery sweep's repair): True
         if it was one."""
@@ -176,17 +204,16 @@ class Endings:
         follow = self.db.run(lambda conn: workflows.repair(conn, workflow_id, key, self._end_step))
         if follow is None:
             return False
-        for ending in follow.endings:
-            self.after_commit(ending)
-        workflows.after_commit(follow)
+        self.follow_up(follow)
         return True
 
     def _end_step(
-        self, conn: Connection, task_id: uuid.UUID, status: TaskStatus, error: str
+        self, conn: Connection, task_id: uuid.UUID, status: TaskStatus, error: str | None, result: Any = None
     ) -> Ending | None:
-        """A step its workflow ends (a cascade), in the transaction of the ending that caused it."""
-        row = task_model.finish(conn, task_id, status, None, error)
-        return None if row is None else self._ending(conn, task_id, row, status, None, error, True)
+        """A step its workflow ends (a cascade, or a map whose last item ended), in the transaction
+        of the ending that caused it."""
+        row = task_model.finish(conn, task_id, status, result, error)
+        return None if row is None else self._ending(conn, task_id, row, status, result, error, True)
 
     def after_commit(self, ending: Ending) -> None:
         """Counted once (only the write that ended the task gets here), cached and announced in one

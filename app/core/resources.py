@@ -102,6 +102,11 @@ class Task(_Resource):
         allow_none=True, metadata={"description": "Its hard time limit, given at submit (null: its type's)"}
     )
     tags = fields.List(fields.String(), allow_none=True, metadata={"description": "key:value strings"})
+    workflow_id = fields.UUID(allow_none=True, metadata={"description": "The workflow it is a step of"})
+    step = fields.String(
+        allow_none=True,
+        metadata={"description": "Its step's id in that workflow (a map's item: `resize[17]`)"},
+    )
     warnings = fields.List(
         fields.String(),
         metadata={

@@ -279,7 +279,8 @@ _CLAIM = (
         tasks.c.run_at,
         tasks.c.started_at,
         tasks.c.webhook.is_not(None).label("has_webhook"),
-        tasks.c.workflow_id.is_not(None).label("in_workflow"),
+        tasks.c.workflow_id,
+        tasks.c.step,
         tasks.c.retry_policy,
         tasks.c.owner,
     )

@@ -61,6 +61,7 @@ class RunState:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     webhook: bool | None = None  # whether the task has a webhook (its claim said)
     owner: str | None = None  # whose task it is (its claim said)
+    step: str | None = None  # `<workflow_id>/<step key>` for a workflow's step (its claim said)
 
 
 class TaskerCelery(Celery):
@@ -130,6 +131,13 @@ class RunContext:
             raise TaskFailed(str(exc)) from None
         redact.hide(_strings(opened))
         return opened
+
+    @property
+    def idempotency_token(self) -> str:
+        """A key to pass to the services the task calls, the same for every attempt of this work:
+        `<workflow_id>/<step key>` for a workflow's step (kept across retries, the sweep's requeue
+        and a resume), else the task's id."""
+        return self.task.run_state.step or str(self.task_id)
 
     @property
     def retries(self) -> int:
@@ -248,8 +256,9 @@ class TaskerTask(Task):
         )
         # The outcome writes more with it, in one transaction: a webhook's delivery, a workflow's
         # next steps.
-        state.webhook = bool(claimed.has_webhook or claimed.in_workflow)
+        state.webhook = bool(claimed.has_webhook or claimed.workflow_id is not None)
         state.owner = claimed.owner
+        state.step = None if claimed.workflow_id is None else f"{claimed.workflow_id}/{claimed.step}"
         if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)
             waited = (claimed.started_at - (claimed.run_at or claimed.created_at)).total_seconds()
             metrics.TASK_WAIT_SECONDS.labels(claimed.name, claimed.queue).observe(max(0.0, waited))

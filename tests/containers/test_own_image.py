@@ -71,6 +71,9 @@ def test_an_image_from_tasker_runs_a_type_of_ones_own(engine, project, tmp_path)
             "add_tax",
             "count_items",
             "flaky_lookup",
+            "list_objects",
+            "resize_image",
+            "summarize",
         }
     finally:
         said = subprocess.run(["podman", "logs", name], capture_output=True, text=True)

@@ -52,7 +52,7 @@ def test_submit_returns_202_with_location_and_the_resource(client, worker):
         "id", "name", "parameters", "status", "result", "error", "attempts", "progress", "progress_message",
         "priority", "queue", "created_at", "started_at", "completed_at", "retry_of", "cancel_requested",
         "run_at", "schedule_id", "scheduled_for", "owner", "webhook", "retry_policy", "timeout_seconds",
-        "tags",
+        "tags", "workflow_id", "step",
     }  # fmt: skip
     done = wait_done(client, task["id"])
     assert (done["status"], done["result"], done["attempts"]) == ("COMPLETED", 5, 1)
@@ -309,8 +309,8 @@ def test_task_types_list_every_type_with_its_json_schema(client):
         "process_data",
         "http_request",
     }
-    own = {"count_items", "add_tax", "flaky_lookup"}  # TASKER_TASK_MODULES=mytasks (examples/mytasks)
-    assert set(types) == built_in | own
+    own = {"count_items", "add_tax", "flaky_lookup", "list_objects", "resize_image", "summarize"}  # mytasks
+    assert set(types) == built_in | own | {"spread", "record", "total"}  # and tests/effects.py's
     assert {name for name, t in types.items() if t["module"] == "mytasks"} == own
     assert types["sum_two_numbers"]["aliases"] == ["sum"]
     assert types["query_chatgpt"]["queue"] == "external_api" and types["query_chatgpt"]["max_retries"] == 3

@@ -37,12 +37,14 @@ class Workflows:
     ) -> FollowUp | None:
         return self.release.repair(conn, workflow_id, key, end_step)
 
-    def after_commit(self, follow: FollowUp) -> None:
-        """The released steps published, as a submit publishes after its commit; one the broker
-        does not take stays PENDING and the recovery sweep publishes it again."""
+    def after_commit(self, follow: FollowUp, publish: bool = True) -> None:
+        """The released steps published (unless the caller has), as a submit publishes after its
+        commit; one the broker does not take stays PENDING and the recovery sweep publishes it
+        again."""
         for message in follow.released:
             try:
-                self.broker.enqueue(message)
+                if publish:
+                    self.broker.enqueue(message)
             except BrokerUnavailable as exc:
                 logger.warning(
                     "workflow step %s not published (%s); the sweep will", message.task_id, exc.message

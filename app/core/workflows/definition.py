@@ -14,10 +14,22 @@ from typing import Any
 
 from app.core.errors import InvalidInput
 from app.core.ports import Registry, TaskType
-from app.core.workflows import refs
+from app.core.workflows import maps, refs
 
 JOINS = ("all_success", "all_done")
 ON_FAILURE = ("fail_fast", "continue")
+
+
+@dataclass(frozen=True)
+class Map:
+    """A map step's fan-out: one task per item of the array `over` names."""
+
+    over: dict[str, Any]  # a reference: {"$input": ptr} or {"$step": id, "path": ptr}
+    max_items: int
+    max_parallel: int | None  # None: every item at once
+
+    def stored(self) -> dict[str, Any]:
+        return {"over": self.over, "max_items": self.max_items, "max_parallel": self.max_parallel}
 
 
 @dataclass(frozen=True)
@@ -30,13 +42,17 @@ class Step:
     ancestors: frozenset[str] = field(default_factory=frozenset)
     # Its parameters resolved and checked whole, when no $step reference leaves them to its release.
     ready: dict[str, Any] | None = None
+    map: Map | None = None
 
     def stored(self) -> dict[str, Any]:
         """The step as the workflow's row keeps it."""
-        return {
+        stored = {
             "id": self.id, "task": self.task_type.name, "after": list(self.after), "join": self.join,
             "parameters": self.parameters,
         }  # fmt: skip
+        if self.map is not None:
+            stored["map"] = self.map.stored()
+        return stored
 
 
 @dataclass(frozen=True)
@@ -50,14 +66,23 @@ class Definition:
         return [step for step in self.steps if not step.after]
 
 
-def parse(body: Mapping[str, Any], registry: Registry, max_steps: int) -> Definition:
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int  # WORKFLOW_MAX_STEPS
+    max_items: int  # WORKFLOW_MAX_ITEMS
+
+
+def parse(body: Mapping[str, Any], registry: Registry, limits: Limits) -> Definition:
     """The checked definition of `body` ({"name", "input", "steps", "on_failure"}, shaped by the
     API's schema); InvalidInput names the first field that breaks a rule."""
     raw = list(body["steps"])
-    if len(raw) > max_steps:
-        raise _invalid("steps", f"At most {max_steps} steps (WORKFLOW_MAX_STEPS); this has {len(raw)}.")
+    if len(raw) > limits.max_steps:
+        raise _invalid(
+            "steps", f"At most {limits.max_steps} steps (WORKFLOW_MAX_STEPS); this has {len(raw)}."
+        )
     index = _indexed(raw)
     order = _ordered(raw, index)
+    input_ = body.get("input") or {}
     steps: dict[str, Step] = {}
     for key in order:
         i = index[key]
@@ -66,9 +91,10 @@ def parse(body: Mapping[str, Any], registry: Registry, max_steps: int) -> Defini
         ancestors = frozenset(after).union(*(steps[parent].ancestors for parent in after))
         task_type = registry.resolve(spec["task"], f"steps.{i}.task")
         step = Step(
-            key, task_type, after, spec.get("join") or "all_success", spec.get("parameters") or {}, ancestors
-        )
-        steps[key] = dataclasses.replace(step, ready=_check_references(step, i, body.get("input") or {}))
+            key, task_type, after, spec.get("join") or "all_success", spec.get("parameters") or {}, ancestors,
+            map=_map(spec.get("map"), ancestors, i, input_, limits.max_items),
+        )  # fmt: skip
+        steps[key] = dataclasses.replace(step, ready=_check_references(step, i, input_))
     return Definition(
         body["name"], body.get("input") or {}, tuple(steps.values()), body.get("on_failure") or "fail_fast"
     )
@@ -107,25 +133,64 @@ def _ordered(raw: list[dict[str, Any]], index: Mapping[str, int]) -> list[str]:
         raise _invalid(f"steps.{first}.after", f"The steps form a cycle: {chain}.") from None
 
 
+def _map(
+    spec: Mapping[str, Any] | None, ancestors: frozenset[str], i: int, input_: Any, cap: int
+) -> Map | None:
+    """A map step's fan-out checked: `over` a reference to an array (known at submit when it is
+    the input's), `max_items` within WORKFLOW_MAX_ITEMS."""
+    if spec is None:
+        return None
+    where = f"steps.{i}.map"
+    max_items = spec.get("max_items") or min(1000, cap)
+    if max_items > cap:
+        raise _invalid(f"{where}.max_items", f"At most {cap} (WORKFLOW_MAX_ITEMS); this asks {max_items}.")
+    over = spec["over"]
+    if refs.kind(over) not in (refs.INPUT, refs.STEP):
+        raise _invalid(
+            f"{where}.over", 'Must be a reference to an array: {"$input": ptr} or {"$step": id, "path": ptr}.'
+        )
+    problem = _reference_problem(over, ancestors, input_)
+    if problem is None and refs.kind(over) == refs.INPUT:
+        problem = maps.over_problem(
+            refs.point(input_, over[refs.INPUT], "the input"), over[refs.INPUT], max_items
+        )
+    if problem:
+        raise _invalid(f"{where}.over", problem)
+    return Map(over, max_items, spec.get("max_parallel"))
+
+
+def _reference_problem(ref: dict[str, Any], ancestors: frozenset[str], input_: Any) -> str | None:
+    """Why `ref` cannot be resolved as the step's, or None."""
+    kind = refs.kind(ref)
+    pointer = refs.pointer_of(ref)
+    problem = refs.check_pointer(pointer)
+    if problem is None and kind == refs.STEP and ref[refs.STEP] not in ancestors:
+        problem = f"$step {ref[refs.STEP]!r} is not a step this one comes after (directly or not)."
+    if problem is None and kind == refs.INPUT:
+        try:
+            refs.point(input_, pointer, "the input")
+        except refs.Unresolved as exc:
+            problem = f"{exc}."
+    return problem
+
+
 def _check_references(step: Step, i: int, input_: Mapping[str, Any]) -> dict[str, Any] | None:
     """Every reference of the step checked; its parameters resolved and checked whole if none
-    names another step, else None."""
+    names another step or a map's item, else None."""
     where = f"steps.{i}.parameters"
     found = list(refs.walk(step.parameters))
     for place, ref in found:
-        kind = refs.kind(ref)
-        pointer = ref.get(refs.INPUT) if kind == refs.INPUT else ref.get("path", "")
-        problem = refs.check_pointer(pointer)
-        if problem is None and kind == refs.STEP and ref[refs.STEP] not in step.ancestors:
-            problem = f"$step {ref[refs.STEP]!r} is not a step this one comes after (directly or not)."
-        if problem is None and kind == refs.INPUT:
-            try:
-                refs.point(input_, pointer, "the input")
-            except refs.Unresolved as exc:
-                problem = f"{exc}."
+        problem = _reference_problem(ref, step.ancestors, input_)
+        if problem is None and refs.kind(ref) == refs.ITEM and step.map is None:
+            problem = "$item is only known in a map step (one with a map)."
         if problem:
             raise _invalid(where + place.replace("/", "."), problem)
     if any(refs.kind(ref) == refs.STEP for _, ref in found):
+        return None
+    if step.map is not None:
+        if refs.kind(step.map.over) == refs.INPUT:  # its items known: each one's parameters checked
+            for item in refs.point(input_, step.map.over[refs.INPUT], "the input"):
+                step.task_type.validate(refs.resolve(step.parameters, lambda _: None, input_, item), where)
         return None
     return step.task_type.validate(refs.resolve(step.parameters, lambda _: None, input_), where)
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
+
+import sqlalchemy as sa
 
 from app.core.broker import Broker, Message, headers
 from app.core.database_manager import DatabaseManager
 from app.core.endings import Endings
-from app.core.errors import BrokerUnavailable, NotFound
+from app.core.errors import BrokerUnavailable, Conflict, NotFound
 from app.core.live.changes import LIST_STREAMS
 from app.core.ports import Registry
 from app.core.resources import decode_cursor, encode_cursor, utc_iso
-from app.core.workflows.definition import Step, parse
+from app.core.task_manager import IDEMPOTENCY_KEY_HOURS
+from app.core.workflows import maps
+from app.core.workflows.definition import Limits, Step, parse
+from app.core.workflows.release import FollowUp
 from app.models import task as task_model
 from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
@@ -29,61 +37,98 @@ class WorkflowManager:
     """Every method takes the caller's `owner`: another owner's workflow is not found, exactly like
     an unknown id; `owner=None` (an admin) reaches every one."""
 
-    def __init__(self, endings: Endings, registry: Registry, broker: Broker, max_steps: int):
+    def __init__(self, endings: Endings, registry: Registry, broker: Broker, limits: Limits):
         self.endings = endings
         self.db: DatabaseManager = endings.db
         self.registry = registry
         self.broker = broker
-        self.max_steps = max_steps
+        self.limits = limits
 
-    def submit(self, body: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    def submit(
+        self, body: Mapping[str, Any], owner: str, idempotency_key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """Check the whole definition, write the workflow and every step in one transaction (the
-        first steps PENDING, the rest WAITING), then publish the first steps."""
-        definition = parse(body, self.registry, self.max_steps)
+        first steps PENDING, a first map step's items with them, the rest WAITING), then publish
+        the first steps: the workflow, and whether this call made it (under an Idempotency-Key
+        used before with the same body, it did not; with another body: Conflict)."""
+        definition = parse(body, self.registry, self.limits)
         workflow_id = uuid.uuid4()
         rows = [self._step_row(workflow_id, step, owner) for step in definition.steps]
-
+        maps = [step.id for step in definition.roots() if step.map is not None]
         values = {
             "id": workflow_id, "name": definition.name, "owner": owner, "status": WorkflowStatus.RUNNING,
             "input": definition.input, "steps": [step.stored() for step in definition.steps],
-            "on_failure": definition.on_failure,
+            "on_failure": definition.on_failure, "idempotency_key": idempotency_key,
+            "request_hash": _request_hash(body) if idempotency_key else None,
         }  # fmt: skip
+        # The clock read first, in its own transaction (SQLite may refuse one that reads, then writes).
+        expired = None
+        if idempotency_key is not None:
+            expired = self.db.run(task_model.database_now) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
 
-        def write(conn: Any) -> Any:
+        def write(conn: Any) -> tuple[Any, FollowUp]:
+            if idempotency_key is not None:
+                workflow_model.release_idempotency_key(conn, owner, idempotency_key, expired)
             workflow_model.insert(conn, values)
-            conn.execute(task_model.tasks.insert(), rows)
-            return task_model.database_now(conn)
+            workflow_model.insert_steps(conn, rows)
+            follow = self.endings.start_maps(conn, SimpleNamespace(**values), maps) if maps else FollowUp()
+            return task_model.database_now(conn), follow
 
-        created_at = self.db.run(write)
         try:
-            for step, row in zip(definition.steps, rows, strict=True):
-                if row["status"] == TaskStatus.PENDING:
-                    self.broker.enqueue(
-                        Message(
-                            step.task_type, row["id"], row["parameters"], row["priority"], None, headers()
-                        )
-                    )
-        except BrokerUnavailable:
-            self._forget(workflow_id)
-            raise
-        for row in rows:
-            self.endings.watch.announce(row["id"], row["status"], LIST_STREAMS)
+            created_at, follow = self.db.run(write)
+        except sa.exc.IntegrityError:
+            if idempotency_key is None:
+                raise
+            return self._replay(owner, idempotency_key, values["request_hash"]), False
+        self._publish(definition.steps, rows, follow)
+        if maps:
+            return self.get(workflow_id, None), True  # with its items
         # Answered as written (a first step may have run by now: GET tells).
         times = {"created_at": created_at, "updated_at": created_at, "completed_at": None, "error": None}
         written = {row["step"]: SimpleNamespace(**row, result=None, error=None, attempts=0) for row in rows}
-        return workflow_resource(SimpleNamespace(**values, **times), written)
+        return workflow_resource(SimpleNamespace(**values, **times), written), True
+
+    def _publish(self, steps: tuple[Step, ...], rows: list[dict[str, Any]], follow: FollowUp) -> None:
+        """A new workflow's first steps published; if the broker takes none, the workflow is gone."""
+        messages = [
+            Message(step.task_type, row["id"], row["parameters"], row["priority"], None, headers())
+            for step, row in zip(steps, rows, strict=True)
+            if row["status"] == TaskStatus.PENDING
+        ]
+        try:
+            for message in messages + follow.released:
+                self.broker.enqueue(message)
+        except BrokerUnavailable:
+            self._forget(rows[0]["workflow_id"])
+            raise
+        for row in rows:
+            self.endings.watch.announce(row["id"], row["status"], LIST_STREAMS)
+        self.endings.follow_up(follow, publish=False)
+
+    def _replay(self, owner: str, key: str, request_hash: str) -> dict[str, Any]:
+        """The workflow an earlier submit under this key made, if it had the same body."""
+        earlier = self.db.run(lambda conn: workflow_model.by_idempotency_key(conn, owner, key))
+        if earlier is None:  # the earlier one was removed meanwhile (its publish failed)
+            raise Conflict("That Idempotency-Key is in use by a request that failed; retry shortly.")
+        if earlier.request_hash != request_hash:
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request.",
+                {"idempotency_key": key, "workflow_id": str(earlier.id)},
+            )
+        return self.get(earlier.id, owner)
 
     @staticmethod
     def _step_row(workflow_id: uuid.UUID, step: Step, owner: str) -> dict[str, Any]:
         """A first step is written ready to run (a root names no other step: its parameters were
-        checked whole); the rest as submitted, until their release."""
-        root = not step.after
+        checked whole); the rest as submitted, until their release. A first map step is expanded
+        in the same transaction."""
+        ready = not step.after and step.map is None
         return {
             "id": uuid.uuid4(), "name": step.task_type.name,
-            "parameters": step.ready if root else step.parameters,
-            "status": TaskStatus.PENDING if root else TaskStatus.WAITING, "queue": step.task_type.queue,
+            "parameters": step.ready if ready else step.parameters,
+            "status": TaskStatus.PENDING if ready else TaskStatus.WAITING, "queue": step.task_type.queue,
             "priority": step.task_type.priority, "owner": owner, "workflow_id": workflow_id, "step": step.id,
-            "waiting_parents": None if root else len(step.after),
+            "waiting_parents": None if ready else len(step.after),
         }  # fmt: skip
 
     def _forget(self, workflow_id: uuid.UUID) -> None:
@@ -131,6 +176,18 @@ class WorkflowManager:
             raise WorkflowNotFound(f"No workflow {workflow_id}.", {"id": ["Not found."]})
         return self.get(workflow_id, owner)
 
+    def resume(self, workflow_id: uuid.UUID, owner: str | None, steps: list[str] | None) -> dict[str, Any]:
+        """RUNNING again: the FAILED and CANCELLED steps and map items (or `steps`) and every step
+        after them run as new rows; every other result is kept. Conflict while it runs."""
+        if not self.endings.resume_workflow(workflow_id, owner, steps):
+            raise WorkflowNotFound(f"No workflow {workflow_id}.", {"id": ["Not found."]})
+        return self.get(workflow_id, owner)
+
+
+def _request_hash(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
 
 def workflow_resource(workflow: Any, steps: Mapping[str, Any] | None) -> dict[str, Any]:
     """The v1 workflow resource; with `steps`, each step's state."""
@@ -141,13 +198,25 @@ def workflow_resource(workflow: Any, steps: Mapping[str, Any] | None) -> dict[st
         "completed_at": _time(workflow.completed_at),
     }  # fmt: skip
     if steps is not None:
-        resource["steps"] = [_step_resource(spec, steps.get(spec["id"]), steps) for spec in workflow.steps]
+        items: dict[str, list[Any]] = {}
+        for key, row in steps.items():
+            if (item := maps.parse_item(key)) is not None:
+                items.setdefault(item[0], []).append(row)
+        resource["steps"] = [
+            _step_resource(spec, steps.get(spec["id"]), steps, items.get(spec["id"], []))
+            for spec in workflow.steps
+        ]
     return resource
 
 
-def _step_resource(spec: Mapping[str, Any], row: Any, rows: Mapping[str, Any]) -> dict[str, Any]:
+def _step_resource(
+    spec: Mapping[str, Any], row: Any, rows: Mapping[str, Any], items: list[Any]
+) -> dict[str, Any]:
+    """One step's state; a map step's with its items counted (`map`)."""
     waiting = [p for p in spec["after"] if p in rows and rows[p].status not in task_model.TERMINAL]
-    return {
+    if items and row is not None and row.status == TaskStatus.WAITING:
+        waiting = ["its items"]
+    resource = {
         "id": spec["id"], "task": spec["task"], "after": spec["after"], "join": spec["join"],
         "task_id": str(row.id) if row is not None else None,
         "status": row.status if row is not None else None,
@@ -155,6 +224,9 @@ def _step_resource(spec: Mapping[str, Any], row: Any, rows: Mapping[str, Any]) -
         "error": row.error if row is not None else None,
         "waiting_for": waiting if row is not None and row.status == TaskStatus.WAITING else [],
     }  # fmt: skip
+    if "map" in spec:
+        resource["map"] = {**spec["map"], "items": maps.summary(items)}
+    return resource
 
 
 def _time(value: Any) -> str | None:

@@ -3,6 +3,8 @@
 - `count_items`: a long job in steps, with progress and cancel, parameters by a marshmallow schema.
 - `add_tax`: parameters from the type hints alone.
 - `flaky_lookup`: fails with a TransientError `failures` times, then succeeds (its retry policy).
+- `list_objects`, `resize_image`, `summarize`: the thumbnails workflow of docs/workflows.md, on
+  pretend storage (names only, no bytes), so it runs anywhere.
 """
 
 from __future__ import annotations
@@ -45,3 +47,23 @@ def flaky_lookup(ctx: RunContext, key: str, failures: int = 1) -> dict:
     if ctx.retries < failures:
         raise TransientError(f"upstream unavailable (attempt {ctx.retries + 1})", retry_after=0.1)
     return {"key": key, "attempts": ctx.retries + 1}
+
+
+@task
+def list_objects(bucket: str, prefix: str = "", count: int = 3) -> dict:
+    """The keys of the objects under a prefix (pretend storage: `count` of them)."""
+    return {"bucket": bucket, "keys": [f"{prefix}{index:03}.jpg" for index in range(count)]}
+
+
+@task
+def resize_image(key: str, width: int = 256, fail: bool = False) -> dict:
+    """Make a thumbnail of one image (pretend: its key); `fail` fails it on purpose."""
+    if fail:
+        raise ValueError(f"cannot read {key}")
+    return {"key": key, "thumbnail": f"thumbs/{width}/{key}"}
+
+
+@task
+def summarize(results: list) -> dict:
+    """Count what a map step's items made: its result has one entry an item, None where one failed."""
+    return {"images": len(results), "thumbnails": sum(1 for result in results if result is not None)}
