@@ -152,3 +152,43 @@ def test_the_replaced_kombu_loop_is_still_the_one_that_sleeps():
     source = inspect.getsource(base.Transport.drain_events)
     assert kombu.__version__ == "5.7.0"
     assert "get(self._deliver, timeout=timeout)" in source and "sleep(polling_interval)" in source
+
+
+def test_processes_binding_at_once_on_a_new_folder_never_read_an_empty_table(tmp_path):
+    """A worker, beat and the API starting together bind their queues to one exchange file; none
+    may find it made but not yet written (kombu's own stopped on a JSONDecodeError)."""
+    for round_ in range(20):
+        folder = tmp_path / str(round_)
+        folder.mkdir()
+        barrier, errors = threading.Barrier(8), []
+
+        def bind(
+            queue: str, folder: Path = folder, barrier: threading.Barrier = barrier, errors: list = errors
+        ) -> None:
+            options = {
+                "data_folder_in": str(folder),
+                "data_folder_out": str(folder),
+                "control_folder": str(folder),
+            }
+            transport = filesystem_transport.Transport
+            conn = Connection("filesystem://", transport=transport, transport_options=options)
+            ch = conn.channel()
+            ch.exchange_declare("tasker", "direct")
+            barrier.wait()
+            try:
+                ch.queue_bind(queue, "tasker", queue)
+            except Exception as exc:  # noqa: BLE001 - any failure is the test's finding
+                errors.append(exc)
+            finally:
+                conn.release()
+
+        # Names new each round: kombu keeps a process's bindings in state shared by its channels.
+        names = [f"q{round_}-{n}" for n in range(8)]
+        threads = [threading.Thread(target=bind, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        table = json.loads((folder / "tasker.exchange").read_text())
+        assert sorted(q[2] for q in table) == names

@@ -6,6 +6,9 @@ the file in between (it moves files without looking at the writer's lock) and re
 worker then stops on a JSONDecodeError. This Channel writes each message under a name no
 consumer matches and renames it into place, an atomic step on one filesystem.
 
+The same holds for the exchange's table of queues, which a process starting next to another
+could read empty while it was being made (Channel._queue_bind).
+
 Woken: kombu's consumer looks at the folder, and when it is empty sleeps `polling_interval`
 before looking again, so a task waited half that interval on average before a worker saw it
 (bench/README.md has the figures). Here each consuming process binds a Unix datagram socket in
@@ -79,6 +82,25 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
         self.connection.wake(wake_folder(self.data_folder_out))
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        """kombu's, on an exchange file that is never empty: kombu creates the file and then
+        locks and writes it, and another process binding at that instant (a worker, beat and the
+        API starting together on a new data folder) read it empty and stopped on a JSONDecodeError.
+        The file is made whole first, under a name of its own and linked into place."""
+        target = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        if not target.exists():
+            partial = f"{target}.{uuid.uuid4()}.part"
+            with open(partial, "w") as handle:
+                handle.write("[]")
+            try:
+                os.link(partial, target)  # fails if another process made it first: theirs stands
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(partial)
+        super()._queue_bind(exchange, routing_key, pattern, queue)
 
     def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
         super().basic_ack(delivery_tag, multiple)
