@@ -42,6 +42,7 @@ from app.core.workflows.definition import Limits
 from app.core.workflows.manager import WorkflowManager
 from app.models import ops
 from app.models import task as task_model
+from app.models import workflow as workflow_model
 from app.tasks import (
     discovery,
     task_functions,  # noqa: F401 - registers the Celery tasks
@@ -95,10 +96,10 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     sealer = Sealer(secret_key)
     endings = Endings(db, cache, watch, deliveries, Workflows(registry, broker, watch))
     scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
-    thresholds = Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS)
-    recovery = Recovery(endings, registry, broker, thresholds)
+    recovery = Recovery(endings, registry, broker, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS))
+    quota = UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"])  # tasks and workflows' steps alike
     tasks = TaskManager(
-        endings, registry, broker, UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"]), policy,
+        endings, registry, broker, quota, policy,
         config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"], sealer,
     )  # fmt: skip
     schedules = ScheduleManager(
@@ -117,7 +118,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         endings=endings,
         tasks=tasks,
         schedules=schedules,
-        workflows=WorkflowManager(endings, registry, broker, limits),
+        workflows=WorkflowManager(endings, registry, broker, limits, quota),
         monitor=Monitor(db, cache, broker, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
@@ -152,11 +153,16 @@ def _live(config: Mapping[str, Any], db: DatabaseManager) -> tuple[Watch, Stream
     # The read-back only catches lost announcements (a writer that died between its commit and
     # its announcement, Redis away); datagrams between the processes of one host are seldom lost.
     fallback = 5.0 if feed.client is not None else 1.0
-    watch = Watch(feed, lambda ids: db.run_statement(lambda c: task_model.statuses(c, list(ids))), fallback)
+    watch = Watch(feed, lambda ids: db.run_statement(lambda c: _statuses(c, list(ids))), fallback)
     # Streams read the tasks they follow every second: writers learn within a second that
     # streams are open (ChangeFeed.wanted), and changes made before that come by this read.
     streams = StreamHub(watch, lambda ids: db.run_statement(lambda c: task_model.rows(c, ids)), 1.0)
     return watch, streams
+
+
+def _statuses(conn: Any, ids: list[Any]) -> dict[Any, str]:
+    """What a waiter reads back: the statuses of those of `ids` that are tasks or workflows."""
+    return task_model.statuses(conn, ids) | workflow_model.statuses(conn, ids)
 
 
 def _deliveries(

@@ -15,6 +15,8 @@ from app.tasks.declare import task
 from app.tasks.errors import TaskCancelled, TaskFailed, TransientError
 from app.tasks.handles import TaskHandle
 from app.tasks.hints import DeclarationError
+from app.tasks.workflow_handle import WorkflowHandle
+from tasker.workflows import ref, workflow
 
 __all__ = [
     "DeclarationError",
@@ -23,5 +25,8 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TransientError",
+    "WorkflowHandle",
+    "ref",
     "task",
+    "workflow",
 ]

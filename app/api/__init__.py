@@ -54,13 +54,14 @@ def register_api(app: Flask, tasker: Any) -> None:
     register_observability(app, tasker.snapshot)
     limiter = register_security(app, tasker.keys)
     open_mode = app.config["AUTH_MODE"] == "open"
+    waits = WaitSlots(app.config["WAIT_MAX_CONCURRENT"])  # ?wait= of tasks and workflows alike
     limited = [
         create_routes(tasker.tasks),
-        create_v1_routes(tasker.tasks, WaitSlots(app.config["WAIT_MAX_CONCURRENT"]), tasker.served),
+        create_v1_routes(tasker.tasks, waits, tasker.served),
         create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.served, tasker.tasks.policy),
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
-        create_workflow_routes(tasker.workflows),
+        create_workflow_routes(tasker.workflows, waits),
         create_key_routes(tasker.keys, tasker.deliveries.secrets.current),
         create_webhook_routes(tasker.deliveries),
         create_event_routes(
@@ -75,6 +76,7 @@ def register_api(app: Flask, tasker: Any) -> None:
                 app.config["STREAM_BACKLOG_KB"] * 1024,
                 app.config["STREAM_SEND_TIMEOUT_SECONDS"],
             ),
+            tasker.workflows,
         ),
     ]
     apply_limits(limiter, app.config, limited)

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
-from app.api.helpers import IdConverter
+from app.api.helpers import TEMPLATE_PATTERN, IdConverter, TemplateConverter
 from app.api.schemas import PRIORITY_SCHEMA
 from app.core.resources import Timestamp
 from app.core.usage import UsagePolicy
@@ -57,6 +57,7 @@ class TaskerApi(Api):
 def init_docs(app: Flask) -> TaskerApi:
     app.config.update({key: value for key, value in OPENAPI_CONFIG.items() if key not in app.config})
     app.url_map.converters["id"] = IdConverter
+    app.url_map.converters["template"] = TemplateConverter
     api = TaskerApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     api.spec.components.security_scheme("bearerKey", {"type": "http", "scheme": "bearer"})
     api.spec.components.security_scheme("headerKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
@@ -66,6 +67,10 @@ def init_docs(app: Flask) -> TaskerApi:
     api.register_field(Number, "number", None)
     api.register_field(Timestamp, "string", "date-time")
     api.register_converter(IdConverter, lambda converter: {"type": "string", "format": "uuid"})
+    api.register_converter(
+        TemplateConverter,
+        lambda converter: {"type": "string", "pattern": TEMPLATE_PATTERN, "minLength": 1, "maxLength": 100},
+    )
     app.register_blueprint(_swagger_assets())
     return api
 

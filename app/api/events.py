@@ -20,8 +20,10 @@ full is answered 204, which tells EventSource to stop.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -38,6 +40,7 @@ from app.core.errors import InvalidInput, ServiceBusy
 from app.core.live.streams import Change, StreamHub, Subscription
 from app.core.quotas import QuotaExceeded
 from app.core.task_manager import TaskManager
+from app.core.workflows.manager import WorkflowManager
 from app.models.task import TERMINAL
 
 CHECK_SECONDS = 1.0  # how often an idle stream looks whether its client is still there
@@ -105,7 +108,11 @@ class StreamLimits:
 
 
 def create_event_routes(
-    task_manager: TaskManager, hub: StreamHub, slots: StreamSlots, limits: StreamLimits
+    task_manager: TaskManager,
+    hub: StreamHub,
+    slots: StreamSlots,
+    limits: StreamLimits,
+    workflows: WorkflowManager,
 ) -> Blueprint:
     bp = Blueprint("events", __name__, url_prefix="/api/v1", description="Live task changes (SSE)")
 
@@ -140,6 +147,12 @@ def create_event_routes(
             resources.close()
             raise
 
+    _add_list_events(bp, hub, slots, limits)
+    _add_workflow_events(bp, task_manager, workflows, hub, slots, limits)
+    return bp
+
+
+def _add_list_events(bp: Blueprint, hub: StreamHub, slots: StreamSlots, limits: StreamLimits) -> None:
     @bp.get("/events")
     @bp.doc(
         summary="Changes of the caller's tasks, live (Server-Sent Events), with the list's filters",
@@ -160,7 +173,107 @@ def create_event_routes(
             resources.close()
             raise
 
-    return bp
+
+def _add_workflow_events(
+    bp: Blueprint,
+    task_manager: TaskManager,
+    workflows: WorkflowManager,
+    hub: StreamHub,
+    slots: StreamSlots,
+    limits: StreamLimits,
+) -> None:
+    @bp.get("/workflows/<id:workflow_id>/events")
+    @bp.doc(
+        summary="A workflow's step changes, live (Server-Sent Events), ending with the workflow",
+        operationId="workflowEvents",
+        responses={
+            "200": {
+                "description": "text/event-stream: `event: workflow` (the workflow resource) first and last, "
+                "`event: task` (a step's task resource) for each step's change between",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    def workflow_events(workflow_id: str) -> Response:
+        wanted, owner = parse_id(workflow_id, "workflow"), scope()
+        resources = ExitStack()
+        resources.callback(slots.take(g.principal.owner))
+        try:
+            subscription = Subscription(
+                lambda change: change.row.workflow_id == wanted, backlog_bytes=limits.backlog_bytes
+            )
+            resources.enter_context(hub.subscribe(subscription))
+            first = workflows.get(wanted, owner)  # after subscribing: no change is missed
+            stream = _WorkflowStream(
+                subscription,
+                first,
+                lambda: workflows.get(wanted, owner),
+                lambda t: task_manager.row(t, owner),
+            )
+            response = Response(
+                stream.events(client_socket(), limits.heartbeat), mimetype="text/event-stream"
+            )
+            response.headers["X-Accel-Buffering"] = "no"
+            response.call_on_close(resources.close)
+            return response
+        except BaseException:
+            resources.close()
+            raise
+
+
+class _WorkflowStream:
+    """The workflow, each change of its steps, and the workflow again once it has ended. A step
+    whose last change had not reached the stream when the workflow's end was read is sent from its
+    row then, so the stream never ends without a step's final status."""
+
+    def __init__(
+        self, subscription: Subscription, first: dict[str, Any], read_workflow: Callable[[], Any],
+        read_task: Callable[[uuid.UUID], Any],
+    ):  # fmt: skip
+        self.subscription = subscription
+        self.first = first
+        self.read_workflow = read_workflow
+        self.read_task = read_task
+        self.sent = {step["task_id"]: step["status"] for step in first["steps"] if step["task_id"]}
+
+    def events(self, client: Any, heartbeat: float) -> Iterator[str]:
+        yield f"retry: {RETRY_MILLISECONDS}\n\n"
+        yield _workflow_event(self.first)
+        if self.first["status"] != "RUNNING":
+            return
+        quiet_since = time.monotonic()
+        while True:
+            rows = self.subscription.next(CHECK_SECONDS)
+            if rows is None:
+                if self.subscription.behind:
+                    yield BEHIND_EVENT
+                return
+            for row in rows:
+                self.sent[str(row.id)] = row.status
+                yield _event(row, False)
+            if rows and any(row.status in TERMINAL for row in rows):
+                workflow = self.read_workflow()
+                if workflow["status"] != "RUNNING":
+                    yield from self._missed(workflow)
+                    yield _workflow_event(workflow)
+                    return
+            if rows:
+                quiet_since = time.monotonic()
+                continue
+            if client is not None and client_gone(client):
+                return
+            if time.monotonic() - quiet_since >= heartbeat:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+
+    def _missed(self, workflow: dict[str, Any]) -> Iterator[str]:
+        for step in workflow["steps"]:
+            if step["task_id"] and self.sent.get(step["task_id"]) != step["status"]:
+                yield _event(Change(self.read_task(uuid.UUID(step["task_id"]))), False)
+
+
+def _workflow_event(workflow: dict[str, Any]) -> str:
+    return f"event: workflow\ndata: {json.dumps(workflow, separators=(',', ':'))}\n\n"
 
 
 def _list_match(

@@ -18,6 +18,14 @@ class IdConverter(BaseConverter):
     """`<id:...>`: any one path segment, documented as a UUID; parse_id answers 400 for a bad one."""
 
 
+class TemplateConverter(BaseConverter):
+    """`<template:...>`: any one path segment, documented as a template's name; the route answers
+    400 for a bad one."""
+
+
+TEMPLATE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a workflow template's name
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 

@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.api.helpers import TEMPLATE_PATTERN
 from app.core.keys import NAME_CHARACTERS, name_error
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
-from app.core.resources import RetryPolicy, Schedule, Task, Timestamp
+from app.core.resources import RetryPolicy, Schedule, Task, Timestamp, Webhook
 from app.core.retries import RETRY_ON
 from app.core.tags import MAX_TAGS, TAG_PATTERN, TAG_RULE
 from app.core.workflows.definition import JOINS, ON_FAILURE
@@ -462,6 +463,13 @@ STEP_ID = [
     ),
 ]
 
+TEMPLATE_NAME = [
+    validate.Length(min=1, max=100),
+    validate.Regexp(
+        TEMPLATE_PATTERN, error="Must start with a letter or digit; letters, digits, _ . and - only."
+    ),
+]
+
 
 class WorkflowMapRequest(StrictSchema):
     over = fields.Dict(
@@ -517,11 +525,26 @@ class WorkflowStepRequest(StrictSchema):
 
 
 class WorkflowRequest(StrictSchema):
-    name = fields.String(required=True, validate=NAME_RULES, metadata={"example": "thumbnails"})
+    name = fields.String(
+        validate=NAME_RULES,
+        metadata={
+            "description": "Required with steps; a template's workflow is named after it",
+            "example": "thumbnails",
+        },
+    )
+    template = fields.String(
+        validate=TEMPLATE_NAME,
+        metadata={"description": "A stored template to start (instead of name and steps), with input"},
+    )
     input = fields.Dict(load_default=dict, metadata={"description": "What $input references point into"})
-    steps = fields.List(fields.Nested(WorkflowStepRequest), required=True, validate=validate.Length(min=1))
+    steps = fields.List(fields.Nested(WorkflowStepRequest), validate=validate.Length(min=1))
+    webhook = fields.Nested(
+        WebhookRequest,
+        metadata={
+            "description": "Where the workflow's ending is delivered: workflow.completed, .failed, .cancelled"
+        },
+    )
     on_failure = fields.String(
-        load_default="fail_fast",
         validate=validate.OneOf(ON_FAILURE),
         metadata={
             "description": "fail_fast: a failed step cancels every step not started; continue: only the "
@@ -530,15 +553,81 @@ class WorkflowRequest(StrictSchema):
     )
 
     @validates_schema
+    def steps_or_template(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "template" in data:
+            for field_name in ("name", "steps", "on_failure"):
+                if field_name in data:
+                    raise ValidationError(
+                        "A template names its steps and on_failure: give it an input only.", field_name
+                    )
+        else:
+            for field_name in ("name", "steps"):
+                if field_name not in data:
+                    raise ValidationError("Missing data for required field (or give a template).", field_name)
+
+    @validates_schema
     def storable(self, data: dict[str, Any], **kwargs: Any) -> None:
         """The input and each step's parameters, stored as they are until a step is released."""
         values = [("input", data.get("input"))]
+        values += [
+            (f"steps.{i}.parameters", step.get("parameters"))
+            for i, step in enumerate(data.get("steps") or ())
+        ]
+        for field_name, value in values:
+            try:
+                storable_json(value)
+            except ValidationError as exc:
+                raise ValidationError(exc.messages, field_name) from None
+
+
+class TemplateName(StrictSchema):
+    name = fields.String(required=True, validate=TEMPLATE_NAME)
+
+
+class WorkflowTemplateRequest(StrictSchema):
+    description = fields.String(validate=validate.Length(max=1000), allow_none=True)
+    input_schema = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "A JSON Schema the input must fit when the template is started (null: any object)"
+        },
+    )
+    steps = fields.List(fields.Nested(WorkflowStepRequest), required=True, validate=validate.Length(min=1))
+    on_failure = fields.String(
+        validate=validate.OneOf(ON_FAILURE), metadata={"description": "fail_fast (default) or continue"}
+    )
+
+    @validates_schema
+    def storable(self, data: dict[str, Any], **kwargs: Any) -> None:
+        values = [("input_schema", data.get("input_schema"))]
         values += [(f"steps.{i}.parameters", step.get("parameters")) for i, step in enumerate(data["steps"])]
         for field_name, value in values:
             try:
                 storable_json(value)
             except ValidationError as exc:
                 raise ValidationError(exc.messages, field_name) from None
+
+
+class WorkflowTemplate(Schema):
+    name = fields.String(required=True)
+    description = fields.String(allow_none=True, required=True)
+    input_schema = fields.Dict(allow_none=True, required=True)
+    steps = fields.List(fields.Dict(), required=True)
+    on_failure = fields.String(required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class WorkflowTemplateList(Schema):
+    templates = fields.List(fields.Nested(WorkflowTemplate), required=True)
+    next_cursor = fields.String(
+        allow_none=True, required=True, metadata={"description": "The last name of this page"}
+    )
+
+
+class WorkflowTemplateListQuery(QuerySchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
+    cursor = fields.String(validate=validate.Length(max=100))
 
 
 class WorkflowResumeRequest(StrictSchema):
@@ -587,6 +676,9 @@ class Workflow(Schema):
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
     completed_at = fields.String(allow_none=True, required=True)
+    webhook = fields.Nested(
+        Webhook, allow_none=True, metadata={"description": "Where its ending is delivered"}
+    )
     steps = fields.List(fields.Nested(WorkflowStep), metadata={"description": "On GET of one workflow"})
 
 

@@ -140,6 +140,8 @@ class Endings:
             self.after_commit(other)
         if self.workflows is not None:
             self.workflows.after_commit(follow, publish)
+        if follow.delivery is not None and self.deliveries is not None:
+            self.deliveries.queue_first_attempt(follow.delivery)
 
     def _ending(
         self, conn: Connection, task_id: uuid.UUID, row: Row, status: TaskStatus, result: Any,
@@ -156,12 +158,17 @@ class Endings:
         """The workflow CANCELLED and, in the same transaction, its steps not started; running ones
         are asked to stop. False when there is no such workflow (of `owner`)."""
 
+        delivery: list[uuid.UUID | None] = [None]
+
         def cancel(conn: Connection) -> list[Ending] | None:
             workflow = workflow_model.lock(conn, workflow_id)
             if workflow is None or (owner is not None and workflow.owner != owner):
                 return None
             if not workflow_model.finish(conn, workflow_id, WorkflowStatus.CANCELLED, "cancelled on request"):
                 return []  # it had ended already
+            delivery[0] = webhook_model.record_workflow(
+                conn, workflow_id, workflow.owner, workflow.webhook, WorkflowStatus.CANCELLED
+            )
             endings = []
             for row in workflow_model.unfinished(conn, workflow_id):
                 if row.status == TaskStatus.STARTED:
@@ -175,6 +182,10 @@ class Endings:
         endings = self.db.run(cancel)
         for ending in endings or ():
             self.after_commit(ending)
+        if endings is not None and self.workflows is not None:
+            self.workflows.ended(workflow_id, WorkflowStatus.CANCELLED)
+        if delivery[0] is not None and self.deliveries is not None:
+            self.deliveries.queue_first_attempt(delivery[0])
         return endings is not None
 
     def resume_workflow(self, workflow_id: uuid.UUID, owner: str | None, chosen: list[str] | None) -> bool:

@@ -45,10 +45,12 @@ class UnfinishedTasks:
         self._counts: dict[str, tuple[float, int, int]] = {}  # owner -> (read at, count, admitted since)
         self._lock = threading.Lock()
 
-    def admit(self, owner: str) -> None:
-        """Count one more unfinished task for `owner`, or raise QuotaExceeded."""
+    def admit(self, owner: str, count: int = 1) -> None:
+        """Count `count` more unfinished tasks for `owner` (a workflow's steps), or raise
+        QuotaExceeded."""
         if not self.limit:
             return
+        asked = count
         now = time.monotonic()
         with self._lock:
             entry = self._counts.get(owner)
@@ -63,23 +65,23 @@ class UnfinishedTasks:
             read_at, count, admitted = (
                 kept if kept is not None and kept[0] >= entry[0] else entry
             )  # newer wins
-            if count + admitted >= self.limit:
+            if count + admitted + asked > self.limit:
                 self._counts[owner] = (read_at, count, admitted)
                 raise QuotaExceeded(
                     "unfinished_tasks",
                     self.limit,
                     f"Quota exceeded: at most {self.limit} unfinished tasks (SCHEDULED, PENDING, "
-                    "STARTED or RETRYING) per owner; wait for some to finish.",
+                    "STARTED, RETRYING or WAITING) per owner; wait for some to finish.",
                 )
-            self._counts[owner] = (read_at, count, admitted + 1)
+            self._counts[owner] = (read_at, count, admitted + asked)
 
     def _share(self, count: int) -> int:
         """Admissions a process may make on one read of `count`."""
         return max(1, (self.limit - count) // self.SHARE)
 
-    def release(self, owner: str) -> None:
-        """A task admitted but not made after all (its insert or publish failed)."""
+    def release(self, owner: str, count: int = 1) -> None:
+        """Tasks admitted but not made after all (their insert or publish failed)."""
         with self._lock:
             entry = self._counts.get(owner)
             if entry is not None:
-                self._counts[owner] = (entry[0], entry[1], max(0, entry[2] - 1))
+                self._counts[owner] = (entry[0], entry[1], max(0, entry[2] - count))

@@ -33,7 +33,8 @@ deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),  # also the webhook-id the receiver deduplicates on
-    sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("task_id", sa.Uuid, sa.ForeignKey("tasks.id", ondelete="CASCADE")),  # a task's ending
+    sa.Column("workflow_id", sa.Uuid, sa.ForeignKey("workflows.id", ondelete="CASCADE")),  # or a workflow's
     sa.Column("owner", sa.String(100), nullable=False),
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("url", sa.String(URL_MAX_LENGTH), nullable=False),
@@ -94,6 +95,24 @@ def record(conn: Connection, task_id: uuid.UUID, owner: str, webhook: Any, statu
         "created_at": utcnow(),
         "updated_at": utcnow(),
     }
+    conn.execute(deliveries.insert().values(**values))
+    return delivery_id
+
+
+def record_workflow(
+    conn: Connection, workflow_id: uuid.UUID, owner: str, webhook: Any, status: str
+) -> uuid.UUID | None:
+    """In the transaction that ended the workflow: a QUEUED delivery if its webhook wants this
+    outcome; its id, or None."""
+    event = EVENTS.get(str(status))
+    if not webhook or event not in webhook.get("events", ()):
+        return None
+    delivery_id = uuid.uuid4()
+    values = {
+        "id": delivery_id, "workflow_id": workflow_id, "owner": owner, "event": event, "url": webhook["url"],
+        "status": DeliveryStatus.QUEUED, "next_attempt_at": utcnow(), "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }  # fmt: skip
     conn.execute(deliveries.insert().values(**values))
     return delivery_id
 

@@ -38,6 +38,7 @@ workflows = sa.Table(
     sa.Column("completed_at", UTCDateTime()),
     sa.Column("idempotency_key", sa.String(200)),  # the submit's, kept 24 hours
     sa.Column("request_hash", sa.String(64)),  # a hash of the submit's body, to tell a replay
+    sa.Column("webhook", JSONValue),  # where its ending is delivered: {"url", "events"} (null: nowhere)
     sa.Index("ix_workflows_created_at_id", "created_at", "id"),
     sa.Index("ux_workflows_owner_idempotency_key", "owner", "idempotency_key", unique=True),
 )
@@ -73,6 +74,12 @@ def release_idempotency_key(conn: Connection, owner: str, key: str, before: Any)
         workflows.c.owner == owner, workflows.c.idempotency_key == key, workflows.c.created_at < before
     )
     conn.execute(query.values(idempotency_key=None))
+
+
+def statuses(conn: Connection, workflow_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The status of each of `workflow_ids` that is a workflow (a waiter's read-back)."""
+    query = sa.select(workflows.c.id, workflows.c.status).where(workflows.c.id.in_(workflow_ids))
+    return {row.id: row.status for row in conn.execute(query)}
 
 
 def lock(conn: Connection, workflow_id: uuid.UUID) -> Row | None:

@@ -156,6 +156,19 @@ class HttpRequestParameters(StrictSchema):
             raise ValidationError("Give json or body, not both.", "body")
 
 
+class StartWorkflowParameters(StrictSchema):
+    template = Text(
+        required=True,
+        max_length=100,
+        metadata={"description": "A stored workflow template of the task's owner"},
+    )
+    input = fields.Dict(
+        load_default=dict,
+        validate=storable_json,
+        metadata={"description": "Its input, checked against the template's JSON Schema when it starts"},
+    )
+
+
 class WeatherParameters(StrictSchema):
     city = Text(required=True, min_length=1, max_length=100)
     units = fields.String(load_default="metric", validate=validate.OneOf(["metric", "imperial", "kelvin"]))

@@ -12,12 +12,12 @@ from typing import Any
 
 from celery import shared_task
 
-from app.core.errors import DatabaseUnavailable
+from app.core.errors import DatabaseUnavailable, DependencyUnavailable, InvalidInput
 from app.tasks import http, http_target, openai_client, weather_client
 from app.tasks import parameters as p
 from app.tasks.base import RunContext, TaskerTask
 from app.tasks.declare import task
-from app.tasks.errors import TaskFailed
+from app.tasks.errors import TaskFailed, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,27 @@ def http_request(ctx: RunContext, **parameters: Any) -> dict[str, Any]:
     signing = services.deliveries.secrets.signing(ctx.owner)
     secret_headers = ctx.secrets.get("headers", {})
     return http_target.call(services.http_targets.session, ctx.task_id, parameters, secret_headers, signing)
+
+
+@task(
+    name="start_workflow",
+    parameters=p.StartWorkflowParameters,
+    retry_policy={"on": "transient"},  # MAX_RETRY_ATTEMPTS times
+    description=(
+        "Start a stored workflow template with an input (a schedule's way to start workflows): the "
+        "workflow's id. Retries and requeues start it once (the task's id is its Idempotency-Key)."
+    ),
+)
+def start_workflow(ctx: RunContext, template: str, input: dict) -> dict:
+    workflows = ctx.task.services.workflows
+    body = {"template": template, "input": input}
+    try:
+        workflow, _ = workflows.submit(body, ctx.owner, f"start_workflow:{ctx.task_id}")
+    except InvalidInput as exc:
+        raise TaskFailed(exc.message) from None
+    except DependencyUnavailable as exc:
+        raise TransientError(exc.message) from None
+    return {"workflow_id": workflow["id"], "template": template}
 
 
 # Housekeeping as tasks: beat runs these jobs in its own process (app/core/beat/housekeeping.py), so

@@ -308,6 +308,7 @@ def test_task_types_list_every_type_with_its_json_schema(client):
         "weather",
         "process_data",
         "http_request",
+        "start_workflow",
     }
     own = {"count_items", "add_tax", "flaky_lookup", "list_objects", "resize_image", "summarize"}  # mytasks
     assert set(types) == built_in | own | {"spread", "record", "total"}  # and tests/effects.py's

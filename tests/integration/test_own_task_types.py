@@ -161,7 +161,7 @@ def test_a_worker_without_the_module_shows_in_the_catalogue(client, stack, start
         poll(counts, timeout=30, what="the bare worker's heartbeat")
         said = bare.log_path.read_text()
         served = ["find_longest_consecutive_letters", "http_request", "process_data", "query_chatgpt",
-                  "sum_two_numbers", "weather"]  # fmt: skip
+                  "start_workflow", "sum_two_numbers", "weather"]  # fmt: skip
         [line] = [
             line for line in said.splitlines() if "serving task types:" in line and "default" not in line
         ]

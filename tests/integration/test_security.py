@@ -527,3 +527,36 @@ def test_revoking_an_owners_last_key_pauses_its_schedules_until_an_admin_resumes
     assert paused["enabled"] is False and paused["next_run_at"] is None
     resumed = client.patch(f"/api/v1/schedules/{schedule['id']}", json={"enabled": True}, headers=admin)
     assert resumed.status_code == 200 and resumed.get_json()["next_run_at"]
+
+
+def test_a_workflow_counts_its_steps_against_the_owners_quota(stack_env):
+    """Admitted as many tasks as it declares steps, WAITING ones unfinished too; a workflow that
+    would pass the quota is refused whole, nothing of it written."""
+    app = build_app({**stack_env, "AUTH_MODE": "keys", "QUOTA_UNFINISHED_TASKS": "5"})
+    try:
+        keys = app.extensions["tasker"].keys
+        mine = {"X-API-Key": keys.create(f"quota-{uuid.uuid4().hex[:8]}")[1]}
+        client = app.test_client()
+        chain = {
+            "name": "chain",
+            "steps": [
+                {"id": "a", "task": "process_data", "parameters": {"duration_seconds": 3600}},
+                {"id": "b", "task": "sum", "after": ["a"], "parameters": {"a": 1, "b": 2}},
+                {"id": "c", "task": "sum", "after": ["b"], "parameters": {"a": 1, "b": 2}},
+            ],
+        }
+        first = client.post("/api/v1/workflows", json=chain, headers=mine)
+        assert first.status_code == 202
+        over = client.post("/api/v1/workflows", json=chain, headers=mine)
+        assert over.status_code == 429 and over.get_json()["details"] == {
+            "quota": "unfinished_tasks",
+            "limit": 5,
+        }
+        listed = client.get("/api/v1/workflows", headers=mine).get_json()["workflows"]
+        assert len(listed) == 1  # the refused one left nothing behind
+        task = {"name": "sum", "parameters": {"a": 1, "b": 2}, "countdown": 3600}
+        assert client.post("/api/v1/tasks", json=task, headers=mine).status_code == 202  # 4 of 5
+        cancelled = client.post(f"/api/v1/workflows/{first.get_json()['id']}/cancel", headers=mine)
+        assert cancelled.status_code == 200  # its running step stops at its next step
+    finally:
+        app.extensions["tasker"].db.dispose()

@@ -20,8 +20,10 @@ from app.core.resources import task_resource, utc_iso
 from app.core.webhooks.policy import WebhookPolicy
 from app.core.webhooks.sending import Attempt, Sender
 from app.core.webhooks.signing import NoSigningSecret, SigningSecrets
+from app.core.workflows.resource import workflow_resource
 from app.models import task as task_model
 from app.models import webhook as webhook_model
+from app.models import workflow as workflow_model
 from app.models.webhook import DeliveryStatus
 
 logger = logging.getLogger(__name__)
@@ -110,19 +112,44 @@ class Deliveries:
         row = self.db.run_statement(lambda c: webhook_model.claim(c, delivery_id))
         if row is None:
             return "skipped"
+        if row.workflow_id is not None:
+            with logs.bound(workflow_id=str(row.workflow_id)):
+                return self._attempt(row)
         with logs.bound(task_id=str(row.task_id)):
             return self._attempt(row)
 
     def _attempt(self, row: Any) -> str:
-        task = self.db.run(lambda c: task_model.get(c, row.task_id))
-        if task is None:
-            self.db.run(lambda c: webhook_model.finish(c, row.id, DeliveryStatus.FAILED, "task deleted"))
+        event = self._event(row)
+        if event is None:
+            what = "workflow" if row.workflow_id is not None else "task"
+            self.db.run(lambda c: webhook_model.finish(c, row.id, DeliveryStatus.FAILED, f"{what} deleted"))
             return DeliveryStatus.FAILED
-        resource = task_resource(task)
-        event = {"type": f"task.{row.event}", "timestamp": resource["completed_at"], "task": resource}
         body = json.dumps(event, separators=(",", ":")).encode()
         attempt = self.sender.send(row.url, f"msg_{row.id.hex}", body, self.secrets.signing(row.owner))
         return self._settle(row, attempt)
+
+    def _event(self, row: Any) -> dict[str, Any] | None:
+        """The payload: `task.<event>` with the task, or `workflow.<event>` with the workflow and
+        its steps; None when it is gone."""
+        if row.workflow_id is not None:
+
+            def read(conn: Any) -> Any:
+                workflow = workflow_model.get(conn, row.workflow_id)
+                return (
+                    None
+                    if workflow is None
+                    else workflow_resource(workflow, workflow_model.steps(conn, workflow.id))
+                )
+
+            resource = self.db.run(read)
+            kind = "workflow"
+        else:
+            task = self.db.run(lambda c: task_model.get(c, row.task_id))
+            resource = None if task is None else task_resource(task)
+            kind = "task"
+        if resource is None:
+            return None
+        return {"type": f"{kind}.{row.event}", "timestamp": resource["completed_at"], kind: resource}
 
     def _settle(self, row: Any, attempt: Attempt) -> str:
         """Record the attempt and the delivery's next state in one transaction."""
@@ -160,9 +187,9 @@ class Deliveries:
         metrics.WEBHOOK_SECONDS.observe(attempt.duration_ms / 1000)
         log = logger.info if status == DeliveryStatus.DELIVERED else logger.warning
         log(
-            "delivery %s to task %s: %s (attempt %s%s)",
+            "delivery %s of %s: %s (attempt %s%s)",
             row.id,
-            row.task_id,
+            f"workflow {row.workflow_id}" if row.workflow_id is not None else f"task {row.task_id}",
             status,
             row.attempts,
             f", {error}" if error and status != DeliveryStatus.DELIVERED else "",

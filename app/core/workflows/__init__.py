@@ -15,6 +15,7 @@ from app.core.live.changes import LIST_STREAMS, Watch
 from app.core.ports import Registry
 from app.core.workflows.release import EndStep, FollowUp, StepRelease
 from app.models.task import TaskStatus
+from app.models.workflow import WorkflowStatus
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,13 @@ class Workflows:
                     "workflow step %s not published (%s); the sweep will", message.task_id, exc.message
                 )
             self.watch.announce(message.task_id, TaskStatus.PENDING, LIST_STREAMS)
-        if follow.finished is not None:
-            metrics.WORKFLOWS_FINISHED.labels(follow.finished.value).inc()
+        if follow.finished is not None and follow.workflow_id is not None:
+            self.ended(follow.workflow_id, follow.finished)
+
+    def ended(self, workflow_id: uuid.UUID, status: WorkflowStatus) -> None:
+        """A workflow has ended: counted, and told to whoever waits for it (`?wait=`, its stream)."""
+        metrics.WORKFLOWS_FINISHED.labels(status.value).inc()
+        self.watch.announce(workflow_id, status)
 
 
 __all__ = ["FollowUp", "Workflows"]

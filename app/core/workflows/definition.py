@@ -17,6 +17,7 @@ from app.core.ports import Registry, TaskType
 from app.core.workflows import maps, refs
 
 JOINS = ("all_success", "all_done")
+UNKNOWN: Any = object()  # a template's input, not known until it is started
 ON_FAILURE = ("fail_fast", "continue")
 
 
@@ -72,9 +73,12 @@ class Limits:
     max_items: int  # WORKFLOW_MAX_ITEMS
 
 
-def parse(body: Mapping[str, Any], registry: Registry, limits: Limits) -> Definition:
+def parse(
+    body: Mapping[str, Any], registry: Registry, limits: Limits, input_known: bool = True
+) -> Definition:
     """The checked definition of `body` ({"name", "input", "steps", "on_failure"}, shaped by the
-    API's schema); InvalidInput names the first field that breaks a rule."""
+    API's schema); InvalidInput names the first field that breaks a rule. Without `input_known`
+    (a template's), what depends on the input is left to the start."""
     raw = list(body["steps"])
     if len(raw) > limits.max_steps:
         raise _invalid(
@@ -82,7 +86,7 @@ def parse(body: Mapping[str, Any], registry: Registry, limits: Limits) -> Defini
         )
     index = _indexed(raw)
     order = _ordered(raw, index)
-    input_ = body.get("input") or {}
+    input_ = (body.get("input") or {}) if input_known else UNKNOWN
     steps: dict[str, Step] = {}
     for key in order:
         i = index[key]
@@ -150,7 +154,7 @@ def _map(
             f"{where}.over", 'Must be a reference to an array: {"$input": ptr} or {"$step": id, "path": ptr}.'
         )
     problem = _reference_problem(over, ancestors, input_)
-    if problem is None and refs.kind(over) == refs.INPUT:
+    if problem is None and refs.kind(over) == refs.INPUT and input_ is not UNKNOWN:
         problem = maps.over_problem(
             refs.point(input_, over[refs.INPUT], "the input"), over[refs.INPUT], max_items
         )
@@ -166,7 +170,7 @@ def _reference_problem(ref: dict[str, Any], ancestors: frozenset[str], input_: A
     problem = refs.check_pointer(pointer)
     if problem is None and kind == refs.STEP and ref[refs.STEP] not in ancestors:
         problem = f"$step {ref[refs.STEP]!r} is not a step this one comes after (directly or not)."
-    if problem is None and kind == refs.INPUT:
+    if problem is None and kind == refs.INPUT and input_ is not UNKNOWN:
         try:
             refs.point(input_, pointer, "the input")
         except refs.Unresolved as exc:
@@ -187,8 +191,10 @@ def _check_references(step: Step, i: int, input_: Mapping[str, Any]) -> dict[str
             raise _invalid(where + place.replace("/", "."), problem)
     if any(refs.kind(ref) == refs.STEP for _, ref in found):
         return None
+    if input_ is UNKNOWN and any(refs.kind(ref) == refs.INPUT for _, ref in found):
+        return None  # checked whole when the template is started
     if step.map is not None:
-        if refs.kind(step.map.over) == refs.INPUT:  # its items known: each one's parameters checked
+        if refs.kind(step.map.over) == refs.INPUT and input_ is not UNKNOWN:  # each item's parameters checked
             for item in refs.point(input_, step.map.over[refs.INPUT], "the input"):
                 step.task_type.validate(refs.resolve(step.parameters, lambda _: None, input_, item), where)
         return None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -18,15 +19,19 @@ from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable, Conflict, NotFound
 from app.core.live.changes import LIST_STREAMS
 from app.core.ports import Registry
-from app.core.resources import decode_cursor, encode_cursor, utc_iso
+from app.core.quotas import UnfinishedTasks
+from app.core.resources import decode_cursor, encode_cursor
 from app.core.task_manager import IDEMPOTENCY_KEY_HOURS
-from app.core.workflows import maps
 from app.core.workflows.definition import Limits, Step, parse
 from app.core.workflows.release import FollowUp
+from app.core.workflows.resource import workflow_resource
+from app.core.workflows.templates import Templates
 from app.models import task as task_model
 from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
 from app.models.workflow import WorkflowStatus
+
+ENDED = tuple(status for status in WorkflowStatus if status != WorkflowStatus.RUNNING)
 
 
 class WorkflowNotFound(NotFound):
@@ -37,12 +42,16 @@ class WorkflowManager:
     """Every method takes the caller's `owner`: another owner's workflow is not found, exactly like
     an unknown id; `owner=None` (an admin) reaches every one."""
 
-    def __init__(self, endings: Endings, registry: Registry, broker: Broker, limits: Limits):
+    def __init__(
+        self, endings: Endings, registry: Registry, broker: Broker, limits: Limits, quota: UnfinishedTasks
+    ):
         self.endings = endings
+        self.quota = quota  # a workflow is admitted as many tasks as it declares steps
         self.db: DatabaseManager = endings.db
         self.registry = registry
         self.broker = broker
         self.limits = limits
+        self.templates = Templates(self.db, registry, limits)
 
     def submit(
         self, body: Mapping[str, Any], owner: str, idempotency_key: str | None = None
@@ -51,7 +60,7 @@ class WorkflowManager:
         first steps PENDING, a first map step's items with them, the rest WAITING), then publish
         the first steps: the workflow, and whether this call made it (under an Idempotency-Key
         used before with the same body, it did not; with another body: Conflict)."""
-        definition = parse(body, self.registry, self.limits)
+        definition = parse(self._definition(body, owner), self.registry, self.limits)
         workflow_id = uuid.uuid4()
         rows = [self._step_row(workflow_id, step, owner) for step in definition.steps]
         maps = [step.id for step in definition.roots() if step.map is not None]
@@ -60,6 +69,7 @@ class WorkflowManager:
             "input": definition.input, "steps": [step.stored() for step in definition.steps],
             "on_failure": definition.on_failure, "idempotency_key": idempotency_key,
             "request_hash": _request_hash(body) if idempotency_key else None,
+            "webhook": self._webhook(body.get("webhook")),
         }  # fmt: skip
         # The clock read first, in its own transaction (SQLite may refuse one that reads, then writes).
         expired = None
@@ -74,12 +84,17 @@ class WorkflowManager:
             follow = self.endings.start_maps(conn, SimpleNamespace(**values), maps) if maps else FollowUp()
             return task_model.database_now(conn), follow
 
+        self.quota.admit(owner, len(rows))
         try:
             created_at, follow = self.db.run(write)
         except sa.exc.IntegrityError:
+            self.quota.release(owner, len(rows))
             if idempotency_key is None:
                 raise
             return self._replay(owner, idempotency_key, values["request_hash"]), False
+        except BaseException:
+            self.quota.release(owner, len(rows))
+            raise
         self._publish(definition.steps, rows, follow)
         if maps:
             return self.get(workflow_id, None), True  # with its items
@@ -87,6 +102,19 @@ class WorkflowManager:
         times = {"created_at": created_at, "updated_at": created_at, "completed_at": None, "error": None}
         written = {row["step"]: SimpleNamespace(**row, result=None, error=None, attempts=0) for row in rows}
         return workflow_resource(SimpleNamespace(**values, **times), written), True
+
+    def _webhook(self, webhook: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Where the workflow's ending is delivered, checked as a task's webhook is."""
+        deliveries = self.endings.deliveries
+        if webhook is None or deliveries is None:
+            return None
+        return deliveries.check(webhook)
+
+    def _definition(self, body: Mapping[str, Any], owner: str) -> Mapping[str, Any]:
+        """The body itself, or the definition of the template it names, with its input checked."""
+        if body.get("template") is None:
+            return body
+        return self.templates.workflow(owner, body["template"], body.get("input") or {})
 
     def _publish(self, steps: tuple[Step, ...], rows: list[dict[str, Any]], follow: FollowUp) -> None:
         """A new workflow's first steps published; if the broker takes none, the workflow is gone."""
@@ -142,7 +170,25 @@ class WorkflowManager:
 
         self.db.run(forget)
 
-    def get(self, workflow_id: uuid.UUID, owner: str | None) -> dict[str, Any]:
+    def get(
+        self,
+        workflow_id: uuid.UUID,
+        owner: str | None,
+        wait_seconds: float = 0,
+        until: Callable[[threading.Event, float], object] | None = None,
+    ) -> dict[str, Any]:
+        """The workflow and its steps; with `wait_seconds`, as soon as it has ended or when the
+        wait ends (`until(event, seconds)` waits, as for a task's ?wait=)."""
+        if wait_seconds <= 0:
+            return self._read(workflow_id, owner)
+        with self.endings.watch.watching(workflow_id, ENDED) as ended:
+            workflow = self._read(workflow_id, owner)
+            if workflow["status"] in ENDED:
+                return workflow
+            (until or (lambda event, seconds: event.wait(seconds)))(ended, wait_seconds)
+        return self._read(workflow_id, owner)
+
+    def _read(self, workflow_id: uuid.UUID, owner: str | None) -> dict[str, Any]:
         def read(conn: Any) -> tuple[Any, dict[str, Any]] | None:
             workflow = workflow_model.get(conn, workflow_id, owner)
             return None if workflow is None else (workflow, workflow_model.steps(conn, workflow_id))
@@ -187,47 +233,3 @@ class WorkflowManager:
 def _request_hash(body: Mapping[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def workflow_resource(workflow: Any, steps: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The v1 workflow resource; with `steps`, each step's state."""
-    resource = {
-        "id": str(workflow.id), "name": workflow.name, "status": workflow.status, "input": workflow.input,
-        "on_failure": workflow.on_failure, "error": workflow.error, "owner": workflow.owner,
-        "created_at": _time(workflow.created_at), "updated_at": _time(workflow.updated_at),
-        "completed_at": _time(workflow.completed_at),
-    }  # fmt: skip
-    if steps is not None:
-        items: dict[str, list[Any]] = {}
-        for key, row in steps.items():
-            if (item := maps.parse_item(key)) is not None:
-                items.setdefault(item[0], []).append(row)
-        resource["steps"] = [
-            _step_resource(spec, steps.get(spec["id"]), steps, items.get(spec["id"], []))
-            for spec in workflow.steps
-        ]
-    return resource
-
-
-def _step_resource(
-    spec: Mapping[str, Any], row: Any, rows: Mapping[str, Any], items: list[Any]
-) -> dict[str, Any]:
-    """One step's state; a map step's with its items counted (`map`)."""
-    waiting = [p for p in spec["after"] if p in rows and rows[p].status not in task_model.TERMINAL]
-    if items and row is not None and row.status == TaskStatus.WAITING:
-        waiting = ["its items"]
-    resource = {
-        "id": spec["id"], "task": spec["task"], "after": spec["after"], "join": spec["join"],
-        "task_id": str(row.id) if row is not None else None,
-        "status": row.status if row is not None else None,
-        "attempts": row.attempts if row is not None else 0, "result": row.result if row is not None else None,
-        "error": row.error if row is not None else None,
-        "waiting_for": waiting if row is not None and row.status == TaskStatus.WAITING else [],
-    }  # fmt: skip
-    if "map" in spec:
-        resource["map"] = {**spec["map"], "items": maps.summary(items)}
-    return resource
-
-
-def _time(value: Any) -> str | None:
-    return None if value is None else utc_iso(value)

@@ -25,6 +25,7 @@ from app.core.errors import Conflict, InvalidInput
 from app.core.ports import Registry
 from app.core.workflows import maps, refs, resume
 from app.models import task as task_model
+from app.models import webhook as webhook_model
 from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
 from app.models.workflow import WorkflowStatus
@@ -41,6 +42,8 @@ class FollowUp:
     endings: list[Any] = field(default_factory=list)  # steps the cascade ended
     released: list[Message] = field(default_factory=list)  # steps to publish
     finished: WorkflowStatus | None = None  # the workflow's own ending, if this was it
+    workflow_id: uuid.UUID | None = None  # the workflow that ended
+    delivery: uuid.UUID | None = None  # its webhook delivery, written with its ending
 
 
 class StepRelease:
@@ -327,4 +330,7 @@ class StepRelease:
         else:
             status, error = WorkflowStatus.COMPLETED, None
         if workflow_model.finish(conn, workflow.id, status, error):
-            follow.finished = status
+            follow.finished, follow.workflow_id = status, workflow.id
+            follow.delivery = webhook_model.record_workflow(
+                conn, workflow.id, workflow.owner, workflow.webhook, status
+            )
