@@ -33,9 +33,11 @@ from app.api.errors import error_response
 from app.api.security import OPEN
 from app.core.keys import KeyManager
 from app.models.task import TaskStatus
+from app.models.workflow import WorkflowStatus
 
 PAGES = {
     "tasks": "Tasks",
+    "workflows": "Workflows",
     "submit": "Submit",
     "schedules": "Schedules",
     "queues": "Queues and workers",
@@ -90,6 +92,16 @@ def create_dashboard(keys: KeyManager, open_mode: bool, no_priorities: str | Non
     @bp.get("/dashboard/tasks/<uuid:task_id>")
     def task(task_id: Any) -> Any:
         return page("task.html", "task", task_id=str(task_id), title="Task")
+
+    @bp.get("/dashboard/workflows")
+    def workflows() -> Any:
+        return page(
+            "workflows.html", "workflows", workflow_statuses=[status.value for status in WorkflowStatus]
+        )
+
+    @bp.get("/dashboard/workflows/<uuid:workflow_id>")
+    def workflow(workflow_id: Any) -> Any:
+        return page("workflow.html", "workflow", workflow_id=str(workflow_id), title="Workflow")
 
     @bp.get("/dashboard/submit")
     def submit() -> Any:

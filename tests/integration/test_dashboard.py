@@ -292,7 +292,13 @@ def test_every_page_fits_the_screen_and_the_task_list_shows_each_status_whole(pa
         requests.post(f"{base}/api/v1/tasks", json={"name": name, "parameters": {}}, timeout=10)
     requests.post(f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 2}}, timeout=10)
     page.set_viewport_size({"width": width, "height": 740})
-    for path in ("/", "/dashboard/submit", "/dashboard/schedules", "/dashboard/queues"):
+    for path in (
+        "/",
+        "/dashboard/submit",
+        "/dashboard/schedules",
+        "/dashboard/queues",
+        "/dashboard/workflows",
+    ):
         page.goto(f"{base}{path}")
         page.locator("h1").wait_for()
         if path == "/":
@@ -403,3 +409,46 @@ def test_sign_in_never_sends_the_browser_off_site(browser, keyed, target):
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/")
     page.close()
+
+
+def test_a_workflows_page_shows_its_steps_live_and_resumes_it(page, base, worker, tmp_path):
+    """The map fills in as its items end, the join follows, and a failed run resumes from the
+    page; the list and the task page link to it."""
+    flag, effects = tmp_path / "broken", str(tmp_path / "effects.txt")
+    flag.touch()
+    body = {
+        "name": "dash-fan",
+        "on_failure": "continue",
+        "input": {"items": [{"n": n, "flag": str(flag) if n == 2 else ""} for n in range(4)]},
+        "steps": [
+            {
+                "id": "each",
+                "task": "record",
+                "map": {"over": {"$input": "/items"}, "max_parallel": 2},
+                "parameters": {
+                    "path": effects, "value": {"$item": "/n"},
+                    "seconds": 0.3, "fail_while": {"$item": "/flag"},
+                },
+            },
+            {"id": "join", "task": "total", "after": ["each"], "join": "all_done",
+             "parameters": {"path": effects, "values": {"$step": "each", "path": "/result"}}},
+        ],
+    }  # fmt: skip
+    workflow = requests.post(f"{base}/api/v1/workflows", json=body, timeout=10).json()
+    page.goto(f"{base}/dashboard/workflows/{workflow['id']}")
+    page.locator("#step-rows tr[data-step='each'] .outcome:has-text('of 4 done')").wait_for(timeout=10_000)
+    page.locator("#status:text-is('FAILED')").wait_for(timeout=30_000)
+    each = page.locator("#step-rows tr[data-step='each']")
+    assert "3 of 4 done" in each.inner_text() and "1 failed" in each.inner_text()
+    assert page.locator("#step-rows tr[data-step='join'] .outcome").inner_text() == "4"  # 0 + 1 + 3
+    flag.unlink()
+    page.click("#resume")
+    page.locator("#status:text-is('COMPLETED')").wait_for(timeout=30_000)
+    assert page.locator("#step-rows tr[data-step='join'] .outcome").inner_text() == "6"
+    page.click("#step-rows tr[data-step='join'] a")
+    page.locator("#timeline dd:has-text('step join of')").wait_for()
+    page.goto(f"{base}/dashboard/workflows")
+    page.locator(f"#workflow-rows tr[data-id='{workflow['id']}'] .badge:text-is('COMPLETED')").wait_for()
+    page.goto(f"{base}/?workflow_id={workflow['id']}")
+    page.locator("#schedule-filter:has-text('Steps of the workflow dash-fan')").wait_for()
+    page.locator("#task-rows tr").nth(5).wait_for()  # 4 items, 1 again, the map's row, 2 joins: 8

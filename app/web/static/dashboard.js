@@ -165,12 +165,15 @@
     form.tag.value = params.getAll("tag").join(" ");
     const schedule = params.get("schedule_id"); // a schedule's runs, from its "Runs" link
     if (schedule) showSchedule(schedule);
+    const workflow = params.get("workflow_id"); // a workflow's steps and items, from its page
+    if (workflow) showWorkflow(workflow);
     let cursors = [null];
     let source = null;
 
     function query(extra) {
       const q = new URLSearchParams({ limit: "25", ...extra });
       if (schedule) q.set("schedule_id", schedule);
+      if (workflow) q.set("workflow_id", workflow);
       if (form.status.value) q.set("status", form.status.value);
       if (form.name.value) q.set("name", form.name.value);
       for (const tag of words(form.tag.value)) q.append("tag", tag);
@@ -194,12 +197,14 @@
       const q = query({});
       q.delete("limit");
       q.delete("schedule_id"); // the stream filters by status, type and tags; the schedule is matched here
+      q.delete("workflow_id"); // and the workflow
       source = new EventSource("/api/v1/events?" + q);
       source.onopen = () => ($("#live").textContent = "live");
       source.onerror = () => ($("#live").textContent = "reconnecting…");
       source.addEventListener("task", (event) => {
         const task = JSON.parse(event.data);
         if (schedule && task.schedule_id !== schedule) return;
+        if (workflow && task.workflow_id !== workflow) return;
         const row = rows.querySelector(`tr[data-id="${task.id}"]`);
         if (row) return updateRow(row, task);
         if (cursors.length === 1 && !rows.querySelector(`tr[data-id="${task.id}"]`)) {
@@ -245,6 +250,173 @@
     $("#schedule-filter").hidden = false;
   }
 
+  async function showWorkflow(id) {
+    const found = await api("GET", "/api/v1/workflows/" + id);
+    const name = found.status === 200 ? found.data.name : id;
+    const all = new URLSearchParams(window.location.search);
+    all.delete("workflow_id");
+    $("#schedule-filter").replaceChildren(
+      "Steps of the workflow ",
+      el("a", { href: "/dashboard/workflows/" + id, text: name }),
+      " · ",
+      el("a", { href: all.toString() ? "/?" + all : "/", text: "every task" })
+    );
+    $("#schedule-filter").hidden = false;
+  }
+
+  // --- workflows --------------------------------------------------------------------------------
+
+  function workflowRow(w) {
+    const link = el("a", { href: "/dashboard/workflows/" + w.id, text: w.name });
+    const status = el("span", {});
+    badge(status, w.status);
+    return el(
+      "tr",
+      { "data-id": w.id },
+      el("td", { "data-label": "Workflow" }, link, " ", el("span", { class: "mono muted", text: w.id.slice(0, 8) })),
+      el("td", { "data-label": "Status" }, status),
+      el("td", { "data-label": "Created", text: when(w.created_at) }),
+      el("td", { "data-label": "Ended", text: when(w.completed_at) })
+    );
+  }
+
+  async function workflowsPage() {
+    const form = $("#workflow-filters");
+    let cursors = [null];
+
+    async function load() {
+      const q = new URLSearchParams({ limit: "25" });
+      if (form.status.value) q.set("status", form.status.value);
+      const cursor = cursors[cursors.length - 1];
+      if (cursor) q.set("cursor", cursor);
+      const found = await api("GET", "/api/v1/workflows?" + q);
+      if (found.status !== 200) return notice(found.data.error);
+      $("#workflow-rows").replaceChildren(...found.data.workflows.map(workflowRow));
+      $("#empty").hidden = found.data.workflows.length > 0;
+      $("#next-page").hidden = !found.data.next_cursor;
+      $("#next-page").dataset.cursor = found.data.next_cursor || "";
+      $("#first-page").hidden = cursors.length === 1;
+    }
+
+    // A step's change may change its workflow: the newest page is read again, at most once a second.
+    let pending = null;
+    const source = new EventSource("/api/v1/events");
+    source.addEventListener("open", () => ($("#live").textContent = "live"));
+    source.addEventListener("error", () => ($("#live").textContent = "reconnecting…"));
+    source.addEventListener("task", (event) => {
+      const task = JSON.parse(event.data);
+      if (!task.workflow_id || cursors.length !== 1 || pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        load();
+      }, 1000);
+    });
+    form.addEventListener("change", () => {
+      cursors = [null];
+      load();
+    });
+    form.addEventListener("submit", (event) => event.preventDefault());
+    $("#next-page").addEventListener("click", () => {
+      cursors.push($("#next-page").dataset.cursor);
+      load();
+    });
+    $("#first-page").addEventListener("click", () => {
+      cursors = [null];
+      load();
+    });
+    await load();
+  }
+
+  function stepOutcome(step) {
+    if (step.map) {
+      const items = step.map.items;
+      const parts = [items.completed + " of " + items.total + " done"];
+      for (const name of ["running", "waiting", "failed", "cancelled"]) if (items[name]) parts.push(items[name] + " " + name);
+      return parts.join(" · ");
+    }
+    if (step.error) return step.error;
+    if (step.status === "WAITING" && step.waiting_for.length) return "waits for " + step.waiting_for.join(", ");
+    return step.result === null || step.result === undefined ? "–" : JSON.stringify(step.result);
+  }
+
+  function stepRow(step) {
+    const status = el("span", {});
+    badge(status, step.status || "–");
+    const name = step.task_id ? el("a", { href: "/dashboard/tasks/" + step.task_id, text: step.id }) : step.id;
+    return el(
+      "tr",
+      { "data-step": step.id },
+      el("td", { "data-label": "Step" }, name, step.map ? " (map)" : ""),
+      el("td", { "data-label": "Type", text: step.task }),
+      el("td", { "data-label": "Status" }, status),
+      el("td", { "data-label": "After", text: step.after.length ? step.after.join(", ") + (step.join === "all_done" ? " (all done)" : "") : "–" }),
+      el("td", { "data-label": "Attempts", text: String(step.attempts) }),
+      el("td", { "data-label": "Outcome", class: "outcome", text: stepOutcome(step) })
+    );
+  }
+
+  async function workflowPage() {
+    const id = document.body.dataset.workflowId;
+
+    function render(w) {
+      $("#workflow-name").textContent = w.name + " · " + w.id;
+      badge($("#status"), w.status);
+      $("#workflow-error").textContent = w.error || "";
+      $("#workflow-error").hidden = !w.error;
+      $("#cancel").disabled = w.status !== "RUNNING";
+      $("#resume").disabled = !["FAILED", "CANCELLED"].includes(w.status);
+      $("#step-rows").replaceChildren(...w.steps.map(stepRow));
+      const facts = [
+        ["Created", when(w.created_at)],
+        ["Ended", when(w.completed_at)],
+        ["On failure", w.on_failure],
+        ["Owner", w.owner],
+      ];
+      const list = [];
+      for (const [name, value] of facts) list.push(el("dt", { text: name }), el("dd", { text: value }));
+      list.push(el("dt", { text: "Its tasks" }), el("dd", {}, el("a", { href: "/?workflow_id=" + w.id, text: "every step and item" })));
+      $("#timeline").replaceChildren(...list);
+      $("#input").textContent = json(w.input);
+    }
+
+    async function read() {
+      const found = await api("GET", "/api/v1/workflows/" + id);
+      if (found.status !== 200) return notice(found.data.error);
+      render(found.data);
+      return found.data;
+    }
+
+    let source = null;
+    function follow() {
+      if (source) source.close();
+      source = new EventSource("/api/v1/workflows/" + id + "/events");
+      source.addEventListener("workflow", (event) => {
+        const w = JSON.parse(event.data);
+        render(w);
+        if (w.status !== "RUNNING") source.close();
+      });
+      source.addEventListener("task", () => read());
+    }
+
+    const first = await read();
+    if (first && first.status === "RUNNING") follow();
+    $("#cancel").addEventListener("click", async () => {
+      const result = await api("POST", "/api/v1/workflows/" + id + "/cancel");
+      if (result.status === 200) {
+        notice("Cancelled: steps not started will not run; running ones are asked to stop.");
+        render(result.data);
+      } else notice(result.data.error);
+    });
+    $("#resume").addEventListener("click", async () => {
+      const result = await api("POST", "/api/v1/workflows/" + id + "/resume");
+      if (result.status === 202) {
+        notice("Resumed: the failed and cancelled steps run again.");
+        render(result.data);
+        follow();
+      } else notice(result.data.error);
+    });
+  }
+
   // --- one task -------------------------------------------------------------------------------
 
   async function taskPage() {
@@ -281,6 +453,10 @@
       if (task.schedule_id) {
         const runs = el("a", { href: "/?schedule_id=" + task.schedule_id, text: "its runs" });
         list.push(el("dt", { text: "Schedule" }), el("dd", {}, "fire time " + when(task.scheduled_for) + " · ", runs));
+      }
+      if (task.workflow_id) {
+        const link = el("a", { href: "/dashboard/workflows/" + task.workflow_id, text: "its workflow" });
+        list.push(el("dt", { text: "Workflow" }), el("dd", {}, "step " + (task.step || "(replaced on resume)") + " of ", link));
       }
       if (task.webhook) {
         const events = task.webhook.events ? " (" + task.webhook.events.join(", ") + ")" : " (every ending)";
@@ -754,6 +930,8 @@
   const pages = {
     tasks: tasksPage,
     task: taskPage,
+    workflows: workflowsPage,
+    workflow: workflowPage,
     submit: submitPage,
     schedules: schedulesPage,
     queues: queuesPage,
