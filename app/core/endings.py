@@ -172,7 +172,7 @@ class Endings:
             endings = []
             for row in workflow_model.unfinished(conn, workflow_id):
                 if row.status == TaskStatus.STARTED:
-                    task_model.request_cancel(conn, row.id)
+                    task_model.request_cancel(conn, row.id, reason="its workflow was cancelled")
                 elif ending := self._end_step(
                     conn, row.id, TaskStatus.CANCELLED, "its workflow was cancelled"
                 ):

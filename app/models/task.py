@@ -117,6 +117,7 @@ tasks = sa.Table(
     sa.Column("workflow_id", sa.Uuid),
     sa.Column("step", sa.String(200)),
     sa.Column("waiting_parents", sa.Integer),
+    sa.Column("cancel_reason", sa.String(200)),  # why it was asked to stop, if not by its client
     sa.Index("ux_tasks_workflow_step", "workflow_id", "step", unique=True),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
@@ -407,12 +408,19 @@ def cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> Ro
     return conn.execute(query).first()
 
 
-def request_cancel(conn: Connection, task_id: uuid.UUID, owner: str | None = None) -> bool:
-    """Mark a STARTED task; it stops at its next check between steps."""
+def request_cancel(
+    conn: Connection, task_id: uuid.UUID, owner: str | None = None, reason: str | None = None
+) -> bool:
+    """Mark a STARTED task; it stops at its next check between steps. `reason`: why, when its
+    client did not ask (its workflow did)."""
     query = (
         _owned(tasks.update(), task_id, owner)
         .where(tasks.c.status == TaskStatus.STARTED)
-        .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()), **touched())
+        .values(
+            cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, utcnow()),
+            cancel_reason=sa.func.coalesce(tasks.c.cancel_reason, reason),
+            **touched(),
+        )
     )
     return conn.execute(query).rowcount == 1
 
@@ -427,9 +435,11 @@ def report_progress(conn: Connection, task_id: uuid.UUID, percent: int, message:
     return conn.execute(query).rowcount == 1
 
 
-def cancel_requested(conn: Connection, task_id: uuid.UUID) -> bool:
-    query = sa.select(tasks.c.cancel_requested_at.is_not(None)).where(tasks.c.id == task_id)
-    return bool(conn.execute(query).scalar())
+def cancel_requested(conn: Connection, task_id: uuid.UUID) -> str | None:
+    """Why the task was asked to stop ("" when its client asked), or None if it was not."""
+    query = sa.select(tasks.c.cancel_requested_at, tasks.c.cancel_reason).where(tasks.c.id == task_id)
+    row = conn.execute(query).first()
+    return None if row is None or row.cancel_requested_at is None else (row.cancel_reason or "")
 
 
 def by_idempotency_key(conn: Connection, owner: str, key: str) -> Row | None:

@@ -52,6 +52,9 @@ def retry_delay(retries: int, base: float, retry_after: float | None = None) -> 
     return delay
 
 
+CANCELLED_BY_CLIENT = "Cancelled while running, at the client's request."
+
+
 @dataclass
 class RunState:
     """What Tasker keeps of one run, as one record on Celery's request (`tasker_run`)."""
@@ -163,8 +166,9 @@ class RunContext:
 
     def check_cancelled(self) -> None:
         """Call between steps: raises TaskCancelled once the task's cancellation was requested."""
-        if self.task.services.callbacks.cancel_requested(self.task_id):
-            raise TaskCancelled("Cancelled while running, at the client's request.")
+        reason = self.task.services.callbacks.cancel_requested(self.task_id)
+        if reason is not None:
+            raise TaskCancelled(f"Cancelled while running: {reason}." if reason else CANCELLED_BY_CLIENT)
 
     def retry_in(self, exc: Exception, countdown: float) -> Exception:
         """RETRYING with the reason, then Celery's Retry; raise what it returns."""

@@ -81,7 +81,8 @@ class TaskCallbacks:
         """The row's status, or None when there is no row (a message not sent through submit)."""
         return self.db.run_statement(lambda c: task_model.statuses(c, [task_id])).get(task_id)
 
-    def cancel_requested(self, task_id: uuid.UUID) -> bool:
+    def cancel_requested(self, task_id: uuid.UUID) -> str | None:
+        """Why the task was asked to stop ("": by its client), or None."""
         return self.db.run_statement(lambda c: task_model.cancel_requested(c, task_id))
 
     def record_retry(self, task_id: uuid.UUID, error: str) -> bool:

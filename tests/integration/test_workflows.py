@@ -663,3 +663,42 @@ def test_two_parents_ending_at_the_same_instant_release_their_child_once(unserve
         row = rows[uuid.UUID(task_id)]
         assert (row.status, row.parameters) == ("PENDING", {"a": x + 10, "b": x + 100})
     assert tasker.recovery.repair_waiting(datetime.now(UTC) + timedelta(days=1)) == 0
+
+
+def test_a_running_step_stopped_by_its_workflow_says_why(client, worker):
+    """fail_fast asks a running step to stop "upstream step X failed"; a cancel of the workflow,
+    "its workflow was cancelled": never "at the client's request", which no client made."""
+    slow = {"id": "slow", "task": "count_items", "parameters": {"items": 300, "step_seconds": 0.1}}
+    body = {
+        "name": "stopped",
+        "steps": [
+            slow,
+            {"id": "wait", "task": "count_items", "parameters": {"items": 5, "step_seconds": 0.1}},
+            {
+                "id": "bad",
+                "task": "resize_image",
+                "after": ["wait"],
+                "parameters": {"key": "k", "fail": True},
+            },
+        ],
+    }
+    workflow = ended(client, start(client, body)["id"])
+    steps = by_step(workflow)
+    assert (workflow["status"], steps["bad"]["status"]) == ("FAILED", "FAILED")
+    # Running when bad failed (it starts with the workflow), unless a busy worker had not got to it.
+    expected = (
+        "Cancelled while running: upstream step bad failed."
+        if steps["slow"]["attempts"]
+        else "upstream step bad failed"
+    )
+    assert (steps["slow"]["status"], steps["slow"]["error"]) == ("CANCELLED", expected)
+    running = start(client, {"name": "cancelled", "steps": [slow]})
+    task = f"/api/v1/tasks/{by_step(running)['slow']['task_id']}"
+    poll(lambda: client.get(task).get_json()["status"] == "STARTED", timeout=30, what="slow to start")
+    client.post(f"/api/v1/workflows/{running['id']}/cancel")
+    stopped = poll(
+        lambda: (t := client.get(task).get_json())["status"] == "CANCELLED" and t,
+        timeout=30,
+        what="slow to stop",
+    )
+    assert stopped["error"] == "Cancelled while running: its workflow was cancelled."

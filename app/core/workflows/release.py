@@ -307,7 +307,7 @@ class StepRelease:
         why = f"upstream step {failed} failed"
         for row in workflow_model.unfinished(conn, workflow.id):
             if row.status == TaskStatus.STARTED:
-                task_model.request_cancel(conn, row.id)
+                task_model.request_cancel(conn, row.id, reason=why)
                 continue
             ending = end_step(conn, row.id, TaskStatus.CANCELLED, why, None)
             if ending is not None:

@@ -5,6 +5,8 @@
 - workflows.webhook: where the workflow's ending is delivered (workflow.completed, .failed, ...).
 - webhook_deliveries.workflow_id: a delivery is of a task's ending or of a workflow's (task_id
   is null then).
+- tasks.cancel_reason: why a running task was asked to stop, when not at its client's request
+  (a workflow's step: "upstream step X failed").
 
 Revision ID: 0016
 Revises: 0015
@@ -37,6 +39,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("workflows") as batch:
         batch.add_column(sa.Column("webhook", JSONValue, nullable=True))
+    with op.batch_alter_table("tasks") as batch:
+        batch.add_column(sa.Column("cancel_reason", sa.String(200), nullable=True))
     with op.batch_alter_table("webhook_deliveries") as batch:
         batch.alter_column("task_id", existing_type=sa.Uuid(), nullable=True)
         batch.add_column(sa.Column("workflow_id", sa.Uuid(), nullable=True))
@@ -50,6 +54,8 @@ def downgrade() -> None:
         batch.drop_constraint("fk_webhook_deliveries_workflow_id", type_="foreignkey")
         batch.drop_column("workflow_id")
         batch.alter_column("task_id", existing_type=sa.Uuid(), nullable=False)
+    with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("cancel_reason")
     with op.batch_alter_table("workflows") as batch:
         batch.drop_column("webhook")
     op.drop_table("workflow_templates")
