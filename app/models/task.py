@@ -118,7 +118,15 @@ tasks = sa.Table(
     sa.Column("step", sa.String(200)),
     sa.Column("waiting_parents", sa.Integer),
     sa.Column("cancel_reason", sa.String(200)),  # why it was asked to stop, if not by its client
-    sa.Index("ux_tasks_workflow_step", "workflow_id", "step", unique=True),
+    # Over workflows' steps only: a plain task's insert writes no entry into it.
+    sa.Index(
+        "ux_tasks_workflow_step",
+        "workflow_id",
+        "step",
+        unique=True,
+        postgresql_where=sa.text("workflow_id IS NOT NULL"),
+        sqlite_where=sa.text("workflow_id IS NOT NULL"),
+    ),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),

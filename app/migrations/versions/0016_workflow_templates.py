@@ -5,6 +5,9 @@
 - workflows.webhook: where the workflow's ending is delivered (workflow.completed, .failed, ...).
 - webhook_deliveries.workflow_id: a delivery is of a task's ending or of a workflow's (task_id
   is null then).
+- ux_tasks_workflow_step only over workflows' steps (WHERE workflow_id IS NOT NULL): a plain
+  task's insert no longer writes an entry of NULLs into it (bench/against.py measured that at
+  5 to 6 % of submit throughput).
 - tasks.cancel_reason: why a running task was asked to stop, when not at its client's request
   (a workflow's step: "upstream step X failed").
 
@@ -23,6 +26,7 @@ depends_on = None
 
 JSONValue = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 UTC = sa.DateTime(timezone=True)
+STEPS_ONLY = sa.text("workflow_id IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -41,6 +45,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("webhook", JSONValue, nullable=True))
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("cancel_reason", sa.String(200), nullable=True))
+    op.drop_index("ux_tasks_workflow_step", table_name="tasks")
+    op.create_index(
+        "ux_tasks_workflow_step", "tasks", ["workflow_id", "step"], unique=True,
+        postgresql_where=STEPS_ONLY, sqlite_where=STEPS_ONLY,
+    )  # fmt: skip
     with op.batch_alter_table("webhook_deliveries") as batch:
         batch.alter_column("task_id", existing_type=sa.Uuid(), nullable=True)
         batch.add_column(sa.Column("workflow_id", sa.Uuid(), nullable=True))
@@ -54,6 +63,8 @@ def downgrade() -> None:
         batch.drop_constraint("fk_webhook_deliveries_workflow_id", type_="foreignkey")
         batch.drop_column("workflow_id")
         batch.alter_column("task_id", existing_type=sa.Uuid(), nullable=False)
+    op.drop_index("ux_tasks_workflow_step", table_name="tasks")
+    op.create_index("ux_tasks_workflow_step", "tasks", ["workflow_id", "step"], unique=True)
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("cancel_reason")
     with op.batch_alter_table("workflows") as batch:
