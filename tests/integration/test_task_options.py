@@ -100,7 +100,8 @@ def test_a_schedules_tags_go_to_every_task_it_makes(app, client, worker):
     try:
         due = datetime.fromisoformat(schedule["next_run_at"]) + timedelta(seconds=1)
         scheduler = app.extensions["tasker"].scheduler
-        assert poll(lambda: scheduler.run_due(due), what="the scheduler's lock")["fired"] == 1
+        # Other tests' schedules on this stack's database may be due too: count only this one's tasks.
+        assert poll(lambda: scheduler.run_due(due), what="the scheduler's lock")["fired"] >= 1
         made = client.get(f"/api/v1/tasks?tag={tag}").get_json()["tasks"]
         assert [t["schedule_id"] for t in made] == [schedule["id"]]
         assert made[0]["tags"] == [tag]
