@@ -22,6 +22,7 @@ from app.core.beat.scheduler import Scheduler
 from app.core.broker import WEBHOOK_QUEUE, Broker, broker_class
 from app.core.cache_manager import CacheManager
 from app.core.celery_app import create_celery, size_webhook_worker
+from app.core.concurrency import Admissions
 from app.core.database_manager import DatabaseManager
 from app.core.endings import Endings
 from app.core.http_targets import HttpTargets
@@ -77,6 +78,11 @@ def schema_hashes(registry: Registry) -> dict[str, str]:
     return hashes
 
 
+def _flows(registry: Registry, broker: Broker, watch: Watch) -> tuple[Workflows, Admissions]:
+    """What moves a task on when another ends: its workflow's next steps, its key's next tasks."""
+    return Workflows(registry, broker, watch), Admissions(registry, broker, watch)
+
+
 def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     """Every collaborator, built once and handed to whatever uses it."""
     registry = registry_of(config)
@@ -94,8 +100,8 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     http_targets = HttpTargets.from_config(config, deliveries.secrets.available)
     policy = UsagePolicy(config["OPENAI_ALLOWED_MODELS"], config["OPENAI_MAX_TOKENS"], http_targets)
     sealer = Sealer(secret_key)
-    endings = Endings(db, cache, watch, deliveries, Workflows(registry, broker, watch))
-    scheduler = Scheduler(db, registry, broker, watch.announce, deliveries)
+    endings = Endings(db, cache, watch, deliveries, *_flows(registry, broker, watch))
+    scheduler = Scheduler(db, registry, broker, watch.announce, deliveries, endings.admissions)
     recovery = Recovery(endings, registry, broker, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS))
     quota = UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"])  # tasks and workflows' steps alike
     tasks = TaskManager(

@@ -217,8 +217,10 @@ def wrk(
     body: str | None = None,
     headers: dict[str, str] | None = None,
     connections: int = CONNECTIONS,
+    lua: str = "",
 ) -> Load:
-    """wrk at `connections` (CONNECTIONS) for `seconds`; non-2xx answers and socket errors count as errors."""
+    """wrk at `connections` (CONNECTIONS) for `seconds`; non-2xx answers and socket errors count as
+    errors. `lua`: more of wrk's script (a `request` function that varies the body)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
@@ -227,7 +229,7 @@ def wrk(
         lines.append(f"wrk.body = [[{body}]]")
     for name, value in (headers or {}).items():
         lines.append(f'wrk.headers["{name}"] = "{value}"')
-    script.write_text("\n".join(lines) + "\n")
+    script.write_text("\n".join(lines) + "\n" + lua)
     try:
         command = [
             "wrk",

@@ -34,3 +34,13 @@ def total(ctx: RunContext, path: str, values: list) -> int:
     with open(path, "a") as effects:
         effects.write(f"{ctx.idempotency_token} {result}\n")
     return result
+
+
+@task(concurrency={"key": {"$param": "/group"}, "limit": 2})
+def grouped(ctx: RunContext, group: str, seconds: float = 0) -> str:
+    """At most two of one `group` run at once (its declared concurrency key); stops between its
+    tenths of a second when cancelled."""
+    for _ in range(round(seconds * 10)):
+        time.sleep(0.1)  # the work, in steps
+        ctx.check_cancelled()
+    return group

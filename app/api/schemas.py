@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.api.helpers import TEMPLATE_PATTERN
+from app.core import concurrency
 from app.core.keys import NAME_CHARACTERS, name_error
 from app.core.ports import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SCHEDULE_DAYS
 from app.core.resources import RetryPolicy, Schedule, Task, Timestamp, Webhook
@@ -140,6 +141,37 @@ class RetryPolicyRequest(StrictSchema):
     )
 
 
+def _concurrency_key(value: Any) -> None:
+    if concurrency.checked_key(value) is None:
+        raise ValidationError(concurrency.KEY_RULE)
+
+
+class ConcurrencyRequest(StrictSchema):
+    key = fields.Raw(
+        validate=_concurrency_key,
+        metadata={
+            "description": 'What makes tasks share a key: "global" (the default), "owner", or {"$param": '
+            '"/customer_id"} (per owner and value of that parameter). A type that declares a key keeps it.',
+            "example": "owner",
+        },
+    )
+    limit = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=concurrency.MAX_LIMIT),
+        metadata={
+            "description": "How many tasks of one key run at once; at most the type's own (default: it)"
+        },
+    )
+    strategy = fields.String(
+        validate=validate.OneOf(concurrency.STRATEGIES),
+        metadata={
+            "description": "When the key is full: queue (wait, the default), cancel_in_progress (cancel the "
+            "key's unfinished tasks), cancel_newest (cancel this one), keep_newest_queued (cancel the key's "
+            "waiting ones)"
+        },
+    )
+
+
 class TaskSubmitRequest(StrictSchema):
     name = fields.String(
         required=True, metadata={"description": "A task type or one of its aliases", "example": "sum"}
@@ -176,6 +208,14 @@ class TaskSubmitRequest(StrictSchema):
         metadata={
             "description": "Retry this task after a failure, with exponential backoff (default: its task "
             "type's policy, in GET /api/v1/task-types)"
+        },
+    )
+    concurrency = fields.Nested(
+        ConcurrencyRequest,
+        metadata={
+            "description": "At most `limit` tasks of its key run at once; the others wait as WAITING "
+            "(default: its task type's, in GET /api/v1/task-types; a submit may lower the limit, not "
+            "raise it)"
         },
     )
 
@@ -301,11 +341,39 @@ class TaskTypeInfo(Schema):
     priority = fields.Integer(
         required=True, metadata={"description": "A task's priority when its submit names none"}
     )
+    concurrency = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Its concurrency key: {key, limit, strategy} (null: none unless a submit "
+            "gives one)"
+        },
+    )
     parameters = fields.Dict(required=True, metadata={"description": "JSON Schema of the parameters"})
     workers = fields.Integer(
         required=True,
         allow_none=True,
         metadata={"description": "Live workers that serve it (null: unknown while the database is away)"},
+    )
+
+
+class ConcurrencyKeyView(Schema):
+    key = fields.String(required=True, metadata={"example": "process_data:owner=default"})
+    limit = fields.Integer(
+        required=True, metadata={"description": "Its tasks' limit (the largest, if they differ)"}
+    )
+    running = fields.Integer(
+        required=True,
+        metadata={"description": "Tasks holding a slot: PENDING (admitted), STARTED or RETRYING"},
+    )
+    waiting = fields.Integer(required=True, metadata={"description": "Tasks WAITING for a slot"})
+
+
+class LimitsView(Schema):
+    concurrency = fields.List(
+        fields.Nested(ConcurrencyKeyView),
+        required=True,
+        metadata={"description": "Keys with unfinished tasks (the caller's; an admin's: everyone's)"},
     )
 
 

@@ -21,7 +21,9 @@ from typing import Any
 from sqlalchemy.engine import Connection, Row
 
 from app.core import metrics
+from app.core.broker import Message
 from app.core.cache_manager import CacheManager
+from app.core.concurrency import Admissions
 from app.core.database_manager import DatabaseManager
 from app.core.live.changes import Watch
 from app.core.resources import task_output
@@ -60,7 +62,9 @@ class Endings:
         watch: Watch,
         deliveries: Deliveries | None = None,
         workflows: Workflows | None = None,
+        admissions: Admissions | None = None,
     ):
+        self.admissions = admissions  # concurrency keys' slots (app/core/concurrency.py)
         self.db = db
         self.cache = cache
         self.watch = watch
@@ -103,10 +107,14 @@ class Endings:
         """Run the terminal `write` (with the delivery and the workflow's next steps, in one
         transaction), then `after_commit`."""
 
-        def ended(conn: Connection) -> tuple[Ending, FollowUp | None] | None:
-            workflow_id = task_model.workflow_of(conn, task_id) if self.workflows is not None else None
-            if workflow_id is not None:
-                workflow_model.lock(conn, workflow_id)  # before the step's row, as every writer of it
+        def ended(conn: Connection) -> tuple[Ending, FollowUp | None, list[Message]] | None:
+            # Locks before the row, in the order every writer takes them: its key's admissions,
+            # then its workflow.
+            workflow_id, key = task_model.ending_facts(conn, task_id) if may_deliver else (None, None)
+            if key is not None and self.admissions is not None:
+                self.admissions.lock(conn, key)
+            if workflow_id is not None and self.workflows is not None:
+                workflow_model.lock(conn, workflow_id)
             row = write(conn)
             if row is None:
                 return None
@@ -114,19 +122,24 @@ class Endings:
             follow = None
             if row.workflow_id is not None and self.workflows is not None:
                 follow = self.workflows.step_ended(conn, row.workflow_id, row.step, status, self._end_step)
-            return ending, follow
+            admitted = []  # its slot is free: the next tasks of its key, admitted in this transaction
+            if row.concurrency_key is not None and self.admissions is not None:
+                admitted = self.admissions.admit(conn, row.concurrency_key)
+            return ending, follow, admitted
 
-        if may_deliver and (self.deliveries is not None or self.workflows is not None):
+        if may_deliver:
             outcome = self.db.run(ended)
         else:
             outcome = self.db.run_statement(ended)  # one statement: no transaction of its own
         if outcome is None:
             logger.info("task %s already ended; %s not recorded", task_id, status)
             return None
-        ending, follow = outcome
+        ending, follow, admitted = outcome
         self.after_commit(ending)
         if follow is not None:
             self.follow_up(follow)
+        if admitted and self.admissions is not None:
+            self.admissions.publish(admitted)
         return ending
 
     def start_maps(self, conn: Connection, workflow: Any, keys: list[str]) -> FollowUp:
@@ -217,6 +230,13 @@ class Endings:
             return False
         self.follow_up(follow)
         return True
+
+    def end_in(
+        self, conn: Connection, task_id: uuid.UUID, status: TaskStatus, error: str | None
+    ) -> Ending | None:
+        """A task ended inside the caller's transaction (a submit's strategy cancelling the tasks of
+        its concurrency key); the caller runs `after_commit` with the Ending once it commits."""
+        return self._end_step(conn, task_id, status, error)
 
     def _end_step(
         self, conn: Connection, task_id: uuid.UUID, status: TaskStatus, error: str | None, result: Any = None

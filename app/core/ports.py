@@ -16,6 +16,7 @@ class TaskType(Protocol):
     queue: str
     time_limit: int
     priority: int
+    concurrency: Any  # a ConcurrencySpec (app/core/concurrency.py) or None
 
     def max_starts(self, max_deliveries: int, policy: Any = None) -> int: ...
 

@@ -67,6 +67,16 @@ class RetryPolicy(Schema):
     on = fields.String(required=True, validate=validate.OneOf(RETRY_ON))
 
 
+class TaskConcurrency(Schema):
+    key = fields.String(required=True, metadata={"description": "The key it runs under"})
+    limit = fields.Integer(
+        required=True, metadata={"description": "How many of the key's tasks may run at once"}
+    )
+    slot = fields.Integer(
+        allow_none=True, metadata={"description": "The slot it holds, 0 to limit - 1 (null: none yet)"}
+    )
+
+
 class Task(_Resource):
     """The v1 task resource: made from a row here, and the API's response schema."""
 
@@ -107,6 +117,15 @@ class Task(_Resource):
         allow_none=True,
         metadata={"description": "Its step's id in that workflow (a map's item: `resize[17]`)"},
     )
+    concurrency = fields.Nested(
+        TaskConcurrency, metadata={"description": "Its concurrency key (only on a task that has one)"}
+    )
+    waiting_for = fields.Dict(
+        metadata={
+            "description": 'What a WAITING task waits for: {"concurrency": key}, a slot of its key '
+            "(only while it waits for one)"
+        }
+    )
     warnings = fields.List(
         fields.String(),
         metadata={
@@ -115,7 +134,17 @@ class Task(_Resource):
     )
 
     def derived(self, row: Any) -> dict[str, Any]:
-        return {"cancel_requested": row.cancel_requested_at is not None}
+        derived: dict[str, Any] = {"cancel_requested": row.cancel_requested_at is not None}
+        key = getattr(row, "concurrency_key", None)
+        if key is not None:
+            derived["concurrency"] = {
+                "key": key,
+                "limit": row.concurrency_limit,
+                "slot": row.concurrency_slot,
+            }
+            if row.status == TaskStatus.WAITING and row.concurrency_slot is None:
+                derived["waiting_for"] = {"concurrency": key}
+        return derived
 
 
 class Schedule(_Resource):

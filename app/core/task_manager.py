@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.core import metrics, tags
+from app.core import concurrency, metrics, tags
 from app.core.batching import Batcher, Item
 from app.core.broker import Broker, Message, headers
 from app.core.endings import Endings
@@ -26,6 +26,7 @@ from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.sealing import Sealer
 from app.core.usage import UsagePolicy
+from app.models import concurrency as concurrency_model
 from app.models import task as task_model
 from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus
 
@@ -59,6 +60,8 @@ class SubmitRequest:
     tags: list[str] | None = None  # up to 10 "key:value" strings
     sealed: str | None = None  # a retry's: the secrets its parameters show masked, sealed already
     retry_of: uuid.UUID | None = None
+    concurrency: Any = None  # {"key", "limit", "strategy"}: narrows its type's (app/core/concurrency.py)
+    keyed: tuple[str, int] | None = None  # a retry's: the key and limit its first task ran under
     fields: FieldNames = FieldNames()  # what the calling API names the type and its parameters
 
 
@@ -77,6 +80,18 @@ class Submission:
         """The v1 task resource, from the values written (no read-back); built only when asked for,
         so a submit that answers with the id alone (/run-task) pays nothing for it."""
         return task_resource(self.earlier if self.written is None else task_model.new_row(self.written))
+
+
+@dataclass
+class _Keyed:
+    """What a keyed submit's transaction did, for after its commit."""
+
+    admitted: list[Message] = dataclasses.field(default_factory=list)  # to publish
+    endings: list[Any] = dataclasses.field(default_factory=list)  # tasks its strategy cancelled
+    stopping: list[uuid.UUID] = dataclasses.field(default_factory=list)  # running ones asked to stop
+
+    def reset(self) -> None:
+        self.admitted, self.endings, self.stopping = [], [], []
 
 
 @dataclass(frozen=True)
@@ -144,9 +159,18 @@ class TaskManager:
         stored, sealed = self._sealed(task_type, clean, request.sealed)
         values = {"id": uuid.uuid4(), "name": task_type.name, "parameters": stored, "queue": task_type.queue}
         values |= {"status": TaskStatus.PENDING, "sealed": sealed} | self._columns(request, task_type)
+        spec = concurrency.narrowed(task_type.concurrency, request.concurrency)
+        if request.keyed is not None:  # a retry runs under its first task's key, queued
+            spec = concurrency.ConcurrencySpec("global", request.keyed[1])
+            values |= {"concurrency_key": request.keyed[0], "concurrency_limit": request.keyed[1]}
+        elif spec is not None:
+            key = spec.key_of(task_type.name, request.owner, clean, request.fields.parameters)
+            values |= {"concurrency_key": key, "concurrency_limit": spec.limit}
         due_at = self._due_at(request.run_at, request.countdown)
         if due_at is not None:
             values |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
+        elif spec is not None:
+            return self._submit_keyed(NewTask(task_type, values, headers()), spec.strategy)
         if request.idempotency_key is not None:
             values |= {
                 "idempotency_key": request.idempotency_key,
@@ -216,6 +240,86 @@ class TaskManager:
         self.watch.announce(new.id, TaskStatus.PENDING, LIST_STREAMS)
         logger.debug("task %s (%s) submitted", new.id, new.task_type.name)
 
+    def _submit_keyed(self, new: NewTask, strategy: str) -> Submission:
+        """A task with a concurrency key: written WAITING, its strategy applied and the key's
+        waiting tasks admitted in one transaction (app/core/concurrency.py); then the admitted
+        ones published, this one among them if a slot was free. Its resource is read back (its
+        status may be WAITING, PENDING or CANCELLED)."""
+        keyed = _Keyed()
+        owner = new.values["owner"]
+
+        def write(conn: Any, expired: datetime | None = None) -> Submission:
+            keyed.reset()  # a retried transaction starts over
+            return self._write_keyed(conn, new, strategy, keyed, expired)
+
+        if "idempotency_key" in new.values:
+            submission = self._insert_once(new, write)
+            if not submission.created:
+                return submission
+        else:
+            self.quota.admit(owner)
+            try:
+                submission = self.db.run(write)
+            except BaseException:
+                self.quota.release(owner)
+                raise
+        for ending in keyed.endings:
+            self.endings.after_commit(ending)
+        for task_id in keyed.stopping:
+            self.watch.announce(task_id, TaskStatus.STARTED, TASK_STREAMS)
+            self._revoke(task_id)
+        own = [m for m in keyed.admitted if m.task_id == new.id]
+        if own:  # the broker must take its message, or the submit fails as any other does
+            self._enqueue(NewTask(new.task_type, new.values, new.headers), owner)
+        else:
+            metrics.TASKS_SUBMITTED.labels(new.task_type.name).inc()
+            status = (submission.earlier or task_model.new_row(submission.written or {})).status
+            self.watch.announce(new.id, status, LIST_STREAMS)
+        if self.endings.admissions is not None:
+            self.endings.admissions.publish([m for m in keyed.admitted if m.task_id != new.id])
+        return submission
+
+    def _write_keyed(
+        self, conn: Any, new: NewTask, strategy: str, keyed: _Keyed, expired: datetime | None
+    ) -> Submission:
+        key = new.values["concurrency_key"]
+        admissions = self.endings.admissions
+        assert admissions is not None
+        admissions.lock(conn, key)  # first: every writer of the key takes it before any row
+        if expired is not None:
+            task_model.release_idempotency_key(
+                conn, new.values["owner"], new.values["idempotency_key"], expired
+            )
+        if strategy == "queue" and conn.dialect.name == "postgresql":  # one statement: written and admitted
+            row = concurrency_model.insert_admitted(conn, new.values)
+            if row.status == TaskStatus.PENDING:
+                keyed.admitted = [new.message()]
+            written = {"status": row.status, "concurrency_slot": row.concurrency_slot}
+            return Submission.of(new.values | written, row.created_at)
+        task_model.insert_values(conn, new.values | {"status": TaskStatus.WAITING})
+        if strategy in ("cancel_in_progress", "keep_newest_queued"):
+            self._displace(conn, key, new.id, strategy, keyed)
+        keyed.admitted = admissions.admit(conn, key)
+        if strategy == "cancel_newest" and not any(m.task_id == new.id for m in keyed.admitted):
+            limit = new.values["concurrency_limit"]
+            reason = f"Cancelled: its concurrency key {key} was full (limit {limit}; cancel_newest)."
+            if ending := self.endings.end_in(conn, new.id, TaskStatus.CANCELLED, reason):
+                keyed.endings.append(ending)
+        return Submission(new.id, True, task_model.get(conn, new.id))
+
+    def _displace(self, conn: Any, key: str, newest: uuid.UUID, strategy: str, keyed: _Keyed) -> None:
+        """cancel_in_progress: the key's other unfinished tasks cancelled (running ones asked to
+        stop); keep_newest_queued: its other waiting ones."""
+        reason = f"a newer task of its concurrency key {key} was submitted ({strategy})"
+        for row in concurrency_model.unfinished(conn, key):
+            if row.id == newest or (strategy == "keep_newest_queued" and row.status != TaskStatus.WAITING):
+                continue
+            if row.status == TaskStatus.STARTED:
+                if task_model.request_cancel(conn, row.id, reason=reason):
+                    keyed.stopping.append(row.id)
+            elif ending := self.endings.end_in(conn, row.id, TaskStatus.CANCELLED, f"Cancelled: {reason}."):
+                keyed.endings.append(ending)
+
     def _submit_batched(self, batcher: Batcher, new: NewTask) -> Submission:
         """Written and published with the submits that arrive with it (app/core/batching.py);
         answered once its own row is committed and its own message accepted. The request id for
@@ -271,18 +375,24 @@ class TaskManager:
             self.watch.announce(new.id, TaskStatus.PENDING, LIST_STREAMS)
             item.settle(created[new.id])
 
-    def _insert_once(self, new: NewTask) -> Submission:
-        """Insert under an Idempotency-Key; the unique index decides between concurrent duplicates.
-        A replay's Submission is not `created`."""
+    def _insert_once(
+        self, new: NewTask, write: Callable[[Any, datetime], Submission] | None = None
+    ) -> Submission:
+        """Insert under an Idempotency-Key (or `write(conn, expired)`, which releases the key if it
+        expired before `expired`, then inserts);
+        the unique index decides between concurrent duplicates. A replay's Submission is not
+        `created`."""
         values = new.values
         key, owner = values["idempotency_key"], values["owner"]
         # Read the clock first, in its own transaction: one that reads and then writes can be
         # refused outright by SQLite when another writer got in between.
         expired = self.db.run(task_model.database_now) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
 
-        def insert(conn: Any) -> Any:
+        def insert(conn: Any) -> Submission:
+            if write is not None:
+                return write(conn, expired)
             task_model.release_idempotency_key(conn, owner, key, expired)
-            return task_model.insert_values(conn, values)
+            return Submission.of(values, task_model.insert_values(conn, values))
 
         try:
             self.quota.admit(owner)
@@ -293,7 +403,7 @@ class TaskManager:
                 raise
             return self._replay(earlier, key, values["request_hash"])
         try:
-            return Submission.of(values, self.db.run(insert))
+            return self.db.run(insert)
         except sa.exc.IntegrityError:
             self.quota.release(owner)
             earlier = self.db.run(lambda c: task_model.by_idempotency_key(c, owner, key))
@@ -374,6 +484,12 @@ class TaskManager:
         next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
         return {"tasks": [task_resource(row) for row in rows[:limit]], "next_cursor": next_cursor}
 
+    def limits(self, owner: str | None = None) -> dict[str, Any]:
+        """Each concurrency key with unfinished tasks (of `owner`; None: everyone's): its limit, how
+        many hold a slot and how many wait."""
+        rows = self.db.run(lambda c: concurrency_model.summary(c, owner))
+        return {"concurrency": [dict(row._mapping) for row in rows]}
+
     def cancel(self, task_id: uuid.UUID, owner: str | None = None) -> tuple[dict[str, Any], bool]:
         """Cancel a task; returns its resource and True if it is CANCELLED already (False: requested)."""
         if self.endings.cancel(task_id, owner) is not None:
@@ -410,6 +526,7 @@ class TaskManager:
                 timeout_seconds=row.timeout_seconds,
                 tags=row.tags,
                 sealed=row.sealed,
+                keyed=None if row.concurrency_key is None else (row.concurrency_key, row.concurrency_limit),
             )
         )
         return submission.resource()
@@ -460,6 +577,8 @@ def _request_hash(
         "countdown": request.countdown,
         "webhook": columns.get("webhook"),
     }
+    if request.concurrency is not None:
+        shape["concurrency"] = request.concurrency
     for optional in ("retry_policy", "timeout_seconds", "tags"):  # absent when not given: earlier keys match
         if columns.get(optional) is not None:
             shape[optional] = columns[optional]

@@ -63,6 +63,10 @@ UNFINISHED = (
 # Who owns the rows made in open mode, and the rows made before API keys existed.
 DEFAULT_OWNER = "default"
 
+# The partial indexes over keyed rows (app/core/concurrency.py); the migration repeats them.
+SLOT_HELD = "concurrency_slot IS NOT NULL AND status IN ('PENDING', 'STARTED', 'RETRYING')"
+SLOT_AWAITED = "concurrency_key IS NOT NULL AND status = 'WAITING' AND concurrency_slot IS NULL"
+
 tasks = sa.Table(
     "tasks",
     metadata,
@@ -118,6 +122,30 @@ tasks = sa.Table(
     sa.Column("step", sa.String(200)),
     sa.Column("waiting_parents", sa.Integer),
     sa.Column("cancel_reason", sa.String(200)),  # why it was asked to stop, if not by its client
+    # Its concurrency key (app/core/concurrency.py), the key's limit for it, and while it may run
+    # (PENDING, STARTED, RETRYING) the slot it holds: at most `limit` rows of a key hold one.
+    sa.Column("concurrency_key", sa.String(300)),
+    sa.Column("concurrency_limit", sa.SmallInteger),
+    sa.Column("concurrency_slot", sa.SmallInteger),
+    sa.CheckConstraint("concurrency_slot < concurrency_limit", name="ck_tasks_concurrency_slot"),
+    # A slot is held while the row is in one of these statuses: the write that ends the task frees
+    # it, whoever writes it (the worker, a cancel, the sweep). Over keyed rows only.
+    sa.Index(
+        "ux_tasks_concurrency_slot",
+        "concurrency_key",
+        "concurrency_slot",
+        unique=True,
+        postgresql_where=sa.text(SLOT_HELD),
+        sqlite_where=sa.text(SLOT_HELD),
+    ),
+    # The tasks waiting for a slot of their key, in the order they are admitted.
+    sa.Index(
+        "ix_tasks_concurrency_waiting",
+        "concurrency_key",
+        "created_at",
+        postgresql_where=sa.text(SLOT_AWAITED),
+        sqlite_where=sa.text(SLOT_AWAITED),
+    ),
     # Over workflows' steps only: a plain task's insert writes no entry into it.
     sa.Index(
         "ux_tasks_workflow_step",
@@ -252,9 +280,12 @@ def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> dict[uuid.UUID,
     return {row.id: row.created_at for row in conn.execute(_INSERT_MANY, values)}
 
 
-def workflow_of(conn: Connection, task_id: uuid.UUID) -> uuid.UUID | None:
-    """The workflow the task is a step of, or None."""
-    return conn.scalar(sa.select(tasks.c.workflow_id).where(tasks.c.id == task_id))
+def ending_facts(conn: Connection, task_id: uuid.UUID) -> tuple[uuid.UUID | None, str | None]:
+    """What its ending must lock first: the workflow the task is a step of and its concurrency key
+    (each None when it has none, or when there is no such task)."""
+    query = sa.select(tasks.c.workflow_id, tasks.c.concurrency_key).where(tasks.c.id == task_id)
+    row = conn.execute(query).first()
+    return (None, None) if row is None else (row.workflow_id, row.concurrency_key)
 
 
 def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -> Row | None:
@@ -266,7 +297,7 @@ def claim_row(conn: Connection, task_id: uuid.UUID, worker: str | None = None) -
 # What every write of a terminal status returns (app/core/endings.py reads it).
 ENDED = (
     tasks.c.name, tasks.c.owner, tasks.c.webhook, tasks.c.progress, tasks.c.progress_message,
-    tasks.c.workflow_id, tasks.c.step,
+    tasks.c.workflow_id, tasks.c.step, tasks.c.concurrency_key,
 )  # fmt: skip
 
 # The statements a worker runs for every task are built once; the values travel as parameters.
@@ -292,6 +323,7 @@ _CLAIM = (
         tasks.c.step,
         tasks.c.retry_policy,
         tasks.c.owner,
+        tasks.c.concurrency_key,
     )
 )
 
@@ -533,6 +565,7 @@ def due(conn: Connection, now: datetime, limit: int = 500) -> list[Row]:
             tasks.c.priority,
             tasks.c.timeout_seconds,
             tasks.c.sealed,
+            tasks.c.concurrency_key,
         )
         .where(tasks.c.status == TaskStatus.SCHEDULED, tasks.c.run_at <= now)
         .order_by(tasks.c.run_at)

@@ -241,6 +241,7 @@ def waiting_since(conn: Connection, before: Any, limit: int = 500) -> list[Row]:
         sa.select(tasks.c.workflow_id, tasks.c.step)
         .where(
             tasks.c.status == TaskStatus.WAITING,
+            tasks.c.workflow_id.is_not(None),  # not a task waiting for a slot of its concurrency key
             tasks.c.updated_at < before,
             ~tasks.c.step.contains("["),  # a map's items are its step's to look after
         )

@@ -260,7 +260,9 @@ class TaskerTask(Task):
         )
         # The outcome writes more with it, in one transaction: a webhook's delivery, a workflow's
         # next steps.
-        state.webhook = bool(claimed.has_webhook or claimed.workflow_id is not None)
+        state.webhook = bool(
+            claimed.has_webhook or claimed.workflow_id is not None or claimed.concurrency_key is not None
+        )
         state.owner = claimed.owner
         state.step = None if claimed.workflow_id is None else f"{claimed.workflow_id}/{claimed.step}"
         if claimed.attempts == 1:  # the wait for a worker, from creation (or the due time)

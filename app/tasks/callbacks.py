@@ -62,7 +62,7 @@ class TaskCallbacks:
                 task_id,
                 f"The task was started {claimed.attempts - 1} times without finishing "
                 "(its worker stopped each time); giving up.",
-                claimed.has_webhook or claimed.workflow_id is not None,
+                claimed.has_webhook or claimed.workflow_id is not None or claimed.concurrency_key is not None,
             )
             return None
         return claimed

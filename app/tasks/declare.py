@@ -19,6 +19,9 @@ from typing import Any
 from celery import shared_task
 from marshmallow import Schema
 
+from app.core import concurrency
+from app.core.concurrency import ConcurrencySpec
+from app.core.errors import InvalidInput
 from app.core.ports import MAX_PRIORITY
 from app.core.retries import RETRY_ON
 from app.tasks.base import RunContext
@@ -50,6 +53,9 @@ class Declaration:
     max_retries: int | None = 0  # None: MAX_RETRY_ATTEMPTS
     retry_on: str = "transient"
     secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None
+    concurrency: ConcurrencySpec | None = (
+        None  # its tasks' concurrency key; None: none unless a submit gives one
+    )
 
     @property
     def celery_name(self) -> str:
@@ -78,6 +84,7 @@ def task(
     description: str | None = None,
     aliases: tuple[str, ...] | list[str] = (),
     secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None,
+    concurrency: Mapping[str, Any] | None = None,
 ) -> Any:
     """Declare a task type: `@task` or `@task(name=..., parameters=..., ...)` on a function.
 
@@ -93,6 +100,9 @@ def task(
     - `secrets`: (parameters) -> (parameters with the secrets masked, the secrets): the row, the
       message and the logs hold the first; the run reads the second as `ctx.secrets`, sealed
       in between (app/core/sealing.py).
+    - `concurrency`: {"key": "global" | "owner" | {"$param": "/pointer"}, "limit": n, "strategy":
+      "queue" | "cancel_in_progress" | "cancel_newest" | "keep_newest_queued"}: at most `limit`
+      of its tasks of one key run at once (app/core/concurrency.py); a submit may narrow it.
     """
     options = {
         "parameters": parameters,
@@ -104,6 +114,7 @@ def task(
         "description": description,
         "aliases": tuple(aliases),
         "secrets": secrets,
+        "concurrency": concurrency,
     }
     if callable(name):  # the bare @task
         return _declare(name, None, options)
@@ -128,6 +139,7 @@ def _declare(function: Callable[..., Any], name: str | None, options: dict[str, 
         **_limits(options["time_limit"], options["soft_time_limit"], where),
         **_retries(options["retry_policy"], where),
         secrets=options["secrets"],
+        concurrency=_concurrency(options["concurrency"], where),
     )
     with _lock:
         earlier = _declared.get(declaration.name)
@@ -141,6 +153,15 @@ def _declare(function: Callable[..., Any], name: str | None, options: dict[str, 
             )
         _declared[declaration.name] = declaration
     return shared_task(name=declaration.celery_name, pass_context=takes_context)(function)
+
+
+def _concurrency(value: Any, where: str) -> ConcurrencySpec | None:
+    if value is None:
+        return None
+    try:
+        return concurrency.parse(dict(value) if isinstance(value, Mapping) else value)
+    except InvalidInput as exc:
+        raise DeclarationError(f"{where}: {exc.message}") from None
 
 
 def _takes_context(function: Callable[..., Any]) -> bool:

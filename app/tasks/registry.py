@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError
 
+from app.core.concurrency import ConcurrencySpec
 from app.core.errors import InvalidInput, UnknownTaskType, describe_messages
 from app.core.ports import DEFAULT_PRIORITY
 from app.core.retries import RetryPolicy, retry_policy_of
@@ -34,6 +35,7 @@ class TaskType:
     module: str = "app.tasks.task_functions"  # where it is declared
     # (parameters) -> (parameters with its secrets masked, the secrets), sealed at submit; None: none
     secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None
+    concurrency: ConcurrencySpec | None = None  # its tasks' concurrency key (app/core/concurrency.py)
 
     @property
     def celery_name(self) -> str:
@@ -114,6 +116,7 @@ def task_type_of(declaration: Declaration, default_task_timeout: int, max_retry_
         priority=declaration.priority,
         module=declaration.module,
         secrets=declaration.secrets,
+        concurrency=declaration.concurrency,
         **limits,
     )
 

@@ -26,6 +26,7 @@ from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable
 from app.core.live.changes import TASK_STREAMS
 from app.core.ports import Registry
+from app.models import concurrency as concurrency_model
 from app.models import task as task_model
 from app.models import workflow as workflow_model
 from app.models.task import TaskStatus
@@ -72,7 +73,7 @@ class Recovery:
         self.thresholds = thresholds
 
     def sweep(self) -> dict[str, int]:
-        kinds = ("republished", "requeued", "failed", "deliveries", "workflow_repairs", "skipped")
+        kinds = ("republished", "requeued", "failed", "deliveries", "workflow_repairs", "admitted", "skipped")
         counts = dict.fromkeys(kinds, 0)
         with self.db.exclusive(LOCK_NAME) as held:
             if not held:
@@ -90,6 +91,7 @@ class Recovery:
             counts["workflow_repairs"] = self.repair_waiting(
                 now - timedelta(seconds=self.thresholds.pending_after)
             )
+            counts["admitted"] = self.admit_waiting(now - timedelta(seconds=self.thresholds.pending_after))
             if self.deliveries is not None:
                 # A delivery is bounded by its timeout: SENDING for longer than that plus the
                 # orphan threshold means its worker stopped mid-delivery.
@@ -144,6 +146,25 @@ class Recovery:
                     row.step,
                 )
         return repaired
+
+    def admit_waiting(self, before: Any) -> int:
+        """The fallback of admission: keys whose tasks have waited since `before` get their free
+        slots filled (an ending admits the next task in its own transaction; a slot freed by a
+        task whose message was refused, or a waiting task skipped meanwhile, waits for this)."""
+        admissions = self.endings.admissions
+        if admissions is None:
+            return 0
+        admitted = 0
+        for key in self.db.run(lambda c: concurrency_model.awaited_keys(c, before)):
+
+            def admit(conn: Any, key: str = key) -> list[Any]:
+                admissions.lock(conn, key)
+                return admissions.admit(conn, key)
+
+            messages = self.db.run(admit)
+            admissions.publish(messages)
+            admitted += len(messages)
+        return admitted
 
     def _publish_again(self, row: Any, status: str, attempts: int | None = None) -> bool:
         if not self.db.run(lambda c: task_model.requeue(c, row.id, status, attempts)):

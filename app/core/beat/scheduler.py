@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.core.broker import Broker, Message
+from app.core.concurrency import Admissions
 from app.core.cron import Cron, CronError
 from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, InvalidInput
@@ -40,7 +41,9 @@ class Scheduler:
         broker: Broker,
         announce: Callable[..., None] = lambda task_id, status, needed_by=None: None,
         deliveries: Deliveries | None = None,
+        admissions: Admissions | None = None,
     ):
+        self.admissions = admissions  # a task with a concurrency key waits for a slot when due
         self.deliveries = deliveries  # webhook retries are released here too
         self.db = db
         self.registry = registry
@@ -71,6 +74,7 @@ class Scheduler:
             next_run = Cron.parse(row.cron, row.timezone).next_after(max(fire_time, now))
             task_type = self.registry.resolve(row.task, "task")
             clean = task_type.validate(row.parameters, "parameters")
+            keyed = self._keyed(task_type, row.owner, clean)
         except (CronError, InvalidInput) as exc:  # the catalog changed since the schedule was made
             logger.error("schedule %s (%s) cannot fire: %s", row.id, row.name, exc)
             self.db.run(lambda c: schedule_model.update(c, row.id, enabled=False, next_run_at=None))
@@ -78,6 +82,8 @@ class Scheduler:
         task_id = uuid.uuid4()
 
         def record(conn: Any) -> bool:
+            if keyed and self.admissions is not None:
+                self.admissions.lock(conn, keyed["concurrency_key"])
             if not schedule_model.advance(conn, row.id, row.next_run_at, next_run, task_id):
                 return False  # changed or fired by someone else since we looked
             task_model.insert(
@@ -93,9 +99,13 @@ class Scheduler:
                 webhook=row.webhook,
                 tags=row.tags,
                 sealed=row.sealed,
+                **keyed,
             )
+            if keyed and self.admissions is not None:
+                admitted.extend(self.admissions.admit(conn, keyed["concurrency_key"]))
             return True
 
+        admitted: list[Message] = []
         try:
             if not self.db.run(record):
                 return 0
@@ -103,6 +113,10 @@ class Scheduler:
             # This fire time already made its task: move the schedule on without another.
             self.db.run(lambda c: schedule_model.advance(c, row.id, row.next_run_at, next_run, None))
             return 0
+        if keyed and self.admissions is not None:
+            self.announce(task_id, TaskStatus.WAITING, LIST_STREAMS)
+            self.admissions.publish(admitted)
+            return 1
         try:
             self.broker.enqueue(Message(task_type, task_id, clean, row.priority, sealed=row.sealed))
         except BrokerUnavailable as exc:
@@ -111,7 +125,33 @@ class Scheduler:
         self.announce(task_id, TaskStatus.PENDING, LIST_STREAMS)
         return 1
 
+    def _keyed(self, task_type: Any, owner: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The columns of a task its type's concurrency key makes wait for a slot (none: {})."""
+        spec = task_type.concurrency
+        if spec is None or self.admissions is None:
+            return {}
+        key = spec.key_of(task_type.name, owner, parameters, "parameters")
+        return {"status": TaskStatus.WAITING, "concurrency_key": key, "concurrency_limit": spec.limit}
+
+    def _release_keyed(self, row: Any, admissions: Admissions) -> int:
+        """A due task with a concurrency key: WAITING for a slot, admitted now if one is free."""
+
+        def wait(conn: Any) -> list[Message] | None:
+            admissions.lock(conn, row.concurrency_key)  # before the row, as every writer of the key
+            if not task_model.move(conn, row.id, TaskStatus.SCHEDULED, TaskStatus.WAITING):
+                return None  # cancelled, or released by someone else, since we looked
+            return admissions.admit(conn, row.concurrency_key)
+
+        admitted = self.db.run(wait)
+        if admitted is None:
+            return 0
+        self.announce(row.id, TaskStatus.WAITING, TASK_STREAMS)
+        admissions.publish(admitted)
+        return 1
+
     def _release(self, row: Any) -> int:
+        if row.concurrency_key is not None and self.admissions is not None:
+            return self._release_keyed(row, self.admissions)
         if not self.db.run(lambda c: task_model.move(c, row.id, TaskStatus.SCHEDULED, TaskStatus.PENDING)):
             return 0  # cancelled, or released by someone else, since we looked
         try:
