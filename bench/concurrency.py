@@ -1,4 +1,4 @@
-"""Concurrency keys on PostgreSQL + Redis (app/core/concurrency.py).
+"""Flow control on PostgreSQL + Redis: concurrency keys (app/core/concurrency.py) and bulk submits.
 
 - Slot release to the next task's start: 200 tasks of one key with limit 1, run by one worker
   of 2 processes; for each task after the first, its started_at minus the completed_at of the
@@ -9,14 +9,18 @@
   the key a parameter that varies per request), and with one key for every submit (each waits
   its turn on the key's lock), in ROUNDS interleaved rounds, medians. Target: with a key >= 0.8
   of without.
+- Bulk submit: 1,000 tasks in one POST /api/v1/tasks/bulk against 1,000 POST /api/v1/tasks one
+  after another on one connection.
 
-Usage: python bench/concurrency.py [--tasks 200] [--seconds 8] [--rounds 3]
+Usage: python bench/concurrency.py [--tasks 200] [--seconds 8] [--rounds 3] [--bulk 1000]
 """
 
 import argparse
+import http.client
 import itertools
 import json
 import statistics
+import time
 import urllib.request
 
 import sqlalchemy as sa
@@ -92,15 +96,44 @@ def throughput(s, seconds: float, rounds: int) -> None:
     print(f"with a key vs without: {ratio:.2f} (target >= 0.8: {'met' if ratio >= 0.8 else 'MISSED'})")
 
 
+def bulk(t, count: int) -> None:
+    """`count` submits in one POST /api/v1/tasks/bulk against `count` POST /api/v1/tasks one after
+    another on one keep-alive connection (3 rounds each, medians)."""
+    port = int(t.base.rsplit(":", 1)[1])
+    body = {"name": "sum_two_numbers", "parameters": {"a": 1, "b": 2}}
+    one_by_one, at_once = [], []
+    for _ in range(3):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        began = time.perf_counter()
+        for _ in range(count):
+            connection.request(
+                "POST", "/api/v1/tasks", json.dumps(body), {"Content-Type": "application/json"}
+            )
+            connection.getresponse().read()
+        one_by_one.append((time.perf_counter() - began) * 1000)
+        began = time.perf_counter()
+        connection.request("POST", "/api/v1/tasks/bulk", json.dumps({"tasks": [body] * count}),
+                           {"Content-Type": "application/json"})  # fmt: skip
+        answer = json.loads(connection.getresponse().read())
+        at_once.append((time.perf_counter() - began) * 1000)
+        assert answer["submitted"] == count, answer
+        connection.close()
+    single, many = statistics.median(one_by_one), statistics.median(at_once)
+    print(f"{count} submits: one request (bulk) median {many:.0f} ms; {count} requests one after another "
+          f"median {single:.0f} ms ({single / many:.1f} x)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bulk", type=int, default=1000)
     args = parser.parse_args()
     with stack() as s:
         with tasker(s) as t:
             release(t, args.tasks)
+            bulk(t, args.bulk)
             t.worker.kill()  # the submits below are measured with no task running beside them
             t.worker.wait()
         throughput(s, args.seconds, args.rounds)

@@ -225,13 +225,53 @@ class TaskSubmitRequest(StrictSchema):
             raise ValidationError("Give countdown or run_at, not both.", "run_at")
 
 
+MAX_BULK = 1000  # submits in one POST /api/v1/tasks/bulk
+IDEMPOTENCY_KEY = [
+    validate.Length(min=1, max=200),
+    validate.Regexp(r"^[\x21-\x7e]+$", error="Must be printable ASCII."),
+]
+
+
+class BulkItem(TaskSubmitRequest):
+    """One submit of a bulk request: a submit's body, and its own Idempotency-Key."""
+
+    idempotency_key = fields.String(
+        validate=IDEMPOTENCY_KEY,
+        metadata={
+            "description": "As the Idempotency-Key header of one submit: the same within 24 h, no new task"
+        },
+    )
+
+
+class BulkSubmitRequest(StrictSchema):
+    tasks = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BULK),
+        metadata={"description": f"1 to {MAX_BULK} submit bodies, each as POST /api/v1/tasks takes it"},
+    )
+
+
+class BulkResult(Schema):
+    index = fields.Integer(required=True, metadata={"description": "Its place in `tasks`, from 0"})
+    id = fields.UUID(metadata={"description": "The task made (or found under its idempotency_key)"})
+    status = fields.String(metadata={"description": "The task's status as written"})
+    created = fields.Boolean(metadata={"description": "False when its idempotency_key found an earlier task"})
+    error = fields.Dict(metadata={"description": "Why this item alone was refused: {error, code, details}"})
+
+
+class BulkResults(Schema):
+    results = fields.List(
+        fields.Nested(BulkResult), required=True, metadata={"description": "One per item, in order"}
+    )
+    submitted = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+
+
 class IdempotencyHeaders(QuerySchema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        validate=[
-            validate.Length(min=1, max=200),
-            validate.Regexp(r"^[\x21-\x7e]+$", error="Must be printable ASCII."),
-        ],
+        validate=IDEMPOTENCY_KEY,
         metadata={
             "description": "Same key and body within 24 h: the original task (200), nothing new is created"
         },
@@ -318,6 +358,38 @@ class ScheduleListQuery(QuerySchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE))
     cursor = fields.String(
         validate=validate.Length(max=500), metadata={"description": "next_cursor of the previous page"}
+    )
+
+
+class BulkActionFilters(StrictSchema):
+    """Which tasks a bulk retry or cancel acts on: the task list's filters, in a JSON body."""
+
+    status = fields.List(StatusName(validate=validate.OneOf(STATUSES)), metadata={"description": "Any case"})
+    name = fields.String(validate=validate.Length(max=100))
+    tag = fields.List(
+        fields.String(validate=validate.Regexp(TAG_PATTERN, error=f"Must be {TAG_RULE}.")),
+        validate=validate.Length(max=MAX_TAGS),
+        metadata={"description": "key:value; all must match"},
+    )
+    schedule_id = fields.UUID()
+    created_after = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "ISO 8601, inclusive"}
+    )
+    created_before = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "ISO 8601, exclusive"}
+    )
+    owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
+
+
+class BulkActionResult(Schema):
+    count = fields.Integer(required=True, metadata={"description": "Tasks retried (made) or cancelled"})
+    ids = fields.List(
+        fields.UUID(), required=True, metadata={"description": "The tasks made (retry) or cancelled (cancel)"}
+    )
+    failed = fields.Integer(metadata={"description": "Retries refused (a quota, a type no longer served)"})
+    more = fields.Boolean(
+        required=True,
+        metadata={"description": "More tasks match than one request acts on (1,000): send it again"},
     )
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
+from marshmallow import ValidationError
 
 from app.api import schemas
 from app.api.docs import option_fields, submit_body
 from app.api.helpers import json_object, location, owner, parse_id, scope, utc
 from app.api.waits import WaitSlots
+from app.core.errors import DependencyUnavailable, InvalidInput, TaskerError, describe_messages
 from app.core.served import ServedTypes
 from app.core.task_manager import SubmitRequest, TaskManager
 
 submit_schema = schemas.TaskSubmitRequest()
+bulk_schema, bulk_item_schema = schemas.BulkSubmitRequest(), schemas.BulkItem()
 
 
 def create_v1_routes(
@@ -50,6 +53,16 @@ def _add_submit_and_read(
                 resource["warnings"] = warnings
         return resource, 202 if submission.created else 200, location("tasks", submission.id)
 
+    @bp.post("/tasks/bulk")
+    @bp.doc(
+        summary=f"Submit up to {schemas.MAX_BULK} tasks in one request, group-committed",
+        operationId="submitTasks",
+        requestBody=bulk_body(submit_doc),
+    )
+    @bp.response(200, schemas.BulkResults, description="Each item's outcome, in order: a task, or its error")
+    def submit_bulk() -> dict[str, Any]:
+        return bulk_submit(task_manager, bulk_schema.load(json_object())["tasks"])
+
     @bp.get("/tasks/<id:task_id>")
     @bp.doc(
         summary="A task; with ?wait=N, answers as soon as it is terminal or after N seconds",
@@ -66,6 +79,93 @@ def _add_submit_and_read(
                 busy = f"skipped; busy ({waits.limit} waits in progress)"
                 return resource, 200, {"Tasker-Wait": busy, "Retry-After": "1"}
             return task_manager.get(parse_id(task_id), wait, owner=scope(), until=waits.until_or_gone)
+
+
+RETRYABLE = ("FAILED", "CANCELLED")
+CANCELLABLE = ("WAITING", "SCHEDULED", "PENDING", "STARTED", "RETRYING")
+
+
+def _bulk_action(
+    task_manager: TaskManager, action: str, key: str | None, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A bulk retry or cancel of the tasks `body`'s filters match, once per Idempotency-Key."""
+    filters = dict(body)
+    whose = scope(filters.pop("owner", None))
+    if action == "retry":
+        filters = _bulk_filters(filters, RETRYABLE)
+        return task_manager.bulk_once(
+            owner(), key, action, body, lambda: task_manager.retry_many(whose, **filters)
+        )
+    filters = _bulk_filters(filters, CANCELLABLE)
+    return task_manager.bulk_once(
+        owner(), key, action, body, lambda: task_manager.cancel_many(whose, **filters)
+    )
+
+
+def _bulk_filters(filters: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The list's filters as the managers take them; a status the action cannot take is a 400."""
+    for bound in ("created_after", "created_before"):
+        if filters.get(bound) is not None:
+            filters[bound] = utc(bound, filters[bound])
+    statuses = filters.pop("status", None)
+    if statuses:
+        wrong = sorted(set(statuses) - set(allowed))
+        if wrong:
+            rule = f"This action takes {', '.join(allowed)} tasks, not {', '.join(wrong)}."
+            raise InvalidInput(f"Invalid status: {rule}", {"status": [rule]})
+        filters["statuses"] = statuses
+    return filters
+
+
+def bulk_body(submit_doc: dict[str, Any]) -> dict[str, Any]:
+    """The bulk request's body: `tasks`, an array of what POST /api/v1/tasks takes (each with an
+    optional idempotency_key)."""
+    item = submit_doc["content"]["application/json"]["schema"]
+    tasks = {"type": "array", "minItems": 1, "maxItems": schemas.MAX_BULK, "items": item}
+    schema = {
+        "type": "object",
+        "properties": {"tasks": tasks},
+        "required": ["tasks"],
+        "additionalProperties": False,
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def bulk_submit(task_manager: TaskManager, items: list[Any]) -> dict[str, Any]:
+    """Each item checked as a submit's body, then all submitted at once (TaskManager.submit_many);
+    a bad item refuses only itself. A dependency down for every item is the request's 503."""
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    requests: list[tuple[int, SubmitRequest]] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise ValidationError({"_schema": ["Must be a JSON object: a submit's body."]})
+            data = bulk_item_schema.load(item)
+        except ValidationError as exc:
+            problems = " ".join(describe_messages(exc.messages))
+            error = {
+                "error": f"Invalid request: {problems}",
+                "code": "validation_error",
+                "details": exc.messages,
+            }
+            results[index] = {"index": index, "error": error}
+            continue
+        name, parameters = data.pop("name"), data.pop("parameters")
+        requests.append((index, SubmitRequest(name, parameters, owner=owner(), **data)))
+    outcomes = task_manager.submit_many([request for _, request in requests])
+    down = [o for o in outcomes if isinstance(o, DependencyUnavailable)]
+    if down and len(down) == len(items):
+        raise down[0]
+    for (index, _), outcome in zip(requests, outcomes, strict=True):
+        if isinstance(outcome, TaskerError):
+            error = {"error": outcome.message, "code": outcome.code, "details": outcome.details}
+            results[index] = {"index": index, "error": error}
+        else:
+            row = outcome.earlier if outcome.written is None else outcome.written
+            status = row["status"] if isinstance(row, dict) else row.status
+            results[index] = {"index": index, "id": outcome.id, "status": status, "created": outcome.created}
+    failed = sum(1 for result in results if result is not None and "error" in result)
+    return {"results": results, "submitted": len(items) - failed, "failed": failed}
 
 
 def _warnings(
@@ -118,6 +218,25 @@ def _add_list_and_actions(bp: Blueprint, task_manager: TaskManager) -> None:
     @bp.response(200, schemas.LimitsView)
     def limits() -> dict[str, Any]:
         return task_manager.limits(owner=scope())
+
+    @bp.post("/tasks/retry")
+    @bp.doc(
+        summary="Retry every FAILED and CANCELLED task the filters match that is not retried yet",
+        operationId="retryTasks",
+    )
+    @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
+    @bp.arguments(schemas.BulkActionFilters(), as_kwargs=True)
+    @bp.response(200, schemas.BulkActionResult)
+    def retry_many(idempotency_key: str | None = None, **filters: Any) -> dict[str, Any]:
+        return _bulk_action(task_manager, "retry", idempotency_key, filters)
+
+    @bp.post("/tasks/cancel")
+    @bp.doc(summary="Cancel every unfinished task the filters match", operationId="cancelTasks")
+    @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
+    @bp.arguments(schemas.BulkActionFilters(), as_kwargs=True)
+    @bp.response(200, schemas.BulkActionResult)
+    def cancel_many(idempotency_key: str | None = None, **filters: Any) -> dict[str, Any]:
+        return _bulk_action(task_manager, "cancel", idempotency_key, filters)
 
     @bp.post("/tasks/<id:task_id>/retry")
     @bp.doc(summary="Run a FAILED or CANCELLED task again, as a new task", operationId="retryTask")

@@ -19,18 +19,28 @@ from app.core import concurrency, metrics, tags
 from app.core.batching import Batcher, Item
 from app.core.broker import Broker, Message, headers
 from app.core.endings import Endings
-from app.core.errors import BrokerUnavailable, Conflict, DatabaseUnavailable, InvalidInput, TaskNotFound
+from app.core.errors import (
+    BrokerUnavailable,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    TaskerError,
+    TaskNotFound,
+)
 from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
 from app.core.ports import MAX_SCHEDULE_DAYS, Registry, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
 from app.core.sealing import Sealer
 from app.core.usage import UsagePolicy
+from app.models import bulk as bulk_model
 from app.models import concurrency as concurrency_model
 from app.models import task as task_model
 from app.models.task import DEFAULT_OWNER, TERMINAL, TaskStatus
 
 IDEMPOTENCY_KEY_HOURS = 24
+BULK_CHUNK = 250  # rows of one INSERT in a bulk submit
+BULK_ACTION_LIMIT = 1000  # tasks one bulk retry or cancel acts on; `more` says if others match
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +90,21 @@ class Submission:
         """The v1 task resource, from the values written (no read-back); built only when asked for,
         so a submit that answers with the id alone (/run-task) pays nothing for it."""
         return task_resource(self.earlier if self.written is None else task_model.new_row(self.written))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A submit checked: its type, the row to write, when it is due, its key's strategy."""
+
+    task_type: TaskType
+    values: dict[str, Any]
+    due_at: datetime | None
+    strategy: str | None  # None: no concurrency key
+
+    @property
+    def plain(self) -> bool:
+        """Published at once, with no key: what a group commit writes."""
+        return self.due_at is None and self.strategy is None
 
 
 @dataclass
@@ -148,8 +173,41 @@ class TaskManager:
 
         With `run_at` or `countdown` the row is SCHEDULED instead, and the Scheduler publishes it
         when its time comes. With `webhook` ({"url", "events"}), its ending is delivered there.
-        `retry_policy` ({"max_retries", "on"}) replaces its task type's.
+        `retry_policy` ({"max_retries", "on"}) replaces its task type's. With a concurrency key
+        it may be WAITING for a slot (app/core/concurrency.py).
         """
+        return self._write(self._prepare(request), request)
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[Submission | TaskerError]:
+        """Each request submitted, its outcome in its place: a Submission, or the error that
+        refused it alone. The plain ones (published now, no Idempotency-Key, no concurrency key)
+        are written with one multi-row INSERT and published together, as a group commit; the
+        others one by one, as submit() writes them."""
+        outcomes: list[Submission | TaskerError | None] = [None] * len(requests)
+        batch: list[tuple[int, Item]] = []
+        for index, request in enumerate(requests):
+            try:
+                prepared = self._prepare(request)
+                if not prepared.plain or request.idempotency_key is not None:
+                    outcomes[index] = self._write(prepared, request)
+                    continue
+                self.quota.admit(request.owner)
+                batch.append((index, Item(NewTask(prepared.task_type, prepared.values, headers()))))
+            except TaskerError as exc:
+                outcomes[index] = exc
+        for start in range(0, len(batch), BULK_CHUNK):
+            self._write_batch([item for _, item in batch[start : start + BULK_CHUNK]])
+        for index, item in batch:
+            if item.error is not None:
+                self.quota.release(item.value.values["owner"])
+                error = item.error
+                outcomes[index] = error if isinstance(error, TaskerError) else DatabaseUnavailable(str(error))
+            else:
+                outcomes[index] = Submission.of(item.value.values, item.result)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _prepare(self, request: SubmitRequest) -> _Prepared:
+        """The request checked and made into the row to write: InvalidInput naming the field."""
         task_type = self.registry.resolve(request.name, request.fields.name)
         if request.priority is None:
             request = dataclasses.replace(request, priority=task_type.priority)
@@ -169,13 +227,18 @@ class TaskManager:
         due_at = self._due_at(request.run_at, request.countdown)
         if due_at is not None:
             values |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
-        elif spec is not None:
-            return self._submit_keyed(NewTask(task_type, values, headers()), spec.strategy)
         if request.idempotency_key is not None:
             values |= {
                 "idempotency_key": request.idempotency_key,
                 "request_hash": _request_hash(task_type.name, clean, request, values),
             }
+        return _Prepared(task_type, values, due_at, None if spec is None else spec.strategy)
+
+    def _write(self, prepared: _Prepared, request: SubmitRequest) -> Submission:
+        task_type, values, due_at = prepared.task_type, prepared.values, prepared.due_at
+        if due_at is None and prepared.strategy is not None:
+            return self._submit_keyed(NewTask(task_type, values, headers()), prepared.strategy)
+        if request.idempotency_key is not None:
             submission = self._insert_once(NewTask(task_type, values))
             if not submission.created:
                 return submission
@@ -514,22 +577,77 @@ class TaskManager:
                 f"The task is {row.status}; only a FAILED or CANCELLED task can be retried.",
                 {"status": row.status},
             )
-        submission = self.submit(
-            SubmitRequest(
-                row.name,
-                row.parameters,
-                owner=row.owner,
-                priority=row.priority,
-                webhook=row.webhook,
-                retry_policy=row.retry_policy,
-                retry_of=row.id,
-                timeout_seconds=row.timeout_seconds,
-                tags=row.tags,
-                sealed=row.sealed,
-                keyed=None if row.concurrency_key is None else (row.concurrency_key, row.concurrency_limit),
-            )
+        return self.submit(_retry_of(row)).resource()
+
+    def bulk_once(
+        self,
+        owner: str,
+        key: str | None,
+        action: str,
+        body: dict[str, Any],
+        act: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """`act()`'s answer; under an Idempotency-Key (`key`, `owner`'s) acted on once in 24 h: a
+        repeat of the same request gets the first answer and acts on nothing; another request
+        under the key, or one while the first runs, is a Conflict."""
+        if key is None:
+            return act()
+        canonical = json.dumps([action, body], sort_keys=True, separators=(",", ":"), default=str)
+        request_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        expired = self.db.run(task_model.database_now) - timedelta(hours=IDEMPOTENCY_KEY_HOURS)
+        try:
+            self.db.run(lambda c: bulk_model.claim(c, owner, key, action, request_hash, expired))
+        except sa.exc.IntegrityError:
+            earlier = self.db.run(lambda c: bulk_model.get(c, owner, key))
+            if earlier is None or earlier.request_hash != request_hash:
+                raise Conflict(
+                    "This Idempotency-Key was already used with a different request.",
+                    {"idempotency_key": key},
+                ) from None
+            if earlier.answer is None:
+                raise Conflict(
+                    "A request with this Idempotency-Key is still running; retry shortly."
+                ) from None
+            return earlier.answer
+        try:
+            answer = act()
+        except BaseException:
+            self.db.run(lambda c: bulk_model.release(c, owner, key))
+            raise
+        self.db.run(lambda c: bulk_model.answer(c, owner, key, answer))
+        return answer
+
+    def retry_many(self, owner: str | None, limit: int = BULK_ACTION_LIMIT, **filters: Any) -> dict[str, Any]:
+        """Up to `limit` of the FAILED and CANCELLED tasks the list's `filters` match (of `owner`;
+        None: everyone's) that no task retries yet, each retried as retry() does, written together
+        (submit_many). A repeat retries only what is still not retried: it makes nothing twice."""
+        statuses = filters.pop("statuses", None) or [TaskStatus.FAILED, TaskStatus.CANCELLED]
+        rows = self.db.run(
+            lambda c: task_model.list_page(c, limit + 1, statuses, owner=owner, not_retried=True, **filters)
         )
-        return submission.resource()
+        outcomes = self.submit_many([_retry_of(row) for row in rows[:limit]])
+        made = [str(outcome.id) for outcome in outcomes if isinstance(outcome, Submission)]
+        errors = [outcome for outcome in outcomes if isinstance(outcome, TaskerError)]
+        if errors and not made:
+            raise errors[0]
+        return {"count": len(made), "ids": made, "failed": len(errors), "more": len(rows) > limit}
+
+    def cancel_many(
+        self, owner: str | None, limit: int = BULK_ACTION_LIMIT, **filters: Any
+    ) -> dict[str, Any]:
+        """Up to `limit` of the unfinished tasks the list's `filters` match (of `owner`; None:
+        everyone's) cancelled as cancel() does: at once if not started, else asked to stop. A repeat
+        finds them cancelled: it does nothing more."""
+        statuses = filters.pop("statuses", None) or [s.value for s in task_model.UNFINISHED]
+        rows = self.db.run(lambda c: task_model.list_page(c, limit + 1, statuses, owner=owner, **filters))
+        ids = []
+        for row in rows[:limit]:
+            try:
+                self.cancel(row.id, owner)
+            except (Conflict, TaskNotFound):  # it ended meanwhile
+                continue
+            ids.append(str(row.id))
+        return {"count": len(ids), "ids": ids, "more": len(rows) > limit}
 
     def row(self, task_id: uuid.UUID, owner: str | None = None) -> Any:
         """The task's row as `owner` may see it (None: any owner); TaskNotFound otherwise."""
@@ -554,6 +672,24 @@ class TaskManager:
         except DatabaseUnavailable as exc:
             # The recovery sweep publishes the row later; the broker error is the one to report.
             logger.warning("could not remove unpublished task %s: %s", task_id, exc.details)
+
+
+def _retry_of(row: Any) -> SubmitRequest:
+    """The submit that retries the task of `row`: its name, parameters, owner and options, under
+    its concurrency key if it had one."""
+    return SubmitRequest(
+        row.name,
+        row.parameters,
+        owner=row.owner,
+        priority=row.priority,
+        webhook=row.webhook,
+        retry_policy=row.retry_policy,
+        retry_of=row.id,
+        timeout_seconds=row.timeout_seconds,
+        tags=row.tags,
+        sealed=row.sealed,
+        keyed=None if row.concurrency_key is None else (row.concurrency_key, row.concurrency_limit),
+    )
 
 
 def _timeout(seconds: Any, task_type: TaskType) -> int | None:

@@ -156,6 +156,13 @@ tasks = sa.Table(
         sqlite_where=sa.text("workflow_id IS NOT NULL"),
     ),
     sa.Index("ix_tasks_status_run_at", "status", "run_at"),
+    # Retries only: whether a task was retried already (a bulk retry skips it).
+    sa.Index(
+        "ix_tasks_retry_of",
+        "retry_of",
+        postgresql_where=sa.text("retry_of IS NOT NULL"),
+        sqlite_where=sa.text("retry_of IS NOT NULL"),
+    ),
     sa.Index("ix_tasks_status_started_at", "status", "started_at"),
     sa.Index("ux_tasks_schedule_fire", "schedule_id", "scheduled_for", unique=True),
     sa.Index("ux_tasks_owner_idempotency_key", "owner", "idempotency_key", unique=True),
@@ -507,10 +514,14 @@ def list_page(
     after: tuple[datetime, uuid.UUID] | None = None,
     owner: str | None = None,
     tag: list[str] | None = None,
+    not_retried: bool = False,
 ) -> list[Row]:
     """Up to `limit` rows, newest first; `after` is the (created_at, id) of the last row already seen.
-    `tag`: rows that carry every one of these tags."""
+    `tag`: rows that carry every one of these tags; `not_retried`: rows no task is a retry of."""
     query = sa.select(tasks)
+    if not_retried:
+        retries = tasks.alias("retries")
+        query = query.where(~sa.exists(sa.select(1).where(retries.c.retry_of == tasks.c.id)))
     if tag:
         query = query.where(tagged(conn, tag))
     if owner is not None:
