@@ -361,10 +361,13 @@ class ScheduleListQuery(QuerySchema):
     )
 
 
+RETRYABLE = ("FAILED", "CANCELLED")
+CANCELLABLE = ("WAITING", "SCHEDULED", "PENDING", "STARTED", "RETRYING")
+
+
 class BulkActionFilters(StrictSchema):
     """Which tasks a bulk retry or cancel acts on: the task list's filters, in a JSON body."""
 
-    status = fields.List(StatusName(validate=validate.OneOf(STATUSES)), metadata={"description": "Any case"})
     name = fields.String(validate=validate.Length(max=100))
     tag = fields.List(
         fields.String(validate=validate.Regexp(TAG_PATTERN, error=f"Must be {TAG_RULE}.")),
@@ -379,6 +382,18 @@ class BulkActionFilters(StrictSchema):
         default_timezone=UTC, metadata={"description": "ISO 8601, exclusive"}
     )
     owner = fields.String(validate=OWNER, metadata={"description": "Admin keys only: one owner's tasks"})
+
+
+class BulkRetryFilters(BulkActionFilters):
+    status = fields.List(
+        StatusName(validate=validate.OneOf(RETRYABLE)), metadata={"description": "Any case; default both"}
+    )
+
+
+class BulkCancelFilters(BulkActionFilters):
+    status = fields.List(
+        StatusName(validate=validate.OneOf(CANCELLABLE)), metadata={"description": "Any case; default all"}
+    )
 
 
 class BulkActionResult(Schema):

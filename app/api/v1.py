@@ -11,7 +11,7 @@ from app.api import schemas
 from app.api.docs import option_fields, submit_body
 from app.api.helpers import json_object, location, owner, parse_id, scope, utc
 from app.api.waits import WaitSlots
-from app.core.errors import DependencyUnavailable, InvalidInput, TaskerError, describe_messages
+from app.core.errors import DependencyUnavailable, TaskerError, describe_messages
 from app.core.served import ServedTypes
 from app.core.task_manager import SubmitRequest, TaskManager
 
@@ -81,40 +81,19 @@ def _add_submit_and_read(
             return task_manager.get(parse_id(task_id), wait, owner=scope(), until=waits.until_or_gone)
 
 
-RETRYABLE = ("FAILED", "CANCELLED")
-CANCELLABLE = ("WAITING", "SCHEDULED", "PENDING", "STARTED", "RETRYING")
-
-
 def _bulk_action(
     task_manager: TaskManager, action: str, key: str | None, body: dict[str, Any]
 ) -> dict[str, Any]:
     """A bulk retry or cancel of the tasks `body`'s filters match, once per Idempotency-Key."""
     filters = dict(body)
     whose = scope(filters.pop("owner", None))
-    if action == "retry":
-        filters = _bulk_filters(filters, RETRYABLE)
-        return task_manager.bulk_once(
-            owner(), key, action, body, lambda: task_manager.retry_many(whose, **filters)
-        )
-    filters = _bulk_filters(filters, CANCELLABLE)
-    return task_manager.bulk_once(
-        owner(), key, action, body, lambda: task_manager.cancel_many(whose, **filters)
-    )
-
-
-def _bulk_filters(filters: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    """The list's filters as the managers take them; a status the action cannot take is a 400."""
     for bound in ("created_after", "created_before"):
         if filters.get(bound) is not None:
             filters[bound] = utc(bound, filters[bound])
-    statuses = filters.pop("status", None)
-    if statuses:
-        wrong = sorted(set(statuses) - set(allowed))
-        if wrong:
-            rule = f"This action takes {', '.join(allowed)} tasks, not {', '.join(wrong)}."
-            raise InvalidInput(f"Invalid status: {rule}", {"status": [rule]})
-        filters["statuses"] = statuses
-    return filters
+    if "status" in filters:
+        filters["statuses"] = filters.pop("status") or None
+    run = task_manager.retry_many if action == "retry" else task_manager.cancel_many
+    return task_manager.bulk_once(owner(), key, action, body, lambda: run(whose, **filters))
 
 
 def bulk_body(submit_doc: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +204,7 @@ def _add_list_and_actions(bp: Blueprint, task_manager: TaskManager) -> None:
         operationId="retryTasks",
     )
     @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
-    @bp.arguments(schemas.BulkActionFilters(), as_kwargs=True)
+    @bp.arguments(schemas.BulkRetryFilters(), as_kwargs=True)
     @bp.response(200, schemas.BulkActionResult)
     def retry_many(idempotency_key: str | None = None, **filters: Any) -> dict[str, Any]:
         return _bulk_action(task_manager, "retry", idempotency_key, filters)
@@ -233,7 +212,7 @@ def _add_list_and_actions(bp: Blueprint, task_manager: TaskManager) -> None:
     @bp.post("/tasks/cancel")
     @bp.doc(summary="Cancel every unfinished task the filters match", operationId="cancelTasks")
     @bp.arguments(schemas.IdempotencyHeaders(), location="headers", as_kwargs=True)
-    @bp.arguments(schemas.BulkActionFilters(), as_kwargs=True)
+    @bp.arguments(schemas.BulkCancelFilters(), as_kwargs=True)
     @bp.response(200, schemas.BulkActionResult)
     def cancel_many(idempotency_key: str | None = None, **filters: Any) -> dict[str, Any]:
         return _bulk_action(task_manager, "cancel", idempotency_key, filters)

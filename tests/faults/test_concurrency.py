@@ -85,7 +85,7 @@ def test_workers_killed_again_and_again_never_run_a_key_over_its_limit(stack_fau
     try:
         ids = submit(fault, count, path)
         kills = 0
-        while statuses(fault, ids).keys() - {"COMPLETED"}:
+        while kills < 2 or statuses(fault, ids).keys() - {"COMPLETED"}:
             began = time.monotonic()
             victim = kills % len(workers)
             fault.kill_hard(workers[victim])
@@ -108,6 +108,6 @@ def test_workers_killed_again_and_again_never_run_a_key_over_its_limit(stack_fau
     for row in rows:
         token = effects[str(row.id)]
         assert token == 1 if row.attempts == 1 else 1 <= token <= row.attempts, (row.id, token, row.attempts)
-    assert kills >= 2 and once >= count // 2
+    assert count - once >= 1 and once >= count // 2  # kills caught some mid-run, and they ran again
     print(f"{count} tasks, {kills} kills, {sampler.samples} samples: at most {max(sampler.most.values())} "
           f"of a key at once; {once} ran once, {count - once} again")  # fmt: skip

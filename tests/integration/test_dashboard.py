@@ -157,6 +157,23 @@ def test_cancel_a_running_task_from_its_page(page, base, worker):
     assert page.locator("#retry").is_enabled()
 
 
+def test_a_task_waiting_for_a_slot_of_its_key_says_so_until_it_holds_one(page, base, worker):
+    count = int(uuid.uuid4().int % 10**6) + 10**6  # the key: a process_data of this record_count
+    body = {"name": "process_data", "parameters": {"duration_seconds": 60, "record_count": count},
+            "concurrency": {"key": {"$param": "/record_count"}, "limit": 1}}  # fmt: skip
+    first, second = (requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json() for _ in range(2))
+    try:
+        page.goto(f"{base}/dashboard/tasks/{second['id']}")
+        key = f"process_data:owner=default:/record_count={count}"
+        page.locator(f"#timeline dd:text-is('{key} · limit 1 · waits for a slot')").wait_for(timeout=10_000)
+        requests.post(f"{base}/api/v1/tasks/{first['id']}/cancel", timeout=10)
+        page.locator("#status:text-is('STARTED')").wait_for(timeout=20_000)
+        page.locator(f"#timeline dd:text-is('{key} · limit 1 · holds slot 0')").wait_for(timeout=10_000)
+    finally:
+        for task in (first, second):
+            requests.post(f"{base}/api/v1/tasks/{task['id']}/cancel", timeout=10)
+
+
 def test_a_bad_field_shows_the_apis_error_next_to_it(page, base, stack):
     page.goto(f"{base}/dashboard/submit")
     # A priority the broker cannot honour is said so beside the field (the embedded stack's).

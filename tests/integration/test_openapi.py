@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from app.models.migrate import upgrade
 from config import load_config
@@ -44,7 +44,14 @@ SETTINGS = settings(
 # Nor have a workflow's steps, which name each other (`after`, `$step`) and must form no cycle, nor
 # a template's, whose task types must exist: tests/integration/test_workflows.py and
 # test_workflow_templates.py cover those rules, and a 400 for each.
+# A bulk submit answers 200 with each item's own outcome: an item that breaks the submit's schema
+# refuses only itself, with the 400 a single submit would give (tests/integration/test_bulk.py).
+# A bulk retry's or cancel's `owner` is for admin keys only, as the list's is: in open mode (the
+# stateful phase) a generated owner is rightly a 400.
 EXCLUDED = {
+    "POST /api/v1/tasks/bulk": [negative_data_rejection],
+    "POST /api/v1/tasks/retry": [positive_data_acceptance],
+    "POST /api/v1/tasks/cancel": [positive_data_acceptance],
     "GET /api/v1/tasks": [positive_data_acceptance],
     "GET /api/v1/workflows": [positive_data_acceptance],
     "POST /api/v1/workflows": [positive_data_acceptance],

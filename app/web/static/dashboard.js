@@ -458,6 +458,11 @@
         const link = el("a", { href: "/dashboard/workflows/" + task.workflow_id, text: "its workflow" });
         list.push(el("dt", { text: "Workflow" }), el("dd", {}, "step " + (task.step || "(replaced on resume)") + " of ", link));
       }
+      if (task.concurrency) {
+        const c = task.concurrency;
+        const held = task.waiting_for ? "waits for a slot" : c.slot === null ? "holds no slot" : "holds slot " + c.slot;
+        list.push(el("dt", { text: "Concurrency key" }), el("dd", { class: "mono", text: c.key + " · limit " + c.limit + " · " + held }));
+      }
       if (task.webhook) {
         const events = task.webhook.events ? " (" + task.webhook.events.join(", ") + ")" : " (every ending)";
         list.push(el("dt", { text: "Webhook" }), el("dd", { class: "mono", text: task.webhook.url + events }));
