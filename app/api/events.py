@@ -241,30 +241,19 @@ class _WorkflowStream:
         yield _workflow_event(self.first)
         if self.first["status"] != "RUNNING":
             return
-        quiet_since = time.monotonic()
-        while True:
-            rows = self.subscription.next(CHECK_SECONDS)
-            if rows is None:
-                if self.subscription.behind:
-                    yield BEHIND_EVENT
-                return
-            for row in rows:
+        for batch in _batches(self.subscription, client, heartbeat):
+            if isinstance(batch, str):
+                yield batch
+                continue
+            for row in batch:
                 self.sent[str(row.id)] = row.status
                 yield _event(row, False)
-            if rows and any(row.status in TERMINAL for row in rows):
+            if any(row.status in TERMINAL for row in batch):
                 workflow = self.read_workflow()
                 if workflow["status"] != "RUNNING":
                     yield from self._missed(workflow)
                     yield _workflow_event(workflow)
                     return
-            if rows:
-                quiet_since = time.monotonic()
-                continue
-            if client is not None and client_gone(client):
-                return
-            if time.monotonic() - quiet_since >= heartbeat:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
 
     def _missed(self, workflow: dict[str, Any]) -> Iterator[str]:
         for step in workflow["steps"]:
@@ -318,19 +307,31 @@ def _check_last_event_id(last_event_id: int | None, revision: int) -> None:
 def _events(subscription: Subscription, client: Any, heartbeat: float) -> Iterator[str]:
     single = subscription.task_id is not None
     yield f"retry: {RETRY_MILLISECONDS}\n\n"
+    for batch in _batches(subscription, client, heartbeat):
+        if isinstance(batch, str):
+            yield batch
+            continue
+        for row in batch:
+            yield _event(row, single)
+        if single and batch[-1].status in TERMINAL:
+            return
+
+
+def _batches(subscription: Subscription, client: Any, heartbeat: float) -> Iterator[list[Change] | str]:
+    """What every stream sends: each batch of changes as it comes, a keep-alive comment after
+    `heartbeat` quiet seconds, and at the end BEHIND_EVENT if the subscription was closed because
+    its client fell too far behind. It ends when the subscription is closed (the server shutting
+    down) or the client has gone."""
     quiet_since = time.monotonic()
     while True:
         rows = subscription.next(CHECK_SECONDS)
-        if rows is None:  # closed: the server is shutting down, or the client fell too far behind
+        if rows is None:
             if subscription.behind:
                 yield BEHIND_EVENT
             return
-        for row in rows:
-            yield _event(row, single)
         if rows:
             quiet_since = time.monotonic()
-            if single and rows[-1].status in TERMINAL:
-                return
+            yield rows
             continue
         if client is not None and client_gone(client):
             return

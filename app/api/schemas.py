@@ -728,11 +728,17 @@ class WorkflowRequest(StrictSchema):
             (f"steps.{i}.parameters", step.get("parameters"))
             for i, step in enumerate(data.get("steps") or ())
         ]
-        for field_name, value in values:
-            try:
-                storable_json(value)
-            except ValidationError as exc:
-                raise ValidationError(exc.messages, field_name) from None
+        _storable(values)
+
+
+def _storable(values: list[tuple[str, Any]]) -> None:
+    """Each (field, value) checked as storable JSON (no NUL character); the first that is not is
+    a ValidationError naming its field."""
+    for field_name, value in values:
+        try:
+            storable_json(value)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages, field_name) from None
 
 
 class TemplateName(StrictSchema):
@@ -756,11 +762,7 @@ class WorkflowTemplateRequest(StrictSchema):
     def storable(self, data: dict[str, Any], **kwargs: Any) -> None:
         values = [("input_schema", data.get("input_schema"))]
         values += [(f"steps.{i}.parameters", step.get("parameters")) for i, step in enumerate(data["steps"])]
-        for field_name, value in values:
-            try:
-                storable_json(value)
-            except ValidationError as exc:
-                raise ValidationError(exc.messages, field_name) from None
+        _storable(values)
 
 
 class WorkflowTemplate(Schema):

@@ -217,11 +217,12 @@ class TaskManager:
         stored, sealed = self._sealed(task_type, clean, request.sealed)
         values = {"id": uuid.uuid4(), "name": task_type.name, "parameters": stored, "queue": task_type.queue}
         values |= {"status": TaskStatus.PENDING, "sealed": sealed} | self._columns(request, task_type)
-        spec = concurrency.narrowed(task_type.concurrency, request.concurrency)
+        strategy = None  # no concurrency key
         if request.keyed is not None:  # a retry runs under its first task's key, queued
-            spec = concurrency.ConcurrencySpec("global", request.keyed[1])
+            strategy = "queue"
             values |= {"concurrency_key": request.keyed[0], "concurrency_limit": request.keyed[1]}
-        elif spec is not None:
+        elif (spec := concurrency.narrowed(task_type.concurrency, request.concurrency)) is not None:
+            strategy = spec.strategy
             key = spec.key_of(task_type.name, request.owner, clean, request.fields.parameters)
             values |= {"concurrency_key": key, "concurrency_limit": spec.limit}
         due_at = self._due_at(request.run_at, request.countdown)
@@ -232,7 +233,7 @@ class TaskManager:
                 "idempotency_key": request.idempotency_key,
                 "request_hash": _request_hash(task_type.name, clean, request, values),
             }
-        return _Prepared(task_type, values, due_at, None if spec is None else spec.strategy)
+        return _Prepared(task_type, values, due_at, strategy)
 
     def _write(self, prepared: _Prepared, request: SubmitRequest) -> Submission:
         task_type, values, due_at = prepared.task_type, prepared.values, prepared.due_at

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from app.models.task import TaskStatus, tasks, touched, utcnow
+from app.models.task import MESSAGE_COLUMNS, TaskStatus, tasks, touched, utcnow
 
 HOLDING = (TaskStatus.PENDING, TaskStatus.STARTED, TaskStatus.RETRYING)
 
@@ -96,17 +96,7 @@ def waiting(conn: Connection, key: str, limit: int) -> list[Row]:
     """Up to `limit` of the tasks waiting for a slot of `key`, oldest first, locked (rows another
     transaction has locked, being cancelled, are skipped)."""
     query = (
-        sa.select(
-            tasks.c.id,
-            tasks.c.name,
-            tasks.c.parameters,
-            tasks.c.priority,
-            tasks.c.timeout_seconds,
-            tasks.c.sealed,
-            tasks.c.owner,
-            tasks.c.concurrency_limit,
-            tasks.c.created_at,
-        )
+        sa.select(*MESSAGE_COLUMNS, tasks.c.owner, tasks.c.concurrency_limit, tasks.c.created_at)
         .where(tasks.c.concurrency_key == key, _awaiting)
         .order_by(tasks.c.created_at)
         .limit(limit)

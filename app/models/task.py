@@ -566,18 +566,16 @@ def counts_by_queue(conn: Connection, owner: str | None = None) -> list[Row]:
     return list(conn.execute(query))
 
 
+# What a task's message is made of (app/core/broker's Message): read wherever a row is published.
+MESSAGE_COLUMNS = (
+    tasks.c.id, tasks.c.name, tasks.c.parameters, tasks.c.priority, tasks.c.timeout_seconds, tasks.c.sealed,
+)  # fmt: skip
+
+
 def due(conn: Connection, now: datetime, limit: int = 500) -> list[Row]:
     """SCHEDULED rows whose time has come, oldest first."""
     query = (
-        sa.select(
-            tasks.c.id,
-            tasks.c.name,
-            tasks.c.parameters,
-            tasks.c.priority,
-            tasks.c.timeout_seconds,
-            tasks.c.sealed,
-            tasks.c.concurrency_key,
-        )
+        sa.select(*MESSAGE_COLUMNS, tasks.c.concurrency_key)
         .where(tasks.c.status == TaskStatus.SCHEDULED, tasks.c.run_at <= now)
         .order_by(tasks.c.run_at)
         .limit(limit)

@@ -80,23 +80,7 @@ EVENTS = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled"
 def record(conn: Connection, task_id: uuid.UUID, owner: str, webhook: Any, status: str) -> uuid.UUID | None:
     """In the transaction that made the task terminal: a QUEUED delivery if its webhook wants this
     outcome; its id, or None."""
-    event = EVENTS.get(str(status))
-    if not webhook or event not in webhook.get("events", ()):
-        return None
-    delivery_id = uuid.uuid4()
-    values = {
-        "id": delivery_id,
-        "task_id": task_id,
-        "owner": owner,
-        "event": event,
-        "url": webhook["url"],
-        "status": DeliveryStatus.QUEUED,
-        "next_attempt_at": utcnow(),
-        "created_at": utcnow(),
-        "updated_at": utcnow(),
-    }
-    conn.execute(deliveries.insert().values(**values))
-    return delivery_id
+    return _record(conn, owner, webhook, status, task_id=task_id)
 
 
 def record_workflow(
@@ -104,16 +88,23 @@ def record_workflow(
 ) -> uuid.UUID | None:
     """In the transaction that ended the workflow: a QUEUED delivery if its webhook wants this
     outcome; its id, or None."""
+    return _record(conn, owner, webhook, status, workflow_id=workflow_id)
+
+
+def _record(
+    conn: Connection, owner: str, webhook: Any, status: str, **subject: uuid.UUID
+) -> uuid.UUID | None:
+    """A QUEUED delivery of `subject` (its task_id or its workflow_id) if `webhook` wants `status`."""
     event = EVENTS.get(str(status))
     if not webhook or event not in webhook.get("events", ()):
         return None
     delivery_id = uuid.uuid4()
     values = {
-        "id": delivery_id, "workflow_id": workflow_id, "owner": owner, "event": event, "url": webhook["url"],
-        "status": DeliveryStatus.QUEUED, "next_attempt_at": utcnow(), "created_at": utcnow(),
-        "updated_at": utcnow(),
+        "id": delivery_id, "owner": owner, "event": event, "url": webhook["url"],
+        "status": DeliveryStatus.QUEUED,
+        "next_attempt_at": utcnow(), "created_at": utcnow(), "updated_at": utcnow(),
     }  # fmt: skip
-    conn.execute(deliveries.insert().values(**values))
+    conn.execute(deliveries.insert().values(**values, **subject))
     return delivery_id
 
 

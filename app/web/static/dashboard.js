@@ -167,7 +167,7 @@
     if (schedule) showSchedule(schedule);
     const workflow = params.get("workflow_id"); // a workflow's steps and items, from its page
     if (workflow) showWorkflow(workflow);
-    let cursors = [null];
+    const cursors = [null]; // the cursor of each page read so far, changed in place
     let source = null;
 
     function query(extra) {
@@ -219,21 +219,26 @@
       const q = query({});
       q.delete("limit");
       history.replaceState(null, "", q.toString() ? "/?" + q : "/");
-      cursors = [null];
+      cursors.splice(0, cursors.length, null);
       load();
       follow();
     });
     form.addEventListener("submit", (event) => event.preventDefault());
+    pager(cursors, load);
+    await load();
+    follow();
+  }
+
+  // A list's pages: `cursors` holds the cursor of each page read so far (null: the first).
+  function pager(cursors, load) {
     $("#next-page").addEventListener("click", () => {
       cursors.push($("#next-page").dataset.cursor);
       load();
     });
     $("#first-page").addEventListener("click", () => {
-      cursors = [null];
+      cursors.splice(0, cursors.length, null);
       load();
     });
-    await load();
-    follow();
   }
 
   async function showSchedule(id) {
@@ -282,7 +287,7 @@
 
   async function workflowsPage() {
     const form = $("#workflow-filters");
-    let cursors = [null];
+    const cursors = [null]; // the cursor of each page read so far, changed in place
 
     async function load() {
       const q = new URLSearchParams({ limit: "25" });
@@ -312,18 +317,11 @@
       }, 1000);
     });
     form.addEventListener("change", () => {
-      cursors = [null];
+      cursors.splice(0, cursors.length, null);
       load();
     });
     form.addEventListener("submit", (event) => event.preventDefault());
-    $("#next-page").addEventListener("click", () => {
-      cursors.push($("#next-page").dataset.cursor);
-      load();
-    });
-    $("#first-page").addEventListener("click", () => {
-      cursors = [null];
-      load();
-    });
+    pager(cursors, load);
     await load();
   }
 
