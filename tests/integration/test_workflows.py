@@ -440,7 +440,7 @@ def test_a_failed_item_fails_the_map_and_an_all_done_join_still_reports(client, 
 def test_cancel_with_a_map_half_done_starts_nothing_after_and_the_join_never_runs(client, worker):
     body = {
         "name": "half",
-        "input": {"sizes": [4] * 10},
+        "input": {"sizes": [4] * 4 + [400] * 6},  # the later items outlast any wait for the cancel
         "steps": [
             {
                 "id": "count",
