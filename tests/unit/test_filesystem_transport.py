@@ -192,3 +192,12 @@ def test_processes_binding_at_once_on_a_new_folder_never_read_an_empty_table(tmp
         assert errors == []
         table = json.loads((folder / "tasker.exchange").read_text())
         assert sorted(q[2] for q in table) == names
+
+
+def test_messages_published_within_one_millisecond_are_taken_in_the_order_published(tmp_path):
+    """A resumed queue publishes its held tasks highest priority first, hundreds within a few
+    milliseconds: the embedded broker must hand them out in that order."""
+    ch = channel(tmp_path, filesystem_transport.Transport)
+    for n in range(300):
+        ch._put("q", {"n": n})
+    assert [ch._get("q")["n"] for _ in range(300)] == list(range(300))

@@ -32,7 +32,7 @@ import select
 import socket
 import uuid
 from queue import Empty
-from time import monotonic
+from time import monotonic, monotonic_ns
 from typing import Any
 
 from celery.worker import state as worker_state
@@ -72,7 +72,9 @@ def wake_all(folder: str) -> None:
 
 class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # Consumers take names in sorted order (kombu): the clock in nanoseconds, zero-padded, keeps
+        # that the order of publishing, even for messages published within one millisecond.
+        name = f"{monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + ".part"  # consumers only take names ending in ".<queue>.msg"
         try:
