@@ -116,7 +116,9 @@ def test_500_twice_then_200_is_three_attempts_with_growing_gaps_and_one_success(
     assert len({r["headers"]["webhook-id"] for r in (first, second, third)}) == 1  # one id throughout
     assert all(verified(r)["task"]["id"] == task["id"] for r in (first, second, third))
     gaps = [second["at"] - first["at"], third["at"] - second["at"]]
-    assert 0.8 <= gaps[0] < gaps[1], gaps  # the schedule's 1 s, then 2 s (+-10 %, and beat's tick)
+    # The schedule's 1 s, then 2 s (+-10 %); beat publishes a due retry at its next tick (1 s),
+    # which may add up to a second to either gap.
+    assert gaps[0] >= 0.8 and gaps[1] >= 1.7 and gaps[0] < gaps[1] + 1.0, gaps
     assert delivery["status"] == "DELIVERED" and delivery["attempts"] == 3
     assert [a["status_code"] for a in delivery["history"]] == [500, 500, 200]
     assert [a["response"] for a in delivery["history"]] == ["busy", "still busy", "thanks"]
