@@ -31,6 +31,7 @@ from app.core.live.changes import ChangeFeed, Watch
 from app.core.live.streams import StreamHub
 from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
+from app.core.pauses import Pauses
 from app.core.quotas import UnfinishedTasks
 from app.core.schedule_manager import ScheduleManager
 from app.core.sealing import Sealer
@@ -83,6 +84,18 @@ def _flows(registry: Registry, broker: Broker, watch: Watch) -> tuple[Workflows,
     return Workflows(registry, broker, watch), Admissions(registry, broker, watch)
 
 
+def _workflow_limits(config: Mapping[str, Any]) -> Limits:
+    return Limits(config["WORKFLOW_MAX_STEPS"], config["WORKFLOW_MAX_ITEMS"])
+
+
+def _recovery(config: Mapping[str, Any], endings: Endings, registry: Registry, broker: Broker) -> Recovery:
+    """The recovery sweep, with the paused queues whose stranded tasks it releases."""
+    recovery = Recovery(endings, registry, broker, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS))
+    assert endings.admissions is not None
+    recovery.pauses = Pauses(endings.db, endings.admissions, registry.queues)
+    return recovery
+
+
 def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     """Every collaborator, built once and handed to whatever uses it."""
     registry = registry_of(config)
@@ -102,17 +115,16 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     sealer = Sealer(secret_key)
     endings = Endings(db, cache, watch, deliveries, *_flows(registry, broker, watch))
     scheduler = Scheduler(db, registry, broker, watch.announce, deliveries, endings.admissions)
-    recovery = Recovery(endings, registry, broker, Thresholds.from_config(config, MAX_RETRY_DELAY_SECONDS))
+    recovery = _recovery(config, endings, registry, broker)
     quota = UnfinishedTasks(db, config["QUOTA_UNFINISHED_TASKS"])  # tasks and workflows' steps alike
     tasks = TaskManager(
         endings, registry, broker, quota, policy,
-        config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"], sealer,
+        config["MAX_RETRY_ATTEMPTS"], config["SUBMIT_BATCH_MAX"], sealer, recovery.pauses,
     )  # fmt: skip
     schedules = ScheduleManager(
         db, registry, config["QUOTA_SCHEDULES"], config["SCHEDULE_MIN_INTERVAL_SECONDS"], policy,
         deliveries, sealer,
     )  # fmt: skip
-    limits = Limits(config["WORKFLOW_MAX_STEPS"], config["WORKFLOW_MAX_ITEMS"])
     announced = {t.name: (t.queue, hashes[t.name]) for t in registry}
     housekeeping, presence = _housekeeping(config, celery, db, scheduler, recovery, announced)
     tasker = Tasker(
@@ -124,7 +136,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         endings=endings,
         tasks=tasks,
         schedules=schedules,
-        workflows=WorkflowManager(endings, registry, broker, limits, quota),
+        workflows=WorkflowManager(endings, registry, broker, _workflow_limits(config), quota),
         monitor=Monitor(db, cache, broker, registry, config["WORKER_HEARTBEAT_SECONDS"]),
         scheduler=scheduler,
         recovery=recovery,
@@ -138,6 +150,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         http_targets=http_targets,
         streams=streams,
         deliveries=deliveries,
+        pauses=recovery.pauses,
     )
     # The one extension of the Celery app: the services its tasks use, and the submit path that
     # .delay() and send_task() from Python go through.

@@ -58,7 +58,9 @@ def register_api(app: Flask, tasker: Any) -> None:
     limited = [
         create_routes(tasker.tasks),
         create_v1_routes(tasker.tasks, waits, tasker.served),
-        create_catalog_routes(tasker.tasks.registry, tasker.monitor, tasker.served, tasker.tasks.policy),
+        create_catalog_routes(
+            tasker.tasks.registry, tasker.monitor, tasker.served, tasker.pauses, tasker.tasks.policy
+        ),
         create_short_routes(tasker.tasks),
         create_schedule_routes(tasker.schedules),
         create_workflow_routes(tasker.workflows, waits),

@@ -1,23 +1,30 @@
-"""What the service offers and how busy it is: the task types and the queues."""
+"""What the service offers and how busy it is: the task types and the queues, which admins pause
+and resume."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import g
 from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.docs import parameters_schema
-from app.api.helpers import scope
+from app.api.helpers import require_admin, scope
 from app.core.errors import DependencyUnavailable
 from app.core.monitor import Monitor
+from app.core.pauses import Pauses
 from app.core.ports import Registry
 from app.core.served import ServedTypes
 from app.core.usage import UsagePolicy
 
 
 def create_catalog_routes(
-    registry: Registry, monitor: Monitor, served: ServedTypes, policy: UsagePolicy | None = None
+    registry: Registry,
+    monitor: Monitor,
+    served: ServedTypes,
+    pauses: Pauses,
+    policy: UsagePolicy | None = None,
 ) -> Blueprint:
     bp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Task types and queues")
 
@@ -42,6 +49,8 @@ def create_catalog_routes(
     def queues() -> dict[str, Any]:
         return monitor.queue_stats(scope())  # the caller's tasks; an admin's: everyone's
 
+    _add_pause_routes(bp, pauses)
+
     @bp.get("/stats")
     @bp.doc(
         summary="Per task type, over the tasks finished in a window: counts by status, throughput, "
@@ -53,6 +62,28 @@ def create_catalog_routes(
         return {"window": window, **monitor.stats(schemas.WINDOWS[window], scope(owner))}
 
     return bp
+
+
+def _add_pause_routes(bp: Blueprint, pauses: Pauses) -> None:
+    @bp.post("/queues/<string:name>/pause")
+    @bp.doc(
+        summary="Pause a queue (admins): its tasks wait as WAITING until it is resumed; running ones finish",
+        operationId="pauseQueue",
+    )
+    @bp.response(200, schemas.QueueState)
+    def pause(name: str) -> dict[str, Any]:
+        require_admin("Pausing a queue", open_mode=True)
+        return pauses.pause(name, g.principal.owner)
+
+    @bp.post("/queues/<string:name>/resume")
+    @bp.doc(
+        summary="Resume a queue (admins): the tasks its pause held run, highest priority first, then oldest",
+        operationId="resumeQueue",
+    )
+    @bp.response(200, schemas.QueueState)
+    def resume(name: str) -> dict[str, Any]:
+        require_admin("Resuming a queue", open_mode=True)
+        return pauses.resume(name)
 
 
 def task_type_resource(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, g, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, Forbidden, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from app.core.errors import InvalidInput
@@ -84,6 +84,15 @@ def utc(field: str, value: datetime) -> datetime:
 def owner() -> str:
     """Whose new rows this request makes: the caller's owner."""
     return g.principal.owner
+
+
+def require_admin(what: str, open_mode: bool = False) -> None:
+    """403 unless the caller's key is an admin's (with `open_mode`, also a caller without a key
+    in open mode, who may act on everything already)."""
+    caller = g.principal
+    if caller.admin or (open_mode and caller.key_id is None):
+        return
+    raise Forbidden(f"{what} needs an admin key.")
 
 
 def scope(requested: str | None = None) -> str | None:

@@ -7,12 +7,11 @@ from typing import Any
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
-from werkzeug.exceptions import Forbidden
 
+from app.api import helpers
 from app.api.helpers import location, parse_id
 from app.api.schemas import OWNER as NAME
 from app.api.schemas import StrictSchema
-from app.api.security import principal
 from app.core.keys import ApiKey, KeyManager, RevokedKey
 from config.base import RATE_LIMIT, RATE_LIMIT_RULE, rate_limit_error
 
@@ -67,9 +66,7 @@ create_schema, update_schema = KeyCreate(), KeyUpdate()
 
 
 def require_admin() -> None:
-    caller = principal()
-    if caller is None or not caller.admin:
-        raise Forbidden("Managing API keys needs an admin key.")
+    helpers.require_admin("Managing API keys")
 
 
 def create_key_routes(keys: KeyManager, webhook_secret: Callable[[str], str | None]) -> Blueprint:

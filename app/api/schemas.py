@@ -489,6 +489,21 @@ class QueueStats(Schema):
     pending = fields.Integer(required=True, metadata={"description": "PENDING tasks in the database"})
     started = fields.Integer(required=True, metadata={"description": "STARTED tasks in the database"})
     oldest_pending_age_seconds = fields.Float(allow_none=True, required=True)
+    paused = fields.Boolean(
+        required=True, metadata={"description": "Paused: none of its tasks starts until it is resumed"}
+    )
+    held = fields.Integer(
+        required=True, metadata={"description": "Tasks its pause holds (WAITING, waiting_for queue_paused)"}
+    )
+
+
+class QueueState(Schema):
+    queue = fields.String(required=True)
+    paused = fields.Boolean(required=True)
+    paused_at = Timestamp(allow_none=True, required=True)
+    paused_by = fields.String(allow_none=True, required=True, metadata={"description": "The admin's owner"})
+    held = fields.Integer(required=True, metadata={"description": "Tasks its pause holds"})
+    released = fields.Integer(metadata={"description": "Resume only: the held tasks it released"})
 
 
 class QueueReport(Schema):

@@ -40,6 +40,7 @@ from app.core.broker import WEBHOOK_QUEUE
 from app.core.errors import DependencyUnavailable
 from app.core.monitor import QUEUE_TOTALS_SECONDS, Memo
 from app.models import ops
+from app.models import pauses as pause_model
 from app.models.task import TaskStatus, database_now
 
 logger = logging.getLogger(__name__)
@@ -214,9 +215,10 @@ class Snapshot:
                 oldest,
                 ops.workers_seen_since(conn, since),
                 ops.housekeeping_runs(conn),
+                pause_model.paused(conn),
             )
 
-        now, counts, oldest, workers, runs = self.db.run(read)
+        now, counts, oldest, workers, runs, paused = self.db.run(read)
         tasks = GaugeMetricFamily("tasker_tasks", "Task rows by status.", labels=["status"])
         for status in TaskStatus:
             tasks.add_metric([status.value], counts.get(status.value, 0))
@@ -232,7 +234,14 @@ class Snapshot:
             "Celery workers whose heartbeat is at most three WORKER_HEARTBEAT_SECONDS old.",
             value=workers,
         )
-        return [tasks, age, online, *housekeeping_metrics(runs)]
+        pauses = GaugeMetricFamily(
+            "tasker_queue_paused",
+            "1 while the queue is paused (its tasks do not start), else 0.",
+            labels=["queue"],
+        )
+        for queue in self.queues:
+            pauses.add_metric([queue], int(queue in paused))
+        return [tasks, age, online, pauses, *housekeeping_metrics(runs)]
 
 
 def housekeeping_metrics(runs: list[Any]) -> list[Metric]:

@@ -15,6 +15,7 @@ from app.core.errors import BrokerUnavailable, DependencyUnavailable
 from app.core.ports import Registry
 from app.core.resources import utc_iso
 from app.models import ops
+from app.models import pauses as pause_model
 from app.models import task as task_model
 from app.models import webhook as webhook_model
 from app.models.task import TERMINAL, TaskStatus
@@ -169,10 +170,13 @@ class Monitor:
             "pending": queued,
             "started": sending,
             "oldest_pending_age_seconds": _age(now, oldest),
+            "paused": False,  # deliveries are not paused: a receiver's outage backs off on its own
+            "held": 0,
         }
 
     def queue_stats(self, owner: str | None = None) -> dict[str, Any]:
-        """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age; totals
+        """Per queue: messages in the broker, PENDING/STARTED rows, the oldest PENDING's age, whether
+        it is paused and the tasks its pause holds; totals
         by status, and how many workers are online. With `owner`, that owner's rows only (the
         broker's depths and the workers are the deployment's); the totals are at most
         QUEUE_TOTALS_SECONDS old."""
@@ -181,6 +185,8 @@ class Monitor:
         now = self.db.run(task_model.database_now)
         counts = self.db.run(lambda c: task_model.counts_by_queue(c, owner))
         oldest = self.db.run(lambda c: {queue: ops.oldest_pending(c, queue, owner) for queue in queues})
+        paused = self.db.run(pause_model.paused)
+        held = self.db.run(lambda c: pause_model.held_counts(c, owner))
         since = now - timedelta(seconds=3 * self.heartbeat_seconds)
         online = self.db.run(lambda c: ops.workers_seen_since(c, since))
         totals = {status.value: 0 for status in TaskStatus}
@@ -202,6 +208,8 @@ class Monitor:
                     "pending": count(queue, TaskStatus.PENDING),
                     "started": count(queue, TaskStatus.STARTED),
                     "oldest_pending_age_seconds": _age(now, oldest.get(queue)),
+                    "paused": queue in paused,
+                    "held": held.get(queue, 0),
                 }
                 for queue in queues
             ]

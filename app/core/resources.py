@@ -122,8 +122,8 @@ class Task(_Resource):
     )
     waiting_for = fields.Dict(
         metadata={
-            "description": 'What a WAITING task waits for: {"concurrency": key}, a slot of its key '
-            "(only while it waits for one)"
+            "description": 'What a WAITING task waits for: {"queue_paused": queue}, its queue to be '
+            'resumed, or {"concurrency": key}, a slot of its key (only while it waits for one)'
         }
     )
     warnings = fields.List(
@@ -144,6 +144,9 @@ class Task(_Resource):
             }
             if row.status == TaskStatus.WAITING and row.concurrency_slot is None:
                 derived["waiting_for"] = {"concurrency": key}
+        paused = getattr(row, "paused_queue", None)
+        if paused is not None and row.status == TaskStatus.WAITING:
+            derived["waiting_for"] = {"queue_paused": paused}  # before any slot: the pause comes first
         return derived
 
 

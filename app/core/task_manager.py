@@ -28,6 +28,7 @@ from app.core.errors import (
     TaskNotFound,
 )
 from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
+from app.core.pauses import Pauses
 from app.core.ports import MAX_SCHEDULE_DAYS, Registry, TaskType
 from app.core.quotas import QuotaExceeded, UnfinishedTasks
 from app.core.resources import decode_cursor, encode_cursor, task_output, task_resource
@@ -102,9 +103,14 @@ class _Prepared:
     strategy: str | None  # None: no concurrency key
 
     @property
+    def held(self) -> bool:
+        """Its queue is paused: written WAITING, no message (app/core/pauses.py)."""
+        return self.values.get("paused_queue") is not None
+
+    @property
     def plain(self) -> bool:
         """Published at once, with no key: what a group commit writes."""
-        return self.due_at is None and self.strategy is None
+        return self.due_at is None and self.strategy is None and not self.held
 
 
 @dataclass
@@ -153,6 +159,7 @@ class TaskManager:
         max_retry_attempts: int = 3,
         batch_max: int = 1,
         sealer: Sealer | None = None,
+        pauses: Pauses | None = None,
     ):
         self.sealer = sealer  # seals what a type's parameters must not show (app/core/sealing.py)
         self.max_retry_attempts = max_retry_attempts  # a retry_policy's max_retries when it names none
@@ -167,6 +174,7 @@ class TaskManager:
         self.broker = broker
         self.quota = quota or UnfinishedTasks(self.db, 0)
         self.policy = policy
+        self.pauses = pauses  # paused queues hold their submits (app/core/pauses.py)
 
     def submit(self, request: SubmitRequest) -> Submission:
         """Validate, persist as PENDING, then publish with the row's id.
@@ -228,6 +236,9 @@ class TaskManager:
         due_at = self._due_at(request.run_at, request.countdown)
         if due_at is not None:
             values |= {"status": TaskStatus.SCHEDULED, "run_at": due_at}
+        elif strategy is None and self.pauses is not None and task_type.queue in self.pauses.paused():
+            # A task with a key is held by the worker that takes it, after its strategy has run.
+            values |= {"status": TaskStatus.WAITING, "paused_queue": task_type.queue}
         if request.idempotency_key is not None:
             values |= {
                 "idempotency_key": request.idempotency_key,
@@ -237,6 +248,8 @@ class TaskManager:
 
     def _write(self, prepared: _Prepared, request: SubmitRequest) -> Submission:
         task_type, values, due_at = prepared.task_type, prepared.values, prepared.due_at
+        if prepared.held:
+            return self._hold(prepared, request)
         if due_at is None and prepared.strategy is not None:
             return self._submit_keyed(NewTask(task_type, values, headers()), prepared.strategy)
         if request.idempotency_key is not None:
@@ -254,6 +267,22 @@ class TaskManager:
             self.watch.announce(submission.id, TaskStatus.SCHEDULED, LIST_STREAMS)
             return submission
         self._enqueue(NewTask(task_type, values, headers()), request.owner)
+        return submission
+
+    def _hold(self, prepared: _Prepared, request: SubmitRequest) -> Submission:
+        """A task of a paused queue: written WAITING with no message; resuming the queue
+        publishes it."""
+        new = NewTask(prepared.task_type, prepared.values)
+        if request.idempotency_key is not None:
+            submission = self._insert_once(new)
+        else:
+            self.quota.admit(request.owner)
+            submission = Submission.of(
+                new.values, self.db.run_statement(lambda c: task_model.insert_values(c, new.values))
+            )
+        if submission.created:
+            metrics.TASKS_SUBMITTED.labels(new.task_type.name).inc()
+            self.watch.announce(new.id, TaskStatus.WAITING, LIST_STREAMS)
         return submission
 
     def _sealed(

@@ -29,6 +29,7 @@ def _awaiting_in(table: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
         table.c.concurrency_key.is_not(None),
         table.c.status == TaskStatus.WAITING,
         table.c.concurrency_slot.is_(None),
+        table.c.paused_queue.is_(None),  # held by a paused queue: not admitted until it resumes
     )
 
 

@@ -66,6 +66,8 @@ DEFAULT_OWNER = "default"
 # The partial indexes over keyed rows (app/core/concurrency.py); the migration repeats them.
 SLOT_HELD = "concurrency_slot IS NOT NULL AND status IN ('PENDING', 'STARTED', 'RETRYING')"
 SLOT_AWAITED = "concurrency_key IS NOT NULL AND status = 'WAITING' AND concurrency_slot IS NULL"
+# A task a paused queue holds (app/core/pauses.py); the migration repeats it.
+HELD = "paused_queue IS NOT NULL AND status = 'WAITING'"
 
 tasks = sa.Table(
     "tasks",
@@ -127,6 +129,8 @@ tasks = sa.Table(
     sa.Column("concurrency_key", sa.String(300)),
     sa.Column("concurrency_limit", sa.SmallInteger),
     sa.Column("concurrency_slot", sa.SmallInteger),
+    # While WAITING: the paused queue that holds it (app/core/pauses.py); null otherwise.
+    sa.Column("paused_queue", sa.String(100)),
     sa.CheckConstraint("concurrency_slot < concurrency_limit", name="ck_tasks_concurrency_slot"),
     # A slot is held while the row is in one of these statuses: the write that ends the task frees
     # it, whoever writes it (the worker, a cancel, the sweep). Over keyed rows only.
@@ -178,6 +182,15 @@ tasks = sa.Table(
         postgresql_where=sa.text("completed_at IS NOT NULL"),
         sqlite_where=sa.text("completed_at IS NOT NULL"),
     ),
+    # The tasks paused queues hold, in the order a resume releases them.
+    sa.Index(
+        "ix_tasks_paused_queue",
+        "paused_queue",
+        "priority",
+        "created_at",
+        postgresql_where=sa.text(HELD),
+        sqlite_where=sa.text(HELD),
+    ),
     # Small (PENDING rows only): the oldest PENDING task of a queue without a walk over the rest.
     sa.Index(
         "ix_tasks_pending_queue_created_at",
@@ -189,6 +202,16 @@ tasks = sa.Table(
 )
 
 
+# A row per paused queue (app/core/pauses.py): the claim starts no task of one.
+paused_queues = sa.Table(
+    "paused_queues",
+    metadata,
+    sa.Column("queue", sa.String(100), primary_key=True),
+    sa.Column("paused_at", UTCDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("paused_by", sa.String(100), nullable=False),  # the owner of the admin's key
+)
+
+
 def touched() -> dict[str, Any]:
     """What every write of a task sets besides its own values: the time, and the next revision."""
     return {"updated_at": utcnow(), "revision": tasks.c.revision + 1}
@@ -197,8 +220,12 @@ def touched() -> dict[str, Any]:
 _not_terminal = tasks.c.status.not_in([s.value for s in TERMINAL])
 # A message may start a row in these states only. SCHEDULED waits for the scheduler to make it
 # PENDING; a STARTED row is running, or its worker died and the recovery sweep requeues it, so a
-# duplicate message (a redelivery, a republish) never runs a task a second time at once.
-_claimable = tasks.c.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING])
+# duplicate message (a redelivery, a republish) never runs a task a second time at once. A task
+# of a paused queue does not start (its worker holds it instead: app/models/pauses.py).
+_claimable = sa.and_(
+    tasks.c.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING]),
+    tasks.c.queue.not_in(sa.select(paused_queues.c.queue)),
+)
 
 
 def insert(

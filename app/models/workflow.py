@@ -48,8 +48,11 @@ STEP_COLUMNS = (
     tasks.c.id, tasks.c.step, tasks.c.name, tasks.c.status, tasks.c.result, tasks.c.error,
     tasks.c.waiting_parents, tasks.c.attempts, tasks.c.priority, tasks.c.timeout_seconds, tasks.c.created_at,
     tasks.c.queue, tasks.c.owner, tasks.c.workflow_id,
-    tasks.c.started_at, tasks.c.completed_at,
+    tasks.c.started_at, tasks.c.completed_at, tasks.c.paused_queue,
 )  # fmt: skip
+# A step WAITING for its parents or its turn, not one a paused queue holds (app/core/pauses.py):
+# that one's parents have ended, and resuming its queue publishes it.
+_waiting = sa.and_(tasks.c.status == TaskStatus.WAITING, tasks.c.paused_queue.is_(None))
 
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> None:
@@ -105,9 +108,7 @@ def lower_waiting(conn: Connection, workflow_id: uuid.UUID, keys: Iterable[str])
         return []
     query = (
         tasks.update()
-        .where(
-            tasks.c.workflow_id == workflow_id, tasks.c.step.in_(keys), tasks.c.status == TaskStatus.WAITING
-        )
+        .where(tasks.c.workflow_id == workflow_id, tasks.c.step.in_(keys), _waiting)
         .values(waiting_parents=tasks.c.waiting_parents - 1, **touched())
         .returning(tasks.c.step, tasks.c.waiting_parents)
     )
@@ -162,7 +163,7 @@ def lower_siblings(conn: Connection, workflow_id: uuid.UUID, key: str) -> list[R
         tasks.update()
         .where(
             tasks.c.workflow_id == workflow_id,
-            tasks.c.status == TaskStatus.WAITING,
+            _waiting,
             tasks.c.step.startswith(f"{key}[", autoescape=True),
         )
         .values(waiting_parents=tasks.c.waiting_parents - 1, **touched())
@@ -176,7 +177,7 @@ def release_item(conn: Connection, task_id: uuid.UUID) -> Row | None:
     parameters, priority and timeout, or None if it was not WAITING."""
     query = (
         tasks.update()
-        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.WAITING)
+        .where(tasks.c.id == task_id, _waiting)
         .values(status=TaskStatus.PENDING, waiting_parents=None, **touched())
         .returning(tasks.c.parameters, tasks.c.priority, tasks.c.timeout_seconds)
     )
@@ -187,7 +188,7 @@ def release(conn: Connection, task_id: uuid.UUID, parameters: Any) -> bool:
     """WAITING -> PENDING with its parameters resolved; False if it was not WAITING."""
     query = (
         tasks.update()
-        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.WAITING)
+        .where(tasks.c.id == task_id, _waiting)
         .values(status=TaskStatus.PENDING, parameters=parameters, waiting_parents=None, **touched())
     )
     return conn.execute(query).rowcount == 1
@@ -240,7 +241,7 @@ def waiting_since(conn: Connection, before: Any, limit: int = 500) -> list[Row]:
     query = (
         sa.select(tasks.c.workflow_id, tasks.c.step)
         .where(
-            tasks.c.status == TaskStatus.WAITING,
+            _waiting,
             tasks.c.workflow_id.is_not(None),  # not a task waiting for a slot of its concurrency key
             tasks.c.updated_at < before,
             ~tasks.c.step.contains("["),  # a map's items are its step's to look after

@@ -218,7 +218,8 @@ class TaskerTask(Task):
         task_id = _task_uuid(request.id)
         claimed = self._claim(task_id) if task_id is not None else None
         if claimed is None:
-            self._explain_unclaimed(request.id, task_id)
+            if task_id is None or not self._held(task_id):
+                self._explain_unclaimed(request.id, task_id)
             raise Ignore()
         self._started(state, claimed)
         logger.info("task %s started (attempt %s)", task_id, claimed.attempts)
@@ -281,6 +282,18 @@ class TaskerTask(Task):
             metrics.TASK_RETRIES.labels(self.name_for_metrics).inc()
         self.observe_outcome("RETRYING", countdown=countdown)
         return self.retry(exc=exc, countdown=countdown, max_retries=None, throw=False)
+
+    def _held(self, task_id: uuid.UUID) -> bool:
+        """Whether its queue is paused: then it waits, WAITING, until the queue is resumed (its
+        message is done with; the resume publishes it again)."""
+        try:
+            queue = self.services.pauses.hold(task_id)
+        except DatabaseUnavailable as exc:  # still PENDING: the recovery sweep publishes it again
+            logger.warning("task %s: could not be held for a paused queue: %s", task_id, exc.details)
+            return True
+        if queue is not None:
+            logger.info("task %s held: its queue %s is paused", task_id, queue)
+        return queue is not None
 
     def _explain_unclaimed(self, message_id: str, task_id: uuid.UUID | None) -> None:
         """Why a message is not run: a duplicate (its row is running, finished or not due) at INFO;

@@ -20,6 +20,7 @@ from app.core.keys import KeyManager
 from app.core.live.streams import StreamHub
 from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
+from app.core.pauses import Pauses
 from app.core.schedule_manager import ScheduleManager
 from app.core.sealing import Sealer
 from app.core.served import ServedTypes
@@ -56,3 +57,4 @@ class Tasker:
     served: ServedTypes  # the task types live workers serve
     sealer: Sealer  # opens what a type keeps out of its parameters (http_request's credential headers)
     http_targets: HttpTargets  # who http_request may call
+    pauses: Pauses  # paused queues

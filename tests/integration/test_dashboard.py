@@ -299,6 +299,22 @@ def test_the_list_updates_live_and_queues_show(page, base, worker):
     page.goto(f"{base}/dashboard/queues")
     page.locator("#queue-rows tr").first.wait_for()
     assert page.locator("#chart rect").count() > 0
+    # Pause the queue from its row, submit while it is paused, resume: the task waited, then ran.
+    row = page.locator("#queue-rows tr", has_text="default")
+    try:
+        row.get_by_role("button", name="Pause default").click()
+        row.locator(".queue-state:has-text('paused')").wait_for()
+        held = requests.post(
+            f"{base}/api/v1/tasks", json={"name": "sum", "parameters": {"a": 1, "b": 1}}, timeout=10
+        ).json()
+        assert held["waiting_for"] == {"queue_paused": "default"}
+        row.get_by_role("button", name="Resume default").click()
+        page.locator("#notice:has-text('Queue default resumed')").wait_for()
+        row.locator(".queue-state:has-text('running')").wait_for()
+    finally:
+        requests.post(f"{base}/api/v1/queues/default/resume", timeout=10)
+    done = requests.get(f"{base}/api/v1/tasks/{held['id']}?wait=20", timeout=30).json()
+    assert done["status"] == "COMPLETED"
 
 
 @pytest.mark.parametrize("width", [375, 1100], ids=["phone", "desktop"])

@@ -109,7 +109,10 @@ def fuzz_app(stack):
     key = app.extensions["tasker"].keys.create(f"fuzz-{uuid.uuid4().hex[:8]}", admin=True)[1]
     app.fuzz_headers = {"Authorization": f"Bearer {key}"}
     yield app
-    app.extensions["tasker"].db.dispose()
+    tasker = app.extensions["tasker"]
+    for queue in tasker.registry.queues:  # a generated name may have paused one of the stack's
+        tasker.pauses.resume(queue)
+    tasker.db.dispose()
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

@@ -77,7 +77,7 @@ def test_the_sweep_republishes_requeues_and_gives_up(sqlite_db, cache, broker):
     broker.running_tasks.return_value = {"w1@host": {str(running)}}
     assert recovery.sweep() == {
         "republished": 1, "requeued": 1, "failed": 1, "deliveries": 0, "workflow_repairs": 0, "admitted": 0,
-        "skipped": 0,
+        "released": 0, "skipped": 0,
     }  # fmt: skip
     statuses = [row_of(sqlite_db, t).status for t in (stranded, dead, running, spent)]
     assert statuses == ["PENDING", "PENDING", "STARTED", "FAILED"]

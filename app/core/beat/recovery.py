@@ -8,6 +8,8 @@ every time read from the database's clock:
 - STARTED for more than `orphan_after` seconds while no worker reports running it (its
   worker was killed, its pool child died, or its outcome could not be written): back to
   PENDING and published again, or FAILED once it has used up its attempts.
+- The fallbacks of what another transaction does: a workflow's waiting steps, a concurrency
+  key's free slots, the tasks a queue held as it was resumed (app/core/pauses.py).
 
 A message only ever starts a PENDING or RETRYING row, so a duplicate is harmless.
 """
@@ -25,6 +27,7 @@ from app.core.broker import Broker, Message
 from app.core.endings import Endings
 from app.core.errors import BrokerUnavailable
 from app.core.live.changes import TASK_STREAMS
+from app.core.pauses import Pauses
 from app.core.ports import Registry
 from app.models import concurrency as concurrency_model
 from app.models import task as task_model
@@ -71,9 +74,13 @@ class Recovery:
         self.registry = registry
         self.broker = broker  # it requeues there, and asks the workers what they run
         self.thresholds = thresholds
+        self.pauses: Pauses | None = None  # paused queues (app/core/pauses.py)
 
     def sweep(self) -> dict[str, int]:
-        kinds = ("republished", "requeued", "failed", "deliveries", "workflow_repairs", "admitted", "skipped")
+        kinds = (
+            "republished", "requeued", "failed", "deliveries", "workflow_repairs", "admitted", "released",
+            "skipped",
+        )  # fmt: skip
         counts = dict.fromkeys(kinds, 0)
         with self.db.exclusive(LOCK_NAME) as held:
             if not held:
@@ -92,6 +99,8 @@ class Recovery:
                 now - timedelta(seconds=self.thresholds.pending_after)
             )
             counts["admitted"] = self.admit_waiting(now - timedelta(seconds=self.thresholds.pending_after))
+            if self.pauses is not None:  # tasks held as their queue was resumed
+                counts["released"] = self.pauses.release_stranded()
             if self.deliveries is not None:
                 # A delivery is bounded by its timeout: SENDING for longer than that plus the
                 # orphan threshold means its worker stopped mid-delivery.

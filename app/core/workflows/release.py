@@ -268,7 +268,12 @@ class StepRelease:
         """An expanded map's head left WAITING: ended if its items all have; else its waiting items
         released while fewer than max_parallel run. None when nothing was wrong."""
         follow = FollowUp()
-        waiting = [row for row in maps.in_order(items) if row.status == TaskStatus.WAITING]
+        # Items a paused queue holds count as running: resuming the queue publishes them.
+        waiting = [
+            row
+            for row in maps.in_order(items)
+            if row.status == TaskStatus.WAITING and row.paused_queue is None
+        ]
         if not any(row.status not in task_model.TERMINAL for row in items):
             if (status := self._end_map(conn, workflow, spec["id"], end_step, follow)) is not None:
                 self._settle(conn, workflow, [(spec["id"], status)], end_step, follow)

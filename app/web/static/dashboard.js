@@ -439,7 +439,7 @@
         ["Finished", when(task.completed_at)],
         ["Attempts", String(task.attempts)],
         ["Priority", String(task.priority)],
-        ["Queue", task.queue],
+        ["Queue", task.queue + (task.waiting_for && task.waiting_for.queue_paused ? " (paused: waits until it is resumed)" : "")],
         ["Owner", task.owner],
         ["Cancel requested", task.cancel_requested ? "yes" : "no"],
       ];
@@ -458,7 +458,7 @@
       }
       if (task.concurrency) {
         const c = task.concurrency;
-        const held = task.waiting_for ? "waits for a slot" : c.slot === null ? "holds no slot" : "holds slot " + c.slot;
+        const held = task.waiting_for && task.waiting_for.concurrency ? "waits for a slot" : c.slot === null ? "holds no slot" : "holds slot " + c.slot;
         list.push(el("dt", { text: "Concurrency key" }), el("dd", { class: "mono", text: c.key + " · limit " + c.limit + " · " + held }));
       }
       if (task.webhook) {
@@ -858,6 +858,19 @@
     svg.replaceChildren(...nodes);
   }
 
+  function queueActions(q, load) {
+    // Admins pause and resume the task types' queues (not the webhooks' deliveries).
+    if (!document.body.dataset.operator || q.name === "webhooks") return [];
+    const toggle = el("button", { type: "button", text: q.paused ? "Resume" : "Pause", "aria-label": (q.paused ? "Resume " : "Pause ") + q.name });
+    toggle.addEventListener("click", async () => {
+      const answer = await api("POST", "/api/v1/queues/" + encodeURIComponent(q.name) + (q.paused ? "/resume" : "/pause"));
+      await load();
+      if (answer.status !== 200) notice(answer.data.error);
+      else notice(q.paused ? `Queue ${q.name} resumed: ${answer.data.released} held tasks released.` : `Queue ${q.name} paused: its tasks wait until it is resumed.`);
+    });
+    return [toggle];
+  }
+
   async function queuesPage() {
     async function load() {
       const [queues, stats] = await Promise.all([api("GET", "/api/v1/queues"), api("GET", "/api/v1/stats?window=1h")]);
@@ -875,7 +888,9 @@
             el("td", { text: String(q.messages_waiting) }),
             el("td", { text: String(q.pending) }),
             el("td", { text: String(q.started) }),
-            el("td", { text: q.oldest_pending_age_seconds === null ? "–" : q.oldest_pending_age_seconds.toFixed(1) + " s" })
+            el("td", { text: q.oldest_pending_age_seconds === null ? "–" : q.oldest_pending_age_seconds.toFixed(1) + " s" }),
+            el("td", { class: "queue-state", text: q.paused ? `paused (${q.held} held)` : "running" }),
+            el("td", { class: "row-actions" }, ...queueActions(q, load))
           )
         )
       );
