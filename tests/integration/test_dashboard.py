@@ -230,6 +230,46 @@ def own_tasker(tmp_path) -> Iterator[tuple[Any, str]]:
     app.extensions["tasker"].db.dispose()
 
 
+def test_tasks_picked_in_the_list_are_cancelled_and_a_types_failures_retried_at_once(browser, own_tasker):
+    """The list's checkboxes: the picked tasks cancelled in one click; with a type chosen, every
+    failed task of that type retried in one request (POST /api/v1/tasks/retry), no other type's."""
+    app, base = own_tasker
+    callbacks = app.extensions["tasker"].callbacks
+
+    def submit(name: str, parameters: dict, **extra: Any) -> dict:
+        body = {"name": name, "parameters": parameters} | extra
+        return requests.post(f"{base}/api/v1/tasks", json=body, timeout=10).json()
+
+    later = [submit("sum", {"a": n, "b": 1}, countdown=600) for n in range(2)]
+    failed = [submit("process_data", {"duration_seconds": 1}) for _ in range(3)]
+    other = submit("sum", {"a": 9, "b": 9})
+    for task in [*failed, other]:
+        callbacks.record_failure(uuid.UUID(task["id"]), "upstream down")
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    page.on("dialog", lambda dialog: dialog.accept())  # "Retry every failed process_data task ...?"
+    try:
+        page.goto(f"{base}/?status=SCHEDULED")
+        for task in later:
+            page.locator(f"tr[data-id='{task['id']}']").wait_for()
+        page.check("#pick-all")
+        assert page.locator("#selected-count").inner_text() == "2 selected"
+        assert page.locator("#retry-selected").is_disabled()  # nothing picked has ended
+        page.click("#cancel-selected")
+        page.locator("#notice:has-text('2 cancelled.')").wait_for()
+        statuses = {
+            requests.get(f"{base}/api/v1/tasks/{t['id']}", timeout=10).json()["status"] for t in later
+        }
+        assert statuses == {"CANCELLED"}
+
+        page.goto(f"{base}/?name=process_data")
+        page.locator("#retry-failed-type:has-text('Retry all failed process_data')").click()
+        page.locator("#notice:has-text('3 failed process_data tasks retried.')").wait_for()
+    finally:
+        page.close()
+    retries = requests.get(f"{base}/api/v1/tasks?limit=100", timeout=10).json()["tasks"]
+    assert sorted(t["retry_of"] for t in retries if t["retry_of"]) == sorted(t["id"] for t in failed)
+
+
 def test_a_schedule_shows_both_zones_is_edited_in_place_and_links_to_its_runs(browser, own_tasker):
     """A schedule of Tokyo seen from New York: its fire times in both zones, labelled; edited from
     its row; its Runs link lists the tasks it made, and only those."""

@@ -129,7 +129,12 @@
     const row = el(
       "tr",
       { "data-id": task.id },
-      el("td", { class: "mono" }, el("a", { href: "/dashboard/tasks/" + task.id, text: task.id.slice(0, 8) })),
+      el(
+        "td",
+        { class: "mono" },
+        el("input", { type: "checkbox", class: "pick", "aria-label": "Select " + task.id.slice(0, 8) }),
+        el("a", { href: "/dashboard/tasks/" + task.id, text: task.id.slice(0, 8) })
+      ),
       el("td", {}, task.name, ...tagChips(task.tags)),
       el("td", {}, el("span", { class: "badge" })),
       el("td", {}, progress, el("span", { class: "pct" })),
@@ -148,6 +153,7 @@
   }
 
   function updateRow(row, task) {
+    row.dataset.status = task.status;
     badge(row.querySelector(".badge"), task.status);
     const value = task.progress ?? (task.status === "COMPLETED" ? 100 : 0);
     row.querySelector("progress").value = value;
@@ -186,6 +192,8 @@
       if (result.status !== 200) return notice(result.data.error);
       notice("");
       rows.replaceChildren(...result.data.tasks.map(taskRow));
+      $("#pick-all").checked = false;
+      refreshBulk();
       $("#empty").hidden = result.data.tasks.length > 0;
       $("#next-page").hidden = !result.data.next_cursor;
       $("#next-page").dataset.cursor = result.data.next_cursor || "";
@@ -215,6 +223,7 @@
       });
     }
 
+    const refreshBulk = bulkBar(rows, form, load);
     form.addEventListener("change", () => {
       const q = query({});
       q.delete("limit");
@@ -227,6 +236,49 @@
     pager(cursors, load);
     await load();
     follow();
+  }
+
+  // --- the task list's selection and bulk actions ---------------------------------------------
+
+  function bulkBar(rows, form, reload) {
+    const selected = () => [...rows.querySelectorAll("input.pick:checked")].map((box) => box.closest("tr"));
+    const count = $("#selected-count");
+    const retryFailed = $("#retry-failed-type");
+
+    function refresh() {
+      const picked = selected();
+      count.textContent = picked.length ? `${picked.length} selected` : "";
+      $("#cancel-selected").disabled = !picked.some((row) => !TERMINAL.includes(row.dataset.status));
+      $("#retry-selected").disabled = !picked.some((row) => ["FAILED", "CANCELLED"].includes(row.dataset.status));
+      retryFailed.hidden = !form.name.value;
+      retryFailed.textContent = "Retry all failed " + form.name.value;
+    }
+
+    async function each(action, wanted) {
+      const picked = selected().filter((row) => wanted(row.dataset.status));
+      const answers = await Promise.all(picked.map((row) => api("POST", `/api/v1/tasks/${row.dataset.id}/${action}`)));
+      const refused = answers.filter((answer) => answer.status >= 400);
+      await reload();
+      const done = action === "cancel" ? "cancelled" : "retried";
+      notice(`${picked.length - refused.length} ${done}` + (refused.length ? `; ${refused.length} refused: ${refused[0].data.error}` : "."));
+    }
+
+    rows.addEventListener("change", (event) => event.target.matches("input.pick") && refresh());
+    $("#pick-all").addEventListener("change", (event) => {
+      for (const box of rows.querySelectorAll("input.pick")) box.checked = event.target.checked;
+      refresh();
+    });
+    $("#cancel-selected").addEventListener("click", () => each("cancel", (status) => !TERMINAL.includes(status)));
+    $("#retry-selected").addEventListener("click", () => each("retry", (status) => ["FAILED", "CANCELLED"].includes(status)));
+    retryFailed.addEventListener("click", async () => {
+      const name = form.name.value;
+      if (!window.confirm(`Retry every failed ${name} task not retried yet?`)) return;
+      const answer = await api("POST", "/api/v1/tasks/retry", { name: name, status: ["FAILED"] });
+      await reload();
+      if (answer.status !== 200) return notice(answer.data.error);
+      notice(`${answer.data.count} failed ${name} tasks retried` + (answer.data.more ? "; more match: press again." : "."));
+    });
+    return refresh;
   }
 
   // A list's pages: `cursors` holds the cursor of each page read so far (null: the first).
