@@ -268,6 +268,11 @@ def test_cancel_ends_the_waiting_steps_and_releases_nothing_after(client, worker
             "steps.0.map.over",
             "got a number",
         ),
+        (
+            [{"id": "a", "task": "grouped", "parameters": {"group": "g"}}],
+            "steps.0.task",
+            "grouped declares a concurrency key, which a workflow's steps do not take yet",
+        ),
     ],
     ids=[
         "cycle",
@@ -286,6 +291,7 @@ def test_cancel_ends_the_waiting_steps_and_releases_nothing_after(client, worker
         "item-outside-a-map",
         "map-over-no-reference",
         "map-over-no-array",
+        "a-keyed-type",
     ],
 )
 def test_a_bad_definition_is_refused_whole_naming_the_field(client, steps, field, words):

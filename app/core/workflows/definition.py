@@ -94,6 +94,12 @@ def parse(
         after = tuple(spec.get("after") or ())
         ancestors = frozenset(after).union(*(steps[parent].ancestors for parent in after))
         task_type = registry.resolve(spec["task"], f"steps.{i}.task")
+        if getattr(task_type, "concurrency", None) is not None:  # its limit would not hold
+            raise _invalid(
+                f"steps.{i}.task",
+                f"{task_type.name} declares a concurrency key, which a workflow's steps do not take "
+                "yet: submit its tasks on their own (POST /api/v1/tasks).",
+            )
         step = Step(
             key, task_type, after, spec.get("join") or "all_success", spec.get("parameters") or {}, ancestors,
             map=_map(spec.get("map"), ancestors, i, input_, limits.max_items),
