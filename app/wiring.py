@@ -33,6 +33,7 @@ from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.core.pauses import Pauses
 from app.core.quotas import UnfinishedTasks
+from app.core.rate_limits import RateLimits
 from app.core.schedule_manager import ScheduleManager
 from app.core.sealing import Sealer
 from app.core.served import ServedTypes
@@ -60,7 +61,8 @@ def registry_of(config: Mapping[str, Any]) -> Registry:
     """The task types Tasker's and the configured modules declare (app/tasks/discovery.py), with
     the limits and retries the settings give."""
     declarations = discovery.load(config["TASK_MODULES"])
-    return build_registry(declarations, config["DEFAULT_TASK_TIMEOUT"], config["MAX_RETRY_ATTEMPTS"])
+    registry = build_registry(declarations, config["DEFAULT_TASK_TIMEOUT"], config["MAX_RETRY_ATTEMPTS"])
+    return registry.with_limits(config["TASK_LIMITS"])
 
 
 def schema_hashes(registry: Registry) -> dict[str, str]:
@@ -84,6 +86,12 @@ def _flows(registry: Registry, broker: Broker, watch: Watch) -> tuple[Workflows,
     return Workflows(registry, broker, watch), Admissions(registry, broker, watch)
 
 
+def _celery(config: Mapping[str, Any], registry: Registry) -> TaskerCelery:
+    celery = create_celery("app", config, [*registry.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
+    assert isinstance(celery, TaskerCelery)
+    return celery
+
+
 def _workflow_limits(config: Mapping[str, Any]) -> Limits:
     return Limits(config["WORKFLOW_MAX_STEPS"], config["WORKFLOW_MAX_ITEMS"])
 
@@ -96,6 +104,14 @@ def _recovery(config: Mapping[str, Any], endings: Endings, registry: Registry, b
     return recovery
 
 
+def _rate_limits(config: Mapping[str, Any], endings: Endings, scheduler: Scheduler) -> RateLimits:
+    """The named rate limits, whose waiting tasks beat's due loop publishes."""
+    assert endings.admissions is not None
+    horizon = config["SCHEDULER_INTERVAL_SECONDS"]
+    scheduler.rate_limits = RateLimits(endings.db, endings.admissions, horizon)
+    return scheduler.rate_limits
+
+
 def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     """Every collaborator, built once and handed to whatever uses it."""
     registry = registry_of(config)
@@ -105,8 +121,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
     redactor = redact.Redactor.from_config(config)
     cache = CacheManager.from_url(config["REDIS_URL"], config["CACHE_TTL_SECONDS"])
     watch, streams = _live(config, db)
-    celery = create_celery("app", config, [*registry.queues, WEBHOOK_QUEUE], TaskerCelery, TaskerTask)
-    assert isinstance(celery, TaskerCelery)
+    celery = _celery(config, registry)
     broker = broker_class(config)(celery)
     secret_key = config["SECRET_KEY"] or local_secret(config["DATA_DIR"])
     deliveries = _deliveries(config, db, broker, secret_key)
@@ -151,6 +166,7 @@ def build_tasker(config: Mapping[str, Any]) -> tuple[Tasker, TaskerCelery]:
         streams=streams,
         deliveries=deliveries,
         pauses=recovery.pauses,
+        rate_limits=_rate_limits(config, endings, scheduler),
     )
     # The one extension of the Celery app: the services its tasks use, and the submit path that
     # .delay() and send_task() from Python go through.

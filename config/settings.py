@@ -360,6 +360,16 @@ DECLARED: tuple[Setting, ...] = (
         convert=tuple,
     ),
     _S(
+        "TASK_LIMITS",
+        TASKS,
+        "the named limits task types consume besides their declared ones, as `type=limit` "
+        "(comma-separated); a limit paces its tasks once an admin sets it (`PUT /api/v1/limits/<name>`)",
+        LIST,
+        ["query_chatgpt=openai", "weather=openweather"],
+        "query_chatgpt=openai,weather=openweather",
+        convert=tuple,
+    ),
+    _S(
         "TASK_MAX_DELIVERIES",
         TASKS,
         "starts a task may have without finishing (its worker died), on top of its "

@@ -44,3 +44,9 @@ def grouped(ctx: RunContext, group: str, seconds: float = 0) -> str:
         time.sleep(0.1)  # the work, in steps
         ctx.check_cancelled()
     return group
+
+
+@task(limits=["effects-pace"])
+def paced(n: int) -> int:
+    """`n`, at once: each run takes a token of the rate limit `effects-pace`."""
+    return n

@@ -14,6 +14,7 @@ from app.api.errors import register_error_handlers
 from app.api.events import StreamLimits, StreamSlots, create_event_routes
 from app.api.health import create_health_routes
 from app.api.keys import create_key_routes
+from app.api.limits import create_limit_routes
 from app.api.observe import register_observability
 from app.api.routes import create_routes
 from app.api.schedules import create_schedule_routes
@@ -58,6 +59,7 @@ def register_api(app: Flask, tasker: Any) -> None:
     limited = [
         create_routes(tasker.tasks),
         create_v1_routes(tasker.tasks, waits, tasker.served),
+        create_limit_routes(tasker.tasks, tasker.rate_limits),
         create_catalog_routes(
             tasker.tasks.registry, tasker.monitor, tasker.served, tasker.pauses, tasker.tasks.policy
         ),

@@ -101,6 +101,7 @@ def task_type_resource(
         "retry_policy": task_type.retry_policy.as_dict(),
         "priority": task_type.priority,
         "concurrency": None if task_type.concurrency is None else task_type.concurrency.as_json(),
+        "limits": list(task_type.limits),
         "parameters": parameters_schema(task_type, policy),
         "workers": None if workers is None else workers.get(task_type.name, 0),
     }

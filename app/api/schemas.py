@@ -436,6 +436,11 @@ class TaskTypeInfo(Schema):
             "gives one)"
         },
     )
+    limits = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "The named rate limits each run takes a token of (GET /api/v1/limits)"},
+    )
     parameters = fields.Dict(required=True, metadata={"description": "JSON Schema of the parameters"})
     workers = fields.Integer(
         required=True,
@@ -456,11 +461,40 @@ class ConcurrencyKeyView(Schema):
     waiting = fields.Integer(required=True, metadata={"description": "Tasks WAITING for a slot"})
 
 
+class RateLimitView(Schema):
+    name = fields.String(required=True, metadata={"example": "openai"})
+    rate = fields.String(required=True, metadata={"example": "60/minute"})
+    burst = fields.Integer(required=True, metadata={"description": "Tokens that may be taken at once"})
+    tokens = fields.Integer(metadata={"description": "Tokens free now"})
+    waiting = fields.Integer(metadata={"description": "Tasks WAITING for their turn under it"})
+
+
 class LimitsView(Schema):
     concurrency = fields.List(
         fields.Nested(ConcurrencyKeyView),
         required=True,
         metadata={"description": "Keys with unfinished tasks (the caller's; an admin's: everyone's)"},
+    )
+    rate_limits = fields.List(
+        fields.Nested(RateLimitView),
+        required=True,
+        metadata={"description": "Every named rate limit set, with its waiting tasks (the caller's)"},
+    )
+
+
+class RateLimitPut(StrictSchema):
+    rate = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$",
+            error='Must be "<count>/<second|minute|hour|day>", e.g. "10/second" or "60/minute".',
+        ),
+        metadata={"description": "Runs per period, across every worker", "example": "60/minute"},
+    )
+    burst = fields.Integer(
+        load_default=1,
+        validate=validate.Range(1, 10_000),
+        metadata={"description": "Runs that may start at once (default 1)"},
     )
 
 

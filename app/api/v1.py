@@ -189,15 +189,6 @@ def _add_list_and_actions(bp: Blueprint, task_manager: TaskManager) -> None:
         resource, cancelled = task_manager.cancel(parse_id(task_id), owner=scope())
         return resource, 200 if cancelled else 202
 
-    @bp.get("/limits")
-    @bp.doc(
-        summary="Concurrency keys with unfinished tasks: running and waiting, per key",
-        operationId="getLimits",
-    )
-    @bp.response(200, schemas.LimitsView)
-    def limits() -> dict[str, Any]:
-        return task_manager.limits(owner=scope())
-
     @bp.post("/tasks/retry")
     @bp.doc(
         summary="Retry every FAILED and CANCELLED task the filters match that is not retried yet",

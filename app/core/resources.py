@@ -123,7 +123,8 @@ class Task(_Resource):
     waiting_for = fields.Dict(
         metadata={
             "description": 'What a WAITING task waits for: {"queue_paused": queue}, its queue to be '
-            'resumed, or {"concurrency": key}, a slot of its key (only while it waits for one)'
+            'resumed; {"rate_limit": name, "until": time}, its turn under a rate limit; or '
+            '{"concurrency": key}, a slot of its key (only while it waits for one)'
         }
     )
     warnings = fields.List(
@@ -144,6 +145,9 @@ class Task(_Resource):
             }
             if row.status == TaskStatus.WAITING and row.concurrency_slot is None:
                 derived["waiting_for"] = {"concurrency": key}
+        limit = getattr(row, "rate_limit", None)
+        if limit is not None and row.status == TaskStatus.WAITING:
+            derived["waiting_for"] = {"rate_limit": limit, "until": utc_iso(row.rate_until)}
         paused = getattr(row, "paused_queue", None)
         if paused is not None and row.status == TaskStatus.WAITING:
             derived["waiting_for"] = {"queue_paused": paused}  # before any slot: the pause comes first

@@ -30,6 +30,7 @@ def _awaiting_in(table: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
         table.c.status == TaskStatus.WAITING,
         table.c.concurrency_slot.is_(None),
         table.c.paused_queue.is_(None),  # held by a paused queue: not admitted until it resumes
+        table.c.rate_limit.is_(None),  # waiting for its turn under a rate limit: not yet
     )
 
 

@@ -68,6 +68,8 @@ SLOT_HELD = "concurrency_slot IS NOT NULL AND status IN ('PENDING', 'STARTED', '
 SLOT_AWAITED = "concurrency_key IS NOT NULL AND status = 'WAITING' AND concurrency_slot IS NULL"
 # A task a paused queue holds (app/core/pauses.py); the migration repeats it.
 HELD = "paused_queue IS NOT NULL AND status = 'WAITING'"
+# A task waiting for its turn under a rate limit (app/core/rate_limits.py); the migration repeats it.
+PACED = "rate_limit IS NOT NULL AND status = 'WAITING'"
 
 tasks = sa.Table(
     "tasks",
@@ -131,6 +133,10 @@ tasks = sa.Table(
     sa.Column("concurrency_slot", sa.SmallInteger),
     # While WAITING: the paused queue that holds it (app/core/pauses.py); null otherwise.
     sa.Column("paused_queue", sa.String(100)),
+    # Its run's turn under a rate limit (app/core/rate_limits.py): while WAITING for it, the limit
+    # and the time its token is reserved for; once released, the time alone (its token is held).
+    sa.Column("rate_limit", sa.String(100)),
+    sa.Column("rate_until", UTCDateTime()),
     sa.CheckConstraint("concurrency_slot < concurrency_limit", name="ck_tasks_concurrency_slot"),
     # A slot is held while the row is in one of these statuses: the write that ends the task frees
     # it, whoever writes it (the worker, a cancel, the sweep). Over keyed rows only.
@@ -190,6 +196,10 @@ tasks = sa.Table(
         "created_at",
         postgresql_where=sa.text(HELD),
         sqlite_where=sa.text(HELD),
+    ),
+    # The tasks waiting for their turn under a rate limit, by when it comes (beat's due loop).
+    sa.Index(
+        "ix_tasks_rate_until", "rate_until", postgresql_where=sa.text(PACED), sqlite_where=sa.text(PACED)
     ),
     # Small (PENDING rows only): the oldest PENDING task of a queue without a walk over the rest.
     sa.Index(
@@ -344,6 +354,7 @@ _CLAIM = (
         started_at=utcnow(),
         **touched(),
         worker=sa.bindparam("claim_worker", type_=tasks.c.worker.type),
+        rate_until=None,  # its token is spent: a retry takes another
     )
     .returning(
         tasks.c.attempts,

@@ -48,11 +48,14 @@ STEP_COLUMNS = (
     tasks.c.id, tasks.c.step, tasks.c.name, tasks.c.status, tasks.c.result, tasks.c.error,
     tasks.c.waiting_parents, tasks.c.attempts, tasks.c.priority, tasks.c.timeout_seconds, tasks.c.created_at,
     tasks.c.queue, tasks.c.owner, tasks.c.workflow_id,
-    tasks.c.started_at, tasks.c.completed_at, tasks.c.paused_queue,
+    tasks.c.started_at, tasks.c.completed_at, tasks.c.paused_queue, tasks.c.rate_limit,
 )  # fmt: skip
-# A step WAITING for its parents or its turn, not one a paused queue holds (app/core/pauses.py):
-# that one's parents have ended, and resuming its queue publishes it.
-_waiting = sa.and_(tasks.c.status == TaskStatus.WAITING, tasks.c.paused_queue.is_(None))
+# A step WAITING for its parents or its turn in a map, not one a paused queue holds
+# (app/core/pauses.py) or one waiting under a rate limit (app/core/rate_limits.py): their parents
+# have ended, and the resume or beat publishes them.
+_waiting = sa.and_(
+    tasks.c.status == TaskStatus.WAITING, tasks.c.paused_queue.is_(None), tasks.c.rate_limit.is_(None)
+)
 
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> None:

@@ -216,6 +216,8 @@ class TaskerTask(Task):
             )
         )
         task_id = _task_uuid(request.id)
+        if task_id is not None and self._paced(task_id):
+            raise Ignore()  # its turn under a rate limit is later: beat publishes it then
         claimed = self._claim(task_id) if task_id is not None else None
         if claimed is None:
             if task_id is None or not self._held(task_id):
@@ -282,6 +284,20 @@ class TaskerTask(Task):
             metrics.TASK_RETRIES.labels(self.name_for_metrics).inc()
         self.observe_outcome("RETRYING", countdown=countdown)
         return self.retry(exc=exc, countdown=countdown, max_retries=None, throw=False)
+
+    def _paced(self, task_id: uuid.UUID) -> bool:
+        """Whether its type's rate limits put its run later: then it waits, WAITING, with no
+        message (app/core/rate_limits.py)."""
+        task_type = self.services.registry.for_celery_task(self.name)
+        if task_type is None or not task_type.limits:
+            return False
+        try:
+            until = self.services.rate_limits.take(task_id, task_type.limits)
+        except DatabaseUnavailable:
+            return False  # the claim finds the database away too, and retries
+        if until is not None:
+            logger.info("task %s waits for its turn under a rate limit, until %s", task_id, until.isoformat())
+        return until is not None
 
     def _held(self, task_id: uuid.UUID) -> bool:
         """Whether its queue is paused: then it waits, WAITING, until the queue is resumed (its

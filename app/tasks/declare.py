@@ -23,6 +23,8 @@ from app.core import concurrency
 from app.core.concurrency import ConcurrencySpec
 from app.core.errors import InvalidInput
 from app.core.ports import MAX_PRIORITY
+from app.core.rate_limits import NAME as LIMIT_NAME
+from app.core.rate_limits import NAME_RULE as LIMIT_NAME_RULE
 from app.core.retries import RETRY_ON
 from app.tasks.base import RunContext
 from app.tasks.hints import DeclarationError, schema_for
@@ -56,6 +58,7 @@ class Declaration:
     concurrency: ConcurrencySpec | None = (
         None  # its tasks' concurrency key; None: none unless a submit gives one
     )
+    limits: tuple[str, ...] = ()  # the named rate limits its runs consume (app/core/rate_limits.py)
 
     @property
     def celery_name(self) -> str:
@@ -85,6 +88,7 @@ def task(
     aliases: tuple[str, ...] | list[str] = (),
     secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None,
     concurrency: Mapping[str, Any] | None = None,
+    limits: tuple[str, ...] | list[str] = (),
 ) -> Any:
     """Declare a task type: `@task` or `@task(name=..., parameters=..., ...)` on a function.
 
@@ -103,6 +107,7 @@ def task(
     - `concurrency`: {"key": "global" | "owner" | {"$param": "/pointer"}, "limit": n, "strategy":
       "queue" | "cancel_in_progress" | "cancel_newest" | "keep_newest_queued"}: at most `limit`
       of its tasks of one key run at once (app/core/concurrency.py); a submit may narrow it.
+    - `limits`: the named rate limits each run takes a token of (app/core/rate_limits.py).
     """
     options = {
         "parameters": parameters,
@@ -115,6 +120,7 @@ def task(
         "aliases": tuple(aliases),
         "secrets": secrets,
         "concurrency": concurrency,
+        "limits": tuple(limits),
     }
     if callable(name):  # the bare @task
         return _declare(name, None, options)
@@ -140,6 +146,7 @@ def _declare(function: Callable[..., Any], name: str | None, options: dict[str, 
         **_retries(options["retry_policy"], where),
         secrets=options["secrets"],
         concurrency=_concurrency(options["concurrency"], where),
+        limits=tuple(_checked_limit(limit, where) for limit in options["limits"]),
     )
     with _lock:
         earlier = _declared.get(declaration.name)
@@ -153,6 +160,12 @@ def _declare(function: Callable[..., Any], name: str | None, options: dict[str, 
             )
         _declared[declaration.name] = declaration
     return shared_task(name=declaration.celery_name, pass_context=takes_context)(function)
+
+
+def _checked_limit(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not LIMIT_NAME.fullmatch(value):
+        raise DeclarationError(f"{where}: limits name rate limits: {value!r} is not {LIMIT_NAME_RULE}")
+    return value
 
 
 def _concurrency(value: Any, where: str) -> ConcurrencySpec | None:

@@ -3,8 +3,9 @@ aliases, parameter schemas, queues, limits, retries."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from marshmallow import Schema, ValidationError
 from app.core.concurrency import ConcurrencySpec
 from app.core.errors import InvalidInput, UnknownTaskType, describe_messages
 from app.core.ports import DEFAULT_PRIORITY
+from app.core.rate_limits import NAME as LIMIT_NAME
+from app.core.rate_limits import NAME_RULE as LIMIT_NAME_RULE
 from app.core.retries import RetryPolicy, retry_policy_of
 from app.tasks.declare import Declaration, declared
 from app.tasks.hints import DeclarationError
@@ -36,6 +39,7 @@ class TaskType:
     # (parameters) -> (parameters with its secrets masked, the secrets), sealed at submit; None: none
     secrets: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None
     concurrency: ConcurrencySpec | None = None  # its tasks' concurrency key (app/core/concurrency.py)
+    limits: tuple[str, ...] = ()  # the named rate limits its runs consume (app/core/rate_limits.py)
 
     @property
     def celery_name(self) -> str:
@@ -81,6 +85,25 @@ class Registry:
     def for_celery_task(self, celery_name: str) -> TaskType | None:
         return self._by_celery_name.get(celery_name)
 
+    def with_limits(self, pairs: Iterable[str]) -> Registry:
+        """The registry with the named rate limits TASK_LIMITS adds ("type=limit" each) to the
+        types' own; DeclarationError for a malformed pair or an unknown type."""
+        added: dict[str, list[str]] = {}
+        for pair in pairs:
+            type_name, _, limit = pair.partition("=")
+            if type_name not in self._by_name or not LIMIT_NAME.fullmatch(limit):
+                raise DeclarationError(
+                    f"TASK_LIMITS: {pair!r} is not type=limit with a task type's name and a limit "
+                    f"of {LIMIT_NAME_RULE}"
+                )
+            added.setdefault(self._by_name[type_name].name, []).append(limit)
+        return Registry(
+            [
+                dataclasses.replace(t, limits=tuple(dict.fromkeys([*t.limits, *added.get(t.name, [])])))
+                for t in self._types
+            ]
+        )
+
     def resolve(self, name: Any, field: str = "name") -> TaskType:
         """The task type called `name` (or an alias); UnknownTaskType names `field` and the valid names."""
         found = self._by_name.get(name) if isinstance(name, str) else None
@@ -117,6 +140,7 @@ def task_type_of(declaration: Declaration, default_task_timeout: int, max_retry_
         module=declaration.module,
         secrets=declaration.secrets,
         concurrency=declaration.concurrency,
+        limits=declaration.limits,
         **limits,
     )
 

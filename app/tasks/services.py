@@ -21,6 +21,7 @@ from app.core.live.streams import StreamHub
 from app.core.metrics import Snapshot
 from app.core.monitor import Monitor
 from app.core.pauses import Pauses
+from app.core.rate_limits import RateLimits
 from app.core.schedule_manager import ScheduleManager
 from app.core.sealing import Sealer
 from app.core.served import ServedTypes
@@ -58,3 +59,4 @@ class Tasker:
     sealer: Sealer  # opens what a type keeps out of its parameters (http_request's credential headers)
     http_targets: HttpTargets  # who http_request may call
     pauses: Pauses  # paused queues
+    rate_limits: RateLimits  # named rate limits

@@ -311,7 +311,8 @@ def test_task_types_list_every_type_with_its_json_schema(client):
         "start_workflow",
     }
     own = {"count_items", "add_tax", "flaky_lookup", "list_objects", "resize_image", "summarize"}  # mytasks
-    assert set(types) == built_in | own | {"spread", "record", "total", "grouped"}  # and tests/effects.py's
+    effects = {"spread", "record", "total", "grouped", "paced"}  # tests/effects.py
+    assert set(types) == built_in | own | effects
     assert {name for name, t in types.items() if t["module"] == "mytasks"} == own
     assert types["sum_two_numbers"]["aliases"] == ["sum"]
     assert types["query_chatgpt"]["queue"] == "external_api" and types["query_chatgpt"]["max_retries"] == 3

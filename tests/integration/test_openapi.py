@@ -112,6 +112,8 @@ def fuzz_app(stack):
     tasker = app.extensions["tasker"]
     for queue in tasker.registry.queues:  # a generated name may have paused one of the stack's
         tasker.pauses.resume(queue)
+    for limit in tasker.rate_limits.summary():  # and set rate limits the stack's types consume
+        tasker.rate_limits.delete(limit["name"])
     tasker.db.dispose()
 
 

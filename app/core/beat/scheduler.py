@@ -23,6 +23,7 @@ from app.core.database_manager import DatabaseManager
 from app.core.errors import BrokerUnavailable, InvalidInput
 from app.core.live.changes import LIST_STREAMS, TASK_STREAMS
 from app.core.ports import Registry
+from app.core.rate_limits import RateLimits
 from app.core.webhooks import Deliveries
 from app.models import schedule as schedule_model
 from app.models import task as task_model
@@ -49,6 +50,7 @@ class Scheduler:
         self.registry = registry
         self.broker = broker
         self.announce = announce  # tells event streams of each task made or released
+        self.rate_limits: RateLimits | None = None  # tasks waiting their turn under a rate limit
 
     def run_due(self, now: datetime | None = None) -> dict[str, int] | None:
         """One pass: tasks made by schedules, and SCHEDULED tasks published; None if another pass runs.
@@ -62,6 +64,8 @@ class Scheduler:
             fired = sum(self._fire(row, now) for row in self.db.run(lambda c: schedule_model.due(c, now)))
             released = sum(self._release(row) for row in self.db.run(lambda c: task_model.due(c, now)))
             counts = {"fired": fired, "released": released}
+            if self.rate_limits is not None:  # tasks whose turn under a rate limit has come
+                counts["paced"] = self.rate_limits.release_due()
             if self.deliveries is not None:
                 # Always by the database's clock: a `now` passed to move time for schedules
                 # must not send retries early.

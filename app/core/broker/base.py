@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 import amqp.exceptions
@@ -56,6 +57,7 @@ class Message:
     # The request id of the caller's log context, taken on the caller's thread (see headers()).
     headers: dict[str, str] | None = None
     sealed: str | None = None  # the secrets its parameters show masked, sealed (app/core/sealing.py)
+    eta: datetime | None = None  # not to start before (a rate limit's token); None: at once
 
     @property
     def all_headers(self) -> dict[str, str] | None:
@@ -159,6 +161,7 @@ class Broker:
             retry_policy=PUBLISH_RETRY,
             confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
             headers=message.all_headers,
+            eta=message.eta,
             **once,
         )
 

@@ -73,14 +73,14 @@ class RedisBroker(Broker):
             logger.warning("publishing through send_task, as these are set: %s", "; ".join(blockers))
 
     def enqueue(self, message: Message) -> None:
-        if self.writer is None:
+        if self.writer is None or message.eta is not None:  # the writer sends no ETA: Celery's path
             return super().enqueue(message)
         with broker_errors():
             self.writer.push(*self._writer_message(message))
 
     def enqueue_many(self, messages: Sequence[Message]) -> list[BrokerUnavailable | None]:
         """One round trip, all or none."""
-        if self.writer is None:
+        if self.writer is None or any(message.eta is not None for message in messages):
             return super().enqueue_many(messages)
         pushes = [self.writer.message(*self._writer_message(message)) for message in messages]
         try:

@@ -268,11 +268,12 @@ class StepRelease:
         """An expanded map's head left WAITING: ended if its items all have; else its waiting items
         released while fewer than max_parallel run. None when nothing was wrong."""
         follow = FollowUp()
-        # Items a paused queue holds count as running: resuming the queue publishes them.
+        # Items a paused queue holds, or waiting under a rate limit, count as running: they are
+        # published when the queue resumes or their turn comes.
         waiting = [
             row
             for row in maps.in_order(items)
-            if row.status == TaskStatus.WAITING and row.paused_queue is None
+            if row.status == TaskStatus.WAITING and row.paused_queue is None and row.rate_limit is None
         ]
         if not any(row.status not in task_model.TERMINAL for row in items):
             if (status := self._end_map(conn, workflow, spec["id"], end_step, follow)) is not None:
