@@ -153,6 +153,15 @@ class ConcurrencyRequest(StrictSchema):
             "description": 'What makes tasks share a key: "global" (the default), "owner", or {"$param": '
             '"/customer_id"} (per owner and value of that parameter). A type that declares a key keeps it.',
             "example": "owner",
+            "oneOf": [
+                {"type": "string", "enum": list(concurrency.KEYS)},
+                {
+                    "type": "object",
+                    "properties": {"$param": {"type": "string", "pattern": r"^(/([^/~]|~[01])*)+$"}},
+                    "required": ["$param"],
+                    "additionalProperties": False,
+                },
+            ],
         },
     )
     limit = fields.Integer(

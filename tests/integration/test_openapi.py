@@ -46,6 +46,8 @@ SETTINGS = settings(
 # test_workflow_templates.py cover those rules, and a 400 for each.
 # A bulk submit answers 200 with each item's own outcome: an item that breaks the submit's schema
 # refuses only itself, with the 400 a single submit would give (tests/integration/test_bulk.py).
+# A rate limit's name in its path is 1 to 100 letters, digits, '_', '.' or '-': a generated path
+# segment is rightly a 400 (tests/integration/test_rate_limits.py covers it).
 # A bulk retry's or cancel's `owner` is for admin keys only, as the list's is: in open mode (the
 # stateful phase) a generated owner is rightly a 400.
 EXCLUDED = {
@@ -56,6 +58,7 @@ EXCLUDED = {
     "GET /api/v1/workflows": [positive_data_acceptance],
     "POST /api/v1/workflows": [positive_data_acceptance],
     "PUT /api/v1/workflow-templates/{name}": [positive_data_acceptance],
+    "PUT /api/v1/limits/{name}": [positive_data_acceptance],
     "GET /api/v1/schedules": [positive_data_acceptance],
     "GET /health/ready": [not_a_server_error],
     "POST /api/v1/schedules": [positive_data_acceptance],
@@ -78,9 +81,17 @@ def excluded_checks(case) -> list:
         # is rightly a 400 more often than not. Nor has "a URL whose host resolves to public
         # addresses only" (tests/integration/test_webhooks.py covers it).
         excluded.append(positive_data_acceptance)
-    if isinstance(case.body, dict) and "http_request" in (case.body.get("name"), case.body.get("task_name")):
-        # Nor have "a host HTTP_TASK_ALLOWED_HOSTS names" and header names (OpenAPI 3.0 has no
-        # propertyNames): tests/integration/test_http_request.py covers both.
+    if isinstance(case.body, dict) and "concurrency" in case.body:
+        # Whether a submit's concurrency needs a limit depends on its task type (one that declares
+        # a key gives it): no JSON Schema form. tests/integration/test_concurrency.py covers it.
+        excluded.append(positive_data_acceptance)
+    if isinstance(case.body, dict) and {case.body.get("name"), case.body.get("task_name")} & {
+        "http_request",
+        "start_workflow",
+    }:
+        # Nor have "a host HTTP_TASK_ALLOWED_HOSTS names" and header names, nor the keys of a
+        # workflow's input (no NUL): OpenAPI 3.0 has no propertyNames.
+        # tests/integration/test_http_request.py and test_workflow_templates.py cover them.
         excluded.append(positive_data_acceptance)
     return excluded
 
@@ -179,9 +190,10 @@ def test_stateful_sequences_follow_the_links_and_conform(stateful_app):
     """The stateful phase: submit then read, cancel, retry; create a schedule then read, change,
     delete; run-task then get-task-output, with ids from earlier responses (the document's links)."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", stateful_app)
-    # Templates have no links to follow; in the machine they only crowd out the linked sequences
-    # (the operation test above covers them).
-    machine = schema.exclude(path_regex=ENDLESS).exclude(path_regex="/workflow-templates").as_state_machine()
+    # Templates, limits and a queue's pause have no links to follow; in the machine they only crowd
+    # out the linked sequences (the operation test above covers them).
+    unlinked = r"/workflow-templates|/api/v1/limits|/api/v1/queues/"
+    machine = schema.exclude(path_regex=ENDLESS).exclude(path_regex=unlinked).as_state_machine()
     steps: list[str] = []
 
     class Conforming(machine):  # type: ignore[misc, valid-type]
