@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,7 @@ from sqlalchemy.engine import Connection, Row
 
 from app.core.broker import Broker, Message
 from app.core.errors import BrokerUnavailable, InvalidInput
-from app.core.live.changes import LIST_STREAMS, Watch
+from app.core.live.changes import LIST_STREAMS, TASK_STREAMS, Watch
 from app.core.ports import Registry
 from app.models import concurrency as concurrency_model
 from app.models.task import TaskStatus
@@ -189,6 +191,20 @@ class Admissions:
             per_owner[best.owner] += 1
             admitted.append(self.message(best))
         return admitted
+
+    def admit_keys(self, conn: Connection, keys: Iterable[str]) -> list[Message]:
+        """The waiting tasks of each of `keys` admitted, key by key (in order), each under its lock."""
+        admitted: list[Message] = []
+        for key in sorted(set(keys)):
+            self.lock(conn, key)
+            admitted += self.admit(conn, key)
+        return admitted
+
+    def set_aside(self, task_id: uuid.UUID, admitted: list[Message]) -> None:
+        """After the commit that set a task aside as WAITING (a paused queue, a rate limit's later
+        turn) and admitted its key's next tasks: readers told, the admitted published."""
+        self.watch.announce(task_id, TaskStatus.WAITING, TASK_STREAMS)
+        self.publish(admitted)
 
     def message(self, row: Row) -> Message:
         """The message of an admitted task (its row's name, parameters, priority, limits, secrets)."""

@@ -24,10 +24,8 @@ from sqlalchemy.engine import Connection
 from app.core.concurrency import Admissions
 from app.core.database_manager import DatabaseManager
 from app.core.errors import NotFound
-from app.core.live.changes import TASK_STREAMS
 from app.models import pauses as pause_model
 from app.models import task as task_model
-from app.models.task import TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +84,7 @@ class Pauses:
 
         queue, admitted = self.db.run(held)
         if queue is not None:
-            self.admissions.watch.announce(task_id, TaskStatus.WAITING, TASK_STREAMS)
-            self.admissions.publish(admitted)
+            self.admissions.set_aside(task_id, admitted)
         return queue
 
     def release_stranded(self) -> int:
@@ -100,11 +97,7 @@ class Pauses:
     def _release(self, queue: str, release: Any) -> int:
         def released(conn: Connection) -> list[Any]:
             rows, keys = release(conn)
-            messages = [self.admissions.message(row) for row in rows]
-            for key in keys:
-                self.admissions.lock(conn, key)
-                messages += self.admissions.admit(conn, key)
-            return messages
+            return [self.admissions.message(row) for row in rows] + self.admissions.admit_keys(conn, keys)
 
         messages = self.db.run(released)
         self.admissions.publish(messages)

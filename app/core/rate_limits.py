@@ -32,7 +32,6 @@ from sqlalchemy.engine import Connection
 from app.core.concurrency import Admissions
 from app.core.database_manager import DatabaseManager
 from app.core.errors import InvalidInput, NotFound
-from app.core.live.changes import TASK_STREAMS
 from app.models import rate_limits as limit_model
 from app.models import task as task_model
 from app.models.task import TaskStatus
@@ -125,8 +124,7 @@ class RateLimits:
 
         until, admitted = self.db.run(turn)
         if until is not None:
-            self.admissions.watch.announce(task_id, TaskStatus.WAITING, TASK_STREAMS)
-            self.admissions.publish(admitted)
+            self.admissions.set_aside(task_id, admitted)
         return until
 
     def release_due(self) -> int:
@@ -140,10 +138,8 @@ class RateLimits:
                 for row in rows
                 if row.concurrency_key is None
             ]
-            for key in sorted({row.concurrency_key for row in rows if row.concurrency_key is not None}):
-                self.admissions.lock(conn, key)
-                messages += self.admissions.admit(conn, key)
-            return messages
+            keys = [row.concurrency_key for row in rows if row.concurrency_key is not None]
+            return messages + self.admissions.admit_keys(conn, keys)
 
         messages = self.db.run(released)
         self.admissions.publish(messages)
